@@ -1,0 +1,46 @@
+"""Live updates to browsers: group names, event types and the publisher used by workers.
+
+Publishers (Celery tasks, sentinel processes) call :func:`publish`; every websocket consumer in
+the group receives the event and relays it as JSON (see ``dashboard.consumers``).
+
+Channels dispatches an event to the consumer method named after its ``type`` with dots turned
+into underscores (``window.update`` -> ``window_update``). An unknown type would crash every
+consumer in the group, so :func:`publish` only accepts the types listed here.
+
+channels-redis keeps at most ``CHANNEL_LAYER_CAPACITY`` messages per channel and drops the
+rest: publish about one snapshot per second per group, not one event per record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+OVERVIEW_GROUP = "overview"
+
+WINDOW_UPDATE = "window.update"
+VERDICT_UPDATE = "verdict.update"
+EVENT_TYPES = frozenset({WINDOW_UPDATE, VERDICT_UPDATE})
+
+
+def sentinel_group(sentinel_id: int) -> str:
+    """Name of the group that receives the updates of one sentinel."""
+    return f"sentinel.{int(sentinel_id)}"
+
+
+def publish(group: str, event_type: str, payload: dict[str, Any]) -> None:
+    """Send ``payload`` to every websocket in ``group`` (synchronous; call from sync code).
+
+    ``payload`` must be msgpack-serializable (plain dicts, lists, str, numbers, bools, None).
+    From async code use ``await channel_layer.group_send(...)`` with the same message shape.
+    """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(
+            f"unknown live event type {event_type!r}; expected one of {sorted(EVENT_TYPES)}"
+        )
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("CHANNEL_LAYERS is not configured")
+    async_to_sync(layer.group_send)(group, {"type": event_type, "payload": payload})

@@ -1,0 +1,1 @@
+"""Dashboard models: clusters, profiles, sentinels, metric windows, alerts (added by later issues)."""

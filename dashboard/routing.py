@@ -1,0 +1,14 @@
+"""Websocket URL routes (mounted by ``dashboard.asgi``)."""
+
+from django.urls import path
+
+from dashboard import consumers
+
+websocket_urlpatterns = [
+    path("ws/overview/", consumers.OverviewConsumer.as_asgi(), name="ws-overview"),
+    path(
+        "ws/sentinel/<int:sentinel_id>/",
+        consumers.SentinelConsumer.as_asgi(),
+        name="ws-sentinel",
+    ),
+]

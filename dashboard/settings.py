@@ -1,0 +1,210 @@
+"""Django settings for Delivery Sentinel.
+
+Zero-config for local development: with no environment at all this runs against SQLite in the
+project root, Redis on 127.0.0.1:6379 and the three-node local Kafka cluster. Everything else
+comes from environment variables read through the typed helpers in ``dashboard.envconf``; a
+malformed value stops the process at import with an error naming the variable. Secrets also
+accept ``NAME_FILE`` (path to a file holding the value).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from dashboard.envconf import (
+    EnvError,
+    envbool,
+    envbootstrap,
+    envchoice,
+    envint,
+    envlist,
+    envredisurl,
+    envsecret,
+    mask_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Core -------------------------------------------------------------------------------------
+
+DEBUG = envbool("DJANGO_DEBUG", True)
+
+_DEV_SECRET_KEY = "django-insecure-delivery-sentinel-local-development-only"
+SECRET_KEY = envsecret("DJANGO_SECRET_KEY", None) or ""
+if not SECRET_KEY:
+    if not DEBUG:
+        raise EnvError(
+            "DJANGO_SECRET_KEY: required when DJANGO_DEBUG is false "
+            "(set DJANGO_SECRET_KEY or DJANGO_SECRET_KEY_FILE)"
+        )
+    SECRET_KEY = _DEV_SECRET_KEY
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost")
+# Needed when the dashboard is served over HTTPS under a public name, e.g. https://ds.example.com
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+# Off by default so a plain-HTTP deployment can still log in; turn on behind TLS.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", False)
+
+INSTALLED_APPS = [
+    "daphne",  # first: its runserver replaces Django's with an ASGI one
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "dashboard.urls"
+WSGI_APPLICATION = "dashboard.wsgi.application"
+ASGI_APPLICATION = "dashboard.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+
+_DATABASE_URL = envsecret("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+assert _DATABASE_URL is not None
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            _DATABASE_URL,
+            conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0, min=0),
+            conn_health_checks=True,
+        )
+    }
+except ValueError as exc:  # unknown scheme, bad port, ...
+    raise EnvError(f"DATABASE_URL: {exc} (got {mask_url(_DATABASE_URL)!r})") from None
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth -------------------------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- I18N / time ------------------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files (served by WhiteNoise from STATIC_ROOT; run collectstatic when DEBUG is off) -
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Fixed at import time: pytest-django flips DEBUG off at run time, and WhiteNoise would then
+# look for a collected STATIC_ROOT that a development checkout does not have.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Redis, Channels, Celery ------------------------------------------------------------------
+
+REDIS_URL = envredisurl("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis' blocking
+            # BZPOPMIN, so every idle consumer crashed (redis/redis-py#4091). Redis always
+            # answers a 5 s BZPOPMIN, so a read silent for 15 s means a dead connection.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
+            # Messages per channel before new ones are dropped; publishers throttle to ~1/s.
+            "capacity": envint("CHANNEL_LAYER_CAPACITY", 100, min=1),
+            # A live update older than this is worthless to a dashboard: drop it.
+            "expiry": envint("CHANNEL_LAYER_EXPIRY", 30, min=1),
+        },
+    }
+}
+
+CELERY_BROKER_URL = envredisurl("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = envredisurl("CELERY_RESULT_BACKEND", REDIS_URL)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis redelivers a task not acked within visibility_timeout; keep it well above any task's
+# run time. Long-running sentinel loops must not be plain tasks (see DESIGN.md).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_ACKS_LATE = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TIMEZONE = TIME_ZONE
+# Keep Django's LOGGING (with secret redaction) in worker processes too.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+
+# --- Kafka ------------------------------------------------------------------------------------
+
+KAFKA_BOOTSTRAP_SERVERS = envbootstrap(
+    "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
+)
+
+# --- Logging ----------------------------------------------------------------------------------
+
+LOG_LEVEL = envchoice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_secrets": {"()": "dashboard.redact.RedactingFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d: %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+    },
+}

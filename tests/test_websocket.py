@@ -1,0 +1,100 @@
+"""Live websockets through the full ASGI stack and the real Redis channel layer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from dashboard.consumers import CLOSE_UNAUTHENTICATED
+from dashboard.live import OVERVIEW_GROUP, VERDICT_UPDATE, WINDOW_UPDATE, publish, sentinel_group
+
+# Session lookups happen in a worker thread, outside the test's transaction.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_url")]
+
+TIMEOUT = 5
+
+
+async def test_it_sends_state_then_relays_published_windows(asgi, alice):
+    ws = await asgi.websocket("/ws/overview/", user=alice)
+    connected, _ = await ws.connect(timeout=TIMEOUT)
+    assert connected
+
+    state = await ws.receive_json_from(timeout=TIMEOUT)
+    assert state["type"] == "state"
+    assert state["group"] == OVERVIEW_GROUP
+    assert datetime.fromisoformat(state["server_time"]).tzinfo is not None
+
+    payload = {"sentinel_id": 7, "acked": 120, "lost": 0, "partition": 2}
+    await sync_to_async(publish)(OVERVIEW_GROUP, WINDOW_UPDATE, payload)
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "window", **payload}
+
+
+async def test_it_relays_verdicts_to_the_sentinel_group_only(asgi, alice):
+    mine = await asgi.websocket("/ws/sentinel/41/", user=alice)
+    other = await asgi.websocket("/ws/sentinel/42/", user=alice)
+    for ws in (mine, other):
+        assert (await ws.connect(timeout=TIMEOUT))[0]
+    assert (await mine.receive_json_from(timeout=TIMEOUT))["group"] == "sentinel.41"
+    assert (await other.receive_json_from(timeout=TIMEOUT))["group"] == "sentinel.42"
+
+    await sync_to_async(publish)(sentinel_group(41), VERDICT_UPDATE, {"verdict": "VIOLATED"})
+    assert await mine.receive_json_from(timeout=TIMEOUT) == {
+        "type": "verdict",
+        "verdict": "VIOLATED",
+    }
+    assert await other.receive_nothing(timeout=0.5)
+
+
+async def test_it_does_not_let_a_payload_override_the_message_type(asgi, alice):
+    ws = await asgi.websocket("/ws/overview/", user=alice)
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+    await ws.receive_json_from(timeout=TIMEOUT)
+    await sync_to_async(publish)(OVERVIEW_GROUP, WINDOW_UPDATE, {"type": "state", "n": 1})
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "window", "n": 1}
+
+
+async def test_it_ignores_client_frames(asgi, alice):
+    ws = await asgi.websocket("/ws/overview/", user=alice)
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+    await ws.receive_json_from(timeout=TIMEOUT)
+    await ws.send_to(text_data="not json {")
+    assert await ws.receive_nothing(timeout=0.5)
+    # Still alive: a published event still arrives.
+    await sync_to_async(publish)(OVERVIEW_GROUP, VERDICT_UPDATE, {"verdict": "HOLDING"})
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "verdict", "verdict": "HOLDING"}
+
+
+async def test_it_closes_anonymous_clients_with_4401(asgi):
+    ws = await asgi.websocket("/ws/overview/")
+    # Accepted first, so that browsers see the 4401 code instead of a failed handshake.
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+    closing = await ws.receive_output(timeout=TIMEOUT)
+    assert closing == {"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED}
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", None])
+async def test_it_refuses_foreign_or_missing_origins(asgi, alice, origin):
+    ws = await asgi.websocket("/ws/overview/", user=alice, origin=origin)
+    connected, code = await ws.connect(timeout=TIMEOUT)
+    assert not connected
+    assert code == 1000
+
+
+def test_it_rejects_unknown_event_types():
+    with pytest.raises(ValueError, match="unknown live event type"):
+        publish(OVERVIEW_GROUP, "window.delete", {})
+
+
+@pytest.mark.slow
+async def test_it_keeps_idle_sockets_alive_past_the_redis_blocking_read(asgi, alice):
+    """channels-redis blocks in BZPOPMIN for 5 s; redis-py 8 defaults socket_timeout to 5 s,
+    which crashed every idle consumer (redis/redis-py#4091) unless the layer overrides it."""
+    ws = await asgi.websocket("/ws/overview/", user=alice)
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+    await ws.receive_json_from(timeout=TIMEOUT)
+    # Idle for longer than the blocking read; the consumer must neither crash nor close.
+    assert await ws.receive_nothing(timeout=7, interval=0.1)
+    await sync_to_async(publish)(OVERVIEW_GROUP, WINDOW_UPDATE, {"n": 2})
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "window", "n": 2}

@@ -1,0 +1,9 @@
+"""Short Celery tasks. Keep them thin: they call into services and domain code."""
+
+from celery import shared_task
+
+
+@shared_task
+def ping() -> str:
+    """Liveness probe for the worker and broker round trip."""
+    return "pong"
