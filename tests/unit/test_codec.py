@@ -1,0 +1,168 @@
+"""Record codec: round trips, exact layout, and never raising on garbage."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.codec import (
+    HEADER_SIZE,
+    Foreign,
+    Record,
+    decode,
+    decode_fields,
+    encode,
+    new_run_id,
+    run_started_ms,
+)
+
+REC = Record(
+    sentinel_id=7,
+    run_id=0x0123_4567_89AB_CDEF,
+    partition=3,
+    seq=42,
+    produce_ts_us=1_700_000_000_000_000,
+)
+
+records = st.builds(
+    Record,
+    sentinel_id=st.integers(0, 2**32 - 1),
+    run_id=st.integers(0, 2**64 - 1),
+    partition=st.integers(0, 2**32 - 1),
+    seq=st.integers(0, 2**64 - 1),
+    produce_ts_us=st.integers(0, 2**64 - 1),
+)
+
+
+def test_it_has_a_39_byte_header() -> None:
+    assert HEADER_SIZE == 39
+    assert len(encode(REC)) == 39
+
+
+def test_it_writes_the_documented_layout() -> None:
+    data = encode(REC)
+    body = struct.pack(">2sBIQIQQ", b"DS", 1, 7, REC.run_id, 3, 42, REC.produce_ts_us)
+    assert data == body + struct.pack(">I", zlib.crc32(body))
+
+
+def test_it_pads_with_zeros_to_the_requested_size() -> None:
+    data = encode(REC, size=100)
+    assert len(data) == 100
+    assert data[HEADER_SIZE:] == bytes(100 - HEADER_SIZE)
+    assert decode(data) == REC
+
+
+def test_it_refuses_a_size_smaller_than_the_header() -> None:
+    with pytest.raises(ValueError):
+        encode(REC, size=HEADER_SIZE - 1)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("sentinel_id", 2**32),
+        ("partition", -1),
+        ("seq", 2**64),
+        ("run_id", -5),
+        ("produce_ts_us", 2**64),
+    ],
+)
+def test_it_refuses_fields_that_do_not_fit(field: str, value: int) -> None:
+    fields = {
+        "sentinel_id": 1,
+        "run_id": 1,
+        "partition": 1,
+        "seq": 1,
+        "produce_ts_us": 1,
+        field: value,
+    }
+    with pytest.raises(ValueError):
+        encode(Record(**fields))
+
+
+@settings(max_examples=200)
+@given(record=records, pad=st.integers(0, 64))
+def test_it_round_trips_any_record(record: Record, pad: int) -> None:
+    data = encode(record, size=HEADER_SIZE + pad)
+    assert decode(data) == record
+    assert decode(memoryview(data)) == record
+    assert decode(bytearray(data)) == record
+    assert decode_fields(data) == (
+        record.sentinel_id,
+        record.run_id,
+        record.partition,
+        record.seq,
+        record.produce_ts_us,
+    )
+
+
+def test_it_checks_sentinel_and_partition_only_when_asked() -> None:
+    data = encode(REC)
+    assert decode(data, sentinel_id=7, partition=3) == REC
+    assert decode(data, sentinel_id=8) == Foreign("unknown-sentinel")
+    assert decode(data, partition=4) == Foreign("partition-mismatch")
+    assert decode(data, sentinel_id=8, partition=4) == Foreign("unknown-sentinel")
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (None, "empty"),
+        (b"", "empty"),
+        (b"X", "bad-magic"),
+        (b"D", "truncated"),
+        (b"DS", "truncated"),
+        (b"DS\x01", "truncated"),
+        (b"DS\x02", "unknown-version"),
+        (encode(REC)[:-1], "truncated"),
+        (b"XS" + encode(REC)[2:], "bad-magic"),
+        (b"DS\x09" + encode(REC)[3:], "unknown-version"),
+        (encode(REC)[:20] + b"\xff" + encode(REC)[21:], "bad-checksum"),
+        (encode(REC)[:-1] + bytes([encode(REC)[-1] ^ 1]), "bad-checksum"),
+        ("DS" + "x" * 50, "not-bytes"),
+        (12345, "not-bytes"),
+        (object(), "not-bytes"),
+    ],
+)
+def test_it_names_why_a_value_is_foreign(value: object, reason: str) -> None:
+    assert decode(value) == Foreign(reason)  # type: ignore[arg-type]
+
+
+@settings(max_examples=500)
+@given(value=st.binary(max_size=80))
+def test_it_never_raises_on_arbitrary_bytes(value: bytes) -> None:
+    result = decode(value, sentinel_id=1, partition=0)
+    assert isinstance(result, Record | Foreign)
+
+
+@settings(max_examples=300)
+@given(record=records, flip=st.integers(0, HEADER_SIZE * 8 - 1))
+def test_it_detects_any_single_bit_flip_in_the_header(record: Record, flip: int) -> None:
+    data = bytearray(encode(record))
+    data[flip // 8] ^= 1 << (flip % 8)
+    assert isinstance(decode(bytes(data)), Foreign)
+
+
+def test_it_orders_run_ids_by_start_time() -> None:
+    early = new_run_id(now_ms=1_700_000_000_000, rand=0xFFFF)
+    late = new_run_id(now_ms=1_700_000_000_001, rand=0)
+    assert early < late
+    assert run_started_ms(early) == 1_700_000_000_000
+    assert late & 0xFFFF == 0
+    assert early == (1_700_000_000_000 << 16) | 0xFFFF
+
+
+def test_it_makes_run_ids_that_fit_in_64_bits_and_differ() -> None:
+    ids = {new_run_id() for _ in range(50)}
+    assert all(0 < run < 2**64 for run in ids)
+    assert len(ids) > 1
+
+
+@pytest.mark.parametrize("now_ms, rand", [(-1, 0), (2**48, 0), (0, 2**16), (0, -1)])
+def test_it_refuses_run_id_parts_that_do_not_fit(now_ms: int, rand: int) -> None:
+    with pytest.raises(ValueError):
+        new_run_id(now_ms=now_ms, rand=rand)

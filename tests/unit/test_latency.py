@@ -1,0 +1,129 @@
+"""Latency histogram: percentiles within the relative error, merging, JSON round trip."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.latency import RELATIVE_ERROR, LatencyHistogram
+
+
+def exact_percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile, the definition LatencyHistogram.percentile documents."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def assert_close(got: float | None, want: float) -> None:
+    assert got is not None
+    assert abs(got - want) <= RELATIVE_ERROR * want + 1e-12, (got, want)
+
+
+def test_it_is_empty_at_first() -> None:
+    hist = LatencyHistogram()
+    assert hist.percentile(50) is None
+    assert hist.summary() == {"p50": None, "p99": None, "max": None, "count": 0}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_it_reports_percentiles_within_the_relative_error(seed: int) -> None:
+    rng = random.Random(seed)
+    values = [rng.lognormvariate(1.0, 2.0) for _ in range(5000)]
+    values = [min(max(v, 0.01), 3_600_000.0) for v in values]
+    hist = LatencyHistogram()
+    hist.record_many(values)
+    for q in (1, 10, 25, 50, 75, 90, 99, 99.9):
+        assert_close(hist.percentile(q), exact_percentile(values, q))
+    assert hist.percentile(0) == min(values)
+    assert hist.percentile(100) == max(values)
+    assert hist.count == 5000
+    assert hist.sum == pytest.approx(sum(values))
+
+
+@settings(max_examples=200)
+@given(values=st.lists(st.floats(0.01, 3_600_000.0), min_size=1, max_size=200), q=st.floats(0, 100))
+def test_it_stays_within_the_relative_error_for_any_data(values: list[float], q: float) -> None:
+    hist = LatencyHistogram()
+    hist.record_many(values)
+    assert_close(hist.percentile(q), exact_percentile(values, q))
+
+
+def test_it_summarises_p50_p99_max_and_count() -> None:
+    hist = LatencyHistogram()
+    hist.record_many([1.0] * 98 + [50.0, 200.0])
+    summary = hist.summary()
+    assert summary["count"] == 100
+    assert summary["max"] == 200.0
+    assert_close(summary["p50"], 1.0)
+    assert_close(summary["p99"], 50.0)
+
+
+def test_it_merges_to_the_same_histogram_as_recording_everything() -> None:
+    rng = random.Random(7)
+    a_values = [rng.uniform(0.5, 50) for _ in range(1000)]
+    b_values = [rng.uniform(10, 5000) for _ in range(1000)]
+    a, b, both = LatencyHistogram(), LatencyHistogram(), LatencyHistogram()
+    a.record_many(a_values)
+    b.record_many(b_values)
+    both.record_many(a_values + b_values)
+    a.merge(b)
+    assert a.count == both.count
+    assert a.min == both.min and a.max == both.max
+    assert a.sum == pytest.approx(both.sum)
+    for q in (1, 50, 90, 99):
+        assert a.percentile(q) == both.percentile(q)
+
+
+def test_it_merges_an_empty_histogram_as_a_no_op() -> None:
+    hist = LatencyHistogram()
+    hist.record(3.0)
+    hist.merge(LatencyHistogram())
+    assert hist.summary() == {"p50": 3.0, "p99": 3.0, "max": 3.0, "count": 1}
+
+
+def test_it_round_trips_through_json() -> None:
+    hist = LatencyHistogram()
+    hist.record_many([0.02, 1.5, 1.5, 300.0, 4_000_000.0])
+    doc = json.loads(json.dumps(hist.to_dict()))
+    again = LatencyHistogram.from_dict(doc)
+    assert again == hist
+    assert again.summary() == hist.summary()
+
+
+def test_it_keeps_memory_bounded() -> None:
+    hist = LatencyHistogram()
+    hist.record_many(10 ** (i / 1000) for i in range(-2000, 6600))  # 0.01 ms .. ~1 h
+    assert len(hist.to_dict()["buckets"]) < 2000
+
+
+def test_it_clamps_out_of_range_values_but_keeps_them_exact_in_min_and_max() -> None:
+    hist = LatencyHistogram()
+    hist.record_many([-3.0, 0.001, 7_200_000.0])
+    assert hist.min == 0.0
+    assert hist.max == 7_200_000.0
+    assert hist.percentile(100) == 7_200_000.0
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_it_refuses_non_finite_values(bad: float) -> None:
+    with pytest.raises(ValueError):
+        LatencyHistogram().record(bad)
+
+
+@pytest.mark.parametrize("q", [-1, 100.5])
+def test_it_refuses_percentiles_outside_0_to_100(q: float) -> None:
+    hist = LatencyHistogram()
+    hist.record(1.0)
+    with pytest.raises(ValueError):
+        hist.percentile(q)
+
+
+def test_it_refuses_an_unknown_format() -> None:
+    with pytest.raises(ValueError):
+        LatencyHistogram.from_dict({"v": 2})

@@ -1,0 +1,200 @@
+"""Sentinel record codec: a compact, versioned, checksummed binary layout.
+
+Pure Python (no Django, no Kafka). Layout, big-endian, version 1::
+
+    offset  size  field
+    0       2     magic b"DS"
+    2       1     version (1)
+    3       4     sentinel_id     uint32
+    7       8     run_id          uint64
+    15      4     partition       uint32
+    19      8     seq             uint64
+    27      8     produce_ts_us   uint64 (microseconds since the Unix epoch)
+    35      4     crc32 of bytes [0, 35)
+    39      ...   zero padding up to the configured record size (optional)
+
+``decode`` never raises: whatever arrives on a sentinel topic is either a
+``Record`` or a ``Foreign`` explaining why it is not one, so the consumer can
+count it and carry on.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+
+MAGIC = b"DS"
+VERSION = 1
+
+# Precompiled: the consumer decodes every record, so avoid re-parsing formats.
+_BODY = struct.Struct(">2sBIQIQQ")
+_CRC = struct.Struct(">I")
+_FULL = struct.Struct(">2sBIQIQQI")
+
+#: Bytes before the optional padding; the smallest valid record.
+HEADER_SIZE = _FULL.size  # 39
+_BODY_SIZE = _BODY.size  # 35
+
+_U32 = (1 << 32) - 1
+_U64 = (1 << 64) - 1
+_RUN_TIME_BITS = 48
+_RUN_RAND_BITS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One sentinel record as produced: who wrote it, where, and when."""
+
+    sentinel_id: int
+    run_id: int
+    partition: int
+    seq: int
+    produce_ts_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Foreign:
+    """Something on a sentinel topic that is not a valid record (of this sentinel).
+
+    ``reason`` is one of: "empty", "not-bytes", "bad-magic", "truncated",
+    "unknown-version", "bad-checksum", "unknown-sentinel", "partition-mismatch".
+    """
+
+    reason: str
+
+
+# Shared instances: foreign values carry no per-record data, so reuse them.
+_EMPTY = Foreign("empty")
+_NOT_BYTES = Foreign("not-bytes")
+_BAD_MAGIC = Foreign("bad-magic")
+_TRUNCATED = Foreign("truncated")
+_UNKNOWN_VERSION = Foreign("unknown-version")
+_BAD_CHECKSUM = Foreign("bad-checksum")
+_UNKNOWN_SENTINEL = Foreign("unknown-sentinel")
+_PARTITION_MISMATCH = Foreign("partition-mismatch")
+
+
+def encode(record: Record, size: int = HEADER_SIZE) -> bytes:
+    """Serialise ``record`` into exactly ``size`` bytes (header plus zero padding).
+
+    Raises ValueError if ``size`` < HEADER_SIZE or a field does not fit its width
+    (uint32 for sentinel_id and partition, uint64 for run_id, seq, produce_ts_us).
+    """
+    if size < HEADER_SIZE:
+        raise ValueError(f"record size {size} is smaller than the header ({HEADER_SIZE} bytes)")
+    fields = (
+        ("sentinel_id", record.sentinel_id, _U32),
+        ("run_id", record.run_id, _U64),
+        ("partition", record.partition, _U32),
+        ("seq", record.seq, _U64),
+        ("produce_ts_us", record.produce_ts_us, _U64),
+    )
+    for name, value, limit in fields:
+        if not isinstance(value, int) or not 0 <= value <= limit:
+            raise ValueError(f"{name}={value!r} does not fit in {limit.bit_length()} unsigned bits")
+    body = _BODY.pack(
+        MAGIC,
+        VERSION,
+        record.sentinel_id,
+        record.run_id,
+        record.partition,
+        record.seq,
+        record.produce_ts_us,
+    )
+    out = body + _CRC.pack(zlib.crc32(body))
+    if size > HEADER_SIZE:
+        out += bytes(size - HEADER_SIZE)
+    return out
+
+
+def decode_fields(
+    value: object,
+    *,
+    sentinel_id: int | None = None,
+    partition: int | None = None,
+) -> tuple[int, int, int, int, int] | Foreign:
+    """Hot-loop variant of ``decode``: returns a plain tuple instead of a Record.
+
+    The tuple is ``(sentinel_id, run_id, partition, seq, produce_ts_us)``.
+    Same validation and the same never-raise contract as ``decode``.
+    """
+    if value is None:
+        return _EMPTY
+    try:
+        # bytes, bytearray, memoryview and anything else exporting a buffer.
+        n = len(value)  # type: ignore[arg-type]
+        if n == 0:
+            return _EMPTY
+        if n < HEADER_SIZE:
+            return _short_reason(bytes(value[:3]))  # type: ignore[index]
+        magic, version, sid, run, part, seq, ts, crc = _FULL.unpack_from(value)  # type: ignore[call-overload]
+    except Exception:  # noqa: BLE001 - the contract is "never raises"
+        return _NOT_BYTES
+    if magic != MAGIC:
+        return _BAD_MAGIC
+    if version != VERSION:
+        return _UNKNOWN_VERSION
+    try:
+        if zlib.crc32(memoryview(value)[:_BODY_SIZE]) != crc:  # type: ignore[arg-type]
+            return _BAD_CHECKSUM
+    except Exception:  # noqa: BLE001 - an odd buffer type: still never raise
+        return _NOT_BYTES
+    if sentinel_id is not None and sid != sentinel_id:
+        return _UNKNOWN_SENTINEL
+    if partition is not None and part != partition:
+        return _PARTITION_MISMATCH
+    return (sid, run, part, seq, ts)
+
+
+def _short_reason(prefix: bytes) -> Foreign:
+    """Classify a value shorter than the header by what its first bytes say."""
+    if not MAGIC.startswith(prefix[:2]):
+        return _BAD_MAGIC
+    if len(prefix) >= 3 and prefix[2] != VERSION:
+        return _UNKNOWN_VERSION
+    return _TRUNCATED
+
+
+def decode(
+    value: bytes | bytearray | memoryview | None,
+    *,
+    sentinel_id: int | None = None,
+    partition: int | None = None,
+) -> Record | Foreign:
+    """Parse one Kafka record value. Never raises, whatever ``value`` is.
+
+    Checks, in order: empty/None, magic, version, length, checksum, then (only
+    when given) that the record belongs to ``sentinel_id`` and was written for
+    ``partition`` (the partition it was read from). Padding after the header is
+    not inspected: its length is a producer setting, not part of the identity.
+    """
+    fields = decode_fields(value, sentinel_id=sentinel_id, partition=partition)
+    if isinstance(fields, Foreign):
+        return fields
+    return Record(*fields)
+
+
+def new_run_id(now_ms: int | None = None, rand: int | None = None) -> int:
+    """A 64-bit producer run id: start time (ms) in the high 48 bits, 16 random bits below.
+
+    Run ids therefore order by start time, and two runs started in the same
+    millisecond still differ with high probability. Raises ValueError when an
+    explicit ``now_ms`` or ``rand`` does not fit its bits.
+    """
+    if now_ms is None:
+        now_ms = time.time_ns() // 1_000_000
+    if rand is None:
+        rand = secrets.randbits(_RUN_RAND_BITS)
+    if not 0 <= now_ms < (1 << _RUN_TIME_BITS):
+        raise ValueError(f"now_ms={now_ms} does not fit in {_RUN_TIME_BITS} bits")
+    if not 0 <= rand < (1 << _RUN_RAND_BITS):
+        raise ValueError(f"rand={rand} does not fit in {_RUN_RAND_BITS} bits")
+    return (now_ms << _RUN_RAND_BITS) | rand
+
+
+def run_started_ms(run_id: int) -> int:
+    """The start time in ms since the epoch encoded in ``run_id``."""
+    return run_id >> _RUN_RAND_BITS

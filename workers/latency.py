@@ -1,0 +1,175 @@
+"""Mergeable, bounded-memory latency histogram (log-linear buckets).
+
+Pure Python. Values are milliseconds. Buckets are HdrHistogram-style: each power
+of two of the value (in units of ``RESOLUTION_MS``) is split into ``SUB_BUCKETS``
+equal-width linear sub-buckets, so a bucket is at most 1/64 of its lower bound
+wide and the midpoint reported for it is within 0.8% of any value in it
+(the documented bound is ``RELATIVE_ERROR`` = 1%). Values from 0.01 ms to one
+hour use about 1,900 buckets at most; only non-empty buckets are stored.
+
+Exact extras: count, min, max and sum are kept exactly, and every percentile is
+clamped to [min, max], so p0 and p100 are exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+RESOLUTION_MS = 0.01  # values below this share bucket 0
+MAX_MS = 3_600_000.0  # values above one hour share the top bucket
+SUB_BITS = 6
+SUB_BUCKETS = 1 << SUB_BITS  # 64 linear sub-buckets per power of two
+RELATIVE_ERROR = 0.01
+
+_frexp = math.frexp
+_FORMAT = 1
+_TOP_INDEX = 0  # replaced below, once _index exists
+
+
+def _index(ms: float) -> int:
+    """Bucket index of a (non-negative, finite) value. Monotonic in ``ms``."""
+    units = ms / RESOLUTION_MS
+    if units < 1.0:
+        return 0
+    if ms > MAX_MS:
+        return _TOP_INDEX
+    mant, exp = _frexp(units)  # units = mant * 2**exp, mant in [0.5, 1)
+    # exp >= 1 here. Sub-bucket: position of units inside [2**(exp-1), 2**exp).
+    return 1 + ((exp - 1) << SUB_BITS) + int((mant * 2.0 - 1.0) * SUB_BUCKETS)
+
+
+def _bounds(index: int) -> tuple[float, float]:
+    """[lower, upper) of bucket ``index`` in ms."""
+    if index == 0:
+        return 0.0, RESOLUTION_MS
+    i = index - 1
+    exp1, sub = divmod(i, SUB_BUCKETS)  # exp1 = exp - 1
+    base = float(1 << exp1)
+    lower = base * (1.0 + sub / SUB_BUCKETS)
+    upper = base * (1.0 + (sub + 1) / SUB_BUCKETS)
+    return lower * RESOLUTION_MS, upper * RESOLUTION_MS
+
+
+_TOP_INDEX = _index(MAX_MS)
+
+
+class LatencyHistogram:
+    """Latency distribution in ms with ~1% relative error and exact count/min/max/sum.
+
+    Negative inputs (clock skew between producer and consumer hosts) are recorded
+    as 0; NaN and infinities raise ValueError rather than poisoning the sums.
+    """
+
+    __slots__ = ("_buckets", "count", "min", "max", "sum")
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, int] = {}
+        self.count = 0
+        self.min: float | None = None
+        self.max: float | None = None
+        self.sum = 0.0
+
+    def record(self, ms: float) -> None:
+        """Add one observation (ms)."""
+        ms = float(ms)
+        if not math.isfinite(ms):
+            raise ValueError(f"latency must be finite, got {ms!r}")
+        if ms < 0.0:
+            ms = 0.0
+        idx = _index(ms)
+        buckets = self._buckets
+        buckets[idx] = buckets.get(idx, 0) + 1
+        self.count += 1
+        self.sum += ms
+        if self.min is None or ms < self.min:
+            self.min = ms
+        if self.max is None or ms > self.max:
+            self.max = ms
+
+    def record_many(self, values: Iterable[float]) -> None:
+        """Add many observations (ms); equivalent to calling ``record`` for each."""
+        for ms in values:
+            self.record(ms)
+
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add every observation of ``other`` into this histogram (in place)."""
+        buckets = self._buckets
+        for idx, n in other._buckets.items():
+            buckets[idx] = buckets.get(idx, 0) + n
+        self.count += other.count
+        self.sum += other.sum
+        if other.min is not None and (self.min is None or other.min < self.min):
+            self.min = other.min
+        if other.max is not None and (self.max is None or other.max > self.max):
+            self.max = other.max
+
+    def percentile(self, q: float) -> float | None:
+        """The nearest-rank ``q``-th percentile, ``q`` in [0, 100]; None when empty.
+
+        Nearest rank: the value at rank ceil(q/100 * count) (at least 1) in sorted
+        order, reported as its bucket midpoint clamped to [min, max]; ranks 1 and
+        ``count`` (p0, p100) are the exact min and max.
+        """
+        if not 0.0 <= q <= 100.0:
+            raise ValueError(f"percentile must be within [0, 100], got {q!r}")
+        if self.count == 0:
+            return None
+        assert self.min is not None and self.max is not None
+        rank = max(1, math.ceil(q / 100.0 * self.count))
+        # The extremes are kept exactly: report them exactly.
+        if rank == 1:
+            return self.min
+        if rank >= self.count:
+            return self.max
+        seen = 0
+        for idx in sorted(self._buckets):
+            seen += self._buckets[idx]
+            if seen >= rank:
+                lower, upper = _bounds(idx)
+                return min(max((lower + upper) / 2.0, self.min), self.max)
+        return self.max  # unreachable when counts are consistent
+
+    def summary(self) -> dict[str, float | int | None]:
+        """``{"p50", "p99", "max", "count"}``; the values are None when empty."""
+        return {
+            "p50": self.percentile(50),
+            "p99": self.percentile(99),
+            "max": self.max,
+            "count": self.count,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state; ``from_dict(to_dict())`` is an equal histogram."""
+        return {
+            "v": _FORMAT,
+            "count": self.count,
+            "min": self.min,
+            "max": self.max,
+            "sum": self.sum,
+            "buckets": [[idx, n] for idx, n in sorted(self._buckets.items())],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> LatencyHistogram:
+        """Rebuild a histogram written by ``to_dict``. Raises ValueError on another format."""
+        if doc.get("v") != _FORMAT:
+            raise ValueError(f"unsupported latency histogram format {doc.get('v')!r}")
+        hist = cls()
+        hist._buckets = {int(idx): int(n) for idx, n in doc["buckets"]}
+        hist.count = int(doc["count"])
+        hist.min = doc["min"]
+        hist.max = doc["max"]
+        hist.sum = float(doc["sum"])
+        return hist
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LatencyHistogram):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"LatencyHistogram({self.summary()})"
