@@ -1,0 +1,188 @@
+"""Start the whole local stack in the foreground; Ctrl-C stops everything it started.
+
+    bin/up            (installs, then runs ``python -m workers.devstack``)
+
+Order: Redis (reused when one already listens on the ``REDIS_URL`` port), the local three-node
+Kafka cluster (skipped when ``KAFKA_BOOTSTRAP_SERVERS`` points at an existing cluster), database
+migrations and a first admin user, then Daphne, a Celery worker and Celery beat. When any child
+dies, or on SIGINT/SIGTERM, every process this command started is stopped, in reverse order.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from workers.localcluster import LOCAL_DIR, PROJECT_ROOT, LocalCluster
+
+VENV_BIN = Path(sys.executable).parent
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def log(message: str) -> None:
+    print(f"[up] {message}", flush=True)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {host}:{port} exited with {proc.returncode}")
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
+
+
+class Stack:
+    """The children started by this command, stopped in reverse order."""
+
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.cluster: LocalCluster | None = None
+        self.shutdown = False
+
+    def spawn(self, name: str, argv: list[str], **kwargs) -> subprocess.Popen:
+        log(f"starting {name}")
+        # A session of its own, so the terminal's Ctrl-C reaches only this supervisor,
+        # which then stops the children in order.
+        proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, start_new_session=True, **kwargs)
+        self.children.append((name, proc))
+        return proc
+
+    def start_redis(self, url: str) -> None:
+        parsed = urlparse(url)
+        host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
+        if port_open(host, port):
+            log(f"using the Redis already listening on {host}:{port}")
+            return
+        if host not in ("127.0.0.1", "localhost"):
+            raise RuntimeError(f"REDIS_URL points at {host}:{port}, which does not answer")
+        server = shutil.which("redis-server")
+        if server is None:
+            raise RuntimeError("redis-server is not installed: run bin/install")
+        data = LOCAL_DIR / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        proc = self.spawn(
+            "redis",
+            [
+                server,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(data),
+                "--logfile",
+                str(data / "redis.log"),
+            ],
+        )
+        wait_for_port("127.0.0.1", port, 30, proc)
+
+    def start_kafka(self) -> None:
+        if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            log(f"using the existing Kafka cluster at {os.environ['KAFKA_BOOTSTRAP_SERVERS']}")
+            return
+        cluster = LocalCluster("dev")
+        already = all(node["state"] == "running" for node in cluster.status()["nodes"])
+        log("starting the local three-node Kafka cluster (first start formats storage)")
+        cluster.start()
+        if not already:
+            self.cluster = cluster
+        log(f"Kafka ready at {cluster.bootstrap_servers}")
+
+    def manage(self, *args: str) -> None:
+        subprocess.run([str(VENV_BIN / "python"), "manage.py", *args], cwd=PROJECT_ROOT, check=True)
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.children):
+            if proc.poll() is None:
+                log(f"stopping {name}")
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in reversed(self.children):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                log(f"{name} did not stop in 30s: killing it")
+                proc.kill()
+                proc.wait()
+        if self.cluster is not None:
+            log("stopping the local Kafka cluster")
+            self.cluster.stop()
+            self.cluster = None
+        self.children.clear()
+
+
+def main() -> int:
+    redis_url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
+    host = os.environ.get("DS_HOST", "127.0.0.1")
+    port = int(os.environ.get("DS_PORT", "8000"))
+    stack = Stack()
+
+    def on_signal(signum, _frame):
+        stack.shutdown = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start_redis(redis_url)
+        stack.start_kafka()
+        stack.manage("migrate", "--noinput", "-v", "0")
+        stack.manage("collectstatic", "--noinput", "-v", "0")
+        stack.manage("ensure_admin")
+        celery = str(VENV_BIN / "celery")
+        stack.spawn("celery worker", [celery, "-A", "workers.celery", "worker", "-l", "info"])
+        stack.spawn(
+            "celery beat",
+            [
+                celery,
+                "-A",
+                "workers.celery",
+                "beat",
+                "-l",
+                "info",
+                "--schedule",
+                str(LOCAL_DIR / "celerybeat-schedule"),
+            ],
+        )
+        daphne = stack.spawn(
+            "daphne",
+            [str(VENV_BIN / "daphne"), "-b", host, "-p", str(port), "dashboard.asgi:application"],
+        )
+        wait_for_port(host, port, 60, daphne)
+        log(f"Delivery Sentinel is up: http://{host}:{port}/  (Ctrl-C stops everything)")
+        while not stack.shutdown:
+            for name, proc in stack.children:
+                if proc.poll() is not None:
+                    log(f"{name} exited with {proc.returncode}; stopping the stack")
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        log(f"error: {exc}")
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stack.stop()
+        log("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
