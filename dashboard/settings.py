@@ -22,6 +22,7 @@ from dashboard.envconf import (
     envlist,
     envredisurl,
     envsecret,
+    envstr,
     mask_url,
 )
 
@@ -104,6 +105,12 @@ try:
 except ValueError as exc:  # unknown scheme, bad port, ...
     raise EnvError(f"DATABASE_URL: {exc} (got {mask_url(_DATABASE_URL)!r})") from None
 
+# Tests that start real worker processes need a test database those processes can open:
+# bin/test points this at a file (SQLite's test database is otherwise in memory).
+_TEST_DB_FILE = envstr("DJANGO_TEST_DB_FILE", "")
+if _TEST_DB_FILE:
+    DATABASES["default"]["TEST"] = {"NAME": _TEST_DB_FILE}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth -------------------------------------------------------------------------------------
@@ -177,13 +184,21 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = TIME_ZONE
 # Keep Django's LOGGING (with secret redaction) in worker processes too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "rollup-metric-windows": {"task": "workers.tasks.rollup_windows", "schedule": 60.0},
+    "prune-metric-windows": {"task": "workers.tasks.prune_windows", "schedule": 3600.0},
+}
 
 # --- Kafka ------------------------------------------------------------------------------------
 
 KAFKA_BOOTSTRAP_SERVERS = envbootstrap(
     "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
 )
+
+# Sentinel hosting: every Celery worker supervises the enabled sentinels (workers/hosting.py).
+SENTINELS_ENABLED = envbool("SENTINELS_ENABLED", True)
+# One-minute metric windows are kept this long (one-second windows: DS_W1_RETENTION_S in Redis).
+METRIC_RETENTION_DAYS = envint("METRIC_RETENTION_DAYS", 30, min=1)
 
 # --- Logging ----------------------------------------------------------------------------------
 

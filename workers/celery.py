@@ -3,14 +3,55 @@
 Worker: ``celery -A workers.celery worker``. Configuration comes from Django settings (every
 ``CELERY_*`` setting in ``dashboard/settings.py``), so workers and the dashboard share one
 environment. Tasks live in ``workers.tasks`` and in ``tasks.py`` of the Django apps.
+
+Each worker also hosts sentinels (``SentinelHosting`` below, see ``workers/hosting.py``):
+a bootstep, not a task, because a task that never returns would block a pool slot and be
+redelivered by the Redis broker after ``visibility_timeout``.
 """
 
+import logging
 import os
 
-from celery import Celery
+from celery import Celery, bootsteps
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 
 app = Celery("delivery_sentinel", include=["workers.tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+log = logging.getLogger(__name__)
+
+
+class SentinelHosting(bootsteps.StartStopStep):
+    """Starts the sentinel supervisor with the worker and stops it (and its sentinels) with it."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.supervisor = None
+
+    def start(self, worker):
+        from django.conf import settings
+
+        if not settings.SENTINELS_ENABLED:
+            log.info("sentinel hosting is off (SENTINELS_ENABLED=false)")
+            return
+        from dashboard.models import enabled_specs
+        from workers.hosting import SentinelSupervisor
+        from workers.store import connect
+
+        self.supervisor = SentinelSupervisor(
+            connect(settings.REDIS_URL), enabled_specs, redis_url=settings.REDIS_URL
+        )
+        self.supervisor.start()
+
+    def stop(self, worker):
+        if self.supervisor is not None:
+            self.supervisor.stop()
+            self.supervisor = None
+
+
+app.steps["worker"].add(SentinelHosting)

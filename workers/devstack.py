@@ -147,6 +147,8 @@ def main() -> int:
         stack.manage("migrate", "--noinput", "-v", "0")
         stack.manage("collectstatic", "--noinput", "-v", "0")
         stack.manage("ensure_admin")
+        # One sentinel per semantic on the local cluster, so the first page shows live data.
+        stack.manage("sentinels", "ensure-defaults")
         celery = str(VENV_BIN / "celery")
         stack.spawn("celery worker", [celery, "-A", "workers.celery", "worker", "-l", "info"])
         stack.spawn(

@@ -1,0 +1,193 @@
+"""Helpers for tests that run real sentinel processes against the local cluster and Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+from confluent_kafka import Producer
+
+from workers import codec
+from workers.profiles import DEFAULT_PROFILES, Profile
+from workers.spec import SentinelSpec
+from workers.store import SentinelStore, connect
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bootstrap() -> str:
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not servers:
+        raise RuntimeError("KAFKA_BOOTSTRAP_SERVERS is not set: run the suite with bin/test")
+    return servers
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float, message: str, interval: float = 0.25
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail with ``message`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s: {message} (last: {last!r})")
+
+
+_next_id = [int(time.time()) % 100000 * 10]
+
+
+def make_spec(semantic: str, *, profile: Profile | None = None, **overrides: Any) -> SentinelSpec:
+    """A spec with a unique id and fresh topics, so tests never see each other's records."""
+    _next_id[0] += 1
+    sid = _next_id[0]
+    base = {
+        "id": sid,
+        "name": f"test-{semantic}-{sid}",
+        "profile": profile or DEFAULT_PROFILES[semantic],
+        "bootstrap_servers": bootstrap(),
+        "topic": f"sentinel-test-{sid}-{uuid.uuid4().hex[:6]}",
+        "partitions": 3,
+        "rate_per_partition": 20.0,
+        "grace_seconds": 3.0,
+        "stall_after_s": 20.0,
+        # These tests judge the counts; a 2-core CI machine running three brokers and several
+        # sentinels at once is allowed slow latency without turning a verdict DEGRADED.
+        "slo_p99_ms": 10000.0,
+    }
+    base.update(overrides)
+    return SentinelSpec(**base)
+
+
+class SentinelProcesses:
+    """Starts and stops ``python -m workers.run`` processes for one spec, one per role group."""
+
+    def __init__(self, spec: SentinelSpec, tmp: Path) -> None:
+        self.spec = spec
+        self.path = tmp / f"spec-{spec.id}.json"
+        self.path.write_text(json.dumps(spec.to_dict()))
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs = tmp
+        self.store = SentinelStore(connect(redis_url()), spec.id)
+
+    def start(self, roles: str) -> subprocess.Popen:
+        log_path = self.logs / f"sentinel-{self.spec.id}-{roles.replace(',', '+')}.log"
+        with open(log_path, "ab") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "workers.run",
+                    "--spec",
+                    str(self.path),
+                    "--roles",
+                    roles,
+                    "--redis-url",
+                    redis_url(),
+                ],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.procs[roles] = proc
+        return proc
+
+    def stop(self, roles: str, timeout: float = 60) -> int:
+        proc = self.procs.pop(roles)
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout)
+
+    def kill(self, roles: str) -> None:
+        proc = self.procs.pop(roles)
+        proc.kill()
+        proc.wait(10)
+
+    def stop_all(self) -> None:
+        for roles in list(self.procs):
+            try:
+                self.stop(roles, timeout=60)
+            except subprocess.TimeoutExpired:
+                self.kill(roles)
+
+    def status(self) -> dict[str, Any] | None:
+        return self.store.status()
+
+    def log_tail(self) -> str:
+        out = []
+        for path in sorted(self.logs.glob(f"sentinel-{self.spec.id}-*.log")):
+            out.append(f"--- {path.name}\n" + path.read_text(errors="replace")[-3000:])
+        return "\n".join(out)
+
+    def wait_status(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float, message: str
+    ) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            doc = self.status()
+            return doc if doc and predicate(doc) else None
+
+        try:
+            return wait_until(check, timeout, message)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nstatus: {self.status()}\n{self.log_tail()}") from None
+
+    def wait_settled(self, timeout: float = 60) -> dict[str, Any]:
+        """After the producer stopped: every acked record is processed or declared lost.
+
+        Only a status computed well after this call counts: an older document can predate the
+        producer's last delivery reports."""
+        since = time.time() + 1.5
+
+        def settled(doc: dict[str, Any]) -> bool:
+            t = doc["totals"]
+            return doc["updated_at"] > since and t["pending"] == 0 and t["acked"] > 0
+
+        return self.wait_status(settled, timeout, "sentinel did not settle")
+
+
+def flush_redis_keys(url: str) -> None:
+    redis.Redis.from_url(url).flushdb()
+
+
+class Forger:
+    """A fake producer run with complete control: registers a run, claims acks, writes records."""
+
+    def __init__(self, spec: SentinelSpec) -> None:
+        self.spec = spec
+        self.store = SentinelStore(connect(redis_url()), spec.id)
+        self.store.ensure_epoch()
+        self.run = codec.new_run_id()
+        self.store.register_run(self.run, {"started": time.time(), "reason": "forged by a test"})
+        self.producer = Producer({"bootstrap.servers": spec.bootstrap_servers, "acks": "all"})
+
+    def write(self, partition: int, seq: int, *, run: int | None = None) -> None:
+        record = codec.Record(self.spec.id, run or self.run, partition, seq, time.time_ns() // 1000)
+        self.producer.produce(
+            self.spec.topic, codec.encode(record, self.spec.record_size), partition=partition
+        )
+
+    def write_raw(self, partition: int, value: bytes) -> None:
+        self.producer.produce(self.spec.topic, value, partition=partition)
+
+    def claim(self, partition: int, first: int, last: int, *, acked: bool = True) -> None:
+        key = "a" if acked else "f"
+        self.store.append_acks(
+            self.run, {partition: {"n": last - first + 1, key: [[first, last]]}}, None
+        )
+
+    def flush(self) -> None:
+        assert self.producer.flush(30) == 0

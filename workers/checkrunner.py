@@ -1,0 +1,387 @@
+"""Feeds the pure checker from Redis and publishes the sentinel's status document.
+
+Reads the acks stream and the processing ledger in order, applies them to a
+``workers.checker.Checker``, and about once a second:
+
+- checkpoints the checker together with the stream ids it has consumed (one MULTI), then trims
+  the streams up to there, so a restart replays exactly what was not yet counted;
+- computes the verdict over the recent window and writes the status document.
+
+If Redis loses the sentinel's state (the epoch token disappears), the checker starts afresh and
+records a ``state-lost`` event instead of reporting the forgotten run's records as lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import deque
+from typing import Any
+
+from workers.checker import Checker
+from workers.latency import LatencyHistogram
+from workers.publish import LivePublisher
+from workers.spec import SentinelSpec
+from workers.store import SentinelStore, unpack_aborted, unpack_ledger
+from workers.verdict import evaluate
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_S = 1.0
+VERDICT_WINDOW_S = 300.0
+LATENCY_WINDOW_S = 60.0
+READ_COUNT = 200
+# One-second windows kept in Redis; older ones live on as one-minute rollups in the database.
+W1_RETENTION_S = int(os.environ.get("DS_W1_RETENTION_S", "3600"))
+COUNTERS = (
+    "produced",
+    "acked",
+    "failed",
+    "processed",
+    "duplicated",
+    "lost",
+    "late",
+    "phantom",
+    "reordered",
+    "aborted_read",
+    "foreign",
+    "pending",
+)
+
+
+class CheckRunner:
+    role = "checker"
+
+    def __init__(
+        self, spec: SentinelSpec, store: SentinelStore, publisher: LivePublisher | None = None
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.publisher = publisher
+        self.sec_e2e = LatencyHistogram()
+        self.sec_ack = LatencyHistogram()
+        self.prev_totals: dict[str, int] | None = None
+        self.prev_parts: dict[int, dict[str, int]] = {}
+        self.verdict: str | None = None
+        self.checker = Checker(grace_seconds=spec.grace_seconds)
+        self.acks_id = "0-0"
+        self.ledger_id = "0-0"
+        self.epoch: str | None = None
+        self.known_runs: set[int] = set()
+        self.e2e = LatencyHistogram()
+        self.ack_latency = LatencyHistogram()
+        self.recent_e2e: deque[tuple[float, LatencyHistogram]] = deque()
+        self.history: deque[tuple[float, dict[str, int]]] = deque()
+        self.last_progress = time.time()
+        self._last_processed = 0
+        self._last_checkpoint = 0.0
+        self.shutdown = False
+
+    # -- state -----------------------------------------------------------------------------
+    def load(self) -> None:
+        self.epoch, created = self.store.ensure_epoch()
+        doc, self.acks_id, self.ledger_id = self.store.load_checkpoint()
+        if doc is not None:
+            self.checker = Checker.restore(doc["checker"])
+            self.e2e = LatencyHistogram.from_dict(doc["e2e"])
+            self.ack_latency = LatencyHistogram.from_dict(doc["ack"])
+        self.known_runs = set(self.checker.runs())
+        self._last_processed = self.checker.totals()["processed"]
+
+    def reset_after_state_loss(self) -> None:
+        log.warning(
+            "sentinel %s: Redis lost the sentinel state; checker starts afresh", self.spec.name
+        )
+        self.checker = Checker(grace_seconds=self.spec.grace_seconds)
+        self.acks_id = self.ledger_id = "0-0"
+        self.known_runs.clear()
+        self.e2e, self.ack_latency = LatencyHistogram(), LatencyHistogram()
+        self.recent_e2e.clear()
+        self.history.clear()
+        self._last_processed = 0
+        self.epoch, _ = self.store.ensure_epoch()
+        self.store.event("state-lost", "sentinel state in Redis was lost; counting starts afresh")
+
+    def checkpoint(self) -> None:
+        doc = {
+            "checker": self.checker.snapshot(),
+            "e2e": self.e2e.to_dict(),
+            "ack": self.ack_latency.to_dict(),
+        }
+        self.store.save_checkpoint(doc, self.acks_id, self.ledger_id)
+
+    # -- reading ---------------------------------------------------------------------------
+    def learn_run(self, run: int) -> bool:
+        if run in self.known_runs:
+            return True
+        if self.store.run_registered(run):
+            self.known_runs.add(run)
+            self.checker.register_run(run)
+            return True
+        return False
+
+    def read_acks(self) -> int:
+        entries = self.store.r.xread({self.store.key("acks"): self.acks_id}, count=READ_COUNT)
+        n = 0
+        now = time.time()
+        for _stream, items in entries:
+            for entry_id, fields in items:
+                self.apply_acks(json.loads(fields[b"d"]), now)
+                self.acks_id = entry_id.decode()
+                n += 1
+        return n
+
+    def apply_acks(self, doc: dict[str, Any], now: float) -> None:
+        run = int(doc["run"])
+        if not self.learn_run(run):
+            # A run Redis no longer knows (its state was flushed): its records are foreign
+            # when they arrive, and it must never be tracked, or it would turn into losses.
+            return
+        for partition_s, entry in doc["p"].items():
+            partition = int(partition_s)
+            if entry.get("n"):
+                self.checker.produced(run, partition, int(entry["n"]))
+            for first, last in entry.get("a", ()):
+                self.checker.acked(run, partition, first, last, now)
+            for first, last in entry.get("f", ()):
+                self.checker.failed(run, partition, first, last, now)
+        if "lat" in doc:
+            hist = LatencyHistogram.from_dict(doc["lat"])
+            self.ack_latency.merge(hist)
+            self.sec_ack.merge(hist)
+
+    def read_ledger(self, block_ms: int | None) -> int:
+        entries = self.store.r.xread(
+            {self.store.key("ledger"): self.ledger_id}, count=READ_COUNT, block=block_ms
+        )
+        n = 0
+        now = time.time()
+        for _stream, items in entries:
+            for entry_id, fields in items:
+                self.apply_ledger(fields, now)
+                self.ledger_id = entry_id.decode()
+                n += 1
+        return n
+
+    def apply_ledger(self, fields: dict[bytes, bytes], now: float) -> None:
+        foreign = int(fields.get(b"f", 0))
+        groups: dict[tuple[int, int], list[int]] = {}
+        window = LatencyHistogram()
+        for run, partition, seq, produced_us, processed_us in unpack_ledger(fields.get(b"d", b"")):
+            if not self.learn_run(run):
+                foreign += 1
+                continue
+            groups.setdefault((run, partition), []).append(seq)
+            window.record(max(0.0, (processed_us - produced_us) / 1000.0))
+        for (run, partition), seqs in groups.items():
+            self.checker.processed(run, partition, seqs, now)
+        for run, partition, _seq in unpack_aborted(fields.get(b"a", b"")):
+            self.checker.aborted_read(run, partition, 1)
+        if foreign:
+            self.checker.foreign(foreign)
+        if window.count:
+            self.e2e.merge(window)
+            self.sec_e2e.merge(window)
+            self.recent_e2e.append((now, window))
+
+    # -- loop ------------------------------------------------------------------------------
+    def step(self, block_ms: int | None = 200) -> None:
+        if self.store.epoch() != self.epoch:
+            self.reset_after_state_loss()
+        while self.read_acks() == READ_COUNT:
+            pass
+        while self.read_ledger(block_ms) == READ_COUNT:
+            block_ms = None
+        self.read_acks()
+        now = time.time()
+        self.checker.tick(now)
+        if now - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
+            self._last_checkpoint = now
+            self.checkpoint()
+            status = self.status(now)
+            self.store.set_status(status)
+            self.emit_window(now, status)
+
+    def run(self) -> None:
+        self.load()
+        if self.publisher is not None:
+            self.publisher.start()
+        try:
+            while not self.shutdown:
+                self.step()
+        finally:
+            self.checkpoint()
+            self.store.set_status(self.status(time.time()))
+            if self.publisher is not None:
+                self.publisher.stop()
+
+    # -- windows ---------------------------------------------------------------------------
+    def emit_window(self, now: float, status: dict[str, Any]) -> None:
+        """Store the counter increases since the last window (~1 s) and publish them live."""
+        totals, parts = status["totals"], self.checker.partition_counts()
+        window = {
+            "t": round(now, 3),
+            "seconds": CHECKPOINT_INTERVAL_S,
+            "sentinel": self.spec.id,
+            "verdict": status["verdict"],
+            "counts": delta(totals, self.prev_totals),
+            "partitions": {
+                str(p): d
+                for p, c in parts.items()
+                if any((d := delta(c, self.prev_parts.get(p))).values())
+            },
+            "e2e": self.sec_e2e.summary(),
+            "ack": self.sec_ack.summary(),
+            "hist": {"e2e": self.sec_e2e.to_dict(), "ack": self.sec_ack.to_dict()},
+        }
+        if self.prev_totals is None:
+            # The first window after a (re)start would hold everything since the beginning.
+            window["counts"], window["partitions"] = dict.fromkeys(totals, 0), {}
+        window["counts"]["pending"] = totals["pending"]
+        self.prev_totals, self.prev_parts = dict(totals), {p: dict(c) for p, c in parts.items()}
+        self.sec_e2e, self.sec_ack = LatencyHistogram(), LatencyHistogram()
+        self.store.append_window(window, retention_s=W1_RETENTION_S)
+        self.publish(window, status)
+
+    def publish(self, window: dict[str, Any], status: dict[str, Any]) -> None:
+        changed = status["verdict"] != self.verdict
+        if changed:
+            self.store.event(
+                "verdict",
+                f"verdict {self.verdict or 'none'} -> {status['verdict']}",
+                verdict=status["verdict"],
+                previous=self.verdict,
+                reasons=status["reasons"],
+            )
+        previous, self.verdict = self.verdict, status["verdict"]
+        if self.publisher is None:
+            return
+        live = {k: v for k, v in window.items() if k != "hist"}
+        self.publisher.offer(
+            self.spec.id,
+            "window.update",
+            {"sentinel": self.spec.id, "window": live, "status": compact(status)},
+        )
+        if changed:
+            self.publisher.offer(
+                self.spec.id,
+                "verdict.update",
+                {
+                    "sentinel": self.spec.id,
+                    "verdict": status["verdict"],
+                    "previous": previous,
+                    "reasons": status["reasons"],
+                    "t": window["t"],
+                },
+            )
+
+    # -- status ----------------------------------------------------------------------------
+    def recent_latency(self, now: float) -> LatencyHistogram:
+        while self.recent_e2e and self.recent_e2e[0][0] < now - LATENCY_WINDOW_S:
+            self.recent_e2e.popleft()
+        merged = LatencyHistogram()
+        for _ts, hist in self.recent_e2e:
+            merged.merge(hist)
+        return merged
+
+    def window_delta(self, now: float, totals: dict[str, int]) -> dict[str, int]:
+        """Counter increases over the verdict window (totals when the window is younger)."""
+        self.history.append((now, dict(totals)))
+        while len(self.history) > 1 and self.history[1][0] <= now - VERDICT_WINDOW_S:
+            self.history.popleft()
+        base = self.history[0][1]
+        if self.history[0][0] > now - VERDICT_WINDOW_S:
+            return dict(totals)
+        return {k: totals.get(k, 0) - base.get(k, 0) for k in totals}
+
+    def status(self, now: float) -> dict[str, Any]:
+        totals = self.checker.totals()
+        if totals["processed"] != self._last_processed:
+            self._last_processed = totals["processed"]
+            self.last_progress = now
+        health = self.store.health()
+        errors = [
+            f"{role}: {h['error']}"
+            for role, h in health.items()
+            if h.get("error") and h["error"] != "stopped"
+        ]
+        stale = [
+            role for role, h in health.items() if now - h.get("ts", 0) > self.spec.stall_after_s
+        ]
+        if stale:
+            errors.append("not running: " + ", ".join(sorted(stale)))
+        recent = self.recent_latency(now)
+        delta = self.window_delta(now, totals)
+        verdict, reasons = evaluate(
+            self.spec.semantic,
+            delta,
+            latency_p99_ms=recent.percentile(99) if recent.count else None,
+            slo_p99_ms=self.spec.slo_p99_ms,
+            last_progress_age_s=now - self.last_progress,
+            stall_after_s=self.spec.stall_after_s,
+            error="; ".join(errors) or None,
+        )
+        runs = self.store.runs()
+        return {
+            "id": self.spec.id,
+            "name": self.spec.name,
+            "semantic": self.spec.semantic,
+            "cluster": self.spec.cluster,
+            "topic": self.spec.topic,
+            "run_id": max(runs) if runs else None,
+            "runs": len(runs),
+            "verdict": str(verdict.value if hasattr(verdict, "value") else verdict),
+            "reasons": reasons,
+            "totals": {k: totals.get(k, 0) for k in COUNTERS},
+            "window": {
+                "seconds": VERDICT_WINDOW_S,
+                "counts": {k: delta.get(k, 0) for k in COUNTERS},
+            },
+            "latency_ms": summary(self.e2e),
+            "recent_latency_ms": summary(recent),
+            "produce_ack_latency_ms": summary(self.ack_latency),
+            "partitions": {
+                str(p): {k: counts.get(k, 0) for k in COUNTERS}
+                for p, counts in sorted(self.checker.partition_counts().items())
+            },
+            "errors": errors,
+            "last_progress_at": self.last_progress,
+            "updated_at": now,
+            "checker_pid": os.getpid(),
+        }
+
+
+def delta(current: dict[str, int], previous: dict[str, int] | None) -> dict[str, int]:
+    previous = previous or {}
+    return {k: current.get(k, 0) - previous.get(k, 0) for k in COUNTERS}
+
+
+def compact(status: dict[str, Any]) -> dict[str, Any]:
+    """The part of the status document the live pages need with every window."""
+    keys = (
+        "id",
+        "name",
+        "semantic",
+        "cluster",
+        "topic",
+        "verdict",
+        "reasons",
+        "totals",
+        "window",
+        "recent_latency_ms",
+        "errors",
+        "updated_at",
+    )
+    return {k: status.get(k) for k in keys}
+
+
+def summary(hist: LatencyHistogram) -> dict[str, float | None]:
+    if not hist.count:
+        return {"p50": None, "p99": None, "max": None}
+    return {
+        "p50": round(hist.percentile(50), 3),
+        "p99": round(hist.percentile(99), 3),
+        "max": round(hist.percentile(100), 3),
+    }

@@ -1,0 +1,237 @@
+"""Hosting sentinels inside Celery workers: leases, one process per sentinel, failover.
+
+Every worker runs a ``SentinelSupervisor`` thread (a worker bootstep, ``workers/celery.py``).
+Each tick (2 s) it reads the enabled sentinels from the database and, for each one, tries to
+take or renew its **lease**, a Redis key ``ds:{id}:lease`` set with ``SET NX PX`` and renewed
+only by its holder (compare-and-set in Lua). The holder runs the sentinel in a child process
+(``python -m workers.run``, fork+exec, so librdkafka is never forked); everyone else leaves it.
+
+Why a child process and not a pool task: a task that never returns blocks a pool slot and is
+redelivered by the Redis broker after ``visibility_timeout``; a process of its own has neither
+problem and can be stopped, restarted and replaced without touching the pool.
+
+Safety: the child watches the lease itself (``LeaseGuard`` in ``workers/run.py``) and stops when
+its token is gone or has less than half the lease time left (its worker is paused, dead or cut
+off from Redis), so it is gone before another worker can take the lease. When its parent
+worker dies, the child stops at once and releases the lease, so a live worker takes over on
+its next tick rather than after the full lease time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from workers.spec import SentinelSpec
+
+log = logging.getLogger(__name__)
+
+LEASE_MS = int(os.environ.get("DS_LEASE_MS", "30000"))
+TICK_S = float(os.environ.get("DS_SUPERVISOR_TICK_S", "2.0"))
+RESPAWN_BACKOFF_MAX_S = 30.0
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Renew / release only while we still hold the lease (compare-and-set).
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+def lease_key(sentinel_id: int) -> str:
+    return f"ds:{sentinel_id}:lease"
+
+
+class Lease:
+    """A renewable Redis lease for one sentinel, held by ``token``."""
+
+    def __init__(
+        self, client: redis.Redis, sentinel_id: int, token: str, ttl_ms: int = LEASE_MS
+    ) -> None:
+        self.r = client
+        self.key = lease_key(sentinel_id)
+        self.token = token
+        self.ttl_ms = ttl_ms
+
+    def acquire_or_renew(self) -> bool:
+        if self.r.set(self.key, self.token, nx=True, px=self.ttl_ms):
+            return True
+        return bool(self.r.eval(_RENEW, 1, self.key, self.token, self.ttl_ms))
+
+    def release(self) -> None:
+        self.r.eval(_RELEASE, 1, self.key, self.token)
+
+    def holder(self) -> str | None:
+        value = self.r.get(self.key)
+        return value.decode() if value else None
+
+
+@dataclass
+class Child:
+    spec: SentinelSpec
+    digest: str
+    proc: subprocess.Popen
+    lease: Lease
+    started: float = field(default_factory=time.monotonic)
+
+
+def spec_digest(spec: SentinelSpec) -> str:
+    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+class SentinelSupervisor:
+    """Keeps each enabled sentinel running exactly once across all workers.
+
+    ``load_specs`` returns the enabled sentinels' specs by id (from the database).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        load_specs: Callable[[], dict[int, SentinelSpec]],
+        *,
+        redis_url: str,
+        worker_id: str | None = None,
+        spec_dir: Path | None = None,
+        live: bool = True,
+    ) -> None:
+        self.r = client
+        self.load_specs = load_specs
+        self.redis_url = redis_url
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.spec_dir = spec_dir or PROJECT_ROOT / ".local" / "sentinels" / self.worker_id.replace(
+            ":", "-"
+        )
+        self.live = live
+        self.children: dict[int, Child] = {}
+        self.failures: dict[int, tuple[int, float]] = {}  # id -> (consecutive exits, retry at)
+        self.shutdown = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="sentinel-supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        self.shutdown.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for sid in list(self.children):
+            self.stop_child(sid)
+
+    def run(self) -> None:
+        log.info("sentinel supervisor %s started", self.worker_id)
+        while not self.shutdown.is_set():
+            try:
+                self.tick()
+            except Exception:  # a bad tick (DB or Redis down) must not end supervision
+                log.exception("sentinel supervisor tick failed")
+            self.shutdown.wait(TICK_S)
+
+    # -- one unit of work --------------------------------------------------------------------
+    def tick(self) -> None:
+        specs = self.load_specs()
+        for sid in list(self.children):
+            if sid not in specs:
+                log.info("sentinel %s disabled or deleted: stopping it", sid)
+                self.stop_child(sid)
+        for sid, spec in specs.items():
+            self.supervise(sid, spec)
+
+    def supervise(self, sid: int, spec: SentinelSpec) -> None:
+        child = self.children.get(sid)
+        lease = (
+            child.lease if child else Lease(self.r, sid, f"{self.worker_id}:{uuid.uuid4().hex[:8]}")
+        )
+        if not lease.acquire_or_renew():
+            if child is not None:
+                log.warning(
+                    "sentinel %s: lease lost to %s; stopping our copy", spec.name, lease.holder()
+                )
+                self.stop_child(sid, release=False)
+            return
+        if child is not None and child.proc.poll() is not None:
+            self.note_exit(sid, child)
+            child = None
+        if child is not None and child.digest != spec_digest(spec):
+            log.info("sentinel %s edited: restarting it", spec.name)
+            self.stop_child(sid, release=False)
+            child = None
+        if child is None and self.may_spawn(sid):
+            self.spawn(spec, lease)
+
+    def note_exit(self, sid: int, child: Child) -> None:
+        count, _ = self.failures.get(sid, (0, 0.0))
+        count = count + 1 if time.monotonic() - child.started < 60 else 1
+        delay = min(RESPAWN_BACKOFF_MAX_S, 2.0**count)
+        self.failures[sid] = (count, time.monotonic() + delay)
+        log.warning(
+            "sentinel %s exited with %s; restarting in %.0fs",
+            child.spec.name,
+            child.proc.returncode,
+            delay,
+        )
+        del self.children[sid]
+
+    def may_spawn(self, sid: int) -> bool:
+        _, retry_at = self.failures.get(sid, (0, 0.0))
+        return time.monotonic() >= retry_at
+
+    def spawn(self, spec: SentinelSpec, lease: Lease) -> None:
+        self.spec_dir.mkdir(parents=True, exist_ok=True)
+        path = self.spec_dir / f"{spec.id}.json"
+        # The spec may hold client secrets: a private file, never the command line.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(spec.to_dict(), fh)
+        argv = [
+            sys.executable,
+            "-m",
+            "workers.run",
+            "--spec",
+            str(path),
+            "--redis-url",
+            self.redis_url,
+            "--lease-key",
+            lease.key,
+            "--lease-token",
+            lease.token,
+            "--lease-ms",
+            str(lease.ttl_ms),
+        ]
+        if self.live:
+            argv.append("--live")
+        proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, start_new_session=True)
+        self.children[spec.id] = Child(spec, spec_digest(spec), proc, lease)
+        log.info(
+            "sentinel %s started in process %s (worker %s)", spec.name, proc.pid, self.worker_id
+        )
+
+    def stop_child(self, sid: int, release: bool = True, timeout: float = 20) -> None:
+        child = self.children.pop(sid, None)
+        if child is None:
+            return
+        if child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGTERM)
+            try:
+                child.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+        if release:
+            with contextlib.suppress(redis.RedisError):
+                child.lease.release()

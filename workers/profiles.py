@@ -1,0 +1,223 @@
+"""Semantic profiles: the producer and consumer settings each delivery semantic needs.
+
+A profile is data: a semantic, librdkafka producer and consumer properties, and a commit
+strategy. The three defaults follow the user's document (``seed/delivery-semantics.txt``);
+variants (``acks=1``, idempotence off, ...) are the same structure with other properties.
+
+Validation constructs the real librdkafka client, so an unknown or invalid property gets
+librdkafka's own message; Java-only keys get a message saying what to use instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+AT_MOST_ONCE = "at-most-once"
+AT_LEAST_ONCE = "at-least-once"
+EXACTLY_ONCE = "exactly-once"
+SEMANTICS = (AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE)
+
+COMMIT_BEFORE_PROCESS = "commit-before-process"
+PROCESS_BEFORE_COMMIT = "process-before-commit"
+TRANSACTIONAL = "transactional"
+COMMIT_STRATEGIES = (COMMIT_BEFORE_PROCESS, PROCESS_BEFORE_COMMIT, TRANSACTIONAL)
+
+# Keys a Java client understands and librdkafka does not, with what to use instead.
+JAVA_ONLY_KEYS = {
+    "sasl.jaas.config": (
+        "sasl.jaas.config is a Java client setting; librdkafka takes sasl.mechanism with "
+        "sasl.username and sasl.password (PLAIN, SCRAM) or the sasl.oauthbearer.* properties"
+    ),
+    "ssl.truststore.location": (
+        "JKS truststores are Java-only; give librdkafka the CA certificates as a PEM file "
+        "in ssl.ca.location (or ssl.ca.pem)"
+    ),
+    "ssl.truststore.password": (
+        "JKS truststores are Java-only; librdkafka reads a PEM file from ssl.ca.location, "
+        "which needs no password"
+    ),
+    "ssl.truststore.type": "librdkafka reads CA certificates as PEM from ssl.ca.location",
+    "ssl.keystore.type": (
+        "librdkafka reads a PKCS#12 keystore from ssl.keystore.location, or PEM files from "
+        "ssl.certificate.location and ssl.key.location; convert a JKS keystore to one of those"
+    ),
+    "key.serializer": "serializers are Java client settings; the sentinel writes its own bytes",
+    "value.serializer": "serializers are Java client settings; the sentinel writes its own bytes",
+    "key.deserializer": "deserializers are Java client settings; the sentinel reads its own bytes",
+    "value.deserializer": "deserializers are Java client settings; the sentinel reads its own bytes",
+}
+
+# Properties whose values are secrets: never logged, never sent to the browser.
+SECRET_MARKERS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "token")
+
+# Set by the sentinel itself; a profile may not override them.
+RESERVED_KEYS = frozenset({"bootstrap.servers", "group.id", "transactional.id", "on_delivery"})
+
+
+def is_secret(key: str) -> bool:
+    key = key.lower()
+    return any(marker in key for marker in SECRET_MARKERS)
+
+
+def mask_secrets(props: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``props`` with every secret value replaced by ``******``."""
+    return {k: ("******" if is_secret(k) else v) for k, v in props.items()}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named set of client properties plus the consumer's commit strategy."""
+
+    name: str
+    semantic: str
+    producer: dict[str, Any] = field(default_factory=dict)
+    consumer: dict[str, Any] = field(default_factory=dict)
+    commit_strategy: str = PROCESS_BEFORE_COMMIT
+
+    def __post_init__(self) -> None:
+        if self.semantic not in SEMANTICS:
+            raise ValueError(f"unknown semantic {self.semantic!r}; expected one of {SEMANTICS}")
+        if self.commit_strategy not in COMMIT_STRATEGIES:
+            raise ValueError(
+                f"unknown commit strategy {self.commit_strategy!r}; expected one of {COMMIT_STRATEGIES}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "semantic": self.semantic,
+            "producer": dict(self.producer),
+            "consumer": dict(self.consumer),
+            "commit_strategy": self.commit_strategy,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Profile:
+        return cls(
+            name=doc["name"],
+            semantic=doc["semantic"],
+            producer=dict(doc.get("producer", {})),
+            consumer=dict(doc.get("consumer", {})),
+            commit_strategy=doc.get("commit_strategy", PROCESS_BEFORE_COMMIT),
+        )
+
+    def variant(
+        self, name: str, *, producer: dict | None = None, consumer: dict | None = None
+    ) -> Profile:
+        """The same profile with some properties changed (``None`` values remove a key)."""
+
+        def merged(base: dict, changes: dict | None) -> dict:
+            out = dict(base)
+            for key, value in (changes or {}).items():
+                if value is None:
+                    out.pop(key, None)
+                else:
+                    out[key] = value
+            return out
+
+        return Profile(
+            name=name,
+            semantic=self.semantic,
+            producer=merged(self.producer, producer),
+            consumer=merged(self.consumer, consumer),
+            commit_strategy=self.commit_strategy,
+        )
+
+
+DEFAULT_PROFILES: dict[str, Profile] = {
+    AT_MOST_ONCE: Profile(
+        name=AT_MOST_ONCE,
+        semantic=AT_MOST_ONCE,
+        # Fire and forget: no acknowledgement, no retry; idempotence would contradict both.
+        producer={"acks": "0", "retries": "0", "enable.idempotence": "false"},
+        # Commit right after the poll, then process: a crash in between loses the batch.
+        consumer={"enable.auto.commit": "false", "auto.offset.reset": "earliest"},
+        commit_strategy=COMMIT_BEFORE_PROCESS,
+    ),
+    AT_LEAST_ONCE: Profile(
+        name=AT_LEAST_ONCE,
+        semantic=AT_LEAST_ONCE,
+        # acks=all with retries left at their (unlimited) default, bounded by delivery.timeout.ms.
+        producer={"acks": "all", "enable.idempotence": "true", "delivery.timeout.ms": "30000"},
+        # Process, then commit: a crash in between reprocesses the batch.
+        consumer={"enable.auto.commit": "false", "auto.offset.reset": "earliest"},
+        commit_strategy=PROCESS_BEFORE_COMMIT,
+    ),
+    EXACTLY_ONCE: Profile(
+        name=EXACTLY_ONCE,
+        semantic=EXACTLY_ONCE,
+        # Idempotent, transactional (transactional.id is set per sentinel by the copier).
+        producer={"acks": "all", "enable.idempotence": "true", "delivery.timeout.ms": "30000"},
+        # The copier reads committed input; the verifier reads the output read_committed.
+        consumer={
+            "enable.auto.commit": "false",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        },
+        commit_strategy=TRANSACTIONAL,
+    ),
+}
+
+
+def java_only_errors(props: dict[str, Any]) -> dict[str, str]:
+    return {key: JAVA_ONLY_KEYS[key] for key in props if key in JAVA_ONLY_KEYS}
+
+
+def _client_error(kind: str, props: dict[str, Any]) -> str | None:
+    """librdkafka's own message for ``props``, or ``None`` when the client can be built."""
+    from confluent_kafka import Consumer, KafkaException, Producer
+
+    conf = {str(k): v for k, v in props.items()}
+    # Construction only: no broker is contacted, so keep librdkafka quiet about that.
+    conf.setdefault("log_level", 0)
+    try:
+        if kind == "producer":
+            client = Producer(conf)
+            client.flush(0)
+        else:
+            conf.setdefault("group.id", "delivery-sentinel-validation")
+            client = Consumer(conf)
+            client.close()
+    except (KafkaException, ValueError, TypeError) as exc:
+        error = exc.args[0] if exc.args else exc
+        return getattr(error, "str", lambda: str(error))()
+    return None
+
+
+def validate_properties(kind: str, props: dict[str, Any]) -> dict[str, str]:
+    """Errors by property name (``"__all__"`` for a whole-set error); empty when valid.
+
+    ``kind`` is ``"producer"`` or ``"consumer"``.
+    """
+    if kind not in ("producer", "consumer"):
+        raise ValueError(f"kind must be 'producer' or 'consumer', not {kind!r}")
+    errors = java_only_errors(props)
+    for key in props:
+        if key in RESERVED_KEYS:
+            errors[key] = f"{key} is set by the sentinel itself and cannot be overridden"
+    if errors:
+        return errors
+    message = _client_error(kind, props)
+    if message:
+        culprit = next((k for k in props if f"`{k}`" in message or f'"{k}"' in message), None)
+        if culprit is None:
+            culprit = next((k for k in props if k in message), "__all__")
+        errors[culprit] = message
+    return errors
+
+
+def validate_profile(profile: Profile) -> dict[str, str]:
+    """Errors keyed ``producer.<prop>`` / ``consumer.<prop>`` / ``__all__``; empty when valid."""
+    errors = {
+        f"producer.{k}": v for k, v in validate_properties("producer", profile.producer).items()
+    }
+    errors.update(
+        {f"consumer.{k}": v for k, v in validate_properties("consumer", profile.consumer).items()}
+    )
+    if profile.commit_strategy == TRANSACTIONAL:
+        if str(profile.producer.get("enable.idempotence", "true")).lower() == "false":
+            errors["producer.enable.idempotence"] = "exactly-once needs enable.idempotence=true"
+        if str(profile.consumer.get("isolation.level", "read_committed")) != "read_committed":
+            errors["consumer.isolation.level"] = "exactly-once verification reads read_committed"
+    return errors

@@ -1,0 +1,94 @@
+"""Live publishing from sentinel processes to the dashboard's Channels groups.
+
+The checker offers one window a second; a background thread sends it with channels-redis.
+``offer()`` never blocks: when the queue is full (Redis slow, nobody consuming) the oldest
+updates are dropped and counted, so a slow or absent dashboard costs the sentinel nothing.
+Group names and event types are the dashboard's (``dashboard.live``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from typing import Any
+
+from dashboard.live import EVENT_TYPES, OVERVIEW_GROUP, sentinel_group
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 50
+
+
+class LivePublisher:
+    def __init__(self, redis_url: str, *, capacity: int = 100, expiry: int = 30) -> None:
+        self.redis_url = redis_url
+        self.capacity = capacity
+        self.expiry = expiry
+        self.queue: queue.Queue[tuple[list[str], dict[str, Any]] | None] = queue.Queue(QUEUE_SIZE)
+        self.dropped = 0
+        self.sent = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="live-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        try:
+            self.queue.put_nowait(None)
+        except queue.Full:
+            self._drain_one()
+            self.queue.put_nowait(None)
+        self._thread.join(5)
+
+    def offer(self, sentinel_id: int, event_type: str, payload: dict[str, Any]) -> None:
+        """Queue ``payload`` for the sentinel's group and the overview group; never blocks."""
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown live event type {event_type!r}")
+        message = {"type": event_type, "payload": payload}
+        item = ([sentinel_group(sentinel_id), OVERVIEW_GROUP], message)
+        while True:
+            try:
+                self.queue.put_nowait(item)
+                return
+            except queue.Full:
+                self._drain_one()
+
+    def _drain_one(self) -> None:
+        try:
+            self.queue.get_nowait()
+            self.dropped += 1
+        except queue.Empty:
+            pass
+
+    def _run(self) -> None:
+        from channels_redis.core import RedisChannelLayer
+
+        loop = asyncio.new_event_loop()
+        layer = RedisChannelLayer(
+            hosts=[{"address": self.redis_url, "socket_timeout": 15, "socket_connect_timeout": 5}],
+            capacity=self.capacity,
+            expiry=self.expiry,
+        )
+        try:
+            while True:
+                item = self.queue.get()
+                if item is None:
+                    return
+                groups, message = item
+                try:
+                    for group in groups:
+                        loop.run_until_complete(
+                            asyncio.wait_for(layer.group_send(group, message), 5)
+                        )
+                    self.sent += 1
+                except Exception as exc:  # never let the dashboard's trouble reach the sentinel
+                    self.dropped += 1
+                    log.warning("live publish failed: %s", exc)
+        finally:
+            loop.run_until_complete(layer.close_pools())
+            loop.close()

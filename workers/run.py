@@ -1,0 +1,199 @@
+"""Run one sentinel's roles in this process, one thread each, until SIGTERM / SIGINT.
+
+    python -m workers.run --spec sentinel.json [--roles producer,consumer,checker]
+
+Roles: ``producer``, ``consumer`` (at-most-once / at-least-once), ``copier`` and ``verifier``
+(exactly-once), ``checker``; ``all`` means every role the sentinel's semantic needs. Each role
+can also run in a process of its own, which is how the tests and the scenario lab crash one
+without the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable
+
+import redis
+
+from workers.checkrunner import CheckRunner
+from workers.hosting import _RELEASE
+from workers.publish import LivePublisher
+from workers.sentinel import (
+    CommittedVerifier,
+    SentinelConsumer,
+    SentinelProducer,
+    TransactionalCopier,
+)
+from workers.spec import SentinelSpec
+from workers.store import SentinelStore, connect
+
+log = logging.getLogger("workers.run")
+
+ROLE_CLASSES = {
+    "producer": SentinelProducer,
+    "consumer": SentinelConsumer,
+    "copier": TransactionalCopier,
+    "verifier": CommittedVerifier,
+    "checker": CheckRunner,
+}
+
+
+def roles_for(spec: SentinelSpec) -> list[str]:
+    if spec.eos:
+        return ["producer", "copier", "verifier", "checker"]
+    return ["producer", "consumer", "checker"]
+
+
+class SentinelHost:
+    """Runs a set of roles of one sentinel in threads; ``stop()`` ends them all."""
+
+    def __init__(
+        self,
+        spec: SentinelSpec,
+        store: SentinelStore,
+        roles: Iterable[str],
+        publisher: LivePublisher | None = None,
+    ) -> None:
+        self.spec = spec
+        self.loops = [
+            CheckRunner(spec, store, publisher)
+            if role == "checker"
+            else ROLE_CLASSES[role](spec, store)
+            for role in roles
+        ]
+        self.threads: list[threading.Thread] = []
+        self.failures: list[str] = []
+
+    def start(self) -> None:
+        for loop in self.loops:
+            thread = threading.Thread(
+                target=self._run, args=(loop,), name=f"{self.spec.name}-{loop.role}", daemon=True
+            )
+            thread.start()
+            self.threads.append(thread)
+
+    def _run(self, loop) -> None:
+        try:
+            loop.run()
+        except Exception as exc:  # a role that dies reports why and stops the host
+            log.exception("sentinel %s: %s stopped", self.spec.name, loop.role)
+            self.failures.append(f"{loop.role}: {exc}")
+            self.stop()
+
+    def stop(self) -> None:
+        for loop in self.loops:
+            if isinstance(loop, CheckRunner):
+                loop.shutdown = True
+            else:
+                loop.shutdown.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        for thread in self.threads:
+            thread.join(timeout)
+
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
+
+
+class LeaseGuard(threading.Thread):
+    """Stops the host when this process may no longer be the sentinel's only instance.
+
+    Checked every second: the lease still holds our token, with at least half its time left
+    (our worker renews it every couple of seconds), Redis answers, and our parent (the worker
+    that started us) is alive. When the parent is gone we release the lease after stopping,
+    so another worker takes over at once instead of after the lease time.
+    """
+
+    def __init__(self, host: SentinelHost, client, key: str, token: str, lease_ms: int) -> None:
+        super().__init__(name="lease-guard", daemon=True)
+        self.host, self.r, self.key, self.token, self.lease_ms = host, client, key, token, lease_ms
+        self.parent = os.getppid()
+        self.orphaned = False
+        self.reason: str | None = None
+
+    def run(self) -> None:
+        last_ok = time.monotonic()
+        while self.host.alive() and self.reason is None:
+            if os.getppid() != self.parent:
+                self.orphaned = True
+                self.reason = "the worker that started this sentinel is gone"
+                break
+            try:
+                holder, pttl = self.r.get(self.key), self.r.pttl(self.key)
+                last_ok = time.monotonic()
+                if holder is None or holder.decode() != self.token:
+                    self.reason = "lease lost"
+                elif pttl < self.lease_ms / 2:
+                    self.reason = f"lease not renewed ({pttl} ms left)"
+            except redis.RedisError as exc:
+                if (time.monotonic() - last_ok) * 1000 > self.lease_ms / 2:
+                    self.reason = f"Redis unreachable, cannot prove the lease: {exc}"
+            time.sleep(1.0)
+        if self.reason:
+            log.warning("sentinel %s: stopping: %s", self.host.spec.name, self.reason)
+            self.host.stop()
+
+    def release_if_orphaned(self) -> None:
+        if self.orphaned:
+            with contextlib.suppress(redis.RedisError):
+                self.r.eval(_RELEASE, 1, self.key, self.token)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--spec", required=True, help="path of a SentinelSpec JSON document")
+    parser.add_argument("--roles", default="all")
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--live", action="store_true", help="publish windows to the dashboard")
+    parser.add_argument("--lease-key", help="run only while this Redis lease holds --lease-token")
+    parser.add_argument("--lease-token")
+    parser.add_argument("--lease-ms", type=int, default=30000)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with open(args.spec) as fh:
+        spec = SentinelSpec.from_dict(json.load(fh))
+    roles = roles_for(spec) if args.roles == "all" else args.roles.split(",")
+    unknown = [r for r in roles if r not in ROLE_CLASSES]
+    if unknown:
+        parser.error(f"unknown role(s) {unknown}; choose from {sorted(ROLE_CLASSES)}")
+    publisher = LivePublisher(args.redis_url) if args.live else None
+    host = SentinelHost(spec, SentinelStore(connect(args.redis_url), spec.id), roles, publisher)
+
+    def on_signal(signum, _frame):
+        host.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    host.start()
+    guard = None
+    if args.lease_key:
+        guard = LeaseGuard(
+            host, connect(args.redis_url), args.lease_key, args.lease_token, args.lease_ms
+        )
+        guard.start()
+    while host.alive():
+        host.join(0.5)
+    if guard is not None:
+        guard.release_if_orphaned()
+    if host.failures:
+        print("; ".join(host.failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

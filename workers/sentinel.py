@@ -1,0 +1,811 @@
+"""The sentinel's Kafka-facing loops: producer, consumer, exactly-once copier and verifier.
+
+Each loop is a small class with a ``shutdown`` flag and a ``step()`` that does one unit of
+work, so a host (a test, ``python -m workers.run``, a Celery worker) can run it in a thread or
+a process. librdkafka clients are created in ``start()``, inside the process that runs the loop
+(never before a fork).
+
+What "processing" means: appending the record to the Redis processing ledger
+(``SentinelStore.append_ledger``), a durable effect that outlives the process. The commit
+strategy decides whether the Kafka offset commit comes before it (at-most-once) or after it
+(at-least-once). Under exactly-once a transactional copier moves records from the input topic
+to the output topic, and a ``read_committed`` verifier processes the output exactly once by
+storing its offsets in the same Redis transaction as its ledger entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import redis
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+
+from workers import codec
+from workers.latency import LatencyHistogram
+from workers.profiles import COMMIT_BEFORE_PROCESS
+from workers.spec import SentinelSpec
+from workers.store import SentinelStore, to_ranges
+
+log = logging.getLogger(__name__)
+
+ACK_FLUSH_INTERVAL_S = 0.1
+METADATA_REFRESH_S = 5.0
+HEARTBEAT_INTERVAL_S = 1.0
+TXN_HEADER = "ds-txn"
+# Seq sits at a fixed offset in every codec record: read it without a full decode in the
+# delivery callback (the hot path at saturation).
+_SEQ_AT = struct.Struct(">Q")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Loop:
+    """A long-running unit of sentinel work: ``start()``, ``step()`` until ``shutdown``, ``close()``."""
+
+    role = "loop"
+
+    def __init__(self, spec: SentinelSpec, store: SentinelStore) -> None:
+        self.spec = spec
+        self.store = store
+        self.shutdown = threading.Event()
+        self.error: str | None = None
+        self._last_heartbeat = 0.0
+
+    def start(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def step(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def heartbeat(self, **extra: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat >= HEARTBEAT_INTERVAL_S:
+            self._last_heartbeat = now
+            self.store.heartbeat(
+                self.role, self.error, pid=os.getpid(), host=socket.gethostname(), **extra
+            )
+
+    def on_client_error(self, err: KafkaError) -> None:
+        """librdkafka's error_cb: connectivity trouble is reported as STALLED, never as loss."""
+        self.error = f"{err.name()}: {err.str()}"
+        log.warning("%s %s: %s", self.role, self.spec.name, self.error)
+
+    def run(self) -> None:
+        if not self.start_with_retries():
+            return
+        try:
+            while not self.shutdown.is_set():
+                try:
+                    self.step()
+                except (KafkaException, redis.RedisError) as exc:
+                    # Cluster or Redis trouble: report it (the verdict becomes STALLED), wait, go on.
+                    self.error = describe(exc)
+                    log.warning("%s %s: %s", self.role, self.spec.name, self.error)
+                    self.shutdown.wait(1.0)
+                self.heartbeat()
+        finally:
+            self.close()
+            self.store.heartbeat(self.role, "stopped", pid=os.getpid())
+
+    def start_with_retries(self) -> bool:
+        """``start()`` until it succeeds (backing off to 30 s) or shutdown; False on shutdown."""
+        backoff = 1.0
+        while not self.shutdown.is_set():
+            try:
+                self.start()
+                return True
+            except (KafkaException, TimeoutError, redis.RedisError) as exc:
+                self.error = f"cannot start: {describe(exc)}"
+                log.warning("%s %s: %s", self.role, self.spec.name, self.error)
+                with contextlib.suppress(redis.RedisError):
+                    self.store.heartbeat(self.role, self.error, pid=os.getpid())
+                self.shutdown.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        return False
+
+
+def describe(exc: BaseException) -> str:
+    """A readable one-line message: librdkafka's own words for Kafka errors."""
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        err = exc.args[0]
+        return f"{err.name()}: {err.str()}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def admin_for(spec: SentinelSpec) -> AdminClient:
+    return AdminClient({**spec.client, "bootstrap.servers": spec.bootstrap_servers})
+
+
+def ensure_topic(admin: AdminClient, spec: SentinelSpec, topic: str, partitions: int) -> int:
+    """Create ``topic`` if missing (sentinel defaults) and grow it to ``partitions``; its count."""
+    md = admin.list_topics(topic=topic, timeout=10)
+    meta = md.topics.get(topic)
+    if meta is None or meta.error is not None:
+        new = NewTopic(
+            topic,
+            num_partitions=partitions,
+            replication_factor=spec.replication_factor,
+            config={
+                "min.insync.replicas": str(spec.min_insync_replicas),
+                "unclean.leader.election.enable": "false",
+            },
+        )
+        for future in admin.create_topics([new]).values():
+            try:
+                future.result(timeout=30)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+        return wait_for_partitions(admin, topic, partitions)
+    current = len(meta.partitions)
+    if current < partitions:
+        for future in admin.create_partitions([NewPartitions(topic, partitions)]).values():
+            future.result(timeout=30)
+        return wait_for_partitions(admin, topic, partitions)
+    return current
+
+
+def wait_for_partitions(
+    admin: AdminClient, topic: str, partitions: int, timeout: float = 30
+) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = admin.list_topics(topic=topic, timeout=10).topics.get(topic)
+        ready = meta is not None and meta.error is None and len(meta.partitions) >= partitions
+        if ready and all(p.leader >= 0 for p in meta.partitions.values()):
+            return len(meta.partitions)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} has no leader for every partition after {timeout}s")
+        time.sleep(0.2)
+
+
+def partition_count(client: Producer | Consumer | AdminClient, topic: str) -> int | None:
+    """Current partition count of ``topic`` from metadata, or None when it is unknown."""
+    try:
+        meta = client.list_topics(topic=topic, timeout=5).topics.get(topic)
+    except KafkaException:
+        return None
+    if meta is None or meta.error is not None:
+        return None
+    return len(meta.partitions)
+
+
+# ---------------------------------------------------------------------------------------
+# Producer
+# ---------------------------------------------------------------------------------------
+
+
+class SentinelProducer(Loop):
+    """Writes sequence-numbered records to every partition of the sentinel topic.
+
+    Every ``start()`` is a new run with its own id; sequence numbers restart at 0 per partition.
+    Delivery reports are folded into acked / failed ranges and appended to the acks stream
+    every ~100 ms, with the produce-ack latency histogram of the same period.
+    """
+
+    role = "producer"
+
+    def __init__(self, spec: SentinelSpec, store: SentinelStore) -> None:
+        super().__init__(spec, store)
+        self.run_id = 0
+        self.epoch: str | None = None
+        self.partitions = 0
+        self.next_seq: dict[int, int] = {}
+        self._credit: dict[int, float] = {}
+        self._acked: dict[int, list[int]] = defaultdict(list)
+        self._failed: dict[int, list[int]] = defaultdict(list)
+        self._produced: dict[int, int] = defaultdict(int)
+        self._ack_latency = LatencyHistogram()
+        self._lock = threading.Lock()
+        self._last_flush = 0.0
+        self._last_tick = 0.0
+        self._last_metadata = 0.0
+        self.producer: Producer | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        admin = admin_for(self.spec)
+        self.partitions = ensure_topic(admin, self.spec, self.spec.topic, self.spec.partitions)
+        self.producer = Producer(
+            self.spec.producer_conf(on_delivery=self._on_delivery, error_cb=self.on_client_error)
+        )
+        self.new_run("started")
+        self._last_tick = time.monotonic()
+
+    def new_run(self, reason: str) -> None:
+        """Begin a new run: fresh id, sequences from 0, registered before the first record."""
+        if self.producer is not None and self.run_id:
+            self.producer.flush(10)
+            self.flush_acks(force=True)
+        self.epoch, created = self.store.ensure_epoch()
+        self.run_id = codec.new_run_id()
+        self.next_seq = {p: 0 for p in range(self.partitions)}
+        self._credit = {p: 0.0 for p in range(self.partitions)}
+        self.store.register_run(
+            self.run_id,
+            {
+                "started": time.time(),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "reason": reason,
+            },
+        )
+        self.store.event("run", f"producer run {self.run_id} {reason}", run=self.run_id)
+        log.info("sentinel %s: producer run %s %s", self.spec.name, self.run_id, reason)
+
+    def close(self) -> None:
+        if self.producer is not None:
+            remaining = self.producer.flush(8)
+            if remaining:
+                log.warning(
+                    "sentinel %s: %d records still in flight at shutdown", self.spec.name, remaining
+                )
+            self.flush_acks(force=True)
+
+    # -- work ------------------------------------------------------------------------------
+    def step(self) -> None:
+        assert self.producer is not None
+        now = time.monotonic()
+        if now - self._last_metadata >= METADATA_REFRESH_S:
+            self._last_metadata = now
+            self.follow_partitions()
+            self.check_epoch()
+        elapsed, self._last_tick = now - self._last_tick, now
+        if self.spec.rate_per_partition > 0:
+            self.produce_due(elapsed)
+            self.producer.poll(0.02)
+        else:
+            self.produce_burst()
+            self.producer.poll(0)
+        self.flush_acks()
+
+    def produce_due(self, elapsed: float) -> None:
+        rate = self.spec.rate_per_partition
+        for partition in range(self.partitions):
+            credit = self._credit.get(partition, 0.0) + rate * elapsed
+            count = int(credit)
+            self._credit[partition] = credit - count
+            for _ in range(min(count, max(1, int(rate)))):
+                if not self.produce_one(partition):
+                    break
+
+    def produce_burst(self, per_partition: int = 100) -> None:
+        for partition in range(self.partitions):
+            for _ in range(per_partition):
+                if not self.produce_one(partition):
+                    return
+
+    def produce_one(self, partition: int) -> bool:
+        """Produce the next record of ``partition``; False when the local queue is full."""
+        assert self.producer is not None
+        seq = self.next_seq[partition]
+        record = codec.Record(self.spec.id, self.run_id, partition, seq, now_us())
+        try:
+            self.producer.produce(
+                self.spec.topic,
+                value=codec.encode(record, self.spec.record_size),
+                partition=partition,
+            )
+        except BufferError:
+            self.producer.poll(0.05)
+            return False
+        except KafkaException as exc:
+            # Not even enqueued: nothing was produced, so nothing is counted.
+            self.error = str(exc)
+            return False
+        self.next_seq[partition] = seq + 1
+        with self._lock:
+            self._produced[partition] += 1
+        return True
+
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        value = msg.value()
+        if value is None or len(value) < codec.HEADER_SIZE:
+            return
+        record = codec.decode(value)
+        if not isinstance(record, codec.Record) or record.run_id != self.run_id:
+            return  # a previous run's straggler: that run's ranges are closed
+        with self._lock:
+            if err is None:
+                self._acked[record.partition].append(record.seq)
+                latency = msg.latency()
+                if latency is not None:
+                    self._ack_latency.record(latency * 1000.0)
+            else:
+                self._failed[record.partition].append(record.seq)
+                self.error = f"delivery failed: {err.str()}"
+
+    def flush_acks(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_flush < ACK_FLUSH_INTERVAL_S:
+            return
+        self._last_flush = now
+        with self._lock:
+            acked, failed, produced = self._acked, self._failed, self._produced
+            self._acked, self._failed, self._produced = (
+                defaultdict(list),
+                defaultdict(list),
+                defaultdict(int),
+            )
+            latency, self._ack_latency = self._ack_latency, LatencyHistogram()
+        parts: dict[int, dict[str, Any]] = {}
+        for partition in set(acked) | set(failed) | set(produced):
+            entry: dict[str, Any] = {}
+            if produced.get(partition):
+                entry["n"] = produced[partition]
+            if acked.get(partition):
+                entry["a"] = to_ranges(acked[partition])
+            if failed.get(partition):
+                entry["f"] = to_ranges(failed[partition])
+            parts[partition] = entry
+        if parts:
+            self.store.append_acks(self.run_id, parts, latency.to_dict() if latency.count else None)
+            if acked:
+                self.error = None if not failed else self.error
+
+    def follow_partitions(self) -> None:
+        count = partition_count(self.producer, self.spec.topic)
+        if count is not None and count > self.partitions:
+            log.info("sentinel %s: topic grew to %d partitions", self.spec.name, count)
+            for partition in range(self.partitions, count):
+                self.next_seq[partition] = 0
+                self._credit[partition] = 0.0
+            self.partitions = count
+
+    def check_epoch(self) -> None:
+        """Redis lost our state (flushed): start a new run rather than report the old one lost."""
+        if self.store.epoch() != self.epoch or not self.store.run_registered(self.run_id):
+            self.store.event("state-lost", "sentinel state in Redis was lost; starting a new run")
+            self.new_run("after Redis lost the sentinel state")
+
+
+# ---------------------------------------------------------------------------------------
+# Consumers
+# ---------------------------------------------------------------------------------------
+
+
+class AssignedConsumer(Loop):
+    """Base for loops that consume every partition of one topic with ``assign()``.
+
+    A sentinel has exactly one consumer (a lease enforces it), so group rebalancing would only
+    add session-timeout stalls to every restart; ``assign()`` with committed (or stored) offsets
+    keeps restarts immediate. New partitions are picked up from metadata.
+    """
+
+    source_topic = ""
+    # How long one poll waits for a batch to fill: the floor of end-to-end latency.
+    poll_timeout_s = 0.05
+
+    def __init__(self, spec: SentinelSpec, store: SentinelStore) -> None:
+        super().__init__(spec, store)
+        self.consumer: Consumer | None = None
+        self.assigned = 0
+        self._last_metadata = 0.0
+
+    def consumer_conf(self) -> dict[str, Any]:
+        return self.spec.consumer_conf(error_cb=self.on_client_error)
+
+    def start(self) -> None:
+        self.consumer = Consumer(self.consumer_conf())
+        self.follow_partitions(force=True)
+
+    def start_offsets(self, partitions: list[int]) -> list[TopicPartition]:
+        # OFFSET_INVALID means "the group's committed offset, else auto.offset.reset".
+        return [TopicPartition(self.source_topic, p) for p in partitions]
+
+    def follow_partitions(self, force: bool = False) -> None:
+        assert self.consumer is not None
+        now = time.monotonic()
+        if not force and now - self._last_metadata < METADATA_REFRESH_S:
+            return
+        self._last_metadata = now
+        count = partition_count(self.consumer, self.source_topic)
+        if count is None or count <= self.assigned:
+            return
+        new = list(range(self.assigned, count))
+        self.consumer.incremental_assign(self.start_offsets(new))
+        self.assigned = count
+
+    def poll_batch(self) -> list[Any]:
+        assert self.consumer is not None
+        self.follow_partitions()
+        msgs = self.consumer.consume(num_messages=self.spec.batch_size, timeout=self.poll_timeout_s)
+        good = []
+        for msg in msgs:
+            err = msg.error()
+            if err is None:
+                good.append(msg)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                self.on_client_error(err)
+        return good
+
+    def decode_batch(self, msgs: list[Any]) -> tuple[list[tuple[int, int, int, int, int]], int]:
+        """Ledger items for valid records of this sentinel; the rest counts as foreign."""
+        items, foreign, processed_us = [], 0, now_us()
+        for msg in msgs:
+            record = codec.decode(msg.value(), sentinel_id=self.spec.id, partition=msg.partition())
+            if isinstance(record, codec.Record):
+                items.append(
+                    (
+                        record.run_id,
+                        record.partition,
+                        record.seq,
+                        record.produce_ts_us,
+                        processed_us,
+                    )
+                )
+            else:
+                foreign += 1
+        return items, foreign
+
+    def process(self, items: list, **kwargs: Any) -> None:
+        """Append to the ledger, retrying until Redis takes it.
+
+        The batch is already consumed (and under at-most-once committed): giving up here would
+        turn our own infrastructure trouble into a loss the cluster never caused.
+        """
+        backoff = 0.2
+        while True:
+            try:
+                self.store.append_ledger(items, **kwargs)
+                return
+            except redis.RedisError as exc:
+                self.error = f"processing ledger unavailable: {describe(exc)}"
+                log.warning("%s %s: %s", self.role, self.spec.name, self.error)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
+
+
+class SentinelConsumer(AssignedConsumer):
+    """At-most-once / at-least-once processing with the profile's commit strategy."""
+
+    role = "consumer"
+
+    def __init__(self, spec: SentinelSpec, store: SentinelStore) -> None:
+        super().__init__(spec, store)
+        self.source_topic = spec.topic
+        self.commit_first = spec.profile.commit_strategy == COMMIT_BEFORE_PROCESS
+        self.fault = FaultHook(store)
+
+    def step(self) -> None:
+        msgs = self.poll_batch()
+        if not msgs:
+            return
+        items, foreign = self.decode_batch(msgs)
+        batch = {"batch": len(items), "ranges": batch_ranges(items)}
+        if self.commit_first:
+            if not self.commit(msgs):
+                return
+            self.fault.at("after-commit", **batch)
+            self.process(items, foreign=foreign)
+            self.fault.at("after-process", **batch)
+        else:
+            self.process(items, foreign=foreign)
+            self.fault.at("after-process", **batch)
+            if not self.commit(msgs):
+                return
+            self.fault.at("after-commit", **batch)
+        self.error = None
+
+    def commit(self, msgs: list[Any]) -> bool:
+        """Synchronously commit the batch's positions; on failure rewind so nothing is skipped."""
+        assert self.consumer is not None
+        try:
+            self.consumer.commit(asynchronous=False)
+            return True
+        except KafkaException as exc:
+            self.on_client_error(exc.args[0])
+            if self.commit_first:
+                # At-most-once must not process what it could not commit; re-read it later.
+                firsts: dict[int, int] = {}
+                for msg in msgs:
+                    firsts.setdefault(msg.partition(), msg.offset())
+                for partition, offset in firsts.items():
+                    self.consumer.seek(TopicPartition(self.source_topic, partition, offset))
+            return False
+
+
+class TransactionalCopier(AssignedConsumer):
+    """Exactly-once consume-transform-produce: input topic -> output topic, one transaction a batch.
+
+    Each output record carries a header with its transaction token, so a record from an
+    aborted transaction is recognisable if it ever reaches the read_committed verifier.
+    """
+
+    role = "copier"
+    # Each batch is a transaction: a longer poll keeps transactions per second reasonable.
+    poll_timeout_s = 0.1
+
+    def __init__(self, spec: SentinelSpec, store: SentinelStore) -> None:
+        super().__init__(spec, store)
+        self.source_topic = spec.topic
+        self.producer: Producer | None = None
+        self.instance = codec.new_run_id()
+        self.txn_seq = 0
+        self.fenced = False
+        self.fault = FaultHook(store)
+
+    def consumer_conf(self) -> dict[str, Any]:
+        return self.spec.consumer_conf(
+            error_cb=self.on_client_error,
+            **{"group.id": self.spec.group_id + ".copier", "isolation.level": "read_committed"},
+        )
+
+    def start(self) -> None:
+        admin = admin_for(self.spec)
+        count = ensure_topic(admin, self.spec, self.spec.topic, self.spec.partitions)
+        ensure_topic(admin, self.spec, self.spec.output_topic_name, count)
+        self.producer = Producer(
+            self.spec.producer_conf(
+                **{"transactional.id": self.spec.transactional_id, "error_cb": self.on_client_error}
+            )
+        )
+        # Fences any previous instance with this transactional.id and aborts its open transaction.
+        self.producer.init_transactions(60)
+        # Only now: a previous instance still alive could commit its "open" transaction until
+        # init_transactions() fenced it (a false aborted read and loss otherwise).
+        self.recover_previous_transaction()
+        super().start()
+
+    def recover_previous_transaction(self) -> None:
+        """A previous instance died mid-transaction: that transaction can only have aborted.
+
+        A token marked "open" never reached commit_transaction(), so the coordinator aborts it
+        when this instance calls init_transactions(). One marked "committing" may or may not
+        have committed, so it is not claimed either way.
+        """
+        state, token = self.store.txn_state()
+        if state == "open" and token:
+            self.store.add_aborted_txn(token)
+            self.store.event(
+                "txn-aborted", f"copier transaction {token} was left open and is aborted"
+            )
+
+    def follow_partitions(self, force: bool = False) -> None:
+        before = self.assigned
+        super().follow_partitions(force)
+        if self.assigned > before and not force and self.producer is not None:
+            ensure_topic(
+                admin_for(self.spec), self.spec, self.spec.output_topic_name, self.assigned
+            )
+
+    def step(self) -> None:
+        assert self.producer is not None and self.consumer is not None
+        msgs = self.poll_batch()
+        if not msgs:
+            return
+        self.txn_seq += 1
+        token = f"{self.instance}:{self.txn_seq}"
+        self.store.set_txn_state("open", token)
+        try:
+            self.producer.begin_transaction()
+            for msg in msgs:
+                self.produce_copy(msg, token)
+            self.fault.at("mid-transaction", batch=len(msgs), token=token)
+            positions = self.consumer.position(self.consumer.assignment())
+            self.producer.send_offsets_to_transaction(
+                positions, self.consumer.consumer_group_metadata(), 30
+            )
+            if self.fault.at("abort-transaction", kill=False):
+                raise_abortable()
+            self.store.set_txn_state("committing", token)
+            self.commit_with_retries()
+            self.store.set_txn_state("committed", token)
+            self.error = None
+        except KafkaException as exc:
+            self.handle_txn_error(exc.args[0], token, msgs)
+
+    def produce_copy(self, msg: Any, token: str) -> None:
+        assert self.producer is not None
+        while True:
+            try:
+                self.producer.produce(
+                    self.spec.output_topic_name,
+                    value=msg.value(),
+                    partition=msg.partition(),
+                    headers=[(TXN_HEADER, token.encode())],
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def commit_with_retries(self) -> None:
+        assert self.producer is not None
+        while True:
+            try:
+                self.producer.commit_transaction(30)
+                return
+            except KafkaException as exc:
+                if exc.args[0].retriable():
+                    continue
+                raise
+
+    def handle_txn_error(self, err: KafkaError, token: str, msgs: list[Any]) -> None:
+        assert self.producer is not None
+        if err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+            # Another instance owns the transactional.id now: stop and let the lease hand over.
+            self.fenced = True
+            self.error = f"fenced: {err.str()}"
+            self.store.event("fenced", f"copier instance {self.instance} was fenced: {err.str()}")
+            self.shutdown.set()
+            return
+        if err.txn_requires_abort() or err.code() == KafkaError._STATE:
+            self.producer.abort_transaction(30)
+            self.store.add_aborted_txn(token)
+            self.store.set_txn_state("aborted", token)
+            self.rewind(msgs)
+            self.error = f"transaction aborted: {err.str()}"
+            return
+        if err.retriable():
+            self.error = f"retriable: {err.str()}"
+            return
+        raise KafkaException(err)
+
+    def rewind(self, msgs: list[Any]) -> None:
+        """After an abort, read the batch again from its first offsets."""
+        assert self.consumer is not None
+        firsts: dict[int, int] = {}
+        for msg in msgs:
+            firsts.setdefault(msg.partition(), msg.offset())
+        for partition, offset in firsts.items():
+            self.consumer.seek(TopicPartition(self.source_topic, partition, offset))
+
+    def close(self) -> None:
+        super().close()
+        if self.producer is not None and not self.fenced:
+            self.producer.flush(10)
+
+
+def batch_ranges(items: list[tuple[int, int, int, int, int]]) -> dict[str, list[list[int]]]:
+    """``{"run:partition": [[first, last], ...]}`` of a batch of ledger items."""
+    seqs: dict[str, list[int]] = defaultdict(list)
+    for run, partition, seq, _produced, _processed in items:
+        seqs[f"{run}:{partition}"].append(seq)
+    return {key: to_ranges(values) for key, values in seqs.items()}
+
+
+def raise_abortable() -> None:
+    """Used by the ``abort-transaction`` fault: behave as if the broker demanded an abort."""
+    raise KafkaException(
+        KafkaError(
+            KafkaError._STATE, "fault injection: abort this transaction", txn_requires_abort=True
+        )
+    )
+
+
+class CommittedVerifier(AssignedConsumer):
+    """Reads the copier's output ``read_committed`` and processes each record exactly once.
+
+    Offsets live in Redis, written in the same transaction as the ledger entry, so a crash
+    can neither skip nor repeat a processing: what the ledger shows is what Kafka delivered.
+    """
+
+    role = "verifier"
+
+    def __init__(self, spec: SentinelSpec, store: SentinelStore) -> None:
+        super().__init__(spec, store)
+        self.source_topic = spec.output_topic_name
+        self.offsets: dict[int, int] = {}
+        self.aborted_tokens: set[str] = set()
+        self._aborted_refresh = 0.0
+
+    def consumer_conf(self) -> dict[str, Any]:
+        return self.spec.consumer_conf(
+            error_cb=self.on_client_error,
+            **{"group.id": self.spec.group_id + ".verifier", "enable.auto.commit": "false"},
+        )
+
+    def start(self) -> None:
+        self.offsets = self.store.stored_offsets()
+        super().start()
+
+    def start_offsets(self, partitions: list[int]) -> list[TopicPartition]:
+        return [
+            TopicPartition(self.source_topic, p, self.offsets.get(p, OFFSET_BEGINNING))
+            for p in partitions
+        ]
+
+    def step(self) -> None:
+        msgs = self.poll_batch()
+        if not msgs:
+            return
+        self.refresh_aborted()
+        clean, aborted = [], []
+        for msg in msgs:
+            token = dict(msg.headers() or []).get(TXN_HEADER)
+            if token is not None and token.decode() in self.aborted_tokens:
+                aborted.append(msg)
+            else:
+                clean.append(msg)
+        items, foreign = self.decode_batch(clean)
+        aborted_items = []
+        for msg in aborted:
+            record = codec.decode(msg.value(), sentinel_id=self.spec.id)
+            if isinstance(record, codec.Record):
+                aborted_items.append((record.run_id, record.partition, record.seq))
+            else:
+                foreign += 1
+        for msg in msgs:
+            self.offsets[msg.partition()] = msg.offset() + 1
+        self.process(items, foreign=foreign, aborted=aborted_items, offsets=self.offsets)
+        self.error = None
+
+    def refresh_aborted(self) -> None:
+        now = time.monotonic()
+        if now - self._aborted_refresh >= 1.0:
+            self._aborted_refresh = now
+            self.aborted_tokens = self.store.aborted_txns()
+
+
+# ---------------------------------------------------------------------------------------
+# Fault hooks (armed by the scenario lab)
+# ---------------------------------------------------------------------------------------
+
+
+class FaultHook:
+    """Deterministic crash points in the consumer loops, armed through Redis.
+
+    ``ds:{id}:fault`` holds ``point`` and ``after`` (how many passes through the point to let
+    by first). When the point is reached the armed count is consumed atomically and the
+    process SIGKILLs itself, so the crash lands exactly between two steps of the loop.
+    """
+
+    def __init__(self, store: SentinelStore) -> None:
+        self.store = store
+        self.key = store.key("fault")
+        self._checked = 0.0
+        self._armed: str | None = None
+
+    def at(self, point: str, kill: bool = True, **detail: Any) -> bool:
+        """At crash point ``point``: die (or, with ``kill=False``, return True) if it is armed.
+
+        ``detail`` (e.g. the batch in hand) goes into the ``fault`` event, so a scenario knows
+        exactly which records the crash affected."""
+        now = time.monotonic()
+        if now - self._checked >= 0.2:
+            self._checked = now
+            armed = self.store.r.hget(self.key, "point")
+            self._armed = armed.decode() if armed else None
+        if self._armed != point:
+            return False
+        remaining = self.store.r.hincrby(self.key, "after", -1)
+        if remaining >= 0:
+            return False
+        self.store.r.delete(self.key)
+        self._armed = None
+        self.store.event(
+            "fault", f"fault injected at {point}", point=point, pid=os.getpid(), **detail
+        )
+        if kill:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return True
+
+    @staticmethod
+    def arm(store: SentinelStore, point: str, after: int = 0) -> None:
+        store.r.hset(store.key("fault"), mapping={"point": point, "after": after})

@@ -1,0 +1,85 @@
+"""SentinelSpec: everything a sentinel process needs to run, as plain data.
+
+The dashboard's models turn into a spec (``Sentinel.to_spec()``); the sentinel processes and
+tests take one directly. JSON round-trips, so a spec can be handed to a subprocess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from workers.profiles import EXACTLY_ONCE, Profile
+
+
+@dataclass(frozen=True)
+class SentinelSpec:
+    id: int
+    name: str
+    profile: Profile
+    bootstrap_servers: str
+    topic: str
+    cluster: str = "local"
+    # Cluster-level client properties (security.protocol, sasl.*, ssl.*), shared by every client.
+    client: dict[str, Any] = field(default_factory=dict)
+    partitions: int = 3
+    replication_factor: int = 3
+    min_insync_replicas: int = 2
+    rate_per_partition: float = 10.0  # records/s per partition; 0 means as fast as possible
+    record_size: int = 64
+    grace_seconds: float = 10.0
+    slo_p99_ms: float = 1000.0
+    stall_after_s: float = 30.0
+    batch_size: int = 500
+    output_topic: str = ""
+
+    @property
+    def semantic(self) -> str:
+        return self.profile.semantic
+
+    @property
+    def eos(self) -> bool:
+        return self.profile.semantic == EXACTLY_ONCE
+
+    @property
+    def verified_topic(self) -> str:
+        """The topic whose records are "processed": the copier's output under exactly-once."""
+        return self.output_topic_name if self.eos else self.topic
+
+    @property
+    def output_topic_name(self) -> str:
+        return self.output_topic or f"{self.topic}.out"
+
+    @property
+    def group_id(self) -> str:
+        return f"delivery-sentinel.{self.id}"
+
+    @property
+    def transactional_id(self) -> str:
+        return f"delivery-sentinel.{self.id}.copier"
+
+    def producer_conf(self, **extra: Any) -> dict[str, Any]:
+        conf = {**self.client, **self.profile.producer, "bootstrap.servers": self.bootstrap_servers}
+        conf.update(extra)
+        return conf
+
+    def consumer_conf(self, **extra: Any) -> dict[str, Any]:
+        conf = {
+            **self.client,
+            **self.profile.consumer,
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": self.group_id,
+        }
+        conf.update(extra)
+        return conf
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["profile"] = self.profile.to_dict()
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> SentinelSpec:
+        doc = dict(doc)
+        doc["profile"] = Profile.from_dict(doc["profile"])
+        return cls(**doc)

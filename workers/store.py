@@ -1,0 +1,232 @@
+"""Durable sentinel state in Redis: runs, the acks stream, the processing ledger, checkpoints.
+
+Keys, all under ``ds:{sentinel id}:``:
+
+- ``epoch``      token written when the sentinel's state is first created. A missing epoch
+                 while a process holds one in memory means Redis lost its data (flush): the
+                 producer starts a new run and the checker starts afresh, saying so.
+- ``runs``       hash run id -> JSON metadata of every producer run.
+- ``acks``       stream of the producer's delivery results (JSON, one entry per ~100 ms).
+- ``ledger``     stream of processed records: the durable effect of "processing".
+- ``offsets``    hash partition -> next offset, for the exactly-once verifier, written in the
+                 same MULTI as its ledger entry so its processing is itself exactly-once.
+- ``aborted``    set of copier transaction tokens known to be aborted.
+- ``txn``        hash with the copier's last opened / committing transaction token.
+- ``checker``    hash: checker snapshot + the stream ids it has consumed (one MULTI).
+- ``status``     the status document (JSON), rewritten about once a second.
+- ``health``     hash role -> JSON {"ts", "error"} heartbeat of each sentinel process.
+- ``events``     capped list of notable events (new run, state lost, fenced...).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+LEDGER_ITEM = struct.Struct("<QIQQQ")  # run, partition, seq, produce_ts_us, processed_ts_us
+ABORTED_ITEM = struct.Struct("<QIQ")  # run, partition, seq
+EVENTS_KEPT = 200
+STREAM_TTL_S = 7 * 24 * 3600
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+def pack_ledger(items: Iterable[tuple[int, int, int, int, int]]) -> bytes:
+    return b"".join(LEDGER_ITEM.pack(*item) for item in items)
+
+
+def unpack_ledger(data: bytes) -> list[tuple[int, int, int, int, int]]:
+    return list(LEDGER_ITEM.iter_unpack(data))
+
+
+def pack_aborted(items: Iterable[tuple[int, int, int]]) -> bytes:
+    return b"".join(ABORTED_ITEM.pack(*item) for item in items)
+
+
+def unpack_aborted(data: bytes) -> list[tuple[int, int, int]]:
+    return list(ABORTED_ITEM.iter_unpack(data))
+
+
+def to_ranges(seqs: list[int]) -> list[list[int]]:
+    """Sorted inclusive ranges covering ``seqs``: [3, 1, 2, 7] -> [[1, 3], [7, 7]]."""
+    out: list[list[int]] = []
+    for seq in sorted(set(seqs)):
+        if out and seq == out[-1][1] + 1:
+            out[-1][1] = seq
+        else:
+            out.append([seq, seq])
+    return out
+
+
+class SentinelStore:
+    """Typed access to one sentinel's keys."""
+
+    def __init__(self, client: redis.Redis, sentinel_id: int) -> None:
+        self.r = client
+        self.sid = sentinel_id
+        self.prefix = f"ds:{sentinel_id}:"
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    # -- epoch: detecting that Redis lost our state -------------------------------------
+    def ensure_epoch(self) -> tuple[str, bool]:
+        """The current epoch token, and whether this call had to create it."""
+        token = uuid.uuid4().hex
+        created = bool(self.r.set(self.key("epoch"), token, nx=True))
+        if created:
+            return token, True
+        current = self.r.get(self.key("epoch"))
+        return (current.decode() if current else token), False
+
+    def epoch(self) -> str | None:
+        value = self.r.get(self.key("epoch"))
+        return value.decode() if value else None
+
+    # -- runs ----------------------------------------------------------------------------
+    def register_run(self, run_id: int, meta: dict[str, Any]) -> None:
+        self.r.hset(self.key("runs"), str(run_id), json.dumps(meta))
+
+    def runs(self) -> dict[int, dict[str, Any]]:
+        return {int(k): json.loads(v) for k, v in self.r.hgetall(self.key("runs")).items()}
+
+    def run_registered(self, run_id: int) -> bool:
+        return bool(self.r.hexists(self.key("runs"), str(run_id)))
+
+    # -- events and health ---------------------------------------------------------------
+    def event(self, kind: str, message: str, **extra: Any) -> None:
+        doc = {"ts": time.time(), "kind": kind, "message": message, **extra}
+        pipe = self.r.pipeline()
+        pipe.lpush(self.key("events"), json.dumps(doc))
+        pipe.ltrim(self.key("events"), 0, EVENTS_KEPT - 1)
+        pipe.execute()
+
+    def events(self, limit: int = 50) -> list[dict[str, Any]]:
+        return [json.loads(e) for e in self.r.lrange(self.key("events"), 0, limit - 1)]
+
+    def heartbeat(self, role: str, error: str | None = None, **extra: Any) -> None:
+        doc = {"ts": time.time(), "error": error, **extra}
+        self.r.hset(self.key("health"), role, json.dumps(doc))
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        return {k.decode(): json.loads(v) for k, v in self.r.hgetall(self.key("health")).items()}
+
+    # -- producer results ----------------------------------------------------------------
+    def append_acks(
+        self, run_id: int, partitions: dict[int, dict[str, Any]], latency: dict | None
+    ) -> None:
+        doc = {"run": run_id, "p": {str(p): v for p, v in partitions.items()}}
+        if latency:
+            doc["lat"] = latency
+        self.r.xadd(self.key("acks"), {"d": json.dumps(doc, separators=(",", ":"))})
+
+    # -- processing ledger ---------------------------------------------------------------
+    def append_ledger(
+        self,
+        items: list[tuple[int, int, int, int, int]],
+        *,
+        foreign: int = 0,
+        aborted: list[tuple[int, int, int]] | None = None,
+        offsets: dict[int, int] | None = None,
+    ) -> None:
+        """Append one processed batch; with ``offsets``, store them in the same transaction."""
+        fields: dict[str, Any] = {"d": pack_ledger(items)}
+        if foreign:
+            fields["f"] = foreign
+        if aborted:
+            fields["a"] = pack_aborted(aborted)
+        if offsets is None:
+            self.r.xadd(self.key("ledger"), fields)
+            return
+        pipe = self.r.pipeline(transaction=True)
+        pipe.xadd(self.key("ledger"), fields)
+        pipe.hset(self.key("offsets"), mapping={str(p): o for p, o in offsets.items()})
+        pipe.execute()
+
+    def stored_offsets(self) -> dict[int, int]:
+        return {int(k): int(v) for k, v in self.r.hgetall(self.key("offsets")).items()}
+
+    # -- exactly-once copier bookkeeping --------------------------------------------------
+    def add_aborted_txn(self, token: str) -> None:
+        self.r.sadd(self.key("aborted"), token)
+
+    def aborted_txns(self) -> set[str]:
+        return {t.decode() for t in self.r.smembers(self.key("aborted"))}
+
+    def set_txn_state(self, state: str, token: str) -> None:
+        self.r.hset(self.key("txn"), mapping={"state": state, "token": token})
+
+    def txn_state(self) -> tuple[str | None, str | None]:
+        doc = self.r.hgetall(self.key("txn"))
+        state, token = doc.get(b"state"), doc.get(b"token")
+        return (state.decode() if state else None, token.decode() if token else None)
+
+    # -- checker checkpoint and status ----------------------------------------------------
+    def save_checkpoint(self, doc: dict[str, Any], acks_id: str, ledger_id: str) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(
+            self.key("checker"),
+            mapping={
+                "state": json.dumps(doc, separators=(",", ":")),
+                "acks_id": acks_id,
+                "ledger_id": ledger_id,
+            },
+        )
+        # Entries up to the checkpoint are folded into the snapshot: keep Redis memory flat.
+        pipe.xtrim(self.key("acks"), minid=_next_id(acks_id))
+        pipe.xtrim(self.key("ledger"), minid=_next_id(ledger_id))
+        pipe.execute()
+
+    def load_checkpoint(self) -> tuple[dict[str, Any] | None, str, str]:
+        doc = self.r.hgetall(self.key("checker"))
+        if not doc:
+            return None, "0-0", "0-0"
+        return json.loads(doc[b"state"]), doc[b"acks_id"].decode(), doc[b"ledger_id"].decode()
+
+    # -- metric windows --------------------------------------------------------------------
+    def append_window(self, window: dict[str, Any], *, retention_s: int) -> None:
+        """One-second window; entries older than ``retention_s`` are trimmed as we go."""
+        now_ms = int(window["t"] * 1000)
+        self.r.xadd(
+            self.key("w1"),
+            {"d": json.dumps(window, separators=(",", ":"))},
+            minid=str(now_ms - retention_s * 1000),
+            approximate=True,
+        )
+
+    def windows(
+        self, since: float, until: float | None = None, count: int | None = None
+    ) -> list[dict[str, Any]]:
+        """One-second windows with ``since <= t <= until`` (Unix seconds), oldest first."""
+        hi = "+" if until is None else str(int(until * 1000))
+        entries = self.r.xrange(self.key("w1"), min=str(int(since * 1000)), max=hi, count=count)
+        return [json.loads(fields[b"d"]) for _id, fields in entries]
+
+    def set_status(self, doc: dict[str, Any]) -> None:
+        self.r.set(self.key("status"), json.dumps(doc, separators=(",", ":")))
+
+    def status(self) -> dict[str, Any] | None:
+        value = self.r.get(self.key("status"))
+        return json.loads(value) if value else None
+
+    def reset(self) -> None:
+        """Forget everything about this sentinel (used when a sentinel is deleted)."""
+        keys = list(self.r.scan_iter(match=self.prefix + "*", count=500))
+        if keys:
+            self.r.delete(*keys)
+
+
+def _next_id(stream_id: str) -> str:
+    """The smallest stream id after ``stream_id`` (XTRIM MINID keeps ids >= it)."""
+    ms, _, seq = stream_id.partition("-")
+    return f"{ms}-{int(seq or 0) + 1}"
