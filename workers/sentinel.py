@@ -612,7 +612,8 @@ class TransactionalCopier(AssignedConsumer):
             self.producer.send_offsets_to_transaction(
                 positions, self.consumer.consumer_group_metadata(), 30
             )
-            if self.fault.at("abort-transaction", kill=False):
+            if self.fault.at("abort-transaction", kill=False, batch=len(msgs), token=token):
+                self.producer.flush(10)  # the records reach the log, then the abort marks them
                 raise_abortable()
             self.store.set_txn_state("committing", token)
             self.commit_with_retries()
@@ -722,7 +723,7 @@ class CommittedVerifier(AssignedConsumer):
         )
 
     def start(self) -> None:
-        self.offsets = self.store.stored_offsets()
+        self.offsets = self.store.stored_offsets(self.source_topic)
         super().start()
 
     def start_offsets(self, partitions: list[int]) -> list[TopicPartition]:
@@ -753,7 +754,13 @@ class CommittedVerifier(AssignedConsumer):
                 foreign += 1
         for msg in msgs:
             self.offsets[msg.partition()] = msg.offset() + 1
-        self.process(items, foreign=foreign, aborted=aborted_items, offsets=self.offsets)
+        self.process(
+            items,
+            foreign=foreign,
+            aborted=aborted_items,
+            offsets=self.offsets,
+            topic=self.source_topic,
+        )
         self.error = None
 
     def refresh_aborted(self) -> None:

@@ -8,7 +8,7 @@ Keys, all under ``ds:{sentinel id}:``:
 - ``runs``       hash run id -> JSON metadata of every producer run.
 - ``acks``       stream of the producer's delivery results (JSON, one entry per ~100 ms).
 - ``ledger``     stream of processed records: the durable effect of "processing".
-- ``offsets``    hash partition -> next offset, for the exactly-once verifier, written in the
+- ``offsets``    hash "topic:partition" -> next offset, for the exactly-once verifier, written in the
                  same MULTI as its ledger entry so its processing is itself exactly-once.
 - ``aborted``    set of copier transaction tokens known to be aborted.
 - ``txn``        hash with the copier's last opened / committing transaction token.
@@ -138,6 +138,7 @@ class SentinelStore:
         foreign: int = 0,
         aborted: list[tuple[int, int, int]] | None = None,
         offsets: dict[int, int] | None = None,
+        topic: str = "",
     ) -> None:
         """Append one processed batch; with ``offsets``, store them in the same transaction."""
         fields: dict[str, Any] = {"d": pack_ledger(items)}
@@ -150,11 +151,18 @@ class SentinelStore:
             return
         pipe = self.r.pipeline(transaction=True)
         pipe.xadd(self.key("ledger"), fields)
-        pipe.hset(self.key("offsets"), mapping={str(p): o for p, o in offsets.items()})
+        pipe.hset(self.key("offsets"), mapping={f"{topic}:{p}": o for p, o in offsets.items()})
         pipe.execute()
 
-    def stored_offsets(self) -> dict[int, int]:
-        return {int(k): int(v) for k, v in self.r.hgetall(self.key("offsets")).items()}
+    def stored_offsets(self, topic: str) -> dict[int, int]:
+        """The verifier's next offsets for ``topic`` (keyed by topic, so that offsets of
+        another topic, e.g. before the sentinel was edited, can never be applied to it)."""
+        out = {}
+        for key, value in self.r.hgetall(self.key("offsets")).items():
+            name, _, partition = key.decode().rpartition(":")
+            if name == topic:
+                out[int(partition)] = int(value)
+        return out
 
     # -- exactly-once copier bookkeeping --------------------------------------------------
     def add_aborted_txn(self, token: str) -> None:

@@ -7,6 +7,9 @@ given, and masked wherever they are shown (``workers.profiles.mask_secrets``).
 
 from __future__ import annotations
 
+import logging
+
+import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import close_old_connections, models, transaction
@@ -23,6 +26,8 @@ from workers.profiles import (
     Profile as ProfileData,
 )
 from workers.spec import SentinelSpec
+
+log = logging.getLogger(__name__)
 
 SEMANTIC_CHOICES = [(s, s) for s in SEMANTICS]
 COMMIT_CHOICES = [(c, c) for c in COMMIT_STRATEGIES]
@@ -113,6 +118,28 @@ class Sentinel(models.Model):
     @property
     def semantic(self) -> str:
         return self.profile.semantic
+
+    def save(self, *args, **kwargs) -> None:
+        created = self._state.adding
+        super().save(*args, **kwargs)
+        if created:
+            # Redis state is keyed by id: a database recreated while Redis kept its data must
+            # not hand an old sentinel's runs and checkpoints (and so false losses) to a new one.
+            self.reset_state()
+
+    def delete(self, *args, **kwargs):
+        pk = self.pk
+        result = super().delete(*args, **kwargs)
+        self.reset_state(pk)
+        return result
+
+    def reset_state(self, pk: int | None = None) -> None:
+        from workers.store import SentinelStore, connect
+
+        try:
+            SentinelStore(connect(settings.REDIS_URL), pk or self.pk).reset()
+        except redis.RedisError as exc:
+            log.warning("could not clear the Redis state of sentinel %s: %s", pk or self.pk, exc)
 
     def to_spec(self) -> SentinelSpec:
         return SentinelSpec(

@@ -22,7 +22,8 @@ from tests.sentinels import (
     wait_until,
 )
 from workers import codec
-from workers.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SEMANTICS
+from workers.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE, SEMANTICS
+from workers.sentinel import TXN_HEADER, FaultHook
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -232,3 +233,83 @@ def test_it_follows_added_partitions(tmp_path):
         assert doc["totals"]["lost"] == 0 and doc["totals"]["duplicated"] == 0
     finally:
         procs.stop_all()
+
+
+@pytest.mark.parametrize("isolation", ["read_committed", "read_uncommitted"])
+def test_it_counts_records_of_an_aborted_transaction_only_when_the_verifier_can_see_them(
+    isolation, tmp_path
+):
+    """The copier aborts one transaction (fault hook), then copies the batch again.
+
+    A read_committed verifier never sees the aborted records: nothing lost, duplicated or
+    aborted. A verifier misconfigured as read_uncommitted does see them: each is an aborted read,
+    and exactly-once is VIOLATED."""
+    profile = DEFAULT_PROFILES[EXACTLY_ONCE].variant(
+        f"eos-{isolation}", consumer={"isolation.level": isolation}
+    )
+    spec = make_spec(EXACTLY_ONCE, profile=profile)
+    procs = SentinelProcesses(spec, tmp_path)
+    try:
+        procs.start("producer")
+        procs.start("copier,verifier")
+        procs.start("checker")
+        procs.wait_status(lambda d: d["totals"]["processed"] > 30, 90, "records flow")
+        FaultHook.arm(procs.store, "abort-transaction")
+        wait_until(
+            lambda: (
+                "txn-aborted" in [e["kind"] for e in procs.store.events()]
+                or procs.store.aborted_txns()
+            ),
+            30,
+            "a transaction aborted by the fault hook",
+        )
+        aborted_tokens = procs.store.aborted_txns()
+        assert len(aborted_tokens) == 1, aborted_tokens
+        before = procs.status()["totals"]["processed"]
+        procs.wait_status(
+            lambda d: d["totals"]["processed"] > before + 30, 60, "progress after the abort"
+        )
+        assert procs.stop("producer") == 0
+        doc = procs.wait_settled()
+        totals = doc["totals"]
+        assert totals["lost"] == 0 and totals["duplicated"] == 0, totals
+        aborted_in_log = count_aborted_records(spec, aborted_tokens)
+        assert aborted_in_log > 0, "the aborted transaction wrote records to the log"
+        if isolation == "read_committed":
+            assert totals["aborted_read"] == 0, totals
+            assert doc["verdict"] == "HOLDING", doc
+        else:
+            assert totals["aborted_read"] == aborted_in_log, (totals, aborted_in_log)
+            assert doc["verdict"] == "VIOLATED", doc
+    finally:
+        procs.stop_all()
+
+
+def count_aborted_records(spec, tokens: set[str]) -> int:
+    """Ground truth: records in the output log whose transaction header is an aborted token."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": spec.bootstrap_servers,
+            "group.id": f"aborted-truth-{time.time_ns()}",
+            "isolation.level": "read_uncommitted",
+            "enable.partition.eof": "true",
+            "enable.auto.commit": "false",
+        }
+    )
+    topic = spec.output_topic_name
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+    remaining, count = set(meta.partitions), 0
+    deadline = time.monotonic() + 60
+    while remaining and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            remaining.discard(msg.partition())
+            continue
+        token = dict(msg.headers() or []).get(TXN_HEADER)
+        if token is not None and token.decode() in tokens:
+            count += 1
+    consumer.close()
+    return count

@@ -1,0 +1,301 @@
+"""Sentinels hosted by real Celery workers: leases, failover, enable/disable, live windows,
+an unreachable cluster. Workers are real processes sharing the test database file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from dashboard.models import Cluster, Profile, Sentinel
+from tests.integration.test_engine import read_topic
+from tests.sentinels import wait_until
+from workers.hosting import lease_key
+from workers.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
+from workers.store import SentinelStore, connect
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASE_MS = 10000
+
+
+class Workers:
+    """Celery worker processes with sentinel hosting on, each on a queue of its own."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str) -> subprocess.Popen:
+        db = connection.settings_dict["NAME"]
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{db}",
+            "DS_LEASE_MS": str(LEASE_MS),
+            "DS_SUPERVISOR_TICK_S": "1",
+            "SENTINELS_ENABLED": "true",
+        }
+        env.pop("DJANGO_TEST_DB_FILE", None)
+        log = self.tmp / f"worker-{name}.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "workers.celery",
+                    "worker",
+                    "--pool=solo",
+                    "-Q",
+                    f"hosting-{uuid.uuid4().hex[:8]}",
+                    "-n",
+                    f"{name}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-l",
+                    "info",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.procs[name] = proc
+        return proc
+
+    def pid_holding(self, sentinel_id: int) -> int | None:
+        holder = connect(settings.REDIS_URL).get(lease_key(sentinel_id))
+        if holder is None:
+            return None
+        return int(holder.decode().split(":")[1])  # host:pid:nonce:lease-nonce
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        # Sentinel processes of a killed worker stop by themselves; wait for them too.
+        wait_until(lambda: not _sentinel_processes(), 60, "sentinel processes gone")
+
+    def logs(self) -> str:
+        return "\n".join(
+            p.read_text(errors="replace")[-4000:] for p in self.tmp.glob("worker-*.log")
+        )
+
+
+def _sentinel_processes() -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "workers.run --spec"], capture_output=True, text=True)
+    return [line for line in out.stdout.splitlines() if str(ROOT / ".local" / "sentinels") in line]
+
+
+@pytest.fixture
+def workers(tmp_path):
+    group = Workers(tmp_path)
+    yield group
+    Sentinel.objects.update(enabled=False)
+    group.stop_all()
+
+
+def make_sentinel(semantic: str, *, cluster: Cluster | None = None, **fields) -> Sentinel:
+    if cluster is None:
+        cluster, _ = Cluster.objects.get_or_create(
+            name="test-local", defaults={"bootstrap_servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]}
+        )
+    data = DEFAULT_PROFILES[semantic]
+    profile, _ = Profile.objects.get_or_create(
+        name=data.name,
+        defaults={
+            "semantic": semantic,
+            "producer_properties": data.producer,
+            "consumer_properties": data.consumer,
+            "commit_strategy": data.commit_strategy,
+        },
+    )
+    suffix = uuid.uuid4().hex[:8]
+    return Sentinel.objects.create(
+        name=f"{semantic}-{suffix}",
+        cluster=cluster,
+        profile=profile,
+        topic=f"hosted-{semantic}-{suffix}",
+        rate_per_partition=20,
+        grace_seconds=3,
+        # Counts are judged here; a loaded 2-core machine may be slow without being DEGRADED.
+        slo_p99_ms=10000,
+        **fields,
+    )
+
+
+def store_of(sentinel: Sentinel) -> SentinelStore:
+    return SentinelStore(connect(settings.REDIS_URL), sentinel.pk)
+
+
+def wait_status(sentinel: Sentinel, predicate, timeout: float, message: str, workers=None) -> dict:
+    def check():
+        doc = store_of(sentinel).status()
+        return doc if doc and predicate(doc) else None
+
+    try:
+        return wait_until(check, timeout, message)
+    except AssertionError as exc:
+        extra = workers.logs() if workers else ""
+        raise AssertionError(f"{exc}\n{store_of(sentinel).status()}\n{extra}") from None
+
+
+def test_it_runs_each_sentinel_exactly_once_across_two_workers(workers):
+    sentinels = [make_sentinel(s) for s in (AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE)]
+    workers.start("w1")
+    workers.start("w2")
+    for s in sentinels:
+        wait_status(s, lambda d: d["totals"]["processed"] > 100, 120, f"{s.name} running", workers)
+    holders = {s.pk: workers.pid_holding(s.pk) for s in sentinels}
+    assert set(holders.values()) <= {p.pid for p in workers.procs.values()}, holders
+    # Stop them, then read every topic to its end: the records say who produced them.
+    Sentinel.objects.update(enabled=False)
+    for s in sentinels:
+        wait_until(lambda s=s: workers.pid_holding(s.pk) is None, 30, f"{s.name} stopped")
+    for s in sentinels:
+        store = store_of(s)
+        # One producer run per sentinel, and its records are the only ones in the topic.
+        assert len(store.runs()) == 1, store.runs()
+        truth = read_topic(os.environ["KAFKA_BOOTSTRAP_SERVERS"], s.topic)
+        assert {run for run, _p, _s in truth} == set(store.runs()), "a second producer wrote"
+        assert max(truth.values()) == 1, "some record was written twice"
+
+
+def test_it_fails_over_when_the_worker_holding_a_sentinel_is_killed(workers):
+    sentinels = [make_sentinel(AT_LEAST_ONCE), make_sentinel(EXACTLY_ONCE)]
+    workers.start("w1")
+    workers.start("w2")
+    for s in sentinels:
+        wait_status(s, lambda d: d["totals"]["processed"] > 50, 120, f"{s.name} running", workers)
+    victim_pid = workers.pid_holding(sentinels[0].pk)
+    victim = next(name for name, p in workers.procs.items() if p.pid == victim_pid)
+    moved = [s for s in sentinels if workers.pid_holding(s.pk) == victim_pid]
+    runs_before = {s.pk: set(store_of(s).runs()) for s in moved}
+    killed_at = time.monotonic()
+    os.kill(victim_pid, signal.SIGKILL)
+    workers.procs[victim].wait(10)
+    for s in moved:
+        wait_until(
+            lambda s=s: workers.pid_holding(s.pk) not in (None, victim_pid),
+            LEASE_MS / 1000 + 5,
+            f"{s.name} taken over within the lease time",
+        )
+        wait_status(
+            s,
+            lambda d, s=s: (
+                set(store_of(s).runs()) - runs_before[s.pk] and d["totals"]["processed"] > 0
+            ),
+            60,
+            "a new producer run on the surviving worker",
+            workers,
+        )
+    took = time.monotonic() - killed_at
+    assert took < LEASE_MS / 1000 + 30, took
+    for s in sentinels:
+        before = store_of(s).status()["totals"]["processed"]
+        doc = wait_status(
+            s,
+            lambda d, b=before: d["totals"]["processed"] > b + 100 and d["totals"]["pending"] < 200,
+            90,
+            "progress after the failover",
+            workers,
+        )
+        totals = doc["totals"]
+        assert totals["lost"] == 0 and totals["duplicated"] == 0 and totals["reordered"] == 0, (
+            totals
+        )
+        assert doc["verdict"] in ("HOLDING", "DEGRADED"), doc
+
+
+def test_it_stops_and_resumes_a_sentinel_when_disabled_and_enabled(workers):
+    sentinel = make_sentinel(AT_LEAST_ONCE)
+    workers.start("w1")
+    wait_status(sentinel, lambda d: d["totals"]["produced"] > 50, 120, "running", workers)
+    Sentinel.objects.filter(pk=sentinel.pk).update(enabled=False)
+    wait_until(lambda: workers.pid_holding(sentinel.pk) is None, 15, "lease released")
+    store = store_of(sentinel)
+    stopped = wait_until(
+        lambda: (h := store.health().get("producer")) and h.get("error") == "stopped" and h,
+        15,
+        "producer stopped",
+    )
+    produced = sum(read_topic(os.environ["KAFKA_BOOTSTRAP_SERVERS"], sentinel.topic).values())
+    time.sleep(3)  # nothing is supposed to happen: give a running producer time to show itself
+    assert (
+        sum(read_topic(os.environ["KAFKA_BOOTSTRAP_SERVERS"], sentinel.topic).values()) == produced
+    )
+    assert stopped["ts"] > 0
+    Sentinel.objects.filter(pk=sentinel.pk).update(enabled=True)
+    wait_until(
+        lambda: (
+            sum(read_topic(os.environ["KAFKA_BOOTSTRAP_SERVERS"], sentinel.topic).values())
+            > produced + 20
+        ),
+        30,
+        "records again after re-enabling",
+    )
+
+
+def test_it_reports_an_unreachable_cluster_as_stalled_and_recovers(workers):
+    broken = Cluster.objects.create(
+        name=f"closed-port-{uuid.uuid4().hex[:6]}", bootstrap_servers="127.0.0.1:1"
+    )
+    sentinel = make_sentinel(AT_LEAST_ONCE, cluster=broken)
+    workers.start("w1")
+    doc = wait_status(
+        sentinel,
+        lambda d: d["verdict"] == "STALLED" and d["errors"],
+        90,
+        "STALLED with an error",
+        workers,
+    )
+    assert any(
+        "127.0.0.1:1" in e or "transport" in e.lower() or "connect" in e.lower()
+        for e in doc["errors"]
+    ), doc
+    assert doc["totals"]["lost"] == 0
+    broken.bootstrap_servers = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    broken.save()
+    doc = wait_status(
+        sentinel,
+        lambda d: d["verdict"] == "HOLDING" and d["totals"]["processed"] > 50,
+        120,
+        "recovered",
+        workers,
+    )
+    assert doc["totals"]["lost"] == 0 and doc["totals"]["duplicated"] == 0
+
+
+async def test_it_delivers_published_windows_to_a_subscribed_websocket(workers, asgi, alice):
+    from asgiref.sync import sync_to_async
+
+    sentinel = await sync_to_async(make_sentinel)(AT_MOST_ONCE)
+    await sync_to_async(workers.start)("w1")
+    ws = await asgi.websocket(f"/ws/sentinel/{sentinel.pk}/", user=alice)
+    assert (await ws.connect(timeout=10))[0]
+    state = await ws.receive_json_from(timeout=10)
+    assert state["type"] == "state"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        msg = await ws.receive_json_from(timeout=120)
+        if msg["type"] == "window" and msg["window"]["counts"]["processed"] > 0:
+            assert msg["sentinel"] == sentinel.pk
+            assert msg["status"]["name"] == sentinel.name
+            return
+    pytest.fail("no window with processed records reached the websocket")
