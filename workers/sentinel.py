@@ -24,6 +24,7 @@ import struct
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -49,9 +50,7 @@ ACK_FLUSH_INTERVAL_S = 0.1
 METADATA_REFRESH_S = 5.0
 HEARTBEAT_INTERVAL_S = 1.0
 TXN_HEADER = "ds-txn"
-# Seq sits at a fixed offset in every codec record: read it without a full decode in the
-# delivery callback (the hot path at saturation).
-_SEQ_AT = struct.Struct(">Q")
+_U64 = struct.Struct(">Q")
 
 
 def now_us() -> int:
@@ -218,7 +217,6 @@ class SentinelProducer(Loop):
         self._failed: dict[int, list[int]] = defaultdict(list)
         self._produced: dict[int, int] = defaultdict(int)
         self._ack_latency = LatencyHistogram()
-        self._lock = threading.Lock()
         self._last_flush = 0.0
         self._last_tick = 0.0
         self._last_metadata = 0.0
@@ -301,13 +299,11 @@ class SentinelProducer(Loop):
         """Produce the next record of ``partition``; False when the local queue is full."""
         assert self.producer is not None
         seq = self.next_seq[partition]
-        record = codec.Record(self.spec.id, self.run_id, partition, seq, now_us())
+        value = codec.encode_fields(
+            self.spec.id, self.run_id, partition, seq, now_us(), self.spec.record_size
+        )
         try:
-            self.producer.produce(
-                self.spec.topic,
-                value=codec.encode(record, self.spec.record_size),
-                partition=partition,
-            )
+            self.producer.produce(self.spec.topic, value=value, partition=partition)
         except BufferError:
             self.producer.poll(0.05)
             return False
@@ -316,40 +312,39 @@ class SentinelProducer(Loop):
             self.error = str(exc)
             return False
         self.next_seq[partition] = seq + 1
-        with self._lock:
-            self._produced[partition] += 1
+        self._produced[partition] += 1
         return True
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        # Runs inside poll()/flush() on this loop's own thread, so no lock. Only the run id and
+        # seq are read, at fixed offsets of our own records: this is the hot path at saturation.
         value = msg.value()
         if value is None or len(value) < codec.HEADER_SIZE:
             return
-        record = codec.decode(value)
-        if not isinstance(record, codec.Record) or record.run_id != self.run_id:
+        if _U64.unpack_from(value, codec.RUN_OFFSET)[0] != self.run_id:
             return  # a previous run's straggler: that run's ranges are closed
-        with self._lock:
-            if err is None:
-                self._acked[record.partition].append(record.seq)
-                latency = msg.latency()
-                if latency is not None:
-                    self._ack_latency.record(latency * 1000.0)
-            else:
-                self._failed[record.partition].append(record.seq)
-                self.error = f"delivery failed: {err.str()}"
+        seq = _U64.unpack_from(value, codec.SEQ_OFFSET)[0]
+        if err is None:
+            self._acked[msg.partition()].append(seq)
+            latency = msg.latency()
+            if latency is not None:
+                self._ack_latency.record(latency * 1000.0)
+        else:
+            self._failed[msg.partition()].append(seq)
+            self.error = f"delivery failed: {err.str()}"
 
     def flush_acks(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_flush < ACK_FLUSH_INTERVAL_S:
             return
         self._last_flush = now
-        with self._lock:
-            acked, failed, produced = self._acked, self._failed, self._produced
-            self._acked, self._failed, self._produced = (
-                defaultdict(list),
-                defaultdict(list),
-                defaultdict(int),
-            )
-            latency, self._ack_latency = self._ack_latency, LatencyHistogram()
+        acked, failed, produced = self._acked, self._failed, self._produced
+        self._acked, self._failed, self._produced = (
+            defaultdict(list),
+            defaultdict(list),
+            defaultdict(int),
+        )
+        latency, self._ack_latency = self._ack_latency, LatencyHistogram()
         parts: dict[int, dict[str, Any]] = {}
         for partition in set(acked) | set(failed) | set(produced):
             entry: dict[str, Any] = {}
@@ -444,18 +439,12 @@ class AssignedConsumer(Loop):
     def decode_batch(self, msgs: list[Any]) -> tuple[list[tuple[int, int, int, int, int]], int]:
         """Ledger items for valid records of this sentinel; the rest counts as foreign."""
         items, foreign, processed_us = [], 0, now_us()
+        sid, decode = self.spec.id, codec.decode_fields
         for msg in msgs:
-            record = codec.decode(msg.value(), sentinel_id=self.spec.id, partition=msg.partition())
-            if isinstance(record, codec.Record):
-                items.append(
-                    (
-                        record.run_id,
-                        record.partition,
-                        record.seq,
-                        record.produce_ts_us,
-                        processed_us,
-                    )
-                )
+            fields = decode(msg.value(), sentinel_id=sid, partition=msg.partition())
+            if type(fields) is tuple:
+                _sid, run, partition, seq, produced_us = fields
+                items.append((run, partition, seq, produced_us, processed_us))
             else:
                 foreign += 1
         return items, foreign
@@ -498,19 +487,20 @@ class SentinelConsumer(AssignedConsumer):
         if not msgs:
             return
         items, foreign = self.decode_batch(msgs)
-        batch = {"batch": len(items), "ranges": batch_ranges(items)}
+        # What a crash at a fault point affects, for the scenario lab (computed only if armed).
+        batch = lambda: {"batch": len(items), "ranges": batch_ranges(items)}  # noqa: E731
         if self.commit_first:
             if not self.commit(msgs):
                 return
-            self.fault.at("after-commit", **batch)
+            self.fault.at("after-commit", detail=batch)
             self.process(items, foreign=foreign)
-            self.fault.at("after-process", **batch)
+            self.fault.at("after-process", detail=batch)
         else:
             self.process(items, foreign=foreign)
-            self.fault.at("after-process", **batch)
+            self.fault.at("after-process", detail=batch)
             if not self.commit(msgs):
                 return
-            self.fault.at("after-commit", **batch)
+            self.fault.at("after-commit", detail=batch)
         self.error = None
 
     def commit(self, msgs: list[Any]) -> bool:
@@ -789,7 +779,9 @@ class FaultHook:
         self._checked = 0.0
         self._armed: str | None = None
 
-    def at(self, point: str, kill: bool = True, **detail: Any) -> bool:
+    def at(
+        self, point: str, kill: bool = True, detail: Callable[[], dict] | None = None, **extra: Any
+    ) -> bool:
         """At crash point ``point``: die (or, with ``kill=False``, return True) if it is armed.
 
         ``detail`` (e.g. the batch in hand) goes into the ``fault`` event, so a scenario knows
@@ -806,8 +798,9 @@ class FaultHook:
             return False
         self.store.r.delete(self.key)
         self._armed = None
+        info = {**extra, **(detail() if detail is not None else {})}
         self.store.event(
-            "fault", f"fault injected at {point}", point=point, pid=os.getpid(), **detail
+            "fault", f"fault injected at {point}", point=point, pid=os.getpid(), **info
         )
         if kill:
             os.kill(os.getpid(), signal.SIGKILL)

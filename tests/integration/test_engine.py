@@ -242,7 +242,8 @@ def test_it_counts_records_of_an_aborted_transaction_only_when_the_verifier_can_
     """The copier aborts one transaction (fault hook), then copies the batch again.
 
     A read_committed verifier never sees the aborted records: nothing lost, duplicated or
-    aborted. A verifier misconfigured as read_uncommitted does see them: each is an aborted read,
+    aborted. A verifier misconfigured as read_uncommitted does see them: each is an aborted read
+    (or, read before the abort was known, a processing whose committed copy then duplicates),
     and exactly-once is VIOLATED."""
     profile = DEFAULT_PROFILES[EXACTLY_ONCE].variant(
         f"eos-{isolation}", consumer={"isolation.level": isolation}
@@ -272,14 +273,19 @@ def test_it_counts_records_of_an_aborted_transaction_only_when_the_verifier_can_
         assert procs.stop("producer") == 0
         doc = procs.wait_settled()
         totals = doc["totals"]
-        assert totals["lost"] == 0 and totals["duplicated"] == 0, totals
+        assert totals["lost"] == 0, totals
         aborted_in_log = count_aborted_records(spec, aborted_tokens)
         assert aborted_in_log > 0, "the aborted transaction wrote records to the log"
         if isolation == "read_committed":
-            assert totals["aborted_read"] == 0, totals
+            assert totals["aborted_read"] == 0 and totals["duplicated"] == 0, totals
             assert doc["verdict"] == "HOLDING", doc
         else:
-            assert totals["aborted_read"] == aborted_in_log, (totals, aborted_in_log)
+            # Each aborted record either arrived once its transaction was known aborted (an
+            # aborted read), or before (processed, and its committed copy is then a duplicate).
+            assert totals["aborted_read"] + totals["duplicated"] == aborted_in_log, (
+                totals,
+                aborted_in_log,
+            )
             assert doc["verdict"] == "VIOLATED", doc
     finally:
         procs.stop_all()

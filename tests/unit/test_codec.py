@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workers import codec
 from workers.codec import (
     HEADER_SIZE,
     Foreign,
@@ -166,3 +167,13 @@ def test_it_makes_run_ids_that_fit_in_64_bits_and_differ() -> None:
 def test_it_refuses_run_id_parts_that_do_not_fit(now_ms: int, rand: int) -> None:
     with pytest.raises(ValueError):
         new_run_id(now_ms=now_ms, rand=rand)
+
+
+def test_it_encodes_the_same_bytes_on_the_producers_fast_path():
+    record = codec.Record(7, codec.new_run_id(), 3, 12345, 1_795_000_000_000_000)
+    for size in (codec.HEADER_SIZE, 64, 200):
+        fast = codec.encode_fields(7, record.run_id, 3, 12345, record.produce_ts_us, size)
+        assert fast == codec.encode(record, size)
+    value = codec.encode(record)
+    assert int.from_bytes(value[codec.RUN_OFFSET : codec.RUN_OFFSET + 8], "big") == record.run_id
+    assert int.from_bytes(value[codec.SEQ_OFFSET : codec.SEQ_OFFSET + 8], "big") == 12345
