@@ -46,7 +46,7 @@ def read_topic(bootstrap: str, topic: str, isolation: str = "read_committed") ->
     consumer.assign(parts)
     remaining = {p.partition for p in parts}
     seen: Counter = Counter()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while remaining and time.monotonic() < deadline:
         msg = consumer.poll(0.5)
         if msg is None:
@@ -306,7 +306,7 @@ def count_aborted_records(spec, tokens: set[str]) -> int:
     meta = consumer.list_topics(topic, timeout=10).topics[topic]
     consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
     remaining, count = set(meta.partitions), 0
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while remaining and time.monotonic() < deadline:
         msg = consumer.poll(0.5)
         if msg is None:
