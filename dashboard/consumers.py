@@ -2,9 +2,14 @@
 
 Protocol (server -> client only; client frames are ignored):
 
-1. on connect: ``{"type": "state", ...}`` — the full current state of the group;
+1. on connect: ``{"type": "state", ...}`` — the full current state of the group (overview:
+   every sentinel's compact status and a one-minute sparkline; sentinel: its status document
+   and its one-second windows of the last minute);
 2. then increments: ``{"type": "window", ...}`` and ``{"type": "verdict", ...}``, relayed from
-   :func:`dashboard.live.publish`.
+   :func:`dashboard.live.publish`;
+3. and every ``heartbeat`` seconds (given in the state) ``{"type": "heartbeat"}``, so that a
+   browser can tell a silent feed (no sentinel running) from a dead connection (a half-open
+   TCP connection never fires a close event) and reconnect.
 
 Anonymous users are accepted and immediately closed with code 4401. Closing *before* accepting
 would turn into an HTTP 403 on the handshake, which browsers report as close code 1006 —
@@ -14,12 +19,18 @@ sending the user to the login page.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from dashboard.live import OVERVIEW_GROUP, sentinel_group
+from dashboard.metrics import live_windows, sparklines
+from dashboard.models import Sentinel
+from dashboard.status import all_statuses, sentinel_status
+from workers.checkrunner import compact
 
 CLOSE_UNAUTHENTICATED = 4401
 
@@ -27,22 +38,26 @@ CLOSE_UNAUTHENTICATED = 4401
 STATE_MESSAGE = "state"
 WINDOW_MESSAGE = "window"
 VERDICT_MESSAGE = "verdict"
+HEARTBEAT_MESSAGE = "heartbeat"
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     """Base consumer: authenticate, join one group, send the state, relay group events."""
 
     group_name: str | None = None
+    heartbeat_seconds: float = 10.0
+    _heartbeat: asyncio.Task | None = None
 
     def get_group_name(self) -> str:
         raise NotImplementedError
 
     async def get_state(self) -> dict[str, Any]:
-        """Full current state for a newly connected client (without the ``type`` key).
-
-        Placeholder until the sentinel status documents in Redis exist.
-        """
-        return {"group": self.group_name, "server_time": datetime.now(UTC).isoformat()}
+        """Full current state for a newly connected client (without the ``type`` key)."""
+        return {
+            "group": self.group_name,
+            "server_time": datetime.now(UTC).isoformat(),
+            "heartbeat": self.heartbeat_seconds,
+        }
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -54,8 +69,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
         await self.send_json({**await self.get_state(), "type": STATE_MESSAGE})
+        self._heartbeat = asyncio.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            await self.send_json({"type": HEARTBEAT_MESSAGE})
 
     async def disconnect(self, code: int) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         if self.group_name is not None:
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
@@ -73,14 +96,50 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
 
 class OverviewConsumer(LiveConsumer):
-    """All sentinels at a glance: ``ws/overview/``."""
+    """All sentinels at a glance: ``ws/overview/``.
+
+    State: ``sentinels`` (every sentinel's compact status, as in ``window.update``) and
+    ``sparklines`` (``{id: [[t, processed per second], ...]}`` over the last minute).
+    """
 
     def get_group_name(self) -> str:
         return OVERVIEW_GROUP
 
+    async def get_state(self) -> dict[str, Any]:
+        return {**await super().get_state(), **await database_sync_to_async(overview_state)()}
+
 
 class SentinelConsumer(LiveConsumer):
-    """One sentinel in detail: ``ws/sentinel/<id>/``."""
+    """One sentinel in detail: ``ws/sentinel/<id>/``.
+
+    State: ``sentinel`` (the id), ``status`` (its status document, ``None`` for an unknown
+    sentinel) and ``windows`` (its one-second windows of the last minute, oldest first).
+    """
 
     def get_group_name(self) -> str:
-        return sentinel_group(self.scope["url_route"]["kwargs"]["sentinel_id"])
+        return sentinel_group(self.sentinel_id)
+
+    @property
+    def sentinel_id(self) -> int:
+        return int(self.scope["url_route"]["kwargs"]["sentinel_id"])
+
+    async def get_state(self) -> dict[str, Any]:
+        state = await database_sync_to_async(sentinel_state)(self.sentinel_id)
+        return {**await super().get_state(), **state}
+
+
+def overview_state() -> dict[str, Any]:
+    docs = all_statuses()
+    return {
+        "sentinels": [{**compact(doc), "enabled": doc.get("enabled", True)} for doc in docs],
+        "sparklines": {str(k): v for k, v in sparklines([d["id"] for d in docs]).items()},
+    }
+
+
+def sentinel_state(sentinel_id: int) -> dict[str, Any]:
+    sentinel = Sentinel.objects.select_related("cluster", "profile").filter(pk=sentinel_id).first()
+    return {
+        "sentinel": sentinel_id,
+        "status": sentinel_status(sentinel) if sentinel else None,
+        "windows": live_windows(sentinel_id, 60),
+    }

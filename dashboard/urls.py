@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
-from dashboard import views
+from dashboard import api, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,5 +14,32 @@ urlpatterns = [
     # Django's LogoutView accepts POST only (a GET must not change state).
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
+    # Pages
+    path("sentinels/<int:sentinel_id>/", views.sentinel_detail, name="sentinel-detail"),
+    path(
+        "sentinels/<int:sentinel_id>/partitions/",
+        views.sentinel_partitions,
+        name="sentinel-partitions",
+    ),
+    path("compare/", views.compare_view, name="compare"),
+    path("manage/", views.manage, name="manage"),
+    path("manage/clusters/new/", views.manage_edit, {"kind": "cluster"}, name="cluster-new"),
+    path("manage/clusters/<int:pk>/", views.manage_edit, {"kind": "cluster"}, name="cluster-edit"),
+    path("manage/profiles/new/", views.manage_edit, {"kind": "profile"}, name="profile-new"),
+    path("manage/profiles/<int:pk>/", views.manage_edit, {"kind": "profile"}, name="profile-edit"),
+    path("manage/sentinels/new/", views.manage_edit, {"kind": "sentinel"}, name="sentinel-new"),
+    path(
+        "manage/sentinels/<int:pk>/", views.manage_edit, {"kind": "sentinel"}, name="sentinel-edit"
+    ),
+    path(
+        "manage/sentinels/<int:sentinel_id>/toggle/",
+        views.sentinel_toggle,
+        name="sentinel-toggle",
+    ),
+    path("scenarios/", include("dashboard.scenario_urls")),
+    # JSON API
+    path("api/sentinels/", api.sentinels, name="api-sentinels"),
+    path("api/sentinels/<int:sentinel_id>/", api.sentinel, name="api-sentinel"),
+    path("api/sentinels/<int:sentinel_id>/windows/", api.windows, name="api-sentinel-windows"),
     path("admin/", admin.site.urls),
 ]

@@ -1,26 +1,250 @@
-"""HTML pages and the unauthenticated health check."""
+"""HTML pages (overview, sentinel detail, compare, manage) and the unauthenticated health check.
+
+Views stay thin: the numbers come from ``dashboard.metrics`` and ``dashboard.status``, the
+configuration diffs from ``dashboard.compare``, validation from ``dashboard.forms``. The JSON
+API is ``dashboard.api``.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import redis
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import connection
+from django.db import connection, models
+from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
+
+from dashboard import compare, metrics
+from dashboard.forms import ClusterForm, ProfileForm, SentinelForm
+from dashboard.models import Cluster, Profile, Sentinel
+from dashboard.status import all_statuses, sentinel_status
+from workers.profiles import SEMANTICS
 
 logger = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_SECONDS = 2.0
+COMPARE_RANGES = ("15m", "1h", "24h", "7d")
+
+
+def _sentinels() -> models.QuerySet[Sentinel]:
+    return Sentinel.objects.select_related("cluster", "profile")
+
+
+# -- overview -----------------------------------------------------------------------------------
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/home.html")
+    """The overview: per-topic guarantee health, one column per semantic, updated live."""
+    statuses = all_statuses()
+    return render(
+        request,
+        "dashboard/overview.html",
+        {"grid": metrics.overview_grid(statuses), "semantics": SEMANTICS, "count": len(statuses)},
+    )
+
+
+# -- sentinel detail ----------------------------------------------------------------------------
+
+
+@login_required
+def sentinel_detail(request: HttpRequest, sentinel_id: int) -> HttpResponse:
+    sentinel = get_object_or_404(_sentinels(), pk=sentinel_id)
+    spec = sentinel.to_spec()
+    status = sentinel_status(sentinel)
+    config = {name: compare.masked(props) for name, props in compare.effective_config(spec).items()}
+    return render(
+        request,
+        "dashboard/detail.html",
+        {
+            "sentinel": sentinel,
+            "status": status,
+            "totals": [(k, k.replace("_", " "), v) for k, v in status["totals"].items()],
+            "config": config,
+            "settings": compare.sentinel_settings(spec),
+            "timeline": metrics.timeline(sentinel),
+            "ranges": metrics.RANGE_LABELS,
+        },
+    )
+
+
+@login_required
+def sentinel_partitions(request: HttpRequest, sentinel_id: int) -> HttpResponse:
+    """The per-partition table (an htmx partial, refreshed every few seconds)."""
+    sentinel = get_object_or_404(_sentinels(), pk=sentinel_id)
+    table = metrics.partition_table(sentinel, sentinel_status(sentinel))
+    return render(request, "dashboard/_partitions.html", {"table": table, "sentinel": sentinel})
+
+
+# -- compare ------------------------------------------------------------------------------------
+
+
+def _selected_ids(request: HttpRequest) -> list[int]:
+    ids = []
+    for value in request.GET.getlist("s"):
+        try:
+            ids.append(int(value))
+        except ValueError:
+            continue
+    return list(dict.fromkeys(ids))
+
+
+@login_required
+def compare_view(request: HttpRequest) -> HttpResponse:
+    """2 to 4 sentinels side by side; the URL (``?s=1&s=2&range=1h``) is the shareable link."""
+    all_sentinels = list(_sentinels())
+    ids = _selected_ids(request)
+    range_name = request.GET.get("range", "1h")
+    if range_name not in COMPARE_RANGES:
+        range_name = "1h"
+    chosen = {s.pk: s for s in all_sentinels if s.pk in ids}
+    selected = [chosen[i] for i in ids if i in chosen]
+    context: dict[str, Any] = {
+        "all_sentinels": all_sentinels,
+        "selected": selected,
+        "selected_ids": [s.pk for s in selected],
+        "range": range_name,
+        "range_label": metrics.RANGE_LABELS[range_name],
+        "ranges": {k: metrics.RANGE_LABELS[k] for k in COMPARE_RANGES},
+        "min": compare.MIN_COLUMNS,
+        "max": compare.MAX_COLUMNS,
+        "error": None,
+    }
+    if ids and not compare.MIN_COLUMNS <= len(selected) <= compare.MAX_COLUMNS:
+        context["error"] = (
+            f"Pick {compare.MIN_COLUMNS} to {compare.MAX_COLUMNS} sentinels to compare "
+            f"({len(selected)} selected)."
+        )
+    elif selected:
+        context.update(_comparison(selected, range_name))
+    return render(request, "dashboard/compare.html", context)
+
+
+def _comparison(selected: list[Sentinel], range_name: str) -> dict[str, Any]:
+    specs = [s.to_spec() for s in selected]
+    summaries = [metrics.summarize(s.pk, range_name) for s in selected]
+    statuses = [sentinel_status(s) for s in selected]
+    return {
+        "diff": compare.compare_specs(specs),
+        "columns": [
+            {"sentinel": s, "status": st, "summary": sm}
+            for s, st, sm in zip(selected, statuses, summaries, strict=True)
+        ],
+        "counter_rows": _counter_rows(summaries),
+    }
+
+
+def _counter_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the side-by-side counters table: label, one value per sentinel, and whether a
+    value is a problem (an event counter above zero)."""
+    rows = [
+        {
+            "label": key.replace("_", " "),
+            "values": [
+                (s["counts"][key], key in metrics.EVENT_COUNTERS and s["counts"][key] > 0)
+                for s in summaries
+            ],
+        }
+        for key in ("produced", "acked", "failed", "processed", *metrics.EVENT_COUNTERS, "foreign")
+    ]
+    rows.append(
+        {
+            "label": "processed per second",
+            "values": [(s["processed_per_s"], False) for s in summaries],
+        }
+    )
+    for kind, label in (("e2e", "end-to-end"), ("ack", "produce-ack")):
+        for q in ("p50", "p99", "max"):
+            rows.append(
+                {
+                    "label": f"{label} latency {q} (ms)",
+                    "values": [(s["latency_ms"][kind][q], False) for s in summaries],
+                }
+            )
+    return rows
+
+
+# -- manage -------------------------------------------------------------------------------------
+
+
+@login_required
+def manage(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "dashboard/manage/index.html",
+        {
+            "clusters": [
+                {"c": c, "properties": compare.masked(c.client_properties)}
+                for c in Cluster.objects.annotate(n=models.Count("sentinels"))
+            ],
+            "profiles": [
+                {
+                    "p": p,
+                    "producer": compare.masked(p.producer_properties),
+                    "consumer": compare.masked(p.consumer_properties),
+                }
+                for p in Profile.objects.annotate(n=models.Count("sentinels"))
+            ],
+            "sentinels": _sentinels(),
+        },
+    )
+
+
+MANAGED: dict[str, tuple[type[models.Model], type[ModelForm]]] = {
+    "cluster": (Cluster, ClusterForm),
+    "profile": (Profile, ProfileForm),
+    "sentinel": (Sentinel, SentinelForm),
+}
+
+
+@login_required
+def manage_edit(request: HttpRequest, kind: str, pk: int | None = None) -> HttpResponse:
+    """Create (``pk`` None) or edit a cluster, profile or sentinel.
+
+    With htmx the form is posted in place: errors come back as the form fragment, success as
+    an ``HX-Redirect`` to the Manage page. Without JavaScript it is an ordinary form.
+    """
+    model, form_class = MANAGED[kind]
+    instance = get_object_or_404(model, pk=pk) if pk is not None else None
+    form = form_class(request.POST if request.method == "POST" else None, instance=instance)
+    if request.method == "POST" and form.is_valid():
+        obj = form.save()
+        messages.success(request, f"Saved {kind} {obj}.")
+        if request.headers.get("HX-Request"):
+            response = HttpResponse()
+            response["HX-Redirect"] = reverse("manage")
+            return response
+        return redirect("manage")
+    context = {"form": form, "kind": kind, "instance": instance}
+    if request.headers.get("HX-Request"):
+        return render(request, "dashboard/manage/_form.html", context)
+    return render(request, "dashboard/manage/edit.html", context)
+
+
+@login_required
+@require_POST
+def sentinel_toggle(request: HttpRequest, sentinel_id: int) -> HttpResponse:
+    """Enable or disable a sentinel (the workers start or stop it on their next tick)."""
+    sentinel = get_object_or_404(_sentinels(), pk=sentinel_id)
+    sentinel.enabled = not sentinel.enabled
+    sentinel.save(update_fields=["enabled", "updated"])
+    if request.headers.get("HX-Request"):
+        return render(request, "dashboard/manage/_sentinel_row.html", {"s": sentinel})
+    messages.success(
+        request, f"Sentinel {sentinel} {'enabled' if sentinel.enabled else 'disabled'}."
+    )
+    return redirect("manage")
+
+
+# -- health -------------------------------------------------------------------------------------
 
 
 def _database_ok() -> bool:

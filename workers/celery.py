@@ -16,7 +16,7 @@ from celery import Celery, bootsteps
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 
-app = Celery("delivery_sentinel", include=["workers.tasks"])
+app = Celery("delivery_sentinel", include=["workers.tasks", "workers.scenario_tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

@@ -79,6 +79,10 @@ class SentinelStore:
     def key(self, name: str) -> str:
         return self.prefix + name
 
+    @staticmethod
+    def key_for(sentinel_id: int, name: str) -> str:
+        return f"ds:{sentinel_id}:{name}"
+
     # -- epoch: detecting that Redis lost our state -------------------------------------
     def ensure_epoch(self) -> tuple[str, bool]:
         """The current epoch token, and whether this call had to create it."""

@@ -13,3 +13,4 @@ from dashboard.models.core import (  # noqa: F401
     ensure_defaults,
 )
 from dashboard.models.metrics import MetricWindow  # noqa: E402, F401
+from dashboard.models.scenarios import ScenarioRun  # noqa: F401, E402

@@ -1,0 +1,65 @@
+"""JSON API (separate from the HTML views): sentinel status documents and metric windows.
+
+- ``GET /api/sentinels/``: ``{"version", "sentinels": [status document, ...]}`` (docs/status.md)
+- ``GET /api/sentinels/<id>/``: one status document
+- ``GET /api/sentinels/<id>/windows/?range=live|15m|1h|24h|7d``: chart series
+  (``dashboard.metrics.windows_for_range``)
+
+Session authentication, as the pages: an anonymous request gets a 401 JSON error rather than
+a redirect to the login page, which a script could not follow usefully.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from dashboard import metrics
+from dashboard.models import Sentinel
+from dashboard.status import STATUS_VERSION, all_statuses, sentinel_status
+
+
+def api_view(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """GET only, never cached, 401 for anonymous users."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        if not request.user.is_authenticated:
+            return JsonResponse({"error": "authentication required"}, status=401)
+        return view(request, *args, **kwargs)
+
+    return require_GET(never_cache(wrapper))
+
+
+@api_view
+def sentinels(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"version": STATUS_VERSION, "sentinels": all_statuses()})
+
+
+def not_found(sentinel_id: int) -> JsonResponse:
+    return JsonResponse({"error": f"no sentinel with id {sentinel_id}"}, status=404)
+
+
+@api_view
+def sentinel(request: HttpRequest, sentinel_id: int) -> JsonResponse:
+    obj = Sentinel.objects.select_related("cluster", "profile").filter(pk=sentinel_id).first()
+    if obj is None:
+        return not_found(sentinel_id)
+    return JsonResponse(sentinel_status(obj))
+
+
+@api_view
+def windows(request: HttpRequest, sentinel_id: int) -> JsonResponse:
+    if not Sentinel.objects.filter(pk=sentinel_id).exists():
+        return not_found(sentinel_id)
+    range_name = request.GET.get("range", "1h")
+    try:
+        data = metrics.windows_for_range(sentinel_id, range_name)
+    except metrics.UnknownRange as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse(data)

@@ -1,0 +1,184 @@
+"""Scenario runs: one row per run of the failure scenario lab (``workers.scenarios``).
+
+The row is the run's durable state: the Celery task (or ``manage.py scenario run``) claims it,
+writes its phase and percent as it goes, and stores the per-semantic results at the end, so a
+page reload, another browser or the JSON export all see the same run. Domain logic lives
+here (``claim()``, ``execute()``, ``matrix()``); the task, command and views stay thin.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from dashboard.models.core import Cluster
+from workers import scenarios
+from workers.localcluster import LocalCluster
+from workers.profiles import SEMANTICS
+
+STATE_CHOICES = [(s, s) for s in scenarios.STATES]
+FINISHED = (scenarios.PASSED, scenarios.FAILED, scenarios.ABORTED)
+
+
+class ScenarioRun(models.Model):
+    scenario = models.CharField(max_length=64)
+    cluster = models.ForeignKey(
+        Cluster,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="scenario_runs",
+        help_text="target cluster; empty means the settings' KAFKA_BOOTSTRAP_SERVERS",
+    )
+    state = models.CharField(max_length=10, choices=STATE_CHOICES, default=scenarios.QUEUED)
+    phase = models.CharField(max_length=200, blank=True)
+    percent = models.PositiveSmallIntegerField(default=0)
+    reason = models.TextField(blank=True)
+    results = models.JSONField(default=list, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.scenario} #{self.pk} ({self.state})"
+
+    @property
+    def title(self) -> str:
+        cls = scenarios.SCENARIOS.get(self.scenario)
+        return cls.title if cls else self.scenario
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINISHED
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started and self.finished:
+            return round((self.finished - self.started).total_seconds(), 1)
+        return None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @classmethod
+    def claim(cls, pk: int) -> ScenarioRun | None:
+        """Move a queued run to running (a conditional UPDATE: one claimer wins); None when it
+        is not queued any more (a redelivered task, or a run already started elsewhere)."""
+        claimed = cls.objects.filter(pk=pk, state=scenarios.QUEUED).update(
+            state=scenarios.RUNNING, started=timezone.now(), phase="starting", percent=0
+        )
+        return cls.objects.get(pk=pk) if claimed else None
+
+    def set_progress(self, phase: str, percent: int) -> None:
+        """Persist progress at once (another process serves it to the browser)."""
+        self.phase, self.percent = phase[:200], percent
+        ScenarioRun.objects.filter(pk=self.pk).update(phase=self.phase, percent=percent)
+
+    def execute(self, progress: scenarios.ProgressFn | None = None, **lab_options: Any) -> None:
+        """Run the scenario now, in this process, and store the outcome on the row.
+
+        ``progress`` is called too, after the row is updated; ``lab_options`` go to the Lab."""
+
+        def report(phase: str, percent: int) -> None:
+            self.set_progress(phase, percent)
+            if progress is not None:
+                progress(phase, percent)
+
+        outcome = scenarios.run_scenario(self.scenario, self.build_lab(report, **lab_options))
+        self.state = outcome.state
+        self.reason = outcome.reason
+        self.results = [r.to_dict() for r in outcome.results]
+        self.finished = timezone.now()
+        if outcome.state != scenarios.ABORTED:
+            self.phase, self.percent = "done", 100
+        self.save()
+
+    def build_lab(self, progress: scenarios.ProgressFn, **options: Any) -> scenarios.Lab:
+        cluster = self.cluster
+        bootstrap = cluster.bootstrap_servers if cluster else settings.KAFKA_BOOTSTRAP_SERVERS
+        return scenarios.Lab(
+            bootstrap_servers=bootstrap,
+            redis_url=settings.REDIS_URL,
+            local=local_cluster_for(cluster),
+            cluster_name=cluster.name if cluster else "local",
+            client=dict(cluster.client_properties) if cluster else {},
+            progress=progress,
+            **options,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as JSON: what the progress poller reads and what the export downloads."""
+        return {
+            "id": self.pk,
+            "scenario": self.scenario,
+            "title": self.title,
+            "cluster": self.cluster.name if self.cluster else None,
+            "state": self.state,
+            "phase": self.phase,
+            "percent": self.percent,
+            "reason": self.reason,
+            "results": self.results,
+            "created": _iso(self.created),
+            "started": _iso(self.started),
+            "finished": _iso(self.finished),
+            "duration_s": self.duration_s,
+        }
+
+
+def local_cluster_for(cluster: Cluster | None) -> LocalCluster | None:
+    """The project's LocalCluster when ``cluster`` is it (or None: the default target).
+
+    The local cluster is named by ``LOCAL_KAFKA_NAME`` / ``LOCAL_KAFKA_PORT`` (settings, else
+    environment; defaults dev / 9092). The lab still checks that it serves the target's
+    bootstrap servers before injecting any broker fault."""
+    if cluster is not None and not cluster.is_local:
+        return None
+    name = getattr(settings, "LOCAL_KAFKA_NAME", None) or os.environ.get("LOCAL_KAFKA_NAME", "dev")
+    port = getattr(settings, "LOCAL_KAFKA_PORT", None) or os.environ.get("LOCAL_KAFKA_PORT", "9092")
+    return LocalCluster(name, broker_base_port=int(port))
+
+
+def matrix() -> dict[str, Any]:
+    """The result matrix: for every scenario, its latest passed or failed run's results,
+    grouped by semantic (a semantic may hold several profiles, e.g. idempotence on/off)."""
+    rows = []
+    for entry in scenarios.catalog():
+        run = (
+            ScenarioRun.objects.filter(
+                scenario=entry["name"], state__in=(scenarios.PASSED, scenarios.FAILED)
+            )
+            .select_related("cluster")
+            .first()
+        )
+        cells: dict[str, list[dict[str, Any]]] = {s: [] for s in SEMANTICS}
+        for result in run.results if run else []:
+            cells.setdefault(result["semantic"], []).append(result)
+        rows.append(
+            {
+                "scenario": entry["name"],
+                "title": entry["title"],
+                "semantics": entry["semantics"],
+                "run": None if run is None else _run_summary(run),
+                "cells": cells,
+            }
+        )
+    return {"semantics": list(SEMANTICS), "scenarios": rows}
+
+
+def _run_summary(run: ScenarioRun) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "state": run.state,
+        "cluster": run.cluster.name if run.cluster else None,
+        "finished": _iso(run.finished),
+        "duration_s": run.duration_s,
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None

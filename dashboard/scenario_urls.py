@@ -1,0 +1,16 @@
+"""URLs of the failure scenario lab; included at ``scenarios/`` (namespace ``scenarios``)."""
+
+from django.urls import path
+
+from dashboard import scenario_views as views
+
+app_name = "scenarios"
+
+urlpatterns = [
+    path("", views.scenario_list, name="list"),
+    path("start/", views.scenario_start, name="start"),
+    path("runs/<int:pk>/", views.run_detail, name="run"),
+    path("runs/<int:pk>.json", views.run_json, name="run-json"),
+    path("matrix/", views.matrix_page, name="matrix"),
+    path("matrix.json", views.matrix_json, name="matrix-json"),
+]

@@ -1,0 +1,164 @@
+/* Delivery Sentinel — shared live socket: reconnects with exponential backoff and shows
+ * the connection state in #live-status ("Live" / "Reconnecting in N s" / ...).
+ *
+ *   const socket = DS.live("/ws/overview/", {
+ *     state(msg) {...}, window(msg) {...}, verdict(msg) {...},
+ *   });
+ *
+ * Handlers are named after the message "type". Close code 4401 (not logged in) sends the
+ * browser to the login page instead of retrying forever. The server sends a heartbeat every
+ * few seconds; a connection silent for 2.5 heartbeats is treated as dropped. */
+(function () {
+  "use strict";
+
+  const CLOSE_UNAUTHENTICATED = 4401;
+  const MIN_DELAY_MS = 1000;
+  const MAX_DELAY_MS = 30000;
+  const QUIET_AFTER_MS = 10000;
+  const DEAD_AFTER_HEARTBEATS = 2.5;
+
+  function indicator() {
+    const el = document.getElementById("live-status");
+    let current = null;
+    return {
+      get state() {
+        return current;
+      },
+      set(state, text) {
+        current = state;
+        document.body.dataset.live = state; // lets the page mark its numbers as stale
+        if (!el) return;
+        el.dataset.state = state;
+        el.querySelector(".live-text").textContent = text;
+      },
+    };
+  }
+
+  function live(path, handlers) {
+    const status = indicator();
+    let socket = null;
+    let attempt = 0;
+    let retryTimer = null;
+    let countdownTimer = null;
+    let heartbeatMs = 10000;
+    let lastFrameAt = 0; // any frame, heartbeats included: is the connection alive?
+    let lastDataAt = 0; // state, windows, verdicts: is anything happening?
+    let stopped = false;
+
+    function url() {
+      const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+      return scheme + "//" + window.location.host + path;
+    }
+
+    function connect() {
+      clearTimeout(retryTimer);
+      clearInterval(countdownTimer);
+      status.set("connecting", attempt ? "Reconnecting…" : "Connecting to live updates…");
+      const ws = new WebSocket(url());
+      socket = ws;
+      ws.addEventListener("open", () => {
+        if (ws !== socket) return;
+        attempt = 0;
+        lastFrameAt = lastDataAt = Date.now();
+        status.set("live", "Live");
+      });
+      ws.addEventListener("message", (event) => {
+        if (ws !== socket) return;
+        lastFrameAt = Date.now();
+        let msg;
+        try {
+          msg = JSON.parse(event.data);
+        } catch (err) {
+          return; // not ours; never let one bad frame stop the page
+        }
+        if (msg.type === "heartbeat") return;
+        if (msg.type === "state" && msg.heartbeat) heartbeatMs = msg.heartbeat * 1000;
+        lastDataAt = lastFrameAt;
+        if (status.state !== "live") status.set("live", "Live");
+        const handler = handlers[msg.type];
+        if (handler) handler(msg);
+      });
+      ws.addEventListener("close", (event) => {
+        if (ws !== socket || stopped) return;
+        socket = null;
+        if (event.code === CLOSE_UNAUTHENTICATED) {
+          status.set("offline", "Logged out: redirecting to the login page");
+          const next = window.location.pathname + window.location.search;
+          window.location.assign("/login/?next=" + encodeURIComponent(next));
+          return;
+        }
+        scheduleReconnect();
+      });
+    }
+
+    function scheduleReconnect() {
+      const base = Math.min(MAX_DELAY_MS, MIN_DELAY_MS * 2 ** attempt);
+      const delay = Math.round(base * (0.5 + Math.random() / 2)); // jitter: no thundering herd
+      attempt += 1;
+      const due = Date.now() + delay;
+      const tick = () => {
+        const left = Math.max(0, Math.ceil((due - Date.now()) / 1000));
+        status.set("reconnecting", `Connection lost — reconnecting in ${left} s`);
+      };
+      tick();
+      clearInterval(countdownTimer);
+      countdownTimer = setInterval(tick, 1000);
+      retryTimer = setTimeout(connect, delay);
+    }
+
+    /* A half-open connection (network gone, proxy dropped it) never fires "close": without
+     * a heartbeat for a while it is dead, so drop it and reconnect. An open connection with
+     * heartbeats but no data just means no sentinel is reporting: say so. */
+    setInterval(() => {
+      if (!socket || socket.readyState !== WebSocket.OPEN || !lastFrameAt) return;
+      const now = Date.now();
+      if (now - lastFrameAt > DEAD_AFTER_HEARTBEATS * heartbeatMs) {
+        const dead = socket;
+        socket = null;
+        dead.close(4000, "no heartbeat");
+        scheduleReconnect();
+      } else if (now - lastDataAt > QUIET_AFTER_MS) {
+        const quiet = Math.round((now - lastDataAt) / 1000);
+        status.set("quiet", `Live — no sentinel update for ${quiet} s`);
+      }
+    }, 1000);
+
+    window.addEventListener("pagehide", () => {
+      stopped = true;
+      if (socket && socket.readyState === WebSocket.OPEN) socket.close(1000);
+    });
+
+    connect();
+    return {
+      close() {
+        stopped = true;
+        if (socket) socket.close(1000);
+      },
+    };
+  }
+
+  /* Small shared formatting helpers. */
+  function fmt(value, digits) {
+    if (value === null || value === undefined || Number.isNaN(value)) return "—";
+    if (typeof value === "number" && digits !== undefined) return value.toFixed(digits);
+    return String(value);
+  }
+
+  const VERDICTS = ["HOLDING", "DEGRADED", "VIOLATED", "STALLED"];
+
+  /* Sets the verdict text and colour classes of a `.verdict` badge and its container. */
+  function setVerdict(container, verdict) {
+    if (!verdict) return;
+    container.dataset.verdict = verdict;
+    for (const v of VERDICTS) container.classList.remove("verdict-bg-" + v.toLowerCase());
+    container.classList.add("verdict-bg-" + verdict.toLowerCase());
+    const badge = container.querySelector('[data-field="verdict"]');
+    if (badge) {
+      for (const v of VERDICTS) badge.classList.remove("verdict-" + v.toLowerCase());
+      badge.classList.add("verdict-" + verdict.toLowerCase());
+      badge.querySelector(".verdict-text").textContent = verdict;
+    }
+  }
+
+  window.DS = Object.assign(window.DS || {}, { live, fmt, setVerdict, VERDICTS });
+})();

@@ -1,0 +1,99 @@
+/* Overview: one cell per sentinel, updated from the "overview" websocket group.
+ * Cells are rendered by the server; this only refreshes their numbers, verdict and sparkline. */
+(function () {
+  "use strict";
+
+  const SPARK_SECONDS = 60;
+  // Once this many one-second windows arrived, throughput is their mean (the first render
+  // shows the verdict window's average, which is all the server has without the windows).
+  const THROUGHPUT_POINTS = 5;
+  const THROUGHPUT_SECONDS = 10;
+  const cells = new Map();
+  for (const el of document.querySelectorAll("[data-sentinel]")) {
+    cells.set(Number(el.dataset.sentinel), { el, spark: [] });
+  }
+
+  function setField(el, name, text) {
+    const node = el.querySelector(`[data-field="${name}"]`);
+    if (node && node.textContent !== text) node.textContent = text;
+  }
+
+  /* The same numbers as dashboard.metrics.cell() computes for the first render. */
+  function update(status) {
+    const cell = cells.get(Number(status.id));
+    if (!cell) return; // created after this page was loaded
+    const window_ = status.window || {};
+    const counts = window_.counts || {};
+    const seconds = window_.seconds || 0;
+    const latency = status.recent_latency_ms || {};
+    DS.setVerdict(cell.el, status.verdict);
+    setField(cell.el, "lost", String(counts.lost || 0));
+    setField(cell.el, "duplicated", String(counts.duplicated || 0));
+    setField(cell.el, "reordered", String(counts.reordered || 0));
+    if (cell.spark.length < THROUGHPUT_POINTS) {
+      setField(cell.el, "throughput", seconds ? ((counts.processed || 0) / seconds).toFixed(1) : "0.0");
+    }
+    setField(cell.el, "p99", DS.fmt(latency.p99, 1));
+    setField(cell.el, "processed", String((status.totals || {}).processed || 0));
+    setField(cell.el, "reasons", (status.reasons || []).join("; "));
+  }
+
+  function showThroughput(cell) {
+    const recent = cell.spark.slice(-THROUGHPUT_SECONDS);
+    if (recent.length < THROUGHPUT_POINTS) return;
+    const mean = recent.reduce((sum, p) => sum + p[1], 0) / recent.length;
+    setField(cell.el, "throughput", mean.toFixed(1));
+  }
+
+  function drawSpark(cell) {
+    showThroughput(cell);
+    const line = cell.el.querySelector(".sparkline polyline");
+    if (!line) return;
+    const points = cell.spark;
+    if (points.length < 2) {
+      line.setAttribute("points", "");
+      return;
+    }
+    const now = points[points.length - 1][0];
+    const max = Math.max(1, ...points.map((p) => p[1]));
+    const coords = points.map(([t, v]) => {
+      const x = 120 - ((now - t) / SPARK_SECONDS) * 120;
+      const y = 23 - (v / max) * 22;
+      return `${x.toFixed(1)},${y.toFixed(1)}`;
+    });
+    line.setAttribute("points", coords.join(" "));
+  }
+
+  function pushSpark(cell, t, value) {
+    const last = cell.spark[cell.spark.length - 1];
+    if (last && t <= last[0]) return; // already in the state we were sent
+    cell.spark.push([t, value]);
+    while (cell.spark.length && cell.spark[0][0] < t - SPARK_SECONDS) cell.spark.shift();
+    drawSpark(cell);
+  }
+
+  DS.live("/ws/overview/", {
+    state(msg) {
+      for (const status of msg.sentinels || []) update(status);
+      for (const [id, points] of Object.entries(msg.sparklines || {})) {
+        const cell = cells.get(Number(id));
+        if (!cell) continue;
+        cell.spark = points.slice();
+        drawSpark(cell);
+      }
+    },
+    window(msg) {
+      if (msg.status) update(msg.status);
+      const cell = cells.get(Number(msg.sentinel));
+      const w = msg.window;
+      if (cell && w && w.counts) pushSpark(cell, w.t, (w.counts.processed || 0) / (w.seconds || 1));
+    },
+    verdict(msg) {
+      const cell = cells.get(Number(msg.sentinel));
+      if (cell) {
+        DS.setVerdict(cell.el, msg.verdict);
+        setField(cell.el, "reasons", (msg.reasons || []).join("; "));
+      }
+    },
+  });
+})();

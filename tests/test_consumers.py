@@ -1,0 +1,157 @@
+"""Live consumers with WebsocketCommunicator: the real ASGI stack, Redis channel layer and the
+sentinels' own publisher (workers.publish.LivePublisher)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from dashboard.consumers import CLOSE_UNAUTHENTICATED, LiveConsumer
+from dashboard.live import VERDICT_UPDATE, WINDOW_UPDATE
+from tests.dashboard_data import fresh_defaults, seed_windows, status_doc, window, wipe
+from workers.checkrunner import compact
+from workers.publish import LivePublisher
+from workers.store import SentinelStore, connect
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_url")]
+
+TIMEOUT = 5
+
+
+@pytest.fixture
+def sentinels(redis_url):
+    made = fresh_defaults(redis_url)
+    yield made
+    wipe(redis_url, made)
+
+
+@pytest.fixture
+def publisher(redis_url):
+    pub = LivePublisher(redis_url)
+    pub.start()
+    yield pub
+    pub.stop()
+
+
+def report(redis_url: str, sentinel, verdict: str = "HOLDING", **overrides) -> dict:
+    doc = status_doc(sentinel, verdict, **overrides)
+    SentinelStore(connect(redis_url), sentinel.pk).set_status(doc)
+    return doc
+
+
+async def test_it_sends_every_sentinels_state_then_window_increments(
+    asgi, alice, sentinels, redis_url, publisher
+):
+    alo = sentinels["at-least-once"]
+    await sync_to_async(report)(redis_url, alo, "DEGRADED", reasons=["latency p99 over SLO"])
+    now = time.time()
+    await sync_to_async(seed_windows)(
+        SentinelStore(connect(redis_url), alo.pk),
+        [window(alo.pk, now - 3 + i, processed=30) for i in range(3)],
+    )
+    ws = await asgi.websocket("/ws/overview/", user=alice)
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+
+    state = await ws.receive_json_from(timeout=TIMEOUT)
+    assert state["type"] == "state"
+    by_name = {doc["name"]: doc for doc in state["sentinels"]}
+    assert list(by_name) == ["at-least-once", "at-most-once", "exactly-once"]
+    assert by_name["at-least-once"]["verdict"] == "DEGRADED"
+    assert by_name["at-least-once"]["reasons"] == ["latency p99 over SLO"]
+    assert by_name["exactly-once"]["verdict"] == "STALLED"  # no report yet
+    assert set(by_name["at-most-once"]) == set(compact({})) | {"enabled"}
+    assert [p[1] for p in state["sparklines"][str(alo.pk)]] == [30.0, 30.0, 30.0]
+
+    live_window = window(alo.pk, now, processed=31)
+    live_window.pop("hist")
+    doc = compact(status_doc(alo, "HOLDING"))
+    publisher.offer(
+        alo.pk, WINDOW_UPDATE, {"sentinel": alo.pk, "window": live_window, "status": doc}
+    )
+    message = await ws.receive_json_from(timeout=TIMEOUT)
+    assert message["type"] == "window"
+    assert message["sentinel"] == alo.pk
+    assert message["window"]["counts"]["processed"] == 31
+    assert message["status"]["verdict"] == "HOLDING"
+
+
+async def test_it_sends_one_sentinels_status_and_last_minute_then_verdicts(
+    asgi, alice, sentinels, redis_url, publisher
+):
+    amo = sentinels["at-most-once"]
+    await sync_to_async(report)(redis_url, amo, "HOLDING")
+    now = time.time()
+    await sync_to_async(seed_windows)(
+        SentinelStore(connect(redis_url), amo.pk),
+        [window(amo.pk, now - 120, processed=1)]
+        + [window(amo.pk, now - 10 + i, processed=30, e2e=(5.0,)) for i in range(10)],
+    )
+    ws = await asgi.websocket(f"/ws/sentinel/{amo.pk}/", user=alice)
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+
+    state = await ws.receive_json_from(timeout=TIMEOUT)
+    assert state["type"] == "state"
+    assert state["sentinel"] == amo.pk
+    assert state["status"]["name"] == "at-most-once"
+    assert state["status"]["verdict"] == "HOLDING"
+    assert len(state["windows"]) == 10  # the last minute only
+    assert all("hist" not in w for w in state["windows"])
+    assert state["windows"][0]["e2e"]["p99"] == 5.0
+
+    publisher.offer(
+        amo.pk,
+        VERDICT_UPDATE,
+        {
+            "sentinel": amo.pk,
+            "verdict": "VIOLATED",
+            "previous": "HOLDING",
+            "reasons": ["dup"],
+            "t": now,
+        },
+    )
+    message = await ws.receive_json_from(timeout=TIMEOUT)
+    assert message == {
+        "type": "verdict",
+        "sentinel": amo.pk,
+        "verdict": "VIOLATED",
+        "previous": "HOLDING",
+        "reasons": ["dup"],
+        "t": now,
+    }
+
+
+async def test_it_sends_an_empty_state_for_an_unknown_sentinel(asgi, alice, sentinels):
+    ws = await asgi.websocket("/ws/sentinel/987654/", user=alice)
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+    state = await ws.receive_json_from(timeout=TIMEOUT)
+    assert state["status"] is None
+    assert state["windows"] == []
+
+
+@pytest.mark.parametrize("path", ["/ws/overview/", "/ws/sentinel/1/"])
+async def test_it_refuses_anonymous_users_with_4401(asgi, path):
+    ws = await asgi.websocket(path)
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+    closing = await ws.receive_output(timeout=TIMEOUT)
+    assert closing == {"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED}
+
+
+@pytest.mark.parametrize("path", ["/ws/overview/", "/ws/sentinel/1/"])
+async def test_it_refuses_a_wrong_origin(asgi, alice, path):
+    ws = await asgi.websocket(path, user=alice, origin="https://attacker.example")
+    connected, _code = await ws.connect(timeout=TIMEOUT)
+    assert not connected
+
+
+async def test_it_sends_heartbeats_so_browsers_can_tell_a_dead_connection(
+    asgi, alice, sentinels, monkeypatch
+):
+    monkeypatch.setattr(LiveConsumer, "heartbeat_seconds", 0.2)
+    ws = await asgi.websocket("/ws/overview/", user=alice)
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+    state = await ws.receive_json_from(timeout=TIMEOUT)
+    assert state["heartbeat"] == 0.2
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "heartbeat"}
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "heartbeat"}

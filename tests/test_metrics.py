@@ -1,0 +1,236 @@
+"""The dashboard's data service (dashboard.metrics): ranges, downsampling, grid, partitions."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from dashboard import metrics
+from dashboard.models import MetricWindow, ScenarioRun
+from tests.dashboard_data import (
+    fresh_defaults,
+    hist,
+    minute,
+    seed_windows,
+    status_doc,
+    window,
+    wipe,
+)
+from workers.store import SentinelStore, connect
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sentinels(redis_url):
+    made = fresh_defaults(redis_url)
+    yield made
+    wipe(redis_url, made)
+
+
+@pytest.fixture
+def store(sentinels, redis_url):
+    return SentinelStore(connect(redis_url), sentinels["at-least-once"].pk)
+
+
+@pytest.mark.parametrize(
+    ("range_name", "native", "step"),
+    [("live", 1, 1), ("15m", 1, 1), ("1h", 1, 5), ("24h", 60, 120), ("7d", 60, 900)],
+)
+def test_it_picks_a_nice_step_under_a_thousand_points(range_name, native, step):
+    span = metrics.RANGES[range_name]
+    assert metrics.choose_step(span, native) == step
+    assert span / step <= metrics.MAX_POINTS
+
+
+def test_it_sums_windows_into_buckets_and_leaves_gaps_empty():
+    windows = [
+        metrics.Window(100, 1, {"processed": 10, "lost": 1, "pending": 3}, {}, {}, "HOLDING"),
+        metrics.Window(101, 1, {"processed": 20, "pending": 5}, {}, {}, "VIOLATED"),
+        metrics.Window(110, 1, {"processed": 4}, {}, {}, "HOLDING"),
+    ]
+    series = metrics.build_series(windows, since=100, until=114, step=5)
+    assert series["t"] == [100, 105, 110]
+    assert series["processed_per_s"] == [15.0, None, 4.0]  # 30 records over 2 covered seconds
+    assert series["lost"] == [1, None, 0]
+    assert series["pending"] == [5, None, None]  # a level: the bucket's last value
+    assert series["verdict"] == ["VIOLATED", None, "HOLDING"]
+
+
+def test_it_takes_p50_weighted_and_p99_as_the_worst_window_within_a_bucket():
+    windows = [
+        metrics.Window(0, 1, {}, {"p50": 10.0, "p99": 20.0, "count": 1}, {}, ""),
+        metrics.Window(1, 1, {}, {"p50": 40.0, "p99": 90.0, "count": 3}, {}, ""),
+    ]
+    series = metrics.build_series(windows, since=0, until=1, step=2)
+    assert series["e2e_p50"] == [32.5]
+    assert series["e2e_p99"] == [90.0]
+
+
+def test_it_reads_an_hour_from_the_one_second_windows_in_redis(store):
+    now = time.time()
+    outside = window(store.sid, now - 7200, processed=999)
+    recent = [
+        window(store.sid, now - 30 + i, processed=30, produced=30, e2e=(12.0,)) for i in range(30)
+    ]
+    seed_windows(store, [outside, *recent])
+    data = metrics.windows_for_range(store.sid, "1h", now=now)
+    assert data["source"] == "redis"
+    assert data["step"] == 5
+    assert data["windows"] == 30
+    rates = [v for v in data["series"]["processed_per_s"] if v is not None]
+    assert rates and set(rates) == {30.0}
+    assert {v for v in data["series"]["e2e_p99"] if v is not None} == {12.0}
+    assert data["points"] <= metrics.MAX_POINTS
+
+
+def test_it_reads_24_hours_from_rollups_topped_up_with_recent_windows(store, sentinels):
+    now = time.time()
+    sentinel = sentinels["at-least-once"]
+    last_rolled = minute(now).timestamp() - 120
+    MetricWindow.objects.bulk_create(
+        MetricWindow(
+            sentinel=sentinel,
+            start=minute(last_rolled - 60 * i),
+            counts={"processed": 1800, "lost": 1 if i == 5 else 0},
+            latency={"e2e": {"p50": 10.0, "p99": 30.0, "count": 1800}},
+        )
+        for i in range(100)
+    )
+    # Not rolled up yet: after the last row (and one from before it, already in a row).
+    seed_windows(
+        store,
+        [
+            window(store.sid, last_rolled - 30, processed=30),
+            window(store.sid, last_rolled + 90, processed=30),
+        ],
+    )
+    data = metrics.windows_for_range(sentinel.pk, "24h", now=now)
+    assert data["source"] == "database+redis"
+    assert data["windows"] == 101
+    assert data["step"] == 120
+    assert sum(v or 0 for v in data["series"]["lost"]) == 1
+    assert max(v or 0 for v in data["series"]["e2e_p99"]) == 30.0
+
+
+def test_it_refuses_an_unknown_range():
+    with pytest.raises(metrics.UnknownRange, match="unknown range 'forever'"):
+        metrics.windows_for_range(1, "forever")
+
+
+def test_it_summarizes_a_range_with_exact_percentiles_from_the_histograms(store):
+    now = time.time()
+    seed_windows(
+        store,
+        [
+            window(store.sid, now - 3, processed=2, duplicated=1, e2e=(10.0, 20.0)),
+            window(store.sid, now - 2, processed=1, pending=4, e2e=(1000.0,)),
+        ],
+    )
+    summary = metrics.summarize(store.sid, "15m", now=now)
+    assert summary["counts"]["processed"] == 3
+    assert summary["counts"]["duplicated"] == 1
+    assert summary["counts"]["pending"] == 4
+    expected = hist(10.0, 20.0, 1000.0)
+    assert summary["latency_ms"]["e2e"]["p50"] == pytest.approx(expected.percentile(50), rel=1e-3)
+    assert summary["latency_ms"]["e2e"]["max"] == 1000.0
+    assert summary["latency_ms"]["e2e"]["count"] == 3
+
+
+def test_it_gives_sparklines_of_the_last_minute_in_one_round_trip(store, sentinels):
+    now = time.time()
+    seed_windows(store, [window(store.sid, now - 90, processed=1)])
+    seed_windows(store, [window(store.sid, now - 2, processed=25, seconds=0.5)])
+    other = sentinels["at-most-once"].pk
+    lines = metrics.sparklines([store.sid, other])
+    assert lines[store.sid] == [[pytest.approx(now - 2), 50.0]]
+    assert lines[other] == []
+
+
+def test_it_groups_the_overview_by_cluster_and_topic_with_a_column_per_semantic(sentinels):
+    docs = [status_doc(s) for s in sentinels.values()]
+    docs.append({**status_doc(sentinels["at-least-once"]), "id": 99, "name": "alo-acks1"})
+    grid = metrics.overview_grid(docs)
+    assert [g["cluster"] for g in grid] == ["local"]
+    rows = {row["topic"]: row["cells"] for row in grid[0]["rows"]}
+    assert list(rows) == sorted(rows)
+    alo = rows["sentinel.at-least-once"]
+    assert alo[0] == [] and alo[2] == []
+    assert [c["name"] for c in alo[1]] == ["at-least-once", "alo-acks1"]
+    first = alo[1][0]
+    assert first["throughput"] == "1.0"  # 300 processed over the 300 s verdict window
+    assert first["p99"] == "42.5"
+    assert first["processed"] == "900"
+
+
+def test_it_flags_partitions_with_recent_events_or_replica_trouble(sentinels, redis_url):
+    sentinel = sentinels["at-least-once"]
+    store = SentinelStore(connect(redis_url), sentinel.pk)
+    seed_windows(
+        store,
+        [window(sentinel.pk, time.time() - 5, partitions={"1": {"lost": 2, "processed": 5}})],
+    )
+    metadata = {
+        "error": None,
+        "partitions": {
+            "0": {"leader": 1, "leader_host": "h1:9092", "replicas": [1, 2, 3], "isr": [1, 2, 3]},
+            "1": {"leader": 2, "leader_host": "h2:9092", "replicas": [2, 3, 1], "isr": [2, 3, 1]},
+            "2": {"leader": 3, "leader_host": "h3:9092", "replicas": [3, 1, 2], "isr": [3]},
+        },
+    }
+    table = metrics.partition_table(sentinel, status_doc(sentinel), metadata)
+    rows = {row["partition"]: row for row in table["rows"]}
+    assert rows["0"]["problems"] == []
+    assert rows["0"]["counts"]["processed"] == 300
+    assert rows["1"]["problems"] == ["2 lost in the last 5 min"]
+    assert rows["2"]["problems"] == ["under-replicated: 1/3 in sync"]
+    assert rows["2"]["leader_host"] == "h3:9092"
+
+
+@pytest.mark.kafka
+def test_it_reads_leaders_from_the_real_cluster_and_caches_them(sentinels, settings):
+    sentinel = sentinels["at-least-once"]
+    sentinel.cluster.bootstrap_servers = settings.KAFKA_BOOTSTRAP_SERVERS
+    sentinel.topic = f"dashboard-test-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
+    for future in admin.create_topics([NewTopic(sentinel.topic, 2, 3)]).values():
+        future.result(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        meta = metrics._fetch_metadata(settings.KAFKA_BOOTSTRAP_SERVERS, {}, sentinel.topic)
+        if meta["error"] is None and all(p["leader"] >= 0 for p in meta["partitions"].values()):
+            break
+        time.sleep(0.5)
+    first = metrics.topic_metadata(sentinel)
+    assert first["error"] is None
+    assert sorted(first["partitions"]) == ["0", "1"]
+    assert first["partitions"]["0"]["leader_host"].startswith("127.0.0.1:")
+    assert metrics.topic_metadata(sentinel) is not None  # served from the cache
+
+
+def test_it_reports_an_unreachable_cluster_instead_of_leaders(sentinels, monkeypatch):
+    monkeypatch.setattr(metrics, "METADATA_TIMEOUT_S", 0.5)
+    sentinel = sentinels["at-most-once"]
+    sentinel.cluster.bootstrap_servers = "127.0.0.1:1"
+    started = time.monotonic()
+    meta = metrics.topic_metadata(sentinel)
+    assert time.monotonic() - started < 3
+    assert "Failed to get metadata" in meta["error"]
+    assert meta["partitions"] == {}
+
+
+def test_it_lists_verdict_changes_and_scenario_runs_in_the_timeline(store, sentinels):
+    sentinel = sentinels["at-least-once"]
+    run = ScenarioRun.objects.create(scenario="broker-kill", state="passed", cluster=None)
+    ScenarioRun.objects.filter(pk=run.pk).update(started=minute(time.time() - 600))
+    store.event("verdict", "verdict HOLDING -> VIOLATED", verdict="VIOLATED", previous="HOLDING")
+    store.event("state-lost", "sentinel state in Redis was lost; counting starts afresh")
+    events = metrics.timeline(sentinel)
+    assert [e["label"] for e in events] == ["state lost", "verdict change", "scenario run"]
+    assert events[1]["verdict"] == "VIOLATED"
+    assert events[0]["at"].tzinfo is not None
+    assert events[2]["message"].endswith(": passed")
+    assert events[2]["url"] == f"/scenarios/runs/{run.pk}/"

@@ -1,0 +1,26 @@
+"""Celery task of the failure scenario lab: run one ``ScenarioRun`` row to its end.
+
+Thin: the row's ``claim()`` makes a redelivered or duplicated task a no-op, and
+``execute()`` does the work, writing phase and percent to the row as it goes.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+# Longer than any scenario's own timeouts add up to: the lab aborts (and restores the
+# cluster) long before this hard limit would kill the worker's child mid-fault.
+SCENARIO_TIME_LIMIT_S = 1800
+
+
+@shared_task(ignore_result=True, time_limit=SCENARIO_TIME_LIMIT_S)
+def run_scenario(run_id: int) -> str:
+    """Run ScenarioRun ``run_id`` if it is still queued; return its final state ("skipped"
+    when another task already claimed it)."""
+    from dashboard.models import ScenarioRun
+
+    run = ScenarioRun.claim(run_id)
+    if run is None:
+        return "skipped"
+    run.execute()
+    return run.state
