@@ -334,3 +334,11 @@ def test_it_runs_a_scenario_from_the_command_line_and_records_it(fake_scenarios)
 def test_it_exits_non_zero_when_a_scenario_does_not_pass(fake_scenarios):
     with pytest.raises(CommandError, match="scenario broken aborted: cluster not ready"):
         call_command("scenario", "run", "broken", stdout=StringIO(), stderr=StringIO())
+
+
+def test_it_ends_a_run_whose_lab_cannot_be_built_as_aborted(local, settings, redis_url):
+    settings.LOCAL_KAFKA_PORT = "not-a-port"
+    run = ScenarioRun.objects.create(scenario="leader-kill", cluster=local)
+    assert scenario_tasks.run_scenario.apply(args=[run.pk]).get() == scenarios.ABORTED
+    run.refresh_from_db()
+    assert "not-a-port" in run.reason and run.finished is not None

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from celery import shared_task
 
-# Longer than any scenario's own timeouts add up to: the lab aborts (and restores the
-# cluster) long before this hard limit would kill the worker's child mid-fault.
+# Longer than any scenario's own timeouts add up to. The soft limit raises inside the run,
+# which then aborts and restores the cluster; the hard limit (a SIGKILL) is the last resort.
 SCENARIO_TIME_LIMIT_S = 1800
 
 
-@shared_task(ignore_result=True, time_limit=SCENARIO_TIME_LIMIT_S)
+@shared_task(
+    ignore_result=True,
+    soft_time_limit=SCENARIO_TIME_LIMIT_S - 120,
+    time_limit=SCENARIO_TIME_LIMIT_S,
+)
 def run_scenario(run_id: int) -> str:
     """Run ScenarioRun ``run_id`` if it is still queued; return its final state ("skipped"
     when another task already claimed it)."""

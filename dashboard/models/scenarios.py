@@ -89,12 +89,16 @@ class ScenarioRun(models.Model):
             if progress is not None:
                 progress(phase, percent)
 
-        outcome = scenarios.run_scenario(self.scenario, self.build_lab(report, **lab_options))
-        self.state = outcome.state
-        self.reason = outcome.reason
-        self.results = [r.to_dict() for r in outcome.results]
+        try:
+            outcome = scenarios.run_scenario(self.scenario, self.build_lab(report, **lab_options))
+        except Exception as exc:  # run_scenario does not raise; building the lab might
+            self.state, self.reason, self.results = scenarios.ABORTED, f"{exc}", []
+        else:
+            self.state = outcome.state
+            self.reason = outcome.reason
+            self.results = [r.to_dict() for r in outcome.results]
         self.finished = timezone.now()
-        if outcome.state != scenarios.ABORTED:
+        if self.state != scenarios.ABORTED:
             self.phase, self.percent = "done", 100
         self.save()
 
