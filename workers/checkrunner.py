@@ -20,6 +20,7 @@ import time
 from collections import deque
 from typing import Any
 
+from workers.checker import COUNTERS as CHECKER_COUNTERS
 from workers.checker import Checker
 from workers.latency import LatencyHistogram
 from workers.publish import LivePublisher
@@ -35,20 +36,8 @@ LATENCY_WINDOW_S = 60.0
 READ_COUNT = 200
 # One-second windows kept in Redis; older ones live on as one-minute rollups in the database.
 W1_RETENTION_S = int(os.environ.get("DS_W1_RETENTION_S", "3600"))
-COUNTERS = (
-    "produced",
-    "acked",
-    "failed",
-    "processed",
-    "duplicated",
-    "lost",
-    "late",
-    "phantom",
-    "reordered",
-    "aborted_read",
-    "foreign",
-    "pending",
-)
+# The status document's counters: the checker's, less in_flight (produced - acked - failed).
+COUNTERS = tuple(name for name in CHECKER_COUNTERS if name != "in_flight")
 
 
 class CheckRunner:
