@@ -654,15 +654,7 @@ class TransactionalCopier(AssignedConsumer):
             self.error = f"transaction aborted: {err.str()}"
             return
         if err.retriable():
-            # Before the commit (send_offsets, begin): the transaction may be open with this
-            # batch in it. Carrying on would leave it to fail the next begin_transaction, and
-            # only that next batch would be re-read: abort this one and read it again.
-            with contextlib.suppress(KafkaException):
-                self.producer.abort_transaction(30)
-                self.store.add_aborted_txn(token)
-            self.store.set_txn_state("aborted", token)
-            self.rewind(msgs)
-            self.error = f"retriable, batch retried: {err.str()}"
+            self.error = f"retriable: {err.str()}"
             return
         raise KafkaException(err)
 
