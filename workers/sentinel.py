@@ -30,6 +30,7 @@ from typing import Any
 import redis
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    OFFSET_END,
     Consumer,
     KafkaError,
     KafkaException,
@@ -407,8 +408,27 @@ class AssignedConsumer(Loop):
         self.follow_partitions(force=True)
 
     def start_offsets(self, partitions: list[int]) -> list[TopicPartition]:
-        # OFFSET_INVALID means "the group's committed offset, else auto.offset.reset".
-        return [TopicPartition(self.source_topic, p) for p in partitions]
+        """Where each partition starts: the group's committed offset, else auto.offset.reset.
+
+        Fetched here, synchronously, instead of leaving it to librdkafka's own fetch after
+        assign(): when that fetch failed (the group coordinator moving while brokers restart),
+        partitions were seen to stay without a position and nothing was consumed. A failure
+        here raises, and the loop retries with back-off."""
+        assert self.consumer is not None
+        wanted = [TopicPartition(self.source_topic, p) for p in partitions]
+        reset = self.reset_offset()
+        out = []
+        for tp in self.consumer.committed(wanted, timeout=10):
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+            out.append(
+                TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else reset)
+            )
+        return out
+
+    def reset_offset(self) -> int:
+        value = str(self.consumer_conf().get("auto.offset.reset", "largest")).lower()
+        return OFFSET_BEGINNING if value in ("earliest", "smallest", "beginning") else OFFSET_END
 
     def follow_partitions(self, force: bool = False) -> None:
         assert self.consumer is not None
