@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, ElectionType, KafkaException, TopicPartition
+from confluent_kafka import ElectionType, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from workers import codec
@@ -57,7 +57,7 @@ from workers.profiles import (
     SEMANTICS,
     Profile,
 )
-from workers.sentinel import TXN_HEADER, FaultHook
+from workers.sentinel import TXN_HEADER, FaultHook, read_to_end
 from workers.spec import SentinelSpec
 from workers.store import SentinelStore, connect
 
@@ -440,36 +440,13 @@ def topic_duplicates(
     conf: dict[str, Any], topic: str, isolation: str, limit: int = 10
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` sentinel records found more than once in ``topic`` (read to its end)."""
-    consumer = Consumer(
-        {
-            **conf,
-            "isolation.level": isolation,
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-            "group.id": "ds-scenario-lab",
-        }
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-        remaining, copies = set(meta.partitions), defaultdict(list)
-        deadline = time.monotonic() + 60
-        while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic} not read to its end in 60s")
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                remaining.discard(msg.partition())
-                continue
-            record = codec.decode(msg.value())
-            if isinstance(record, codec.Record):
-                token = dict(msg.headers() or []).get(TXN_HEADER, b"").decode()
-                key = f"{record.run_id}:{record.partition}:{record.seq}"
-                copies[key].append({"offset": msg.offset(), "txn": token or None})
-    finally:
-        consumer.close()
+    copies: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+    for msg in read_to_end(conf, topic, isolation=isolation, timeout=60):
+        record = codec.decode(msg.value())
+        if isinstance(record, codec.Record):
+            token = dict(msg.headers() or []).get(TXN_HEADER, b"").decode()
+            key = f"{record.run_id}:{record.partition}:{record.seq}"
+            copies[key].append({"offset": msg.offset(), "txn": token or None})
     dups = [{"record": k, "copies": v} for k, v in copies.items() if len(v) > 1]
     return dups[:limit]
 

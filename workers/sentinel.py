@@ -24,7 +24,7 @@ import struct
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -190,6 +190,41 @@ def partition_count(client: Producer | Consumer | AdminClient, topic: str) -> in
     if meta is None or meta.error is not None:
         return None
     return len(meta.partitions)
+
+
+def read_to_end(
+    conf: dict[str, Any], topic: str, *, isolation: str, timeout: float = 60
+) -> Iterator[Any]:
+    """Every record of ``topic``, all partitions from the beginning up to their current end.
+
+    For ground truth (tests, the scenario lab): a throwaway consumer, no commits. Raises
+    TimeoutError when some partition was not read to its end within ``timeout`` seconds."""
+    consumer = Consumer(
+        {
+            **conf,
+            "group.id": f"ds-read-to-end-{time.time_ns()}",
+            "isolation.level": isolation,
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        remaining = set(meta.partitions)
+        deadline = time.monotonic() + timeout
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic} not read to its end in {timeout:.0f}s")
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                remaining.discard(msg.partition())
+                continue
+            yield msg
+    finally:
+        consumer.close()
 
 
 # ---------------------------------------------------------------------------------------

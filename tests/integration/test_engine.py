@@ -11,7 +11,6 @@ from collections import Counter
 
 import pytest
 import redis
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions
 
 from tests.sentinels import (
@@ -23,7 +22,7 @@ from tests.sentinels import (
 )
 from workers import codec
 from workers.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE, SEMANTICS
-from workers.sentinel import TXN_HEADER, FaultHook
+from workers.sentinel import TXN_HEADER, FaultHook, read_to_end
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -32,33 +31,13 @@ ZERO_COUNTERS = ("lost", "duplicated", "reordered", "late", "phantom", "aborted_
 
 def read_topic(bootstrap: str, topic: str, isolation: str = "read_committed") -> Counter:
     """Every record in ``topic`` (all partitions, from the beginning), counted by identity."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"ground-truth-{time.time_ns()}",
-            "enable.auto.commit": "false",
-            "isolation.level": isolation,
-            "enable.partition.eof": "true",
-        }
-    )
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    parts = [TopicPartition(topic, p, 0) for p in meta.partitions]
-    consumer.assign(parts)
-    remaining = {p.partition for p in parts}
     seen: Counter = Counter()
-    deadline = time.monotonic() + 120
-    while remaining and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error():
-            remaining.discard(msg.partition())
-            continue
+    for msg in read_to_end(
+        {"bootstrap.servers": bootstrap}, topic, isolation=isolation, timeout=120
+    ):
         record = codec.decode(msg.value())
         if isinstance(record, codec.Record):
             seen[(record.run_id, record.partition, record.seq)] += 1
-    consumer.close()
-    assert not remaining, f"could not read {topic} to the end"
     return seen
 
 
@@ -293,29 +272,10 @@ def test_it_counts_records_of_an_aborted_transaction_only_when_the_verifier_can_
 
 def count_aborted_records(spec, tokens: set[str]) -> int:
     """Ground truth: records in the output log whose transaction header is an aborted token."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": spec.bootstrap_servers,
-            "group.id": f"aborted-truth-{time.time_ns()}",
-            "isolation.level": "read_uncommitted",
-            "enable.partition.eof": "true",
-            "enable.auto.commit": "false",
-        }
-    )
-    topic = spec.output_topic_name
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-    remaining, count = set(meta.partitions), 0
-    deadline = time.monotonic() + 120
-    while remaining and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error():
-            remaining.discard(msg.partition())
-            continue
+    count = 0
+    conf = {"bootstrap.servers": spec.bootstrap_servers}
+    for msg in read_to_end(conf, spec.output_topic_name, isolation="read_uncommitted", timeout=120):
         token = dict(msg.headers() or []).get(TXN_HEADER)
         if token is not None and token.decode() in tokens:
             count += 1
-    consumer.close()
     return count
