@@ -25,15 +25,16 @@ SEVERITY = {"": 0, "HOLDING": 1, "DEGRADED": 2, "STALLED": 3, "VIOLATED": 4}
 def merge_windows(windows: list[dict[str, Any]]) -> dict[str, Any]:
     """One window for a list of consecutive windows: counter sums, merged latency, worst verdict."""
     counts = dict.fromkeys(COUNTERS, 0)
-    partitions: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
+    partitions: dict[str, dict[str, int]] = defaultdict(dict)
     e2e, ack = LatencyHistogram(), LatencyHistogram()
     verdict = ""
     for w in windows:
         for k in COUNTERS:
             counts[k] += w["counts"].get(k, 0)
-        for p, c in w.get("partitions", {}).items():
-            for k in COUNTERS:
-                partitions[p][k] += c.get(k, 0)
+        for p, c in w.get("partitions", {}).items():  # sparse: only non-zero problem counters
+            acc = partitions[p]
+            for k, n in c.items():
+                acc[k] = acc.get(k, 0) + n
         hist = w.get("hist", {})
         if hist.get("e2e"):
             e2e.merge(LatencyHistogram.from_dict(hist["e2e"]))
