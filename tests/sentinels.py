@@ -85,7 +85,7 @@ class SentinelProcesses:
         self.logs = tmp
         self.store = SentinelStore(connect(redis_url()), spec.id)
 
-    def start(self, roles: str) -> subprocess.Popen:
+    def start(self, roles: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log_path = self.logs / f"sentinel-{self.spec.id}-{roles.replace(',', '+')}.log"
         with open(log_path, "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(
@@ -101,6 +101,7 @@ class SentinelProcesses:
                     redis_url(),
                 ],
                 cwd=ROOT,
+                env={**os.environ, **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

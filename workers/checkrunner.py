@@ -20,6 +20,7 @@ import time
 from collections import deque
 from typing import Any
 
+from dashboard.envconf import envint
 from workers.checker import COUNTERS as CHECKER_COUNTERS
 from workers.checker import Checker
 from workers.latency import LatencyHistogram
@@ -35,7 +36,7 @@ VERDICT_WINDOW_S = 300.0
 LATENCY_WINDOW_S = 60.0
 READ_COUNT = 200
 # One-second windows kept in Redis; older ones live on as one-minute rollups in the database.
-W1_RETENTION_S = int(os.environ.get("DS_W1_RETENTION_S", "3600"))
+W1_RETENTION_S = envint("DS_W1_RETENTION_S", 3600, min=60)
 # The status document's counters: the checker's, less in_flight (produced - acked - failed).
 COUNTERS = tuple(name for name in CHECKER_COUNTERS if name != "in_flight")
 # What a one-second window keeps per partition: the counters that mark a problem, and only the

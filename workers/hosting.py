@@ -37,11 +37,12 @@ from pathlib import Path
 
 import redis
 
+from dashboard.envconf import envint
 from workers.spec import SentinelSpec
 
 log = logging.getLogger(__name__)
 
-LEASE_MS = int(os.environ.get("DS_LEASE_MS", "30000"))
+LEASE_MS = envint("DS_LEASE_MS", 30000, min=1000)
 TICK_S = float(os.environ.get("DS_SUPERVISOR_TICK_S", "2.0"))
 RESPAWN_BACKOFF_MAX_S = 30.0
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 import redis
 
+from dashboard.envconf import envint
 from workers.checkrunner import CheckRunner
 from workers.hosting import _RELEASE
 from workers.publish import LivePublisher
@@ -36,6 +37,11 @@ from workers.spec import SentinelSpec
 from workers.store import SentinelStore, connect
 
 log = logging.getLogger("workers.run")
+
+# A step busy for longer than this is stuck in a call that will not return; the process exits
+# with EXIT_STUCK so the worker restarts the sentinel (a thread blocked in C cannot be stopped).
+STEP_DEADLINE_S = envint("DS_STEP_DEADLINE_S", 180, min=1)
+EXIT_STUCK = 70
 
 ROLE_CLASSES = {
     "producer": SentinelProducer,
@@ -101,6 +107,15 @@ class SentinelHost:
 
     def alive(self) -> bool:
         return any(t.is_alive() for t in self.threads)
+
+    def stuck(self, deadline_s: float) -> list[str]:
+        """Roles whose current step has been busy for more than ``deadline_s``."""
+        now = time.monotonic()
+        return [
+            f"{loop.role} ({now - since:.0f} s in one step)"
+            for loop in self.loops
+            if (since := getattr(loop, "busy_since", None)) is not None and now - since > deadline_s
+        ]
 
 
 class LeaseGuard(threading.Thread):
@@ -185,8 +200,20 @@ def main(argv: list[str] | None = None) -> int:
             host, connect(args.redis_url), args.lease_key, args.lease_token, args.lease_ms
         )
         guard.start()
+    store = SentinelStore(connect(args.redis_url), spec.id)
     while host.alive():
         host.join(0.5)
+        stuck = host.stuck(STEP_DEADLINE_S)
+        if stuck:
+            message = f"stuck, exiting so the sentinel is restarted: {', '.join(stuck)}"
+            log.error("sentinel %s: %s", spec.name, message)
+            with contextlib.suppress(redis.RedisError):
+                store.event("stuck", message)
+            if guard is not None:
+                guard.orphaned = True  # hand the lease over now, not after it expires
+                guard.release_if_orphaned()
+            logging.shutdown()
+            os._exit(EXIT_STUCK)
     if guard is not None:
         guard.release_if_orphaned()
     if host.failures:

@@ -51,6 +51,7 @@ ACK_FLUSH_INTERVAL_S = 0.1
 METADATA_REFRESH_S = 5.0
 HEARTBEAT_INTERVAL_S = 1.0
 TXN_HEADER = "ds-txn"
+SEND_OFFSETS_ATTEMPTS = 3
 _U64 = struct.Struct(">Q")
 
 
@@ -58,8 +59,21 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+class RestartRole(Exception):
+    """Raised by a step whose clients are in a state it cannot go on from (e.g. an abort that
+    failed with the consumer already past the batch): the loop closes its clients and starts
+    afresh from what Kafka and Redis hold, as a process restart would."""
+
+
 class Loop:
-    """A long-running unit of sentinel work: ``start()``, ``step()`` until ``shutdown``, ``close()``."""
+    """A long-running unit of sentinel work: ``start()``, ``step()`` until ``shutdown``, ``close()``.
+
+    ``busy_since`` is when the current step began (``time.monotonic()``), or None between
+    steps; retry loops inside a step call ``progress()``. A step that stays busy for minutes is
+    stuck in a call that never returns (librdkafka's ``send_offsets_to_transaction`` was seen
+    to block for good when the group coordinator stopped): ``python -m workers.run`` exits
+    then, so the worker restarts the sentinel (see ``SentinelHost.stuck``).
+    """
 
     role = "loop"
 
@@ -68,6 +82,7 @@ class Loop:
         self.store = store
         self.shutdown = threading.Event()
         self.error: str | None = None
+        self.busy_since: float | None = None
         self._last_heartbeat = 0.0
 
     def start(self) -> None:  # pragma: no cover - overridden
@@ -92,20 +107,36 @@ class Loop:
         self.error = f"{err.name()}: {err.str()}"
         log.warning("%s %s: %s", self.role, self.spec.name, self.error)
 
+    def progress(self) -> None:
+        """Inside a step: still working (a retry came back), not stuck."""
+        self.busy_since = time.monotonic()
+
     def run(self) -> None:
         if not self.start_with_retries():
             return
         try:
             while not self.shutdown.is_set():
+                self.busy_since = time.monotonic()
                 try:
                     self.step()
                 except (KafkaException, redis.RedisError) as exc:
                     # Cluster or Redis trouble: report it (the verdict becomes STALLED), wait, go on.
                     self.error = describe(exc)
                     log.warning("%s %s: %s", self.role, self.spec.name, self.error)
+                    self.busy_since = None
                     self.shutdown.wait(1.0)
+                except RestartRole as exc:
+                    self.error = f"restarting: {exc}"
+                    log.warning("%s %s: %s", self.role, self.spec.name, self.error)
+                    self.busy_since = None
+                    with contextlib.suppress(Exception):
+                        self.close()
+                    if not self.start_with_retries():
+                        return
+                self.busy_since = None
                 self.heartbeat()
         finally:
+            self.busy_since = None
             self.close()
             self.store.heartbeat(self.role, "stopped", pid=os.getpid())
 
@@ -440,6 +471,7 @@ class AssignedConsumer(Loop):
 
     def start(self) -> None:
         self.consumer = Consumer(self.consumer_conf())
+        self.assigned = 0
         self.follow_partitions(force=True)
 
     def start_offsets(self, partitions: list[int]) -> list[TopicPartition]:
@@ -519,11 +551,13 @@ class AssignedConsumer(Loop):
                 self.error = f"processing ledger unavailable: {describe(exc)}"
                 log.warning("%s %s: %s", self.role, self.spec.name, self.error)
                 time.sleep(backoff)
+                self.progress()
                 backoff = min(backoff * 2, 5.0)
 
     def close(self) -> None:
         if self.consumer is not None:
-            self.consumer.close()
+            consumer, self.consumer = self.consumer, None
+            consumer.close()
 
 
 class SentinelConsumer(AssignedConsumer):
@@ -653,10 +687,7 @@ class TransactionalCopier(AssignedConsumer):
             for msg in msgs:
                 self.produce_copy(msg, token)
             self.fault.at("mid-transaction", batch=len(msgs), token=token)
-            positions = self.consumer.position(self.consumer.assignment())
-            self.producer.send_offsets_to_transaction(
-                positions, self.consumer.consumer_group_metadata(), 30
-            )
+            self.send_offsets_with_retries()
             if self.fault.at("abort-transaction", kill=False, batch=len(msgs), token=token):
                 self.producer.flush(10)  # the records reach the log, then the abort marks them
                 raise_abortable()
@@ -681,7 +712,26 @@ class TransactionalCopier(AssignedConsumer):
             except BufferError:
                 self.producer.poll(0.05)
 
+    def send_offsets_with_retries(self) -> None:
+        """Add the batch's positions to the transaction; librdkafka: a retriable error "may
+        be retried". After ``SEND_OFFSETS_ATTEMPTS`` the error goes to ``handle_txn_error``,
+        which aborts the transaction and reads the batch again."""
+        assert self.producer is not None and self.consumer is not None
+        positions = self.consumer.position(self.consumer.assignment())
+        group = self.consumer.consumer_group_metadata()
+        for attempt in range(1, SEND_OFFSETS_ATTEMPTS + 1):
+            try:
+                self.producer.send_offsets_to_transaction(positions, group, 30)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or attempt == SEND_OFFSETS_ATTEMPTS:
+                    raise
+                self.error = f"retrying send_offsets_to_transaction: {exc.args[0].str()}"
+                self.progress()
+
     def commit_with_retries(self) -> None:
+        """A retriable error from ``commit_transaction`` leaves the outcome to a retry of the
+        same call (librdkafka's rule); anything else goes to ``handle_txn_error``."""
         assert self.producer is not None
         while True:
             try:
@@ -689,6 +739,7 @@ class TransactionalCopier(AssignedConsumer):
                 return
             except KafkaException as exc:
                 if exc.args[0].retriable():
+                    self.progress()
                     continue
                 raise
 
@@ -701,17 +752,29 @@ class TransactionalCopier(AssignedConsumer):
             self.store.event("fenced", f"copier instance {self.instance} was fenced: {err.str()}")
             self.shutdown.set()
             return
-        if err.txn_requires_abort() or err.code() == KafkaError._STATE:
-            self.producer.abort_transaction(30)
-            self.store.add_aborted_txn(token)
-            self.store.set_txn_state("aborted", token)
-            self.rewind(msgs)
-            self.error = f"transaction aborted: {err.str()}"
-            return
-        if err.retriable():
-            self.error = f"retriable: {err.str()}"
+        if err.txn_requires_abort() or err.code() == KafkaError._STATE or err.retriable():
+            # Retriable here means before the commit (begin, produce, send_offsets after its
+            # retries): the transaction may be open with this batch in it. Carrying on would
+            # fail the next begin_transaction, and only the next batch would be read again.
+            self.abort_and_rewind(token, msgs, err)
             return
         raise KafkaException(err)
+
+    def abort_and_rewind(self, token: str, msgs: list[Any], err: KafkaError) -> None:
+        """Abort the batch's transaction and read the batch again from its first offsets."""
+        assert self.producer is not None
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._STATE:  # _STATE: no transaction was open
+                # The consumer is past the batch and its transaction is in an unknown state:
+                # start again from the committed offsets (init_transactions aborts it).
+                raise RestartRole(f"abort_transaction failed: {describe(exc)}") from exc
+        else:
+            self.store.add_aborted_txn(token)
+        self.store.set_txn_state("aborted", token)
+        self.rewind(msgs)
+        self.error = f"transaction aborted, batch read again: {err.str()}"
 
     def rewind(self, msgs: list[Any]) -> None:
         """After an abort, read the batch again from its first offsets."""
@@ -724,8 +787,10 @@ class TransactionalCopier(AssignedConsumer):
 
     def close(self) -> None:
         super().close()
-        if self.producer is not None and not self.fenced:
-            self.producer.flush(10)
+        if self.producer is not None:
+            producer, self.producer = self.producer, None
+            if not self.fenced:
+                producer.flush(10)
 
 
 def batch_ranges(items: list[tuple[int, int, int, int, int]]) -> dict[str, list[list[int]]]:
@@ -825,7 +890,9 @@ class FaultHook:
 
     ``ds:{id}:fault`` holds ``point`` and ``after`` (how many passes through the point to let
     by first). When the point is reached the armed count is consumed atomically and the
-    process SIGKILLs itself, so the crash lands exactly between two steps of the loop.
+    process SIGKILLs itself, so the crash lands exactly between two steps of the loop. Armed
+    with ``action="hang"`` the step blocks for good instead, as a client call that never
+    returns would (what the stuck-step watchdog of ``workers.run`` is there for).
     """
 
     def __init__(self, store: SentinelStore) -> None:
@@ -851,16 +918,19 @@ class FaultHook:
         remaining = self.store.r.hincrby(self.key, "after", -1)
         if remaining >= 0:
             return False
+        action = (self.store.r.hget(self.key, "action") or b"kill").decode()
         self.store.r.delete(self.key)
         self._armed = None
         info = {**extra, **(detail() if detail is not None else {})}
         self.store.event(
             "fault", f"fault injected at {point}", point=point, pid=os.getpid(), **info
         )
+        if action == "hang":
+            threading.Event().wait()
         if kill:
             os.kill(os.getpid(), signal.SIGKILL)
         return True
 
     @staticmethod
-    def arm(store: SentinelStore, point: str, after: int = 0) -> None:
-        store.r.hset(store.key("fault"), mapping={"point": point, "after": after})
+    def arm(store: SentinelStore, point: str, after: int = 0, action: str = "kill") -> None:
+        store.r.hset(store.key("fault"), mapping={"point": point, "after": after, "action": action})

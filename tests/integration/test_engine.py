@@ -22,6 +22,7 @@ from tests.sentinels import (
 )
 from workers import codec
 from workers.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE, SEMANTICS
+from workers.run import EXIT_STUCK
 from workers.sentinel import TXN_HEADER, FaultHook, read_to_end
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -279,3 +280,38 @@ def count_aborted_records(spec, tokens: set[str]) -> int:
         if token is not None and token.decode() in tokens:
             count += 1
     return count
+
+
+def test_a_copier_stuck_in_a_call_that_never_returns_exits_and_its_batch_is_copied_later(
+    tmp_path,
+):
+    """librdkafka's send_offsets_to_transaction was once seen blocking for good. The fault hook
+    blocks the copier mid-transaction the same way: the process must exit (a thread blocked in
+    C cannot be stopped) so its worker restarts it, and the restarted copier must copy the
+    stuck transaction's batch: nothing lost, nothing duplicated."""
+    spec = make_spec(EXACTLY_ONCE)
+    procs = SentinelProcesses(spec, tmp_path)
+    try:
+        procs.start("producer")
+        procs.start("checker")
+        copier = procs.start("copier,verifier", env={"DS_STEP_DEADLINE_S": "3"})
+        procs.wait_status(lambda d: d["totals"]["processed"] > 30, 90, "records flow")
+        FaultHook.arm(procs.store, "mid-transaction", action="hang")
+        assert copier.wait(60) == EXIT_STUCK, procs.log_tail()
+        procs.procs.pop("copier,verifier")
+        kinds = [e["kind"] for e in procs.store.events(200)]
+        assert "fault" in kinds and "stuck" in kinds, kinds
+        stuck = next(e for e in procs.store.events(200) if e["kind"] == "stuck")
+        assert "copier" in stuck["message"], stuck
+        before = procs.status()["totals"]["processed"]
+        procs.start("copier,verifier")
+        procs.wait_status(
+            lambda d: d["totals"]["processed"] > before + 30, 90, "progress after the restart"
+        )
+        assert procs.stop("producer") == 0
+        totals = procs.wait_settled(90)["totals"]
+        for name in ZERO_COUNTERS:
+            assert totals[name] == 0, (name, totals)
+        assert totals["processed"] == totals["acked"], totals
+    finally:
+        procs.stop_all()
