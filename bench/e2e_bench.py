@@ -422,7 +422,7 @@ class CountingStore(SentinelStore):
 TIMED = {
     "producer": ("step", "produce_burst", "flush_acks"),
     "consumer": ("step", "poll_batch", "decode_batch", "process", "commit"),
-    "copier": ("step", "poll_batch", "commit_with_retries"),
+    "copier": ("step", "poll_batch", "commit_transaction"),
     "verifier": ("step", "poll_batch", "decode_batch", "process"),
     "checker": ("step", "read_acks", "read_ledger", "checkpoint", "status", "emit_window"),
 }

@@ -269,6 +269,13 @@ class SentinelProducer(Loop):
     Every ``start()`` is a new run with its own id; sequence numbers restart at 0 per partition.
     Delivery reports are folded into acked / failed ranges and appended to the acks stream
     every ~100 ms, with the produce-ack latency histogram of the same period.
+
+    Under exactly-once the producer is transactional (its own ``transactional.id``), one
+    transaction per ~100 ms: a record counts as acked only once its transaction committed, and
+    as failed if it aborted (the read_committed copier never sees it). An idempotent producer
+    alone could write a batch twice after an epoch bump (seen in a rolling restart,
+    librdkafka#4953), a duplicate the semantic does not allow. A record whose transaction was
+    open when the process died stays in flight: neither acked nor failed, never lost.
     """
 
     role = "producer"
@@ -279,7 +286,7 @@ class SentinelProducer(Loop):
         self.epoch: str | None = None
         self.partitions = 0
         self.next_seq: dict[int, int] = {}
-        self._credit: dict[int, float] = {}
+        self._credit = 0.0  # records due per partition (every partition has the same rate)
         self._acked: dict[int, list[int]] = defaultdict(list)
         self._failed: dict[int, list[int]] = defaultdict(list)
         self._produced: dict[int, int] = defaultdict(int)
@@ -288,14 +295,30 @@ class SentinelProducer(Loop):
         self._last_tick = 0.0
         self._last_metadata = 0.0
         self.producer: Producer | None = None
+        self.transactional = spec.eos
+        self._in_txn = False
+        self._txn_acked: dict[int, list[int]] = defaultdict(list)  # delivered, not yet committed
+        self.fenced = False
+        self.fault = FaultHook(store)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         admin = admin_for(self.spec)
         self.partitions = ensure_topic(admin, self.spec, self.spec.topic, self.spec.partitions)
-        self.producer = Producer(
-            self.spec.producer_conf(on_delivery=self._on_delivery, error_cb=self.on_client_error)
+        extra: dict[str, Any] = {"on_delivery": self._on_delivery, "error_cb": self.on_client_error}
+        if self.transactional:
+            extra["transactional.id"] = self.spec.producer_transactional_id
+        self.producer = Producer(self.spec.producer_conf(**extra))
+        # A restart (RestartRole) begins afresh: close() sent what the last run had.
+        self.run_id, self._in_txn, self._txn_acked = 0, False, defaultdict(list)
+        self._acked, self._failed, self._produced = (
+            defaultdict(list),
+            defaultdict(list),
+            defaultdict(int),
         )
+        if self.transactional:
+            # Fences a previous instance and aborts the transaction it left open.
+            self.producer.init_transactions(60)
         self.new_run("started")
         self._last_tick = time.monotonic()
 
@@ -307,7 +330,7 @@ class SentinelProducer(Loop):
         self.epoch, created = self.store.ensure_epoch()
         self.run_id = codec.new_run_id()
         self.next_seq = {p: 0 for p in range(self.partitions)}
-        self._credit = {p: 0.0 for p in range(self.partitions)}
+        self._credit = 0.0
         self.store.register_run(
             self.run_id,
             {
@@ -321,13 +344,17 @@ class SentinelProducer(Loop):
         log.info("sentinel %s: producer run %s %s", self.spec.name, self.run_id, reason)
 
     def close(self) -> None:
-        if self.producer is not None:
+        if self.producer is not None and not self.fenced:
             remaining = self.producer.flush(8)
             if remaining:
                 log.warning(
                     "sentinel %s: %d records still in flight at shutdown", self.spec.name, remaining
                 )
-            self.flush_acks(force=True)
+            try:
+                self.flush_acks(force=True)
+            except (KafkaException, RestartRole) as exc:
+                log.warning("sentinel %s: last transaction: %s", self.spec.name, exc)
+        self.producer = None
 
     # -- work ------------------------------------------------------------------------------
     def step(self) -> None:
@@ -340,23 +367,33 @@ class SentinelProducer(Loop):
         elapsed, self._last_tick = now - self._last_tick, now
         if self.spec.rate_per_partition > 0:
             self.produce_due(elapsed)
-            self.producer.poll(0.02)
+            # Serve delivery reports until the next record is due (at most 50 ms).
+            due_in = (1.0 - self._credit) / self.spec.rate_per_partition
+            self.producer.poll(min(0.05, max(0.001, due_in)))
         else:
             self.produce_burst()
             self.producer.poll(0)
         self.flush_acks()
 
     def produce_due(self, elapsed: float) -> None:
+        """``rate`` records a second to every partition. One credit for all partitions, so a
+        step with nothing due costs nothing: at 1,000 partitions, walking every partition on
+        every step was a quarter of the process's Python time."""
         rate = self.spec.rate_per_partition
+        self._credit += rate * elapsed
+        count = int(self._credit)
+        if not count:
+            return
+        self._credit -= count
+        count = min(count, max(1, int(rate)))  # after a stall: at most one second's worth
+        self.begin_transaction()
         for partition in range(self.partitions):
-            credit = self._credit.get(partition, 0.0) + rate * elapsed
-            count = int(credit)
-            self._credit[partition] = credit - count
-            for _ in range(min(count, max(1, int(rate)))):
+            for _ in range(count):
                 if not self.produce_one(partition):
                     break
 
     def produce_burst(self, per_partition: int = 100) -> None:
+        self.begin_transaction()
         for partition in range(self.partitions):
             for _ in range(per_partition):
                 if not self.produce_one(partition):
@@ -392,7 +429,7 @@ class SentinelProducer(Loop):
             return  # a previous run's straggler: that run's ranges are closed
         seq = _U64.unpack_from(value, codec.SEQ_OFFSET)[0]
         if err is None:
-            self._acked[msg.partition()].append(seq)
+            (self._txn_acked if self.transactional else self._acked)[msg.partition()].append(seq)
             latency = msg.latency()
             if latency is not None:
                 self._ack_latency.record(latency * 1000.0)
@@ -400,11 +437,66 @@ class SentinelProducer(Loop):
             self._failed[msg.partition()].append(seq)
             self.error = f"delivery failed: {err.str()}"
 
+    # -- transactions (exactly-once) --------------------------------------------------------
+    def begin_transaction(self) -> None:
+        if self.transactional and not self._in_txn:
+            assert self.producer is not None
+            try:
+                self.producer.begin_transaction()
+            except KafkaException as exc:
+                self.transaction_failed(exc.args[0])
+            self._in_txn = True
+
+    def end_transaction(self) -> None:
+        """Commit the open transaction: its delivered records become acked (aborted: failed)."""
+        if not self._in_txn:
+            return
+        assert self.producer is not None
+        try:
+            # Every delivery report of the transaction is served before the commit.
+            self.producer.flush(30)
+            self.fault.at("producer-before-commit")
+            commit_transaction_with_retries(self.producer, self.progress)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.txn_requires_abort():
+                self.transaction_failed(err)
+            self.abort_transaction(err)
+        else:
+            for partition, seqs in self._txn_acked.items():
+                self._acked[partition].extend(seqs)
+        self._in_txn, self._txn_acked = False, defaultdict(list)
+
+    def abort_transaction(self, err: KafkaError) -> None:
+        assert self.producer is not None
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException as exc:
+            self.transaction_failed(exc.args[0])
+        for partition, seqs in self._txn_acked.items():
+            self._failed[partition].extend(seqs)
+        self.error = f"producer transaction aborted: {err.str()}"
+        self.store.event("txn-aborted", f"producer transaction aborted: {err.str()}")
+
+    def transaction_failed(self, err: KafkaError) -> None:
+        """A transactional error the producer cannot go on from. The open transaction's records
+        stay in flight (their outcome is unknown); a new producer starts a new run."""
+        self._in_txn, self._txn_acked = False, defaultdict(list)
+        if err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+            self.fenced = True
+            self.error = f"fenced: {err.str()}"
+            self.store.event("fenced", f"producer was fenced: {err.str()}")
+            self.shutdown.set()
+            raise RestartRole(self.error)  # ends the step; the loop sees the shutdown
+        raise RestartRole(f"producer transaction: {err.name()}: {err.str()}")
+
     def flush_acks(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_flush < ACK_FLUSH_INTERVAL_S:
             return
         self._last_flush = now
+        if self.transactional:
+            self.end_transaction()
         acked, failed, produced = self._acked, self._failed, self._produced
         self._acked, self._failed, self._produced = (
             defaultdict(list),
@@ -433,7 +525,6 @@ class SentinelProducer(Loop):
             log.info("sentinel %s: topic grew to %d partitions", self.spec.name, count)
             for partition in range(self.partitions, count):
                 self.next_seq[partition] = 0
-                self._credit[partition] = 0.0
             self.partitions = count
 
     def check_epoch(self) -> None:
@@ -692,7 +783,7 @@ class TransactionalCopier(AssignedConsumer):
                 self.producer.flush(10)  # the records reach the log, then the abort marks them
                 raise_abortable()
             self.store.set_txn_state("committing", token)
-            self.commit_with_retries()
+            self.commit_transaction()
             self.store.set_txn_state("committed", token)
             self.error = None
         except KafkaException as exc:
@@ -729,19 +820,9 @@ class TransactionalCopier(AssignedConsumer):
                 self.error = f"retrying send_offsets_to_transaction: {exc.args[0].str()}"
                 self.progress()
 
-    def commit_with_retries(self) -> None:
-        """A retriable error from ``commit_transaction`` leaves the outcome to a retry of the
-        same call (librdkafka's rule); anything else goes to ``handle_txn_error``."""
+    def commit_transaction(self) -> None:
         assert self.producer is not None
-        while True:
-            try:
-                self.producer.commit_transaction(30)
-                return
-            except KafkaException as exc:
-                if exc.args[0].retriable():
-                    self.progress()
-                    continue
-                raise
+        commit_transaction_with_retries(self.producer, self.progress)
 
     def handle_txn_error(self, err: KafkaError, token: str, msgs: list[Any]) -> None:
         assert self.producer is not None
@@ -791,6 +872,19 @@ class TransactionalCopier(AssignedConsumer):
             producer, self.producer = self.producer, None
             if not self.fenced:
                 producer.flush(10)
+
+
+def commit_transaction_with_retries(producer: Producer, progress: Callable[[], None]) -> None:
+    """``commit_transaction``; a retriable error leaves the outcome to a retry of the same call
+    (librdkafka's rule). Anything else is raised for the caller to abort or give up."""
+    while True:
+        try:
+            producer.commit_transaction(30)
+            return
+        except KafkaException as exc:
+            if not exc.args[0].retriable():
+                raise
+            progress()
 
 
 def batch_ranges(items: list[tuple[int, int, int, int, int]]) -> dict[str, list[list[int]]]:

@@ -58,6 +58,11 @@ class SentinelSpec:
     def transactional_id(self) -> str:
         return f"delivery-sentinel.{self.id}.copier"
 
+    @property
+    def producer_transactional_id(self) -> str:
+        """The exactly-once sentinel producer's (the copier has its own)."""
+        return f"delivery-sentinel.{self.id}.producer"
+
     def producer_conf(self, **extra: Any) -> dict[str, Any]:
         conf = {**self.client, **self.profile.producer, "bootstrap.servers": self.bootstrap_servers}
         conf.update(extra)

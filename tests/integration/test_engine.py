@@ -315,3 +315,42 @@ def test_a_copier_stuck_in_a_call_that_never_returns_exits_and_its_batch_is_copi
         assert totals["processed"] == totals["acked"], totals
     finally:
         procs.stop_all()
+
+
+def test_an_exactly_once_producer_killed_mid_transaction_counts_nothing_false(tmp_path):
+    """The exactly-once sentinel producer is transactional. Killed after its transaction's
+    records reached the log but before the commit, the restarted producer aborts that
+    transaction: the records stay in the input topic, invisible to read_committed readers, never
+    acked, and nothing is lost, duplicated or phantom."""
+    spec = make_spec(EXACTLY_ONCE)
+    procs = SentinelProcesses(spec, tmp_path)
+    try:
+        producer = procs.start("producer")
+        procs.start("copier,verifier")
+        procs.start("checker")
+        procs.wait_status(lambda d: d["totals"]["processed"] > 30, 90, "records flow")
+        FaultHook.arm(procs.store, "producer-before-commit")
+        assert producer.wait(30) == -9, procs.log_tail()
+        procs.procs.pop("producer")
+        points = [e.get("point") for e in procs.store.events(200) if e["kind"] == "fault"]
+        assert points == ["producer-before-commit"], points
+        before = procs.status()["totals"]["processed"]
+        procs.start("producer")
+        procs.wait_status(
+            lambda d: d["totals"]["processed"] > before + 30, 90, "progress after the restart"
+        )
+        assert procs.stop("producer") == 0
+        totals = procs.wait_settled(90)["totals"]
+        for name in ZERO_COUNTERS:
+            assert totals[name] == 0, (name, totals)
+        assert totals["failed"] == 0 and totals["processed"] == totals["acked"], totals
+        committed = sum(read_topic(spec.bootstrap_servers, spec.topic).values())
+        everything = sum(
+            read_topic(spec.bootstrap_servers, spec.topic, "read_uncommitted").values()
+        )
+        assert committed == totals["acked"], (committed, totals)
+        assert everything > committed, "the killed transaction's records are in the log"
+        copied = sum(read_topic(spec.bootstrap_servers, spec.output_topic_name).values())
+        assert copied == totals["processed"], (copied, totals)
+    finally:
+        procs.stop_all()
