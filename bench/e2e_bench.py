@@ -12,9 +12,11 @@ For each semantic, on fresh topics (6 partitions, replication factor 3, min.insy
 (a) raw baseline, in threads of this process: a ``Producer`` with the profile's producer
     properties producing records of ``record_size`` bytes as fast as it can (100 per partition
     per step, like ``SentinelProducer.produce_burst``), and a ``Consumer`` with the profile's
-    consumer properties, assigned every partition, reading batches of up to 500 and committing
-    synchronously once per batch: before "processing" (counting) under at-most-once, after it
-    under at-least-once. Exactly-once: the idempotent producer writes the input topic, a
+    consumer properties, assigned every partition, reading batches as the sentinel does
+    (``workers.sentinel.consume_batch``: 500, more when a backlog is already fetched) and
+    committing synchronously once per batch: before "processing" (counting) under
+    at-most-once, after it under at-least-once. Exactly-once: a transactional producer
+    writes the input topic (a transaction per 100 ms, like the sentinel's), a
     transactional copier moves each batch to the output topic in one transaction with
     ``send_offsets_to_transaction``, and a ``read_committed`` consumer counts the output.
     Throughput = records counted at the end of the pipeline per second.
@@ -76,6 +78,7 @@ from confluent_kafka import (
 
 from workers.profiles import COMMIT_BEFORE_PROCESS, DEFAULT_PROFILES, SEMANTICS, Profile
 from workers.run import SentinelHost, roles_for
+from workers.sentinel import consume_batch
 from workers.spec import SentinelSpec
 from workers.store import SentinelStore, connect
 
@@ -240,7 +243,13 @@ class RawPipeline:
             thread.join(timeout)
 
     def _produce(self) -> None:
-        producer = Producer(self._conf(self.profile.producer))
+        transactional = self.output_topic is not None  # exactly-once, like SentinelProducer
+        extra = {"transactional.id": self.group + ".producer"} if transactional else {}
+        producer = Producer(self._conf(self.profile.producer, **extra))
+        if transactional:
+            producer.init_transactions(60)
+            producer.begin_transaction()
+        last_commit = time.monotonic()
         topic, value, produce = self.topic, self.value, producer.produce
         while not self.stop.is_set():
             full = False
@@ -256,6 +265,12 @@ class RawPipeline:
                 if full:
                     break
             producer.poll(0)
+            if transactional and time.monotonic() - last_commit >= 0.1:
+                producer.commit_transaction(30)
+                producer.begin_transaction()
+                last_commit = time.monotonic()
+        if transactional:
+            producer.commit_transaction(30)
         producer.flush(5)
 
     def _consumer(self, topic: str, start: int | None = None, **extra: Any) -> Consumer:
@@ -270,7 +285,7 @@ class RawPipeline:
 
     def _batch(self, consumer: Consumer, timeout: float, name: str) -> list[Any]:
         started = time.perf_counter()
-        msgs = consumer.consume(num_messages=self.batch, timeout=timeout)
+        msgs = consume_batch(consumer, self.batch, timeout)  # the sentinel's batching policy
         self.timers.add(name + ".consume", time.perf_counter() - started)
         return [m for m in msgs if m.error() is None]
 
