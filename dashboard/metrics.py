@@ -548,6 +548,9 @@ TIMELINE_KINDS = {
     "run": "producer run",
     "state-lost": "state lost",
     "fenced": "fenced",
+    "stuck": "stuck, restarted",
+    "txn-aborted": "copier transaction aborted",
+    "producer-txn-aborted": "producer transaction aborted",
 }
 
 

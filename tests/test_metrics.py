@@ -228,9 +228,16 @@ def test_it_lists_verdict_changes_and_scenario_runs_in_the_timeline(store, senti
     ScenarioRun.objects.filter(pk=run.pk).update(started=minute(time.time() - 600))
     store.event("verdict", "verdict HOLDING -> VIOLATED", verdict="VIOLATED", previous="HOLDING")
     store.event("state-lost", "sentinel state in Redis was lost; counting starts afresh")
+    store.event("stuck", "stuck, exiting so the sentinel is restarted: copier (181 s in one step)")
     events = metrics.timeline(sentinel)
-    assert [e["label"] for e in events] == ["state lost", "verdict change", "scenario run"]
-    assert events[1]["verdict"] == "VIOLATED"
-    assert events[0]["at"].tzinfo is not None
-    assert events[2]["message"].endswith(": passed")
-    assert events[2]["url"] == f"/scenarios/runs/{run.pk}/"
+    assert [e["label"] for e in events] == [
+        "stuck, restarted",
+        "state lost",
+        "verdict change",
+        "scenario run",
+    ]
+    assert "copier" in events[0]["message"]
+    assert events[2]["verdict"] == "VIOLATED"
+    assert events[1]["at"].tzinfo is not None
+    assert events[3]["message"].endswith(": passed")
+    assert events[3]["url"] == f"/scenarios/runs/{run.pk}/"

@@ -512,7 +512,7 @@ class SentinelProducer(Loop):
         for partition, seqs in self._txn_acked.items():
             self._failed[partition].extend(seqs)
         self.error = f"producer transaction aborted: {err.str()}"
-        self.store.event("txn-aborted", f"producer transaction aborted: {err.str()}")
+        self.store.event("producer-txn-aborted", f"producer transaction aborted: {err.str()}")
 
     def transaction_failed(self, err: KafkaError) -> None:
         """A transactional error the producer cannot go on from. The open transaction's records
