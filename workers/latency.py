@@ -89,9 +89,46 @@ class LatencyHistogram:
             self.max = ms
 
     def record_many(self, values: Iterable[float]) -> None:
-        """Add many observations (ms); equivalent to calling ``record`` for each."""
-        for ms in values:
-            self.record(ms)
+        """Add many observations (ms); the same histogram as calling ``record`` for each.
+
+        The producer's hot path at saturation (one ack latency per record): the bucket index
+        is computed inline, and min / max / sum run once over the batch, so a value costs a
+        fraction of a ``record`` call. Nothing is recorded if any value is not finite."""
+        vals = [float(ms) for ms in values]
+        if not vals:
+            return
+        if not math.isfinite(sum(vals)):  # any NaN or infinity makes the sum one
+            bad = next((v for v in vals if not math.isfinite(v)), None)
+            if bad is not None:
+                raise ValueError(f"latency must be finite, got {bad!r}")
+            for ms in vals:  # finite values whose sum overflows: one by one
+                self.record(ms)
+            return
+        if min(vals) < 0.0:
+            vals = [ms if ms > 0.0 else 0.0 for ms in vals]
+        total = sum(vals)
+        buckets = self._buckets
+        get = buckets.get
+        frexp = _frexp
+        top = _TOP_INDEX
+        scale = 1.0 / RESOLUTION_MS
+        for ms in vals:
+            units = ms * scale
+            if units < 1.0:
+                idx = 0
+            elif ms > MAX_MS:
+                idx = top
+            else:
+                mant, exp = frexp(units)
+                idx = 1 + ((exp - 1) << SUB_BITS) + int((mant * 2.0 - 1.0) * SUB_BUCKETS)
+            buckets[idx] = get(idx, 0) + 1
+        low, high = min(vals), max(vals)
+        self.count += len(vals)
+        self.sum += total
+        if self.min is None or low < self.min:
+            self.min = low
+        if self.max is None or high > self.max:
+            self.max = high
 
     def merge(self, other: LatencyHistogram) -> None:
         """Add every observation of ``other`` into this histogram (in place)."""

@@ -42,7 +42,8 @@ def connect(url: str) -> redis.Redis:
 
 
 def pack_ledger(items: Iterable[tuple[int, int, int, int, int]]) -> bytes:
-    return b"".join(LEDGER_ITEM.pack(*item) for item in items)
+    pack = LEDGER_ITEM.pack
+    return b"".join([pack(*item) for item in items])
 
 
 def unpack_ledger(data: bytes) -> list[tuple[int, int, int, int, int]]:

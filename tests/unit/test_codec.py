@@ -177,3 +177,34 @@ def test_it_encodes_the_same_bytes_on_the_producers_fast_path():
     value = codec.encode(record)
     assert int.from_bytes(value[codec.RUN_OFFSET : codec.RUN_OFFSET + 8], "big") == record.run_id
     assert int.from_bytes(value[codec.SEQ_OFFSET : codec.SEQ_OFFSET + 8], "big") == 12345
+
+
+values = st.one_of(
+    st.binary(max_size=80),
+    st.none(),
+    st.builds(lambda r, pad: codec.encode(r, HEADER_SIZE + pad), records, st.integers(0, 8)),
+    st.builds(
+        lambda r, at: (lambda v: v[:at] + bytes([v[at] ^ 1]) + v[at + 1 :])(codec.encode(r)),
+        records,
+        st.integers(0, HEADER_SIZE - 1),
+    ),
+)
+
+
+@settings(max_examples=300)
+@given(
+    batch=st.lists(st.tuples(values, st.integers(0, 3)), max_size=20),
+    sid=st.integers(0, 3),
+)
+def test_decode_many_accepts_exactly_what_decode_fields_accepts(batch, sid) -> None:
+    # Small sentinel ids and partitions so that matches happen; forge some that match.
+    batch = batch + [(codec.encode(Record(sid, 9, p, p, 1)), p) for p in range(2)]
+    want, want_foreign = [], 0
+    for value, partition in batch:
+        fields = decode_fields(value, sentinel_id=sid, partition=partition)
+        if isinstance(fields, tuple):
+            want.append(fields[1:])
+        else:
+            want_foreign += 1
+    got, foreign = codec.decode_many(batch, sid)
+    assert (got, foreign) == (want, want_foreign)

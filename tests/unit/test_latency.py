@@ -102,6 +102,30 @@ def test_it_keeps_memory_bounded() -> None:
     assert len(hist.to_dict()["buckets"]) < 2000
 
 
+@settings(max_examples=300)
+@given(values=st.lists(st.floats(-10.0, 8_000_000.0), max_size=100))
+def test_record_many_builds_the_same_histogram_as_record(values: list[float]) -> None:
+    one_by_one, batched = LatencyHistogram(), LatencyHistogram()
+    for value in values:
+        one_by_one.record(value)
+    batched.record_many(values)
+    assert batched.to_dict()["buckets"] == one_by_one.to_dict()["buckets"]
+    assert (batched.count, batched.min, batched.max) == (
+        one_by_one.count,
+        one_by_one.min,
+        one_by_one.max,
+    )
+    assert batched.sum == pytest.approx(one_by_one.sum)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_record_many_refuses_non_finite_values_and_records_nothing(bad: float) -> None:
+    hist = LatencyHistogram()
+    with pytest.raises(ValueError):
+        hist.record_many([1.0, bad, 2.0])
+    assert hist.count == 0 and hist.to_dict()["buckets"] == []
+
+
 def test_it_clamps_out_of_range_values_but_keeps_them_exact_in_min_and_max() -> None:
     hist = LatencyHistogram()
     hist.record_many([-3.0, 0.001, 7_200_000.0])

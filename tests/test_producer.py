@@ -1,0 +1,70 @@
+"""The sentinel producer's saturation loop, against a stand-in client (no Kafka needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from workers import codec
+from workers.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
+from workers.sentinel import SentinelProducer
+from workers.spec import SentinelSpec
+from workers.store import SentinelStore, connect
+
+
+class FullAfter:
+    """Takes ``capacity`` records, then raises BufferError like a full librdkafka queue."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.records: list[tuple[str, bytes, int]] = []
+
+    def produce(self, topic: str, value: bytes, partition: int) -> None:
+        if len(self.records) >= self.capacity:
+            raise BufferError("Local: Queue full")
+        self.records.append((topic, value, partition))
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+
+@pytest.fixture
+def producer(redis_url):
+    spec = SentinelSpec(
+        id=990_002,
+        name="burst",
+        profile=DEFAULT_PROFILES[AT_LEAST_ONCE],
+        bootstrap_servers="127.0.0.1:1",
+        topic="burst",
+        partitions=3,
+        record_size=80,
+    )
+    store = SentinelStore(connect(redis_url), spec.id)
+    store.reset()
+    loop = SentinelProducer(spec, store)
+    loop.partitions, loop.run_id = 3, 77
+    loop.next_seq = {0: 0, 1: 0, 2: 5}
+    yield loop
+    store.reset()
+
+
+def test_a_burst_writes_consecutive_sequences_and_stops_cleanly_when_the_queue_is_full(producer):
+    producer.producer = client = FullAfter(capacity=250)
+    producer.produce_burst(100)
+    # Partition 0: seqs 0-99, partition 1: 0-99, partition 2: 5-54, then the queue was full.
+    assert producer.next_seq == {0: 100, 1: 100, 2: 55}
+    assert dict(producer._produced) == {0: 100, 1: 100, 2: 50}
+    seen: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    for topic, value, partition in client.records:
+        assert topic == "burst" and len(value) == 80
+        fields = codec.decode_fields(value, sentinel_id=990_002, partition=partition)
+        assert isinstance(fields, tuple), fields
+        _sid, run, _part, seq, produced_us = fields
+        assert run == 77
+        assert value == codec.encode_fields(990_002, 77, partition, seq, produced_us, 80)
+        seen[partition].append(seq)
+    assert seen == {0: list(range(100)), 1: list(range(100)), 2: list(range(5, 55))}
+
+    producer.producer = client = FullAfter(capacity=10)
+    producer.produce_burst(100)  # the next burst carries on exactly where the last one stopped
+    assert [codec.decode(v).seq for _t, v, _p in client.records] == list(range(100, 110))
+    assert producer.next_seq == {0: 110, 1: 100, 2: 55}
