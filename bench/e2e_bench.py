@@ -41,20 +41,28 @@ import argparse
 import contextlib
 import cProfile
 import io
+import json
+import multiprocessing
 import os
 import pstats
 import re
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from _common import (
     ROOT,  # noqa: F401  (puts the project on sys.path)
     bench_sentinel_id,
+    cpu_seconds,
     create_topics,
     default_bootstrap,
     default_redis_url,
@@ -62,7 +70,9 @@ from _common import (
     on_exit,
     print_machine_facts,
     require_loopback,
+    spawn,
     start_watchdog,
+    stop_child,
     table,
     thread_cpu,
     thread_cpu_delta,
@@ -83,6 +93,7 @@ from workers.spec import SentinelSpec
 from workers.store import SentinelStore, connect
 
 BURST = 100  # records per partition per producer step, as SentinelProducer.produce_burst
+MP = multiprocessing.get_context("fork")
 SAMPLE_S = 0.5
 
 
@@ -179,6 +190,14 @@ class GilProbe(threading.Thread):
         return f"p50 {pick(0.5):.2f} ms, p90 {pick(0.9):.2f} ms, p99 {pick(0.99):.2f} ms"
 
 
+def cpu_of(children: list[Any]) -> dict[int, tuple[str, float]]:
+    """CPU seconds of this process's threads and of each child process (by its name)."""
+    out = thread_cpu()
+    for child in children:
+        out[child.pid] = (f"{child.name} (process)", cpu_seconds(child.pid) or 0.0)
+    return out
+
+
 # -------------------------------------------------------------------------------------------
 # Raw baseline
 # -------------------------------------------------------------------------------------------
@@ -196,6 +215,7 @@ class RawPipeline:
         partitions: int,
         record_size: int,
         batch: int,
+        layout: str = "threads",
     ) -> None:
         self.profile = profile
         self.bootstrap = bootstrap
@@ -204,18 +224,31 @@ class RawPipeline:
         self.partitions = partitions
         self.value = os.urandom(record_size)
         self.batch = batch
+        self.layout = layout
         self.group = f"bench-raw-{uuid.uuid4().hex[:8]}"
-        self.stop = threading.Event()
-        self.produced = 0
-        self.copied = 0
-        self.consumed = 0  # at the end of the pipeline
-        self.transactions = 0
+        # Shared memory and an Event that work for threads and forked processes alike.
+        self.stop = MP.Event()
+        self._counts = MP.RawArray("q", 4)  # produced, copied, consumed, transactions
         self.errors: list[str] = []
-        self.threads: list[threading.Thread] = []
+        self.threads: list[Any] = []
         self.timers = Timers()
 
+    def _counter(index: int) -> property:  # noqa: N805 - a property factory, used below
+        def get(self: RawPipeline) -> int:
+            return self._counts[index]
+
+        def put(self: RawPipeline, value: int) -> None:
+            self._counts[index] = value
+
+        return property(get, put)
+
+    produced = _counter(0)
+    copied = _counter(1)
+    consumed = _counter(2)  # at the end of the pipeline
+    transactions = _counter(3)
+
     def _error(self, err: KafkaError) -> None:
-        self.errors.append(f"{err.name()}: {err.str()}")
+        self.errors.append(f"{err.name()}: {err.str()}")  # threads layout only
 
     def _conf(self, base: dict[str, Any], **extra: Any) -> dict[str, Any]:
         return {**base, "bootstrap.servers": self.bootstrap, "error_cb": self._error, **extra}
@@ -227,15 +260,22 @@ class RawPipeline:
         else:
             targets += [("raw-consumer", self._consume)]
         for name, target in targets:
-            thread = threading.Thread(target=self._guard, args=(target,), name=name, daemon=True)
-            thread.start()
-            self.threads.append(thread)
+            if self.layout == "processes":  # each its own process, GIL and all
+                worker = MP.Process(target=self._guard, args=(target,), name=name, daemon=True)
+            else:
+                worker = threading.Thread(
+                    target=self._guard, args=(target,), name=name, daemon=True
+                )
+            worker.start()
+            self.threads.append(worker)
 
     def _guard(self, target) -> None:
         try:
             target()
         except Exception as exc:  # reported with the results, never a silent stall
             self.errors.append(f"{threading.current_thread().name} died: {exc!r}")
+            if self.layout == "processes":
+                print(f"   !! raw {target.__name__} died: {exc!r}", file=sys.stderr, flush=True)
 
     def join(self, timeout: float = 30) -> None:
         self.stop.set()
@@ -252,7 +292,7 @@ class RawPipeline:
         last_commit = time.monotonic()
         topic, value, produce = self.topic, self.value, producer.produce
         while not self.stop.is_set():
-            full = False
+            full, n = False, 0
             for partition in range(self.partitions):
                 for _ in range(BURST):
                     try:
@@ -261,9 +301,10 @@ class RawPipeline:
                         producer.poll(0.05)
                         full = True
                         break
-                    self.produced += 1
+                    n += 1
                 if full:
                     break
+            self.produced += n
             producer.poll(0)
             if transactional and time.monotonic() - last_commit >= 0.1:
                 producer.commit_transaction(30)
@@ -374,21 +415,29 @@ def measure_raw(args, semantic: str, profile: Profile) -> Measurement:
     if not args.keep_topics:
         on_exit(lambda: delete_topics(args.bootstrap, topics))
     pipe = RawPipeline(
-        profile, args.bootstrap, topic, output, args.partitions, args.record_size, args.batch
+        profile,
+        args.bootstrap,
+        topic,
+        output,
+        args.partitions,
+        args.record_size,
+        args.batch,
+        args.layout,
     )
     samples: list[tuple[float, float]] = []
     t0 = time.monotonic()
     pipe.start()
+    cpu = lambda: cpu_of(pipe.threads if args.layout == "processes" else [])  # noqa: E731
     cpu_start = cpu_end = None
     while (now := time.monotonic()) < t0 + args.duration:
         samples.append((now, pipe.consumed))
         if cpu_start is None and now >= t0 + args.warmup:
-            cpu_start = (now, thread_cpu(), pipe.timers.snapshot())
+            cpu_start = (now, cpu(), pipe.timers.snapshot())
             probe = GilProbe()
             probe.start()
         time.sleep(SAMPLE_S)
     samples.append((time.monotonic(), pipe.consumed))
-    cpu_end = (time.monotonic(), thread_cpu(), pipe.timers.snapshot())
+    cpu_end = (time.monotonic(), cpu(), pipe.timers.snapshot())
     gil = probe.stop() if cpu_start else "n/a"
     pipe.join()
     rate, seconds = steady_rate(samples, t0 + args.warmup, t0 + args.duration + 1)
@@ -464,6 +513,68 @@ def profiled(loop, profiles: dict[str, cProfile.Profile]) -> None:
     loop.run = run
 
 
+class ProcessHost:
+    """The sentinel as workers host it (``--layout processes``): ``python -m workers.run
+    --roles all --layout processes``, whose producer runs in a child process of its own."""
+
+    def __init__(self, spec: SentinelSpec, redis_url: str) -> None:
+        self.spec, self.redis_url = spec, redis_url
+        self.dir = Path(tempfile.mkdtemp(prefix="e2e-sentinel-"))
+        on_exit(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+        self.path = self.dir / "spec.json"
+        self.path.write_text(json.dumps(spec.to_dict()))
+        self.proc: Any = None
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "workers.run", "--spec", str(self.path), "--roles", "all"]
+        argv += ["--layout", "processes", "--redis-url", self.redis_url]
+        with open(self.dir / "sentinel.log", "wb") as log:
+            self.proc = spawn(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.proc.name = "sentinel"
+
+    @property
+    def children(self) -> list[Any]:
+        """The sentinel's processes, for CPU accounting (named by their roles)."""
+        out = []
+        for pid in process_tree(self.proc.pid):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if pid else []
+            role = next((r for r in ("producer", "checker") if r.encode() in cmd), "consumers")
+            out.append(type("P", (), {"pid": pid, "name": role})())
+        return out
+
+    @property
+    def failures(self) -> list[str]:
+        if self.proc.poll() not in (None, 0):
+            tail = (self.dir / "sentinel.log").read_text(errors="replace")[-800:]
+            return [f"exited with {self.proc.returncode}: {tail}"]
+        return []
+
+    def stop_role(self, role: str) -> None:
+        """SIGTERM to the producer process alone: the rest drains (workers/run.py)."""
+        for child in self.children:
+            if child.name == role and child.pid != self.proc.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+
+    def stop(self) -> None:
+        stop_child(self.proc, timeout=60)
+
+    def join(self, timeout: float) -> None:
+        pass  # stop() waits
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                todo.extend(int(c) for c in task.read_text().split())
+    return out
+
+
 def measure_sentinel(args, semantic: str, profile: Profile) -> Measurement:
     sid = bench_sentinel_id()
     spec = SentinelSpec(
@@ -485,13 +596,16 @@ def measure_sentinel(args, semantic: str, profile: Profile) -> Measurement:
     on_exit(store.reset)
     if not args.keep_topics:
         on_exit(lambda: delete_topics(args.bootstrap, topics))
-    host = SentinelHost(spec, store, roles_for(spec))
     timers = Timers()
     profiles: dict[str, cProfile.Profile] = {}
-    for loop in host.loops:
-        instrument(loop, timers)
-        if args.profile:
-            profiled(loop, profiles)
+    if args.layout == "processes":
+        host = ProcessHost(spec, args.redis_url)
+    else:
+        host = SentinelHost(spec, store, roles_for(spec))
+        for loop in host.loops:
+            instrument(loop, timers)
+            if args.profile:
+                profiled(loop, profiles)
 
     samples: dict[str, list[tuple[float, float]]] = {
         k: [] for k in ("processed", "produced", "acked", "ledger")
@@ -499,6 +613,10 @@ def measure_sentinel(args, semantic: str, profile: Profile) -> Measurement:
     last_update = 0.0
     t0 = time.time()
     host.start()
+
+    def children() -> list[Any]:
+        return host.children if args.layout == "processes" else []
+
     cpu_start = cpu_end = None
     while (now := time.time()) < t0 + args.duration:
         doc = store.status()
@@ -506,21 +624,21 @@ def measure_sentinel(args, semantic: str, profile: Profile) -> Measurement:
             last_update = doc["updated_at"]
             for key in ("processed", "produced", "acked"):
                 samples[key].append((doc["updated_at"], doc["totals"][key]))
-        samples["ledger"].append((now, store.ledger_records))
+        if args.layout == "threads":
+            samples["ledger"].append((now, store.ledger_records))
         if cpu_start is None and now >= t0 + args.warmup:
-            cpu_start = (now, thread_cpu(), timers.snapshot())
+            cpu_start = (now, cpu_of(children()), timers.snapshot())
             probe = GilProbe()
             probe.start()
         time.sleep(SAMPLE_S)
-    cpu_end = (time.time(), thread_cpu(), timers.snapshot())
+    cpu_end = (time.time(), cpu_of(children()), timers.snapshot())
     gil = probe.stop() if cpu_start else "n/a"
     backlog = {
         "ledger entries unread by the checker": store.r.xlen(store.key("ledger")),
         "acks entries unread by the checker": store.r.xlen(store.key("acks")),
     }
     # Stop producing, let the rest drain, then read the final verdict on the run.
-    producer = next(loop for loop in host.loops if loop.role == "producer")
-    producer.shutdown.set()
+    host.stop_role("producer")
     stopped_at = time.time()
     settled, final = False, store.status()
     while time.time() < stopped_at + args.settle and not host.failures:
@@ -552,13 +670,17 @@ def measure_sentinel(args, semantic: str, profile: Profile) -> Measurement:
     result.extra["totals"] = final["totals"] if final else {}
     result.extra["settled"] = settled
     result.extra["errors"] = (final or {}).get("errors", [])
-    result.extra["store"] = {
-        "ledger appends": store.ledger_calls,
-        "ledger records/append": round(store.ledger_records / max(1, store.ledger_calls), 1),
-        "ledger ms/append": round(1000 * store.ledger_s / max(1, store.ledger_calls), 3),
-        "acks appends": store.acks_calls,
-        "acks ms/append": round(1000 * store.acks_s / max(1, store.acks_calls), 3),
-    }
+    result.extra["store"] = (
+        {}
+        if args.layout == "processes"
+        else {
+            "ledger appends": store.ledger_calls,
+            "ledger records/append": round(store.ledger_records / max(1, store.ledger_calls), 1),
+            "ledger ms/append": round(1000 * store.ledger_s / max(1, store.ledger_calls), 3),
+            "acks appends": store.acks_calls,
+            "acks ms/append": round(1000 * store.acks_s / max(1, store.acks_calls), 3),
+        }
+    )
     if cpu_start:
         result.cpu = thread_cpu_delta(cpu_start[1], cpu_end[1])
         result.extra["cpu_interval"] = cpu_end[0] - cpu_start[0]
@@ -624,6 +746,12 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=1, help="repeat raw+sentinel pairs, alternating the order"
     )
     parser.add_argument("--keep-topics", action="store_true")
+    parser.add_argument(
+        "--layout",
+        choices=("threads", "processes"),
+        default="threads",
+        help="each pipeline's roles as threads of this process, or as one process per role",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile every sentinel role")
     parser.add_argument(
         "--switch-interval",

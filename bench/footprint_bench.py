@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/footprint_bench.py [--minutes 10] [--partitions 1000] [--rate 10]
         [--interval 10] [--semantic at-least-once] [--replication-factor 3]
-        [--bootstrap ...] [--redis-url ...] [--w1-retention SECONDS]
+        [--bootstrap ...] [--redis-url ...] [--w1-retention SECONDS] [--layout processes]
 
 Target: one sentinel over 1,000 partitions at 10 records/s per partition for 10 minutes keeps
 its worker's RSS under 200 MB and Redis memory flat (ledger state expires).
@@ -64,6 +64,18 @@ from workers.store import SentinelStore, connect
 MB = 1024 * 1024
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc/<pid>/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                todo.extend(int(c) for c in task.read_text().split())
+    return out
+
+
 def sentinel_keys_memory(r: redis.Redis, prefix: str) -> dict[str, int]:
     """Bytes per key of the sentinel (``MEMORY USAGE ... SAMPLES 0``: exact, walks the key)."""
     out = {}
@@ -112,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=10.0, help="records/s per partition")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--semantic", default=AT_LEAST_ONCE, choices=SEMANTICS)
+    parser.add_argument(
+        "--layout",
+        choices=("threads", "processes"),
+        default="processes",
+        help="the sentinel's roles as threads of one process or one process each (RSS and CPU "
+        "are summed over the process tree)",
+    )
     parser.add_argument("--replication-factor", type=int, default=3)
     parser.add_argument("--topic-timeout", type=float, default=240.0)
     parser.add_argument("--bootstrap", default=default_bootstrap())
@@ -174,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                 "all",
                 "--redis-url",
                 args.redis_url,
+                "--layout",
+                args.layout,
             ],
             cwd=ROOT,
             env=env,
@@ -198,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   !! the sentinel exited with {child.returncode}; log tail:")
             print(log_path.read_text(errors="replace")[-3000:])
             break
-        rss = proc_status_kb(child.pid, "VmRSS") or 0
-        cpu = cpu_seconds(child.pid) or 0.0
+        tree = process_tree(child.pid)  # --layout processes: the roles' processes too
+        rss = sum(proc_status_kb(pid, "VmRSS") or 0 for pid in tree)
+        cpu = sum(cpu_seconds(pid) or 0.0 for pid in tree)
         used = int(r.info("memory")["used_memory"])
         keys = sentinel_keys_memory(r, store.prefix)
         doc = store.status() or {}
@@ -240,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         if now - t0 >= duration:
             break
 
-    hwm = proc_status_kb(child.pid, "VmHWM") if child.poll() is None else None
+    tree = process_tree(child.pid) if child.poll() is None else []
+    hwm = sum(proc_status_kb(pid, "VmHWM") or 0 for pid in tree) or None
     w1_entries = r.xlen(store.key("w1"))
     final = store.status() or {}
     stop_child(child, timeout=60)

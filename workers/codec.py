@@ -26,6 +26,7 @@ import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 MAGIC = b"DS"
 VERSION = 1
@@ -184,42 +185,42 @@ def decode_fields(
     return (sid, run, part, seq, ts)
 
 
-def decode_many(
-    values: Iterable[tuple[object, int]], sentinel_id: int
-) -> tuple[list[tuple[int, int, int, int]], int]:
-    """The consumer's batch decode: ``(value, partition)`` pairs to ``(run_id, partition, seq,
-    produce_ts_us)`` tuples of sentinel ``sentinel_id``, and a count of the rest (foreign).
+def decode_messages(
+    msgs: Iterable[Any], sentinel_id: int, stamp: int
+) -> tuple[list[tuple[int, int, int, int, int]], int]:
+    """The consumer's batch decode. ``msgs`` are Kafka messages (``value()``, ``partition()``);
+    returns ``(run_id, partition, seq, produce_ts_us, stamp)`` for each valid record of sentinel
+    ``sentinel_id`` (``stamp``: the batch's processing time, the ledger's last field) and how
+    many were anything else (foreign).
 
     Accepts exactly what ``decode_fields(value, sentinel_id=..., partition=...)`` accepts
-    (tests/unit/test_codec.py holds them equal) with the checks inlined: the hot loop of every
-    consumer at saturation. Never raises on any value."""
-    out: list[tuple[int, int, int, int]] = []
+    (tests/unit/test_codec.py holds them equal), with the checks inlined: this is every
+    consumer's hot loop at saturation. Never raises on any value."""
+    out: list[tuple[int, int, int, int, int]] = []
     append = out.append
     foreign = 0
     unpack, crc32, magic_ok, version_ok = _FULL.unpack_from, zlib.crc32, MAGIC, VERSION
     header, body_size = HEADER_SIZE, _BODY_SIZE
-    for value, partition in values:
-        if type(value) is not bytes:  # None, or an odd buffer: the careful path
+    for msg in msgs:
+        value, partition = msg.value(), msg.partition()
+        if type(value) is not bytes or len(value) < header:  # None, odd buffers, short: slow path
             fields = decode_fields(value, sentinel_id=sentinel_id, partition=partition)
             if type(fields) is tuple:
-                append(fields[1:])
+                append((*fields[1:], stamp))
             else:
                 foreign += 1
-            continue
-        if len(value) < header:
-            foreign += 1
             continue
         magic, version, sid, run, part, seq, ts, crc = unpack(value)
         if (
             magic != magic_ok
             or version != version_ok
-            or crc32(value[:body_size]) != crc
             or sid != sentinel_id
             or part != partition
+            or crc32(value[:body_size]) != crc
         ):
             foreign += 1
             continue
-        append((run, part, seq, ts))
+        append((run, part, seq, ts, stamp))
     return out, foreign
 
 

@@ -37,12 +37,14 @@ from pathlib import Path
 
 import redis
 
-from dashboard.envconf import envint
+from dashboard.envconf import envchoice, envint
 from workers.spec import SentinelSpec
 
 log = logging.getLogger(__name__)
 
 LEASE_MS = envint("DS_LEASE_MS", 30000, min=1000)
+# "processes": the producer in a process of its own (see workers/run.py); "threads": one process.
+LAYOUT = envchoice("DS_SENTINEL_LAYOUT", "processes", ("processes", "threads"))
 TICK_S = float(os.environ.get("DS_SUPERVISOR_TICK_S", "2.0"))
 RESPAWN_BACKOFF_MAX_S = 30.0
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -213,6 +215,8 @@ class SentinelSupervisor:
             lease.token,
             "--lease-ms",
             str(lease.ttl_ms),
+            "--layout",
+            LAYOUT,
         ]
         if self.live:
             argv.append("--live")

@@ -1,11 +1,19 @@
-"""Run one sentinel's roles in this process, one thread each, until SIGTERM / SIGINT.
+"""Run one sentinel's roles until SIGTERM / SIGINT: one thread each, or one process each.
 
     python -m workers.run --spec sentinel.json [--roles producer,consumer,checker]
+        [--layout threads|processes]
 
 Roles: ``producer``, ``consumer`` (at-most-once / at-least-once), ``copier`` and ``verifier``
 (exactly-once), ``checker``; ``all`` means every role the sentinel's semantic needs. Each role
 can also run in a process of its own, which is how the tests and the scenario lab crash one
 without the others.
+
+``--layout processes`` (how workers host sentinels, ``DS_SENTINEL_LAYOUT``) runs the producer
+and the checker in child ``workers.run --roles ROLE`` processes and the consuming roles here:
+their Python work (encoding, delivery reports, classifying) then never holds the GIL while the
+consumer waits to take a batch or to time a record (docs/benchmarks.md, "End to end"). A child
+that fails stops the sentinel, which exits with its code so the worker restarts it; one stopped
+cleanly (SIGTERM to it alone, e.g. the producer) leaves the others running to drain.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -42,6 +51,7 @@ log = logging.getLogger("workers.run")
 # with EXIT_STUCK so the worker restarts the sentinel (a thread blocked in C cannot be stopped).
 STEP_DEADLINE_S = envint("DS_STEP_DEADLINE_S", 180, min=1)
 EXIT_STUCK = 70
+LAYOUTS = ("threads", "processes")
 
 ROLE_CLASSES = {
     "producer": SentinelProducer,
@@ -100,6 +110,15 @@ class SentinelHost:
                 loop.shutdown = True
             else:
                 loop.shutdown.set()
+
+    def stop_role(self, role: str) -> None:
+        """Stop one role (e.g. the producer, to let the others drain); the rest go on."""
+        for loop in self.loops:
+            if loop.role == role:
+                if isinstance(loop, CheckRunner):
+                    loop.shutdown = True
+                else:
+                    loop.shutdown.set()
 
     def join(self, timeout: float | None = None) -> None:
         for thread in self.threads:
@@ -175,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lease-key", help="run only while this Redis lease holds --lease-token")
     parser.add_argument("--lease-token")
     parser.add_argument("--lease-ms", type=int, default=30000)
+    parser.add_argument("--layout", choices=LAYOUTS, default="threads")
+    parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -185,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [r for r in roles if r not in ROLE_CLASSES]
     if unknown:
         parser.error(f"unknown role(s) {unknown}; choose from {sorted(ROLE_CLASSES)}")
+    # --layout processes: the producer and the checker in child processes, the rest here.
+    children: dict[str, subprocess.Popen] = {}
+    if args.layout == "processes" and len(roles) > 1:
+        for role in [r for r in roles if r in ("producer", "checker")][: len(roles) - 1]:
+            children[role] = start_role_process(args, role)
+        roles = [r for r in roles if r not in children]
     publisher = LivePublisher(args.redis_url) if args.live else None
     host = SentinelHost(spec, SentinelStore(connect(args.redis_url), spec.id), roles, publisher)
 
@@ -194,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     host.start()
+    if args.exit_with_parent:
+        parent = os.getppid()
+        threading.Thread(
+            target=_stop_when_orphaned, args=(host, parent), name="parent-watch", daemon=True
+        ).start()
     guard = None
     if args.lease_key:
         guard = LeaseGuard(
@@ -201,8 +233,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         guard.start()
     store = SentinelStore(connect(args.redis_url), spec.id)
+    exit_code = 0
     while host.alive():
         host.join(0.5)
+        for role, proc in list(children.items()):
+            if proc.poll() is None:
+                continue
+            del children[role]
+            if proc.returncode != 0:  # failed: stop the sentinel (its worker restarts it)
+                log.warning("sentinel %s: %s exited with %s", spec.name, role, proc.returncode)
+                exit_code = proc.returncode if proc.returncode > 0 else 1
+                host.stop()
         stuck = host.stuck(STEP_DEADLINE_S)
         if stuck:
             message = f"stuck, exiting so the sentinel is restarted: {', '.join(stuck)}"
@@ -214,12 +255,47 @@ def main(argv: list[str] | None = None) -> int:
                 guard.release_if_orphaned()
             logging.shutdown()
             os._exit(EXIT_STUCK)
+    for proc in children.values():
+        stop_process(proc)
     if guard is not None:
         guard.release_if_orphaned()
+    if exit_code:
+        return exit_code
     if host.failures:
         print("; ".join(host.failures), file=sys.stderr)
         return 1
     return 0
+
+
+def start_role_process(args: argparse.Namespace, role: str) -> subprocess.Popen:
+    """``role`` in a child ``workers.run``, with this process's options."""
+    argv = [sys.executable, "-m", "workers.run", "--spec", args.spec, "--roles", role]
+    argv += ["--redis-url", args.redis_url, "--layout", "threads", "--exit-with-parent"]
+    if args.live:
+        argv.append("--live")
+    if args.lease_key:
+        argv += ["--lease-key", args.lease_key, "--lease-token", args.lease_token]
+        argv += ["--lease-ms", str(args.lease_ms)]
+    return subprocess.Popen(argv)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 60) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _stop_when_orphaned(host: SentinelHost, parent: int) -> None:
+    while host.alive():
+        if os.getppid() != parent:
+            log.warning("sentinel %s: the process that started this role is gone", host.spec.name)
+            host.stop()
+            return
+        time.sleep(1.0)
 
 
 if __name__ == "__main__":

@@ -679,11 +679,7 @@ class AssignedConsumer(Loop):
 
     def decode_batch(self, msgs: list[Any]) -> tuple[list[tuple[int, int, int, int, int]], int]:
         """Ledger items for valid records of this sentinel; the rest counts as foreign."""
-        processed_us = now_us()
-        records, foreign = codec.decode_many(
-            [(msg.value(), msg.partition()) for msg in msgs], self.spec.id
-        )
-        return [(*record, processed_us) for record in records], foreign
+        return codec.decode_messages(msgs, self.spec.id, now_us())
 
     def process(self, items: list, **kwargs: Any) -> None:
         """Append to the ledger, retrying until Redis takes it.

@@ -191,20 +191,33 @@ values = st.one_of(
 )
 
 
+class Message:
+    """What decode_messages reads of a confluent_kafka Message."""
+
+    def __init__(self, value: object, partition: int) -> None:
+        self._value, self._partition = value, partition
+
+    def value(self) -> object:
+        return self._value
+
+    def partition(self) -> int:
+        return self._partition
+
+
 @settings(max_examples=300)
 @given(
     batch=st.lists(st.tuples(values, st.integers(0, 3)), max_size=20),
     sid=st.integers(0, 3),
 )
-def test_decode_many_accepts_exactly_what_decode_fields_accepts(batch, sid) -> None:
+def test_decode_messages_accepts_exactly_what_decode_fields_accepts(batch, sid) -> None:
     # Small sentinel ids and partitions so that matches happen; forge some that match.
     batch = batch + [(codec.encode(Record(sid, 9, p, p, 1)), p) for p in range(2)]
     want, want_foreign = [], 0
     for value, partition in batch:
         fields = decode_fields(value, sentinel_id=sid, partition=partition)
         if isinstance(fields, tuple):
-            want.append(fields[1:])
+            want.append((*fields[1:], 555))
         else:
             want_foreign += 1
-    got, foreign = codec.decode_many(batch, sid)
+    got, foreign = codec.decode_messages([Message(v, p) for v, p in batch], sid, 555)
     assert (got, foreign) == (want, want_foreign)
