@@ -85,7 +85,9 @@ class SentinelProcesses:
         self.logs = tmp
         self.store = SentinelStore(connect(redis_url()), spec.id)
 
-    def start(self, roles: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(
+        self, roles: str, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> subprocess.Popen:
         log_path = self.logs / f"sentinel-{self.spec.id}-{roles.replace(',', '+')}.log"
         with open(log_path, "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(
@@ -99,6 +101,7 @@ class SentinelProcesses:
                     roles,
                     "--redis-url",
                     redis_url(),
+                    *args,
                 ],
                 cwd=ROOT,
                 env={**os.environ, **(env or {})},

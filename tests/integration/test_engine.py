@@ -6,8 +6,11 @@ forger that writes records whose fate the test knows exactly.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import redis
@@ -352,5 +355,49 @@ def test_an_exactly_once_producer_killed_mid_transaction_counts_nothing_false(tm
         assert everything > committed, "the killed transaction's records are in the log"
         copied = sum(read_topic(spec.bootstrap_servers, spec.output_topic_name).values())
         assert copied == totals["processed"], (copied, totals)
+    finally:
+        procs.stop_all()
+
+
+def role_children(pid: int) -> dict[str, int]:
+    """The ``workers.run`` children of ``pid``, by the role on their command line."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            if b"--roles" in argv:
+                out[argv[argv.index(b"--roles") + 1].decode()] = int(child)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_the_processes_layout_runs_producer_and_checker_apart_and_fails_together(tmp_path):
+    """How workers host a sentinel: the producer and the checker in child processes. Stopping
+    the producer alone lets the rest drain with nothing lost; a child that dies stops the
+    sentinel (non-zero exit, so its worker restarts it) and leaves no process behind."""
+    spec = make_spec(AT_LEAST_ONCE)
+    procs = SentinelProcesses(spec, tmp_path)
+    try:
+        main = procs.start("all", args=("--layout", "processes"))
+        procs.wait_status(lambda d: d["totals"]["processed"] > 30, 90, "records flow")
+        children = role_children(main.pid)
+        assert set(children) == {"producer", "checker"}, children
+        os.kill(children["producer"], signal.SIGTERM)
+        totals = procs.wait_settled(90)["totals"]
+        for name in ZERO_COUNTERS:
+            assert totals[name] == 0, (name, totals)
+        assert totals["processed"] == totals["acked"] > 30, totals
+        assert main.poll() is None and alive(children["checker"]), procs.log_tail()
+        os.kill(children["checker"], signal.SIGKILL)
+        assert main.wait(60) != 0, procs.log_tail()
+        procs.procs.pop("all")
+        assert not any(alive(pid) for pid in children.values())
     finally:
         procs.stop_all()
