@@ -1,6 +1,7 @@
 """End-to-end sentinel throughput at saturation, against a raw confluent-kafka baseline.
 
     .venv/bin/python bench/e2e_bench.py [--duration 30] [--semantics at-most-once,...]
+        [--layout processes|threads] [--rounds 3]
         [--bootstrap 127.0.0.1:9092,...] [--redis-url redis://127.0.0.1:6379/0]
         [--warmup 5] [--partitions 6] [--profile]
 
@@ -748,9 +749,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-topics", action="store_true")
     parser.add_argument(
         "--layout",
-        choices=("threads", "processes"),
-        default="threads",
-        help="each pipeline's roles as threads of this process, or as one process per role",
+        choices=("processes", "threads"),
+        default="processes",
+        help="processes: the sentinel as workers host it, each raw client in a process of its "
+        "own; threads: both pipelines in threads of this process (adds per-operation timers)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile every sentinel role")
     parser.add_argument(
