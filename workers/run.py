@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -212,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         for role in [r for r in roles if r in ("producer", "checker")][: len(roles) - 1]:
             children[role] = start_role_process(args, role)
         roles = [r for r in roles if r not in children]
+    # The loops allocate a few tuples per record and almost no reference cycles: collect the
+    # young generation every 20,000 allocations instead of 700, and keep what start-up loaded
+    # (modules, clients) out of every collection.
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     publisher = LivePublisher(args.redis_url) if args.live else None
     host = SentinelHost(spec, SentinelStore(connect(args.redis_url), spec.id), roles, publisher)
 
