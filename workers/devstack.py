@@ -112,15 +112,17 @@ class Stack:
         subprocess.run([str(VENV_BIN / "python"), "manage.py", *args], cwd=PROJECT_ROOT, check=True)
 
     def stop(self) -> None:
+        # One at a time, each waited for: the worker stops its sentinels while Redis (their
+        # ledger and leases) is still there, so Redis goes last.
         for name, proc in reversed(self.children):
-            if proc.poll() is None:
-                log(f"stopping {name}")
-                proc.send_signal(signal.SIGTERM)
-        for name, proc in reversed(self.children):
+            if proc.poll() is not None:
+                continue
+            log(f"stopping {name}")
+            proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                log(f"{name} did not stop in 30s: killing it")
+                log(f"{name} did not stop in 60s: killing it")
                 proc.kill()
                 proc.wait()
         if self.cluster is not None:

@@ -133,6 +133,10 @@ class SentinelSupervisor:
         self.shutdown.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        # Signal every sentinel first, then wait: they stop in parallel.
+        for child in self.children.values():
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
         for sid in list(self.children):
             self.stop_child(sid)
 

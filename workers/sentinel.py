@@ -65,6 +65,7 @@ METADATA_REFRESH_S = 5.0
 HEARTBEAT_INTERVAL_S = 1.0
 TXN_HEADER = "ds-txn"
 SEND_OFFSETS_ATTEMPTS = 3
+LEDGER_RETRY_AT_SHUTDOWN_S = 20.0
 _U64 = struct.Struct(">Q")
 
 
@@ -151,7 +152,8 @@ class Loop:
         finally:
             self.busy_since = None
             self.close()
-            self.store.heartbeat(self.role, "stopped", pid=os.getpid())
+            with contextlib.suppress(redis.RedisError):
+                self.store.heartbeat(self.role, "stopped", pid=os.getpid())
 
     def start_with_retries(self) -> bool:
         """``start()`` until it succeeds (backing off to 30 s) or shutdown; False on shutdown."""
@@ -685,9 +687,11 @@ class AssignedConsumer(Loop):
         """Append to the ledger, retrying until Redis takes it.
 
         The batch is already consumed (and under at-most-once committed): giving up here would
-        turn our own infrastructure trouble into a loss the cluster never caused.
+        turn our own infrastructure trouble into a loss the cluster never caused. Only when
+        the loop is asked to stop does it give up, ``LEDGER_RETRY_AT_SHUTDOWN_S`` later, so a
+        sentinel stopping without Redis ends instead of lingering.
         """
-        backoff = 0.2
+        backoff, stop_by = 0.2, None
         while True:
             try:
                 self.store.append_ledger(items, **kwargs)
@@ -695,6 +699,20 @@ class AssignedConsumer(Loop):
             except redis.RedisError as exc:
                 self.error = f"processing ledger unavailable: {describe(exc)}"
                 log.warning("%s %s: %s", self.role, self.spec.name, self.error)
+                if self.shutdown.is_set():
+                    # Asked to stop while Redis is away: keep trying for a while, then stop
+                    # rather than linger forever. The batch was not processed: under
+                    # at-most-once (already committed) that is a loss, and counted as one.
+                    stop_by = stop_by or time.monotonic() + LEDGER_RETRY_AT_SHUTDOWN_S
+                    if time.monotonic() >= stop_by:
+                        log.error(
+                            "%s %s: stopping with %d records not processed: %s",
+                            self.role,
+                            self.spec.name,
+                            len(items),
+                            self.error,
+                        )
+                        raise RestartRole(self.error) from exc
                 time.sleep(backoff)
                 self.progress()
                 backoff = min(backoff * 2, 5.0)

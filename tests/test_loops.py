@@ -1,4 +1,5 @@
-"""The sentinel producer's saturation loop, against a stand-in client (no Kafka needed)."""
+"""Sentinel loops against stand-ins (no Kafka needed): the producer's saturation burst, the
+consumer's processing while Redis is away."""
 
 from __future__ import annotations
 
@@ -68,3 +69,42 @@ def test_a_burst_writes_consecutive_sequences_and_stops_cleanly_when_the_queue_i
     producer.produce_burst(100)  # the next burst carries on exactly where the last one stopped
     assert [codec.decode(v).seq for _t, v, _p in client.records] == list(range(100, 110))
     assert producer.next_seq == {0: 110, 1: 100, 2: 55}
+
+
+def test_processing_retries_while_redis_is_away_and_gives_up_only_when_stopping(monkeypatch):
+    """A consumed batch is appended to the ledger until Redis takes it (giving up would be a
+    loss the cluster never caused); only a loop asked to stop gives up, after a grace period,
+    instead of lingering forever once Redis is gone for good."""
+    import threading
+
+    from workers import sentinel
+    from workers.sentinel import RestartRole, SentinelConsumer
+
+    monkeypatch.setattr(sentinel, "LEDGER_RETRY_AT_SHUTDOWN_S", 0.5)
+    spec = SentinelSpec(
+        id=990_003,
+        name="no-redis",
+        profile=DEFAULT_PROFILES[AT_LEAST_ONCE],
+        bootstrap_servers="127.0.0.1:1",
+        topic="no-redis",
+    )
+    unreachable = SentinelStore(connect("redis://127.0.0.1:1/0"), spec.id)
+    consumer = SentinelConsumer(spec, unreachable)
+    outcome: list[BaseException | None] = []
+
+    def process() -> None:
+        try:
+            consumer.process([(1, 0, 0, 1, 2)])
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    worker = threading.Thread(target=process, daemon=True)
+    worker.start()
+    worker.join(1.5)
+    assert worker.is_alive() and not outcome, "it must keep retrying while not stopping"
+    assert "processing ledger unavailable" in (consumer.error or "")
+    consumer.shutdown.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], RestartRole), outcome
