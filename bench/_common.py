@@ -274,6 +274,18 @@ def _stat_cpu(path: str) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc/<pid>/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                todo.extend(int(c) for c in task.read_text().split())
+    return out
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of a whole process (all its threads)."""
     return _stat_cpu(f"/proc/{pid}/stat")

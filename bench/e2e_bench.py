@@ -70,6 +70,7 @@ from _common import (
     delete_topics,
     on_exit,
     print_machine_facts,
+    process_tree,
     require_loopback,
     spawn,
     start_watchdog,
@@ -562,18 +563,6 @@ class ProcessHost:
 
     def join(self, timeout: float) -> None:
         pass  # stop() waits
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants."""
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            with contextlib.suppress(OSError, ValueError):
-                todo.extend(int(c) for c in task.read_text().split())
-    return out
 
 
 def measure_sentinel(args, semantic: str, profile: Profile) -> Measurement:

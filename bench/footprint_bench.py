@@ -49,6 +49,7 @@ from _common import (
     on_exit,
     print_machine_facts,
     proc_status_kb,
+    process_tree,
     require_loopback,
     slope,
     spawn,
@@ -62,18 +63,6 @@ from workers.spec import SentinelSpec
 from workers.store import SentinelStore, connect
 
 MB = 1024 * 1024
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (from /proc/<pid>/task/*/children)."""
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            with contextlib.suppress(OSError, ValueError):
-                todo.extend(int(c) for c in task.read_text().split())
-    return out
 
 
 def sentinel_keys_memory(r: redis.Redis, prefix: str) -> dict[str, int]:

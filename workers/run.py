@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
     publisher = LivePublisher(args.redis_url) if args.live else None
-    host = SentinelHost(spec, SentinelStore(connect(args.redis_url), spec.id), roles, publisher)
+    store = SentinelStore(connect(args.redis_url), spec.id)
+    host = SentinelHost(spec, store, roles, publisher)
 
     def on_signal(signum, _frame):
         host.stop()
@@ -238,7 +239,6 @@ def main(argv: list[str] | None = None) -> int:
             host, connect(args.redis_url), args.lease_key, args.lease_token, args.lease_ms
         )
         guard.start()
-    store = SentinelStore(connect(args.redis_url), spec.id)
     exit_code = 0
     while host.alive():
         host.join(0.5)

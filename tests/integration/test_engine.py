@@ -285,6 +285,21 @@ def count_aborted_records(spec, tokens: set[str]) -> int:
     return count
 
 
+def restart_and_settle(procs: SentinelProcesses, roles: str) -> dict[str, int]:
+    """Start ``roles`` again after a crash, see records flow, stop the producer, let the rest
+    drain; every problem counter must be 0. Returns the settled totals."""
+    before = procs.status()["totals"]["processed"]
+    procs.start(roles)
+    procs.wait_status(
+        lambda d: d["totals"]["processed"] > before + 30, 90, "progress after the restart"
+    )
+    assert procs.stop("producer") == 0
+    totals = procs.wait_settled(90)["totals"]
+    for name in ZERO_COUNTERS:
+        assert totals[name] == 0, (name, totals)
+    return totals
+
+
 def test_a_copier_stuck_in_a_call_that_never_returns_exits_and_its_batch_is_copied_later(
     tmp_path,
 ):
@@ -306,15 +321,7 @@ def test_a_copier_stuck_in_a_call_that_never_returns_exits_and_its_batch_is_copi
         assert "fault" in kinds and "stuck" in kinds, kinds
         stuck = next(e for e in procs.store.events(200) if e["kind"] == "stuck")
         assert "copier" in stuck["message"], stuck
-        before = procs.status()["totals"]["processed"]
-        procs.start("copier,verifier")
-        procs.wait_status(
-            lambda d: d["totals"]["processed"] > before + 30, 90, "progress after the restart"
-        )
-        assert procs.stop("producer") == 0
-        totals = procs.wait_settled(90)["totals"]
-        for name in ZERO_COUNTERS:
-            assert totals[name] == 0, (name, totals)
+        totals = restart_and_settle(procs, "copier,verifier")
         assert totals["processed"] == totals["acked"], totals
     finally:
         procs.stop_all()
@@ -337,15 +344,7 @@ def test_an_exactly_once_producer_killed_mid_transaction_counts_nothing_false(tm
         procs.procs.pop("producer")
         points = [e.get("point") for e in procs.store.events(200) if e["kind"] == "fault"]
         assert points == ["producer-before-commit"], points
-        before = procs.status()["totals"]["processed"]
-        procs.start("producer")
-        procs.wait_status(
-            lambda d: d["totals"]["processed"] > before + 30, 90, "progress after the restart"
-        )
-        assert procs.stop("producer") == 0
-        totals = procs.wait_settled(90)["totals"]
-        for name in ZERO_COUNTERS:
-            assert totals[name] == 0, (name, totals)
+        totals = restart_and_settle(procs, "producer")
         assert totals["failed"] == 0 and totals["processed"] == totals["acked"], totals
         committed = sum(read_topic(spec.bootstrap_servers, spec.topic).values())
         everything = sum(
