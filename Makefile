@@ -19,4 +19,4 @@ bench:
 	.venv/bin/python bench/checker_bench.py
 
 cluster-status:
-	.venv/bin/python -m workers.localcluster status
+	.venv/bin/python -m workers.localkafka status

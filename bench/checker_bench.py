@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workers.checker import Checker  # noqa: E402
+from workers.engine.checker import Checker  # noqa: E402
 
 RUN, PARTITION = 1, 0
 TICK_EVERY = 100  # batches

@@ -101,7 +101,7 @@ def setup_django(db_path: Path, redis_url: str) -> None:
 
 def histograms(rng: random.Random, n: int, centre_ms: float, count: int = 20) -> list:
     """``count`` realistic (histogram document, summary) pairs of ``n`` latencies each."""
-    from workers.latency import LatencyHistogram
+    from workers.engine.latency import LatencyHistogram
 
     pool = []
     for _ in range(count):

@@ -14,7 +14,7 @@ For each semantic, on fresh topics (6 partitions, replication factor 3, min.insy
     properties producing records of ``record_size`` bytes as fast as it can (100 per partition
     per step, like ``SentinelProducer.produce_burst``), and a ``Consumer`` with the profile's
     consumer properties, assigned every partition, reading batches as the sentinel does
-    (``workers.sentinel.consume_batch``: 500, more when a backlog is already fetched) and
+    (``workers.roles.sentinel.consume_batch``: 500, more when a backlog is already fetched) and
     committing synchronously once per batch: before "processing" (counting) under
     at-most-once, after it under at-least-once. Exactly-once: a transactional producer
     writes the input topic (a transaction per 100 ms, like the sentinel's), a
@@ -88,10 +88,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from workers.profiles import COMMIT_BEFORE_PROCESS, DEFAULT_PROFILES, SEMANTICS, Profile
-from workers.run import SentinelHost, roles_for
-from workers.sentinel import consume_batch
-from workers.spec import SentinelSpec
+from workers.engine.profiles import COMMIT_BEFORE_PROCESS, DEFAULT_PROFILES, SEMANTICS, Profile
+from workers.engine.spec import SentinelSpec
+from workers.roles.sentinel import consume_batch
+from workers.runtime.run import SentinelHost, roles_for
 from workers.store import SentinelStore, connect
 
 BURST = 100  # records per partition per producer step, as SentinelProducer.produce_burst
@@ -516,7 +516,7 @@ def profiled(loop, profiles: dict[str, cProfile.Profile]) -> None:
 
 
 class ProcessHost:
-    """The sentinel as workers host it (``--layout processes``): ``python -m workers.run
+    """The sentinel as workers host it (``--layout processes``): ``python -m workers.runtime.run
     --roles all --layout processes``, whose producer runs in a child process of its own."""
 
     def __init__(self, spec: SentinelSpec, redis_url: str) -> None:
@@ -528,7 +528,15 @@ class ProcessHost:
         self.proc: Any = None
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "workers.run", "--spec", str(self.path), "--roles", "all"]
+        argv = [
+            sys.executable,
+            "-m",
+            "workers.runtime.run",
+            "--spec",
+            str(self.path),
+            "--roles",
+            "all",
+        ]
         argv += ["--layout", "processes", "--redis-url", self.redis_url]
         with open(self.dir / "sentinel.log", "wb") as log:
             self.proc = spawn(argv, stdout=log, stderr=subprocess.STDOUT)
@@ -552,7 +560,7 @@ class ProcessHost:
         return []
 
     def stop_role(self, role: str) -> None:
-        """SIGTERM to the producer process alone: the rest drains (workers/run.py)."""
+        """SIGTERM to the producer process alone: the rest drains (workers/runtime/run.py)."""
         for child in self.children:
             if child.name == role and child.pid != self.proc.pid:
                 with contextlib.suppress(ProcessLookupError):

@@ -10,7 +10,7 @@ its worker's RSS under 200 MB and Redis memory flat (ledger state expires).
 Creates a fresh topic (``--partitions``, replication factor 3 and min.insync.replicas 2; if the
 cluster cannot create or lead that many replicas within ``--topic-timeout`` seconds, it falls
 back to replication factor 1 and says so), then runs
-``python -m workers.run --spec <spec> --roles all`` as a child process at ``--rate`` records/s
+``python -m workers.runtime.run --spec <spec> --roles all`` as a child process at ``--rate`` records/s
 per partition. Every ``--interval`` seconds it samples the child's VmRSS and CPU, Redis
 ``INFO memory`` ``used_memory`` (the whole server: other users of the same Redis show up here)
 and the memory of the sentinel's own keys (``MEMORY USAGE`` of every ``ds:<id>:*`` key), plus
@@ -58,8 +58,8 @@ from _common import (
     table,
 )
 
-from workers.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, SEMANTICS
-from workers.spec import SentinelSpec
+from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, SEMANTICS
+from workers.engine.spec import SentinelSpec
 from workers.store import SentinelStore, connect
 
 MB = 1024 * 1024
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 sys.executable,
                 "-m",
-                "workers.run",
+                "workers.runtime.run",
                 "--spec",
                 str(spec_path),
                 "--roles",

@@ -12,9 +12,9 @@ What runs (all on 127.0.0.1, all stopped at the end):
   user and a logged-in session written through Django's session engine;
 - Daphne (``daphne -b 127.0.0.1 -p <free port> dashboard.asgi:application``, ``DJANGO_DEBUG``
   false) as a child process;
-- one sentinel, ``python -m workers.run --spec ... --roles all --live``: its checker cuts a
+- one sentinel, ``python -m workers.runtime.run --spec ... --roles all --live``: its checker cuts a
   window about once a second and publishes it to the Channels groups ``sentinel.<id>`` and
-  ``overview`` (``workers/publish.py``);
+  ``overview`` (``workers/runtime/publish.py``);
 - ``--clients`` websocket clients in this process (autobahn's asyncio client: autobahn is
   already installed with Daphne), each on ``ws://127.0.0.1:<port>/ws/sentinel/<id>/`` with the
   session cookie and ``Origin: http://127.0.0.1:<port>``. A client only timestamps each frame
@@ -77,8 +77,8 @@ from autobahn.asyncio.websocket import (  # noqa: E402
     WebSocketClientProtocol,
 )
 
-from workers.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, SEMANTICS  # noqa: E402
-from workers.spec import SentinelSpec  # noqa: E402
+from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, SEMANTICS  # noqa: E402
+from workers.engine.spec import SentinelSpec  # noqa: E402
 from workers.store import SentinelStore, connect  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             sys.executable,
             "-m",
-            "workers.run",
+            "workers.runtime.run",
             "--spec",
             str(spec_path),
             "--roles",

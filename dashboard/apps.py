@@ -8,4 +8,4 @@ class DashboardConfig(AppConfig):
     def ready(self) -> None:
         # Load the Celery app so that @shared_task producers in web processes (Daphne,
         # management commands) send to the configured broker rather than Celery's default.
-        import workers.celery  # noqa: F401
+        import workers.runtime.celery  # noqa: F401

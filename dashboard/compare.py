@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dashboard.redact import MASK, is_secret_key
-from workers.profiles import is_secret as is_profile_secret
-from workers.spec import SentinelSpec
+from workers.engine.profiles import is_secret as is_profile_secret
+from workers.engine.spec import SentinelSpec
 
 MIN_COLUMNS = 2
 MAX_COLUMNS = 4
@@ -123,7 +123,7 @@ IDENTITY_KEYS = frozenset({"group.id", "transactional.id"})
 def effective_config(spec: SentinelSpec) -> dict[str, dict[str, Any]]:
     """The client configurations a sentinel's processes really use, by client.
 
-    Mirrors the roles in ``workers.sentinel``: the producer; under exactly-once the
+    Mirrors the roles in ``workers.roles.sentinel``: the producer; under exactly-once the
     transactional copier (consumer + producer) and the read_committed verifier, otherwise
     the consumer.
     """

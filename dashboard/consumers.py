@@ -30,7 +30,7 @@ from dashboard.live import OVERVIEW_GROUP, sentinel_group
 from dashboard.metrics import live_windows, sparklines
 from dashboard.models import Sentinel
 from dashboard.status import all_statuses, sentinel_status
-from workers.checkrunner import compact
+from workers.runtime.checkrunner import compact
 
 CLOSE_UNAUTHENTICATED = 4401
 

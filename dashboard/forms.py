@@ -1,7 +1,7 @@
 """Forms of the Manage pages: clusters, profiles and sentinels.
 
 Client properties are edited as ``key=value`` lines. Validation is librdkafka's own (the models'
-``clean()`` builds the real client through ``workers.profiles``), so an invalid property or an
+``clean()`` builds the real client through ``workers.engine.profiles``), so an invalid property or an
 impossible combination (``acks=0`` with idempotence) shows librdkafka's message next to the
 field. A cluster's bootstrap servers must answer a metadata request within
 ``REACHABILITY_TIMEOUT_S``. Saving runs in one transaction: nothing is saved half-way.
@@ -22,8 +22,8 @@ from django.db import transaction
 from dashboard.compare import is_secret
 from dashboard.models import Cluster, Profile, Sentinel
 from dashboard.redact import MASK
-from workers.codec import HEADER_SIZE
-from workers.profiles import EXACTLY_ONCE, TRANSACTIONAL, validate_properties
+from workers.engine.codec import HEADER_SIZE
+from workers.engine.profiles import EXACTLY_ONCE, TRANSACTIONAL, validate_properties
 
 REACHABILITY_TIMEOUT_S = 3.0
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")

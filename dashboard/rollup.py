@@ -1,6 +1,6 @@
 """Rolls one-second windows (Redis) up into one-minute ``MetricWindow`` rows, and prunes them.
 
-Run by Celery beat (``workers.tasks.rollup_windows`` every minute, ``prune_windows`` hourly).
+Run by Celery beat (``workers.runtime.tasks.rollup_windows`` every minute, ``prune_windows`` hourly).
 Only complete minutes are rolled up, each exactly once (a unique constraint backs that up).
 """
 
@@ -15,8 +15,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from dashboard.models import MetricWindow, Sentinel
-from workers.checkrunner import COUNTERS, W1_RETENTION_S
-from workers.latency import LatencyHistogram
+from workers.engine.latency import LatencyHistogram
+from workers.runtime.checkrunner import COUNTERS, W1_RETENTION_S
 from workers.store import SentinelStore, connect
 
 SEVERITY = {"": 0, "HOLDING": 1, "DEGRADED": 2, "STALLED": 3, "VIOLATED": 4}

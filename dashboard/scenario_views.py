@@ -1,8 +1,8 @@
-"""Pages and JSON of the failure scenario lab (``workers.scenarios``).
+"""Pages and JSON of the failure scenario lab (``workers.lab.scenarios``).
 
 HTML views render from the database; the JSON handlers serve the same rows for the progress
 poller (``static/dashboard/scenarios.js``) and as downloadable exports. Runs are started by
-POST and executed by the Celery task ``workers.scenario_tasks.run_scenario``.
+POST and executed by the Celery task ``dashboard.tasks.run_scenario``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.models import Cluster, ScenarioRun
 from dashboard.models.scenarios import matrix
-from workers import scenarios
-from workers.scenario_tasks import run_scenario
+from dashboard.tasks import run_scenario
+from workers.lab import scenarios
 
 log = logging.getLogger(__name__)
 RECENT_RUNS = 20

@@ -2,7 +2,7 @@
 
 Zero-config for local development: with no environment at all this runs against SQLite in the
 project root, Redis on 127.0.0.1:6379 and the three-node local Kafka cluster. Everything else
-comes from environment variables read through the typed helpers in ``dashboard.envconf``; a
+comes from environment variables read through the typed helpers in ``workers.engine.env``; a
 malformed value stops the process at import with an error naming the variable. Secrets also
 accept ``NAME_FILE`` (path to a file holding the value).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from dashboard.envconf import (
+from workers.engine.env import (
     EnvError,
     envbool,
     envbootstrap,
@@ -185,8 +185,8 @@ CELERY_TIMEZONE = TIME_ZONE
 # Keep Django's LOGGING (with secret redaction) in worker processes too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
-    "rollup-metric-windows": {"task": "workers.tasks.rollup_windows", "schedule": 60.0},
-    "prune-metric-windows": {"task": "workers.tasks.prune_windows", "schedule": 3600.0},
+    "rollup-metric-windows": {"task": "workers.runtime.tasks.rollup_windows", "schedule": 60.0},
+    "prune-metric-windows": {"task": "workers.runtime.tasks.prune_windows", "schedule": 3600.0},
 }
 
 # --- Kafka ------------------------------------------------------------------------------------
@@ -195,7 +195,7 @@ KAFKA_BOOTSTRAP_SERVERS = envbootstrap(
     "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
 )
 
-# Sentinel hosting: every Celery worker supervises the enabled sentinels (workers/hosting.py).
+# Sentinel hosting: every Celery worker supervises the enabled sentinels (workers/runtime/supervisor.py).
 SENTINELS_ENABLED = envbool("SENTINELS_ENABLED", True)
 # One-minute metric windows are kept this long (one-second windows: DS_W1_RETENTION_S in Redis).
 METRIC_RETENTION_DAYS = envint("METRIC_RETENTION_DAYS", 30, min=1)

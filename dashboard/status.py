@@ -1,6 +1,6 @@
 """The sentinel status document: one shape for the CLI, the JSON API and the pages.
 
-The checker writes the live document to Redis (``workers.checkrunner``); this module adds
+The checker writes the live document to Redis (``workers.runtime.checkrunner``); this module adds
 what only the database knows and fills a placeholder of the same shape for a sentinel whose
 checker has not reported (yet), which is STALLED, never a loss. See docs/status.md.
 """
@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 
 from dashboard.models import Sentinel
-from workers.checkrunner import COUNTERS
+from workers.runtime.checkrunner import COUNTERS
 from workers.store import SentinelStore, connect
 
 STATUS_VERSION = 1

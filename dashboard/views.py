@@ -26,7 +26,7 @@ from dashboard import compare, metrics
 from dashboard.forms import ClusterForm, ProfileForm, SentinelForm
 from dashboard.models import Cluster, Profile, Sentinel
 from dashboard.status import all_statuses, sentinel_status
-from workers.profiles import SEMANTICS
+from workers.engine.profiles import SEMANTICS
 
 logger = logging.getLogger(__name__)
 

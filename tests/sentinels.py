@@ -16,9 +16,9 @@ from typing import Any
 import redis
 from confluent_kafka import Producer
 
-from workers import codec
-from workers.profiles import DEFAULT_PROFILES, Profile
-from workers.spec import SentinelSpec
+from workers.engine import codec
+from workers.engine.profiles import DEFAULT_PROFILES, Profile
+from workers.engine.spec import SentinelSpec
 from workers.store import SentinelStore, connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +75,7 @@ def make_spec(semantic: str, *, profile: Profile | None = None, **overrides: Any
 
 
 class SentinelProcesses:
-    """Starts and stops ``python -m workers.run`` processes for one spec, one per role group."""
+    """Starts and stops ``python -m workers.runtime.run`` processes for one spec, one per role group."""
 
     def __init__(self, spec: SentinelSpec, tmp: Path) -> None:
         self.spec = spec
@@ -94,7 +94,7 @@ class SentinelProcesses:
                 [
                     sys.executable,
                     "-m",
-                    "workers.run",
+                    "workers.runtime.run",
                     "--spec",
                     str(self.path),
                     "--roles",

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.celery import app
-from workers.tasks import ping
+from workers.runtime.celery import app
+from workers.runtime.tasks import ping
 
 ROOT = Path(__file__).resolve().parent.parent
 CELERY = Path(sys.executable).with_name("celery")
@@ -49,7 +49,7 @@ def test_it_runs_a_task_on_a_real_worker(redis_url, tmp_path):
             [
                 str(CELERY),
                 "-A",
-                "workers.celery",
+                "workers.runtime.celery",
                 "worker",
                 "--pool=solo",
                 "-c",
@@ -79,4 +79,4 @@ def test_it_runs_a_task_on_a_real_worker(redis_url, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    assert "workers.tasks.ping" in log.read_text()
+    assert "workers.runtime.tasks.ping" in log.read_text()

@@ -13,8 +13,8 @@ from dashboard.compare import (
     effective_config,
     masked,
 )
-from workers.profiles import DEFAULT_PROFILES
-from workers.spec import SentinelSpec
+from workers.engine.profiles import DEFAULT_PROFILES
+from workers.engine.spec import SentinelSpec
 
 
 def spec(semantic: str, sid: int = 1, **profile_changes) -> SentinelSpec:

@@ -1,5 +1,5 @@
 """Live consumers with WebsocketCommunicator: the real ASGI stack, Redis channel layer and the
-sentinels' own publisher (workers.publish.LivePublisher)."""
+sentinels' own publisher (workers.runtime.publish.LivePublisher)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from asgiref.sync import sync_to_async
 from dashboard.consumers import CLOSE_UNAUTHENTICATED, LiveConsumer
 from dashboard.live import VERDICT_UPDATE, WINDOW_UPDATE
 from tests.dashboard_data import fresh_defaults, seed_windows, status_doc, window, wipe
-from workers.checkrunner import compact
-from workers.publish import LivePublisher
+from workers.runtime.checkrunner import compact
+from workers.runtime.publish import LivePublisher
 from workers.store import SentinelStore, connect
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_url")]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from workers import codec
-from workers.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
-from workers.sentinel import SentinelProducer
-from workers.spec import SentinelSpec
+from workers.engine import codec
+from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
+from workers.engine.spec import SentinelSpec
+from workers.roles.sentinel import SentinelProducer
 from workers.store import SentinelStore, connect
 
 
@@ -78,7 +78,7 @@ def test_processing_retries_while_redis_is_away_and_gives_up_only_when_stopping(
     import threading
 
     from workers import sentinel
-    from workers.sentinel import RestartRole, SentinelConsumer
+    from workers.roles.sentinel import RestartRole, SentinelConsumer
 
     monkeypatch.setattr(sentinel, "LEDGER_RETRY_AT_SHUTDOWN_S", 0.5)
     spec = SentinelSpec(

@@ -18,7 +18,7 @@ from django.urls import include, path, reverse
 from dashboard import urls as project_urls
 from dashboard.models import Cluster, ScenarioRun
 from workers import scenario_tasks, scenarios
-from workers.scenarios import Expect, Lab, Scenario, ScenarioAborted, SemanticResult
+from workers.lab.scenarios import Expect, Lab, Scenario, ScenarioAborted, SemanticResult
 
 # The integrator includes dashboard.scenario_urls from dashboard/urls.py; until then (and
 # after) this urlconf serves both.

@@ -15,7 +15,8 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from dashboard.envconf import (
+from dashboard.redact import MASK, RedactingFilter, is_secret_key, redact_config, redact_text
+from workers.engine.env import (
     EnvError,
     envbool,
     envbootstrap,
@@ -26,7 +27,6 @@ from dashboard.envconf import (
     envsecret,
     envstr,
 )
-from dashboard.redact import MASK, RedactingFilter, is_secret_key, redact_config, redact_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

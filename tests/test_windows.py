@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from workers.checkrunner import CheckRunner
-from workers.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
-from workers.spec import SentinelSpec
+from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
+from workers.engine.spec import SentinelSpec
+from workers.runtime.checkrunner import CheckRunner
 from workers.store import SentinelStore, connect
 
 PARTITIONS = 1000

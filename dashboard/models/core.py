@@ -2,7 +2,7 @@
 
 Domain logic lives here (``Sentinel.to_spec()``, ``ensure_defaults()``); views, consumers and
 tasks stay thin. Client properties may hold secrets (``sasl.password``...): they are stored as
-given, and masked wherever they are shown (``workers.profiles.mask_secrets``).
+given, and masked wherever they are shown (``workers.engine.profiles.mask_secrets``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import close_old_connections, models, transaction
 
-from workers.profiles import (
+from workers.engine.profiles import (
     COMMIT_STRATEGIES,
     DEFAULT_PROFILES,
     SEMANTICS,
@@ -22,10 +22,10 @@ from workers.profiles import (
     validate_profile,
     validate_properties,
 )
-from workers.profiles import (
+from workers.engine.profiles import (
     Profile as ProfileData,
 )
-from workers.spec import SentinelSpec
+from workers.engine.spec import SentinelSpec
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ class MetricWindow(models.Model):
     sentinel = models.ForeignKey(Sentinel, on_delete=models.CASCADE, related_name="windows")
     start = models.DateTimeField()
     resolution = models.PositiveIntegerField(default=60, help_text="seconds")
-    # Counter increases over the window (keys of workers.checkrunner.COUNTERS; pending is the
+    # Counter increases over the window (keys of workers.runtime.checkrunner.COUNTERS; pending is the
     # level at the window's end), per partition only where non-zero.
     counts = models.JSONField(default=dict)
     partitions = models.JSONField(default=dict)

@@ -1,4 +1,4 @@
-"""Scenario runs: one row per run of the failure scenario lab (``workers.scenarios``).
+"""Scenario runs: one row per run of the failure scenario lab (``workers.lab.scenarios``).
 
 The row is the run's durable state: the Celery task (or ``manage.py scenario run``) claims it,
 writes its phase and percent as it goes, and stores the per-semantic results at the end, so a
@@ -16,9 +16,9 @@ from django.db import models
 from django.utils import timezone
 
 from dashboard.models.core import Cluster
-from workers import scenarios
-from workers.localcluster import LocalCluster
-from workers.profiles import SEMANTICS
+from workers.engine.profiles import SEMANTICS
+from workers.lab import scenarios
+from workers.localkafka.cluster import LocalCluster
 
 STATE_CHOICES = [(s, s) for s in scenarios.STATES]
 FINISHED = (scenarios.PASSED, scenarios.FAILED, scenarios.ABORTED)

@@ -23,10 +23,16 @@ from tests.sentinels import (
     redis_url,
     wait_until,
 )
-from workers import codec
-from workers.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE, SEMANTICS
-from workers.run import EXIT_STUCK
-from workers.sentinel import TXN_HEADER, FaultHook, read_to_end
+from workers.engine import codec
+from workers.engine.profiles import (
+    AT_LEAST_ONCE,
+    AT_MOST_ONCE,
+    DEFAULT_PROFILES,
+    EXACTLY_ONCE,
+    SEMANTICS,
+)
+from workers.roles.sentinel import TXN_HEADER, FaultHook, read_to_end
+from workers.runtime.run import EXIT_STUCK
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -359,7 +365,7 @@ def test_an_exactly_once_producer_killed_mid_transaction_counts_nothing_false(tm
 
 
 def role_children(pid: int) -> dict[str, int]:
-    """The ``workers.run`` children of ``pid``, by the role on their command line."""
+    """The ``workers.runtime.run`` children of ``pid``, by the role on their command line."""
     out = {}
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
         for child in task.read_text().split():

@@ -19,8 +19,8 @@ from django.db import connection
 from dashboard.models import Cluster, Profile, Sentinel
 from tests.integration.test_engine import read_topic
 from tests.sentinels import wait_until
-from workers.hosting import lease_key
-from workers.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
+from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
+from workers.runtime.supervisor import lease_key
 from workers.store import SentinelStore, connect
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -54,7 +54,7 @@ class Workers:
                     "-m",
                     "celery",
                     "-A",
-                    "workers.celery",
+                    "workers.runtime.celery",
                     "worker",
                     "--pool=solo",
                     "-Q",
@@ -100,7 +100,9 @@ class Workers:
 
 
 def _sentinel_processes() -> list[str]:
-    out = subprocess.run(["pgrep", "-af", "workers.run --spec"], capture_output=True, text=True)
+    out = subprocess.run(
+        ["pgrep", "-af", "workers.runtime.run --spec"], capture_output=True, text=True
+    )
     return [line for line in out.stdout.splitlines() if str(ROOT / ".local" / "sentinels") in line]
 
 

@@ -1,4 +1,4 @@
-"""The local three-node Kafka cluster (workers/localcluster.py) against real brokers.
+"""The local three-node Kafka cluster (workers/localkafka/cluster.py) against real brokers.
 
 These tests use the cluster that ``make test`` (bin/test) starts before pytest and describes
 in the environment (KAFKA_BOOTSTRAP_SERVERS, LOCAL_KAFKA_NAME, LOCAL_KAFKA_PORT). The fault
@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from workers.localcluster import LocalCluster, LocalClusterError
+from workers.localkafka.cluster import LocalCluster, LocalClusterError
 
 pytestmark = pytest.mark.kafka
 

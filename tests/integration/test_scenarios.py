@@ -22,9 +22,9 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from tests.sentinels import wait_until
-from workers import scenarios
-from workers.localcluster import LocalCluster
-from workers.scenarios import Lab, ScenarioAborted, ScenarioOutcome, run_scenario
+from workers.lab import scenarios
+from workers.lab.scenarios import Lab, ScenarioAborted, ScenarioOutcome, run_scenario
+from workers.localkafka.cluster import LocalCluster
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -149,7 +149,7 @@ def test_it_never_duplicates_with_idempotence_when_acks_are_lost(make_lab):
 def test_it_loses_nothing_acked_with_acks_all_when_the_leader_is_killed(settings):
     """Through the dashboard's path: a ScenarioRun row run by the Celery task."""
     from dashboard.models import Cluster, ScenarioRun
-    from workers.scenario_tasks import run_scenario as task
+    from dashboard.tasks import run_scenario as task
 
     settings.REDIS_URL = env("REDIS_URL")
     cluster = Cluster.objects.create(

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from workers.checker import COUNTERS, Checker
+from workers.engine.checker import COUNTERS, Checker
 
 RUN = 1_000
 NEWER = 2_000

@@ -2,7 +2,7 @@
 
 The reference below is deliberately naive: one dict entry per (run, partition,
 seq), the full processing log kept forever, and full scans everywhere. It is a
-direct transcription of the counter definitions in workers/checker.py.
+direct transcription of the counter definitions in workers/engine/checker.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workers.checker import COUNTERS, Checker
+from workers.engine.checker import COUNTERS, Checker
 
 GRACE = 2.0
 RUNS = (10, 20, 30)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers import codec
-from workers.codec import (
+from workers.engine import codec
+from workers.engine.codec import (
     HEADER_SIZE,
     Foreign,
     Record,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.latency import RELATIVE_ERROR, LatencyHistogram
+from workers.engine.latency import RELATIVE_ERROR, LatencyHistogram
 
 
 def exact_percentile(values: list[float], q: float) -> float:

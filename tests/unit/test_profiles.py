@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.profiles import (
+from workers.engine.profiles import (
     AT_LEAST_ONCE,
     AT_MOST_ONCE,
     COMMIT_BEFORE_PROCESS,

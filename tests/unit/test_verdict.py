@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.verdict import Verdict, evaluate
+from workers.engine.verdict import Verdict, evaluate
 
 
 def judge(semantic: str, error: str | None = None, **kwargs: object) -> tuple[Verdict, list[str]]:

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError, transaction
 
-from dashboard.envconf import EnvError, envsecret, envstr
+from workers.engine.env import EnvError, envsecret, envstr
 
 
 class Command(BaseCommand):

@@ -16,7 +16,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from dashboard.models import Cluster, ScenarioRun
-from workers import scenarios
+from workers.lab import scenarios
 
 
 class Command(BaseCommand):

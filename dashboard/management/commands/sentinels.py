@@ -16,8 +16,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from dashboard.models import Sentinel, ensure_defaults
 from dashboard.status import all_statuses
-from workers.publish import LivePublisher
-from workers.run import SentinelHost, roles_for
+from workers.runtime.publish import LivePublisher
+from workers.runtime.run import SentinelHost, roles_for
 from workers.store import SentinelStore, connect
 
 

@@ -1,9 +1,9 @@
 """The local three-node Apache Kafka cluster (KRaft, combined broker + controller nodes).
 
-    python -m workers.localcluster start   [--name dev] [--port 9092]
-    python -m workers.localcluster status  [--json]
-    python -m workers.localcluster {kill,pause,resume,restart,start,stop} NODE
-    python -m workers.localcluster {stop,destroy}
+    python -m workers.localkafka start   [--name dev] [--port 9092]
+    python -m workers.localkafka status  [--json]
+    python -m workers.localkafka {kill,pause,resume,restart,start,stop} NODE
+    python -m workers.localkafka {stop,destroy}
 
 Kafka comes from Maven Central as plain jars (``docker/kafka/pom.xml``, fetched once into
 ``.local/kafka/libs``); every node is a ``java ... kafka.Kafka server.properties`` process in
@@ -47,8 +47,8 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LOCAL_DIR = PROJECT_ROOT / ".local"  # git-ignored
+from workers.system import LOCAL_DIR, PROJECT_ROOT
+
 KAFKA_DIR = LOCAL_DIR / "kafka"
 KAFKA_RECIPE_DIR = PROJECT_ROOT / "docker" / "kafka"
 POM = KAFKA_RECIPE_DIR / "pom.xml"
@@ -740,7 +740,7 @@ class LocalCluster:
             "log.retention.bytes": 256 * 1024 * 1024,
             "metadata.log.segment.bytes": 8 * 1024 * 1024,
         }
-        text = "# Written by workers/localcluster.py at every start; edits are overwritten.\n"
+        text = "# Written by workers/localkafka/cluster.py at every start; edits are overwritten.\n"
         text += "".join(f"{key}={value}\n" for key, value in props.items())
         tmp = node.properties.with_suffix(".tmp")
         tmp.write_text(text)
@@ -917,7 +917,7 @@ def _print_status(status: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m workers.localcluster", description="The local three-node Kafka cluster."
+        prog="python -m workers.localkafka", description="The local three-node Kafka cluster."
     )
     parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("node", nargs="?", type=int, help="node id (1..3) for per-node commands")

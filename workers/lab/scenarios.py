@@ -1,7 +1,7 @@
 """The failure scenario lab: inject a fault into real sentinel processes, measure, judge.
 
 A scenario starts one sentinel per semantic (or per profile variant of one) on fresh topics,
-each role a real ``python -m workers.run`` process; waits until records flow; injects its
+each role a real ``python -m workers.runtime.run`` process; waits until records flow; injects its
 fault (a ``FaultHook`` crash point armed in a consumer loop, a SIGKILL of a role process, or a
 broker SIGKILL / SIGSTOP / clean restart through ``LocalCluster``); waits for recovery; stops
 the producers; waits until every checker has settled; and compares each sentinel's counters
@@ -46,10 +46,8 @@ import redis
 from confluent_kafka import ElectionType, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from workers import codec
-from workers.checkrunner import COUNTERS
-from workers.localcluster import LocalCluster, LocalClusterError
-from workers.profiles import (
+from workers.engine import codec
+from workers.engine.profiles import (
     AT_LEAST_ONCE,
     AT_MOST_ONCE,
     DEFAULT_PROFILES,
@@ -57,13 +55,15 @@ from workers.profiles import (
     SEMANTICS,
     Profile,
 )
-from workers.sentinel import TXN_HEADER, FaultHook, read_to_end
-from workers.spec import SentinelSpec
+from workers.engine.spec import SentinelSpec
+from workers.localkafka.cluster import LocalCluster, LocalClusterError
+from workers.roles.sentinel import TXN_HEADER, FaultHook, read_to_end
+from workers.runtime.checkrunner import COUNTERS
 from workers.store import SentinelStore, connect
+from workers.system import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ProgressFn = Callable[[str, int], None]
 
 QUEUED, RUNNING, PASSED, FAILED, ABORTED = "queued", "running", "passed", "failed", "aborted"
@@ -206,7 +206,7 @@ class ScenarioOutcome:
 
 
 class RoleProcess:
-    """One ``python -m workers.run --roles ROLES`` process of a probe."""
+    """One ``python -m workers.runtime.run --roles ROLES`` process of a probe."""
 
     def __init__(self, probe: Probe, roles: str, *, expect_exit: bool = False) -> None:
         self.probe = probe
@@ -220,7 +220,7 @@ class RoleProcess:
         argv = [
             self.probe.lab.python,
             "-m",
-            "workers.run",
+            "workers.runtime.run",
             "--spec",
             str(self.probe.spec_path),
             "--roles",

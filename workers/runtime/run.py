@@ -1,6 +1,6 @@
 """Run one sentinel's roles until SIGTERM / SIGINT: one thread each, or one process each.
 
-    python -m workers.run --spec sentinel.json [--roles producer,consumer,checker]
+    python -m workers.runtime.run --spec sentinel.json [--roles producer,consumer,checker]
         [--layout threads|processes]
 
 Roles: ``producer``, ``consumer`` (at-most-once / at-least-once), ``copier`` and ``verifier``
@@ -9,7 +9,7 @@ can also run in a process of its own, which is how the tests and the scenario la
 without the others.
 
 ``--layout processes`` (how workers host sentinels, ``DS_SENTINEL_LAYOUT``) runs the producer
-and the checker in child ``workers.run --roles ROLE`` processes and the consuming roles here:
+and the checker in child ``workers.runtime.run --roles ROLE`` processes and the consuming roles here:
 their Python work (encoding, delivery reports, classifying) then never holds the GIL while the
 consumer waits to take a batch or to time a record (docs/benchmarks.md, "End to end"). A child
 that fails stops the sentinel, which exits with its code so the worker restarts it; one stopped
@@ -33,20 +33,20 @@ from collections.abc import Iterable
 
 import redis
 
-from dashboard.envconf import envint
-from workers.checkrunner import CheckRunner
-from workers.hosting import _RELEASE
-from workers.publish import LivePublisher
-from workers.sentinel import (
+from workers.engine.env import envint
+from workers.engine.spec import SentinelSpec
+from workers.roles.sentinel import (
     CommittedVerifier,
     SentinelConsumer,
     SentinelProducer,
     TransactionalCopier,
 )
-from workers.spec import SentinelSpec
+from workers.runtime.checkrunner import CheckRunner
+from workers.runtime.publish import LivePublisher
+from workers.runtime.supervisor import _RELEASE
 from workers.store import SentinelStore, connect
 
-log = logging.getLogger("workers.run")
+log = logging.getLogger("workers.runtime.run")
 
 # A step busy for longer than this is stuck in a call that will not return; the process exits
 # with EXIT_STUCK so the worker restarts the sentinel (a thread blocked in C cannot be stopped).
@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def start_role_process(args: argparse.Namespace, role: str) -> subprocess.Popen:
-    """``role`` in a child ``workers.run``, with this process's options."""
-    argv = [sys.executable, "-m", "workers.run", "--spec", args.spec, "--roles", role]
+    """``role`` in a child ``workers.runtime.run``, with this process's options."""
+    argv = [sys.executable, "-m", "workers.runtime.run", "--spec", args.spec, "--roles", role]
     argv += ["--redis-url", args.redis_url, "--layout", "threads", "--exit-with-parent"]
     if args.live:
         argv.append("--live")

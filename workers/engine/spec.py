@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from workers.profiles import EXACTLY_ONCE, Profile
+from workers.engine.profiles import EXACTLY_ONCE, Profile
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Feeds the pure checker from Redis and publishes the sentinel's status document.
 
 Reads the acks stream and the processing ledger in order, applies them to a
-``workers.checker.Checker``, and about once a second:
+``workers.engine.checker.Checker``, and about once a second:
 
 - checkpoints the checker together with the stream ids it has consumed (one MULTI), then trims
   the streams up to there, so a restart replays exactly what was not yet counted;
@@ -20,14 +20,14 @@ import time
 from collections import deque
 from typing import Any
 
-from dashboard.envconf import envint
-from workers.checker import COUNTERS as CHECKER_COUNTERS
-from workers.checker import Checker
-from workers.latency import LatencyHistogram
-from workers.publish import LivePublisher
-from workers.spec import SentinelSpec
+from workers.engine.checker import COUNTERS as CHECKER_COUNTERS
+from workers.engine.checker import Checker
+from workers.engine.env import envint
+from workers.engine.latency import LatencyHistogram
+from workers.engine.spec import SentinelSpec
+from workers.engine.verdict import evaluate
+from workers.runtime.publish import LivePublisher
 from workers.store import SentinelStore, unpack_aborted, unpack_ledger
-from workers.verdict import evaluate
 
 log = logging.getLogger(__name__)
 

@@ -1,16 +1,16 @@
 """Hosting sentinels inside Celery workers: leases, one process per sentinel, failover.
 
-Every worker runs a ``SentinelSupervisor`` thread (a worker bootstep, ``workers/celery.py``).
+Every worker runs a ``SentinelSupervisor`` thread (a worker bootstep, ``workers/runtime/celery.py``).
 Each tick (2 s) it reads the enabled sentinels from the database and, for each one, tries to
 take or renew its **lease**, a Redis key ``ds:{id}:lease`` set with ``SET NX PX`` and renewed
 only by its holder (compare-and-set in Lua). The holder runs the sentinel in a child process
-(``python -m workers.run``, fork+exec, so librdkafka is never forked); everyone else leaves it.
+(``python -m workers.runtime.run``, fork+exec, so librdkafka is never forked); everyone else leaves it.
 
 Why a child process and not a pool task: a task that never returns blocks a pool slot and is
 redelivered by the Redis broker after ``visibility_timeout``; a process of its own has neither
 problem and can be stopped, restarted and replaced without touching the pool.
 
-Safety: the child watches the lease itself (``LeaseGuard`` in ``workers/run.py``) and stops when
+Safety: the child watches the lease itself (``LeaseGuard`` in ``workers/runtime/run.py``) and stops when
 its token is gone or has less than half the lease time left (its worker is paused, dead or cut
 off from Redis), so it is gone before another worker can take the lease. When its parent
 worker dies, the child stops at once and releases the lease, so a live worker takes over on
@@ -37,17 +37,17 @@ from pathlib import Path
 
 import redis
 
-from dashboard.envconf import envchoice, envint
-from workers.spec import SentinelSpec
+from workers.engine.env import envchoice, envint
+from workers.engine.spec import SentinelSpec
+from workers.system import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
 LEASE_MS = envint("DS_LEASE_MS", 30000, min=1000)
-# "processes": the producer in a process of its own (see workers/run.py); "threads": one process.
+# "processes": the producer in a process of its own (see workers/runtime/run.py); "threads": one process.
 LAYOUT = envchoice("DS_SENTINEL_LAYOUT", "processes", ("processes", "threads"))
 TICK_S = float(os.environ.get("DS_SUPERVISOR_TICK_S", "2.0"))
 RESPAWN_BACKOFF_MAX_S = 30.0
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Renew / release only while we still hold the lease (compare-and-set).
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
@@ -208,7 +208,7 @@ class SentinelSupervisor:
         argv = [
             sys.executable,
             "-m",
-            "workers.run",
+            "workers.runtime.run",
             "--spec",
             str(path),
             "--redis-url",

@@ -1,6 +1,6 @@
 """Start the whole local stack in the foreground; Ctrl-C stops everything it started.
 
-    bin/up            (installs, then runs ``python -m workers.devstack``)
+    bin/up            (installs, then runs ``python -m workers.localkafka.devstack``)
 
 Order: Redis (reused when one already listens on the ``REDIS_URL`` port), the local three-node
 Kafka cluster (skipped when ``KAFKA_BOOTSTRAP_SERVERS`` points at an existing cluster), database
@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from workers.localcluster import LOCAL_DIR, PROJECT_ROOT, LocalCluster
+from workers.localkafka.cluster import LocalCluster
+from workers.system import LOCAL_DIR, PROJECT_ROOT
 
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -152,13 +153,15 @@ def main() -> int:
         # One sentinel per semantic on the local cluster, so the first page shows live data.
         stack.manage("sentinels", "ensure-defaults")
         celery = str(VENV_BIN / "celery")
-        stack.spawn("celery worker", [celery, "-A", "workers.celery", "worker", "-l", "info"])
+        stack.spawn(
+            "celery worker", [celery, "-A", "workers.runtime.celery", "worker", "-l", "info"]
+        )
         stack.spawn(
             "celery beat",
             [
                 celery,
                 "-A",
-                "workers.celery",
+                "workers.runtime.celery",
                 "beat",
                 "-l",
                 "info",

@@ -1,10 +1,10 @@
 """The Celery application.
 
-Worker: ``celery -A workers.celery worker``. Configuration comes from Django settings (every
+Worker: ``celery -A workers.runtime.celery worker``. Configuration comes from Django settings (every
 ``CELERY_*`` setting in ``dashboard/settings.py``), so workers and the dashboard share one
-environment. Tasks live in ``workers.tasks`` and in ``tasks.py`` of the Django apps.
+environment. Tasks live in ``workers.runtime.tasks`` and in ``tasks.py`` of the Django apps.
 
-Each worker also hosts sentinels (``SentinelHosting`` below, see ``workers/hosting.py``):
+Each worker also hosts sentinels (``SentinelHosting`` below, see ``workers/runtime/supervisor.py``):
 a bootstep, not a task, because a task that never returns would block a pool slot and be
 redelivered by the Redis broker after ``visibility_timeout``.
 """
@@ -16,7 +16,7 @@ from celery import Celery, bootsteps
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 
-app = Celery("delivery_sentinel", include=["workers.tasks", "workers.scenario_tasks"])
+app = Celery("delivery_sentinel", include=["workers.runtime.tasks", "dashboard.tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
@@ -40,7 +40,7 @@ class SentinelHosting(bootsteps.StartStopStep):
             log.info("sentinel hosting is off (SENTINELS_ENABLED=false)")
             return
         from dashboard.models import enabled_specs
-        from workers.hosting import SentinelSupervisor
+        from workers.runtime.supervisor import SentinelSupervisor
         from workers.store import connect
 
         self.supervisor = SentinelSupervisor(

@@ -1,7 +1,7 @@
 """The sentinel's Kafka-facing loops: producer, consumer, exactly-once copier and verifier.
 
 Each loop is a small class with a ``shutdown`` flag and a ``step()`` that does one unit of
-work, so a host (a test, ``python -m workers.run``, a Celery worker) can run it in a thread or
+work, so a host (a test, ``python -m workers.runtime.run``, a Celery worker) can run it in a thread or
 a process. librdkafka clients are created in ``start()``, inside the process that runs the loop
 (never before a fork).
 
@@ -40,10 +40,10 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
-from workers import codec
-from workers.latency import LatencyHistogram
-from workers.profiles import COMMIT_BEFORE_PROCESS
-from workers.spec import SentinelSpec
+from workers.engine import codec
+from workers.engine.latency import LatencyHistogram
+from workers.engine.profiles import COMMIT_BEFORE_PROCESS
+from workers.engine.spec import SentinelSpec
 from workers.store import SentinelStore, to_ranges
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Loop:
     ``busy_since`` is when the current step began (``time.monotonic()``), or None between
     steps; retry loops inside a step call ``progress()``. A step that stays busy for minutes is
     stuck in a call that never returns (librdkafka's ``send_offsets_to_transaction`` was seen
-    to block for good when the group coordinator stopped): ``python -m workers.run`` exits
+    to block for good when the group coordinator stopped): ``python -m workers.runtime.run`` exits
     then, so the worker restarts the sentinel (see ``SentinelHost.stuck``).
     """
 
@@ -1074,7 +1074,7 @@ class FaultHook:
     by first). When the point is reached the armed count is consumed atomically and the
     process SIGKILLs itself, so the crash lands exactly between two steps of the loop. Armed
     with ``action="hang"`` the step blocks for good instead, as a client call that never
-    returns would (what the stuck-step watchdog of ``workers.run`` is there for).
+    returns would (what the stuck-step watchdog of ``workers.runtime.run`` is there for).
     """
 
     def __init__(self, store: SentinelStore) -> None:

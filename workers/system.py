@@ -1,0 +1,63 @@
+"""Where the project lives on disk, and how its processes are stopped.
+
+Used by every layer that starts processes (the runtime, the lab, the local cluster tooling);
+imports nothing of the project.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Everything the project writes at run time (git-ignored): jars, cluster data, spec files.
+LOCAL_DIR = PROJECT_ROOT / ".local"
+
+
+def terminate(proc: subprocess.Popen, timeout: float) -> bool:
+    """SIGTERM ``proc``, wait up to ``timeout`` s, then SIGKILL it; reaped either way.
+
+    True when it stopped by itself (or had already stopped)."""
+    return terminate_all([proc], timeout)
+
+
+def terminate_all(procs: Iterable[subprocess.Popen], timeout: float) -> bool:
+    """SIGTERM every process at once (they stop in parallel), then wait for all of them
+    within one ``timeout``; SIGKILL what is left. True when none needed SIGKILL."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    clean = True
+    for proc in running:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            clean = False
+            proc.kill()
+            proc.wait()
+    return clean
+
+
+def terminate_pid(pid: int, timeout: float, alive: Callable[[int], bool]) -> bool:
+    """The same for a process that is not our child (a cluster node started detached).
+
+    SIGCONT first: a frozen (SIGSTOPped) process cannot act on SIGTERM. ``alive(pid)`` says
+    whether it still runs. True when it stopped without SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            return False
+        time.sleep(0.1)
+    return True
