@@ -14,7 +14,7 @@ For each semantic, on fresh topics (6 partitions, replication factor 3, min.insy
     properties producing records of ``record_size`` bytes as fast as it can (100 per partition
     per step, like ``SentinelProducer.produce_burst``), and a ``Consumer`` with the profile's
     consumer properties, assigned every partition, reading batches as the sentinel does
-    (``workers.roles.sentinel.consume_batch``: 500, more when a backlog is already fetched) and
+    (``workers.roles.kafka.consume_batch``: 500, more when a backlog is already fetched) and
     committing synchronously once per batch: before "processing" (counting) under
     at-most-once, after it under at-least-once. Exactly-once: a transactional producer
     writes the input topic (a transaction per 100 ms, like the sentinel's), a
@@ -90,7 +90,7 @@ from confluent_kafka import (
 
 from workers.engine.profiles import COMMIT_BEFORE_PROCESS, DEFAULT_PROFILES, SEMANTICS, Profile
 from workers.engine.spec import SentinelSpec
-from workers.roles.sentinel import consume_batch
+from workers.roles.kafka import consume_batch
 from workers.runtime.run import SentinelHost, roles_for
 from workers.store import SentinelStore, connect
 

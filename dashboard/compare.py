@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dashboard.redact import MASK, is_secret_key
-from workers.engine.profiles import is_secret as is_profile_secret
+from workers.engine.redact import MASK, is_secret_key
 from workers.engine.spec import SentinelSpec
 
 MIN_COLUMNS = 2
@@ -22,11 +21,6 @@ MAX_COLUMNS = 4
 NOT_SET = "(not set)"
 CHANGED = "changed"
 UNCHANGED = "unchanged"
-
-
-def is_secret(key: str) -> bool:
-    """A property whose value must not be shown: the union of both secret rules."""
-    return is_profile_secret(key) or is_secret_key(key)
 
 
 @dataclass(frozen=True)
@@ -76,7 +70,7 @@ def _same(a: Any, b: Any) -> bool:
 def _row(key: str, values: list[Any], section: str) -> Row:
     baseline = values[0]
     differs = any(not _same(v, baseline) for v in values[1:])
-    if is_secret(key):
+    if is_secret_key(key):
         cells = [Cell(MASK if baseline is not None else NOT_SET, False, baseline is None)]
         for value in values[1:]:
             changed = not _same(value, baseline)
@@ -123,7 +117,7 @@ IDENTITY_KEYS = frozenset({"group.id", "transactional.id"})
 def effective_config(spec: SentinelSpec) -> dict[str, dict[str, Any]]:
     """The client configurations a sentinel's processes really use, by client.
 
-    Mirrors the roles in ``workers.roles.sentinel``: the producer; under exactly-once the
+    Mirrors the roles in ``workers.roles``: the producer; under exactly-once the
     transactional copier (consumer + producer) and the read_committed verifier, otherwise
     the consumer.
     """
@@ -145,7 +139,7 @@ def effective_config(spec: SentinelSpec) -> dict[str, dict[str, Any]]:
 
 def masked(props: Mapping[str, Any]) -> dict[str, str]:
     """``props`` for display: secrets as ``******``, every value as text."""
-    return {key: MASK if is_secret(key) else _text(value) for key, value in props.items()}
+    return {key: MASK if is_secret_key(key) else _text(value) for key, value in props.items()}
 
 
 def sentinel_settings(spec: SentinelSpec) -> dict[str, Any]:

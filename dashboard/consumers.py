@@ -5,8 +5,8 @@ Protocol (server -> client only; client frames are ignored):
 1. on connect: ``{"type": "state", ...}`` — the full current state of the group (overview:
    every sentinel's compact status and a one-minute sparkline; sentinel: its status document
    and its one-second windows of the last minute);
-2. then increments: ``{"type": "window", ...}`` and ``{"type": "verdict", ...}``, relayed from
-   :func:`dashboard.live.publish`;
+2. then increments: ``{"type": "window", ...}`` and ``{"type": "verdict", ...}``, relayed from the
+   sentinels' check runners (``workers.runtime.publish``);
 3. and every ``heartbeat`` seconds (given in the state) ``{"type": "heartbeat"}``, so that a
    browser can tell a silent feed (no sentinel running) from a dead connection (a half-open
    TCP connection never fires a close event) and reconnect.
@@ -26,11 +26,10 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from dashboard.live import OVERVIEW_GROUP, sentinel_group
 from dashboard.metrics import live_windows, sparklines
 from dashboard.models import Sentinel
 from dashboard.status import all_statuses, sentinel_status
-from workers.runtime.checkrunner import compact
+from workers.engine.documents import OVERVIEW_GROUP, compact, sentinel_group
 
 CLOSE_UNAUTHENTICATED = 4401
 
@@ -41,7 +40,7 @@ VERDICT_MESSAGE = "verdict"
 HEARTBEAT_MESSAGE = "heartbeat"
 
 
-class LiveConsumer(AsyncJsonWebsocketConsumer):
+class LiveSocketConsumer(AsyncJsonWebsocketConsumer):
     """Base consumer: authenticate, join one group, send the state, relay group events."""
 
     group_name: str | None = None
@@ -87,7 +86,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     ) -> None:
         """Ignore client frames: this is a one-way feed, and junk must not crash the consumer."""
 
-    # Handlers are named after the event types of dashboard.live (WINDOW_UPDATE, VERDICT_UPDATE).
+    # Handlers are named after the event types of workers.engine.documents (WINDOW_UPDATE, VERDICT_UPDATE).
     async def window_update(self, event: dict[str, Any]) -> None:
         await self.send_json({**event["payload"], "type": WINDOW_MESSAGE})
 
@@ -95,7 +94,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({**event["payload"], "type": VERDICT_MESSAGE})
 
 
-class OverviewConsumer(LiveConsumer):
+class OverviewSocketConsumer(LiveSocketConsumer):
     """All sentinels at a glance: ``ws/overview/``.
 
     State: ``sentinels`` (every sentinel's compact status, as in ``window.update``) and
@@ -109,7 +108,7 @@ class OverviewConsumer(LiveConsumer):
         return {**await super().get_state(), **await database_sync_to_async(overview_state)()}
 
 
-class SentinelConsumer(LiveConsumer):
+class SentinelSocketConsumer(LiveSocketConsumer):
     """One sentinel in detail: ``ws/sentinel/<id>/``.
 
     State: ``sentinel`` (the id), ``status`` (its status document, ``None`` for an unknown

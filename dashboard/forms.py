@@ -19,11 +19,10 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from dashboard.compare import is_secret
 from dashboard.models import Cluster, Profile, Sentinel
-from dashboard.redact import MASK
 from workers.engine.codec import HEADER_SIZE
 from workers.engine.profiles import EXACTLY_ONCE, TRANSACTIONAL, validate_properties
+from workers.engine.redact import MASK, is_secret_key
 
 REACHABILITY_TIMEOUT_S = 3.0
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -58,7 +57,7 @@ def parse_properties(text: str) -> dict[str, str]:
 def format_properties(props: dict[str, Any] | None) -> str:
     """The textarea text for ``props``, secrets masked."""
     return "\n".join(
-        f"{key}={MASK if is_secret(key) else value}" for key, value in (props or {}).items()
+        f"{key}={MASK if is_secret_key(key) else value}" for key, value in (props or {}).items()
     )
 
 
@@ -87,7 +86,7 @@ class PropertiesField(forms.CharField):
 def keep_masked_secrets(submitted: dict[str, str], stored: dict[str, Any]) -> dict[str, Any]:
     """A submitted ``******`` for a secret means "unchanged": put the stored value back."""
     return {
-        key: stored[key] if value == MASK and is_secret(key) and key in stored else value
+        key: stored[key] if value == MASK and is_secret_key(key) and key in stored else value
         for key, value in submitted.items()
     }
 

@@ -1,11 +1,14 @@
-"""Live updates to browsers: group names, event types and the publisher used by workers.
+"""Publishing live updates to browsers from the dashboard's own (synchronous) code.
 
-Publishers (Celery tasks, sentinel processes) call :func:`publish`; every websocket consumer in
-the group receives the event and relays it as JSON (see ``dashboard.consumers``).
+Group names and event types are ``workers.engine.documents``'; sentinel processes publish
+through ``workers.runtime.publish``.
+
+Every websocket consumer in the group receives the event and relays it as JSON (see
+``dashboard.consumers``).
 
 Channels dispatches an event to the consumer method named after its ``type`` with dots turned
 into underscores (``window.update`` -> ``window_update``). An unknown type would crash every
-consumer in the group, so :func:`publish` only accepts the types listed here.
+consumer in the group, so :func:`publish` only accepts ``EVENT_TYPES``.
 
 channels-redis keeps at most ``CHANNEL_LAYER_CAPACITY`` messages per channel and drops the
 rest: publish about one snapshot per second per group, not one event per record.
@@ -18,16 +21,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-OVERVIEW_GROUP = "overview"
-
-WINDOW_UPDATE = "window.update"
-VERDICT_UPDATE = "verdict.update"
-EVENT_TYPES = frozenset({WINDOW_UPDATE, VERDICT_UPDATE})
-
-
-def sentinel_group(sentinel_id: int) -> str:
-    """Name of the group that receives the updates of one sentinel."""
-    return f"sentinel.{int(sentinel_id)}"
+from workers.engine.documents import EVENT_TYPES
 
 
 def publish(group: str, event_type: str, payload: dict[str, Any]) -> None:

@@ -35,9 +35,9 @@ from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 
 from dashboard.models import MetricWindow, ScenarioRun, Sentinel
+from workers.engine.documents import COUNTERS
 from workers.engine.latency import LatencyHistogram
 from workers.engine.profiles import SEMANTICS
-from workers.runtime.checkrunner import COUNTERS
 from workers.store import SentinelStore, connect
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from dashboard.models import MetricWindow, Sentinel
+from workers.engine.documents import COUNTERS, W1_RETENTION_S
 from workers.engine.latency import LatencyHistogram
-from workers.runtime.checkrunner import COUNTERS, W1_RETENTION_S
 from workers.store import SentinelStore, connect
 
 SEVERITY = {"": 0, "HOLDING": 1, "DEGRADED": 2, "STALLED": 3, "VIOLATED": 4}

@@ -5,10 +5,10 @@ from django.urls import path
 from dashboard import consumers
 
 websocket_urlpatterns = [
-    path("ws/overview/", consumers.OverviewConsumer.as_asgi(), name="ws-overview"),
+    path("ws/overview/", consumers.OverviewSocketConsumer.as_asgi(), name="ws-overview"),
     path(
         "ws/sentinel/<int:sentinel_id>/",
-        consumers.SentinelConsumer.as_asgi(),
+        consumers.SentinelSocketConsumer.as_asgi(),
         name="ws-sentinel",
     ),
 ]

@@ -25,6 +25,7 @@ from workers.engine.env import (
     envstr,
     mask_url,
 )
+from workers.runtime.publish import channel_layer_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -156,16 +157,7 @@ REDIS_URL = envredisurl("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis' blocking
-            # BZPOPMIN, so every idle consumer crashed (redis/redis-py#4091). Redis always
-            # answers a 5 s BZPOPMIN, so a read silent for 15 s means a dead connection.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
-            # Messages per channel before new ones are dropped; publishers throttle to ~1/s.
-            "capacity": envint("CHANNEL_LAYER_CAPACITY", 100, min=1),
-            # A live update older than this is worthless to a dashboard: drop it.
-            "expiry": envint("CHANNEL_LAYER_EXPIRY", 30, min=1),
-        },
+        "CONFIG": channel_layer_config(REDIS_URL),
     }
 }
 
@@ -207,7 +199,7 @@ LOG_LEVEL = envchoice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR",
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "dashboard.redact.RedactingFilter"}},
+    "filters": {"redact_secrets": {"()": "workers.engine.redact.RedactingFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d: %(message)s"},
     },

@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 
 from dashboard.models import Sentinel
-from workers.runtime.checkrunner import COUNTERS
+from workers.engine.documents import COUNTERS
 from workers.store import SentinelStore, connect
 
 STATUS_VERSION = 1

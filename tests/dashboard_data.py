@@ -7,8 +7,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from workers.engine.documents import COUNTERS
 from workers.engine.latency import LatencyHistogram
-from workers.runtime.checkrunner import COUNTERS
 from workers.store import SentinelStore
 
 

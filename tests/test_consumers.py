@@ -8,10 +8,9 @@ import time
 import pytest
 from asgiref.sync import sync_to_async
 
-from dashboard.consumers import CLOSE_UNAUTHENTICATED, LiveConsumer
-from dashboard.live import VERDICT_UPDATE, WINDOW_UPDATE
+from dashboard.consumers import CLOSE_UNAUTHENTICATED, LiveSocketConsumer
 from tests.dashboard_data import fresh_defaults, seed_windows, status_doc, window, wipe
-from workers.runtime.checkrunner import compact
+from workers.engine.documents import VERDICT_UPDATE, WINDOW_UPDATE, compact
 from workers.runtime.publish import LivePublisher
 from workers.store import SentinelStore, connect
 
@@ -148,7 +147,7 @@ async def test_it_refuses_a_wrong_origin(asgi, alice, path):
 async def test_it_sends_heartbeats_so_browsers_can_tell_a_dead_connection(
     asgi, alice, sentinels, monkeypatch
 ):
-    monkeypatch.setattr(LiveConsumer, "heartbeat_seconds", 0.2)
+    monkeypatch.setattr(LiveSocketConsumer, "heartbeat_seconds", 0.2)
     ws = await asgi.websocket("/ws/overview/", user=alice)
     assert (await ws.connect(timeout=TIMEOUT))[0]
     state = await ws.receive_json_from(timeout=TIMEOUT)

@@ -8,7 +8,7 @@ import pytest
 from workers.engine import codec
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
-from workers.roles.sentinel import SentinelProducer
+from workers.roles.producer import SentinelProducer
 from workers.store import SentinelStore, connect
 
 
@@ -77,10 +77,11 @@ def test_processing_retries_while_redis_is_away_and_gives_up_only_when_stopping(
     instead of lingering forever once Redis is gone for good."""
     import threading
 
-    from workers import sentinel
-    from workers.roles.sentinel import RestartRole, SentinelConsumer
+    from workers.roles import consumer as consumer_module
+    from workers.roles.consumer import SentinelConsumer
+    from workers.roles.loop import RestartRole
 
-    monkeypatch.setattr(sentinel, "LEDGER_RETRY_AT_SHUTDOWN_S", 0.5)
+    monkeypatch.setattr(consumer_module, "LEDGER_RETRY_AT_SHUTDOWN_S", 0.5)
     spec = SentinelSpec(
         id=990_003,
         name="no-redis",

@@ -9,8 +9,8 @@ import pytest
 
 from dashboard.models import MetricWindow, ensure_defaults
 from dashboard.rollup import merge_windows, prune, rollup_sentinel
+from workers.engine.documents import COUNTERS
 from workers.engine.latency import LatencyHistogram
-from workers.runtime.checkrunner import COUNTERS
 from workers.store import SentinelStore, connect
 
 pytestmark = pytest.mark.django_db

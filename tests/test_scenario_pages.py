@@ -15,9 +15,10 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import include, path, reverse
 
+from dashboard import tasks as scenario_tasks
 from dashboard import urls as project_urls
 from dashboard.models import Cluster, ScenarioRun
-from workers import scenario_tasks, scenarios
+from workers.lab import scenarios
 from workers.lab.scenarios import Expect, Lab, Scenario, ScenarioAborted, SemanticResult
 
 # The integrator includes dashboard.scenario_urls from dashboard/urls.py; until then (and

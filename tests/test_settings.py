@@ -15,7 +15,6 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from dashboard.redact import MASK, RedactingFilter, is_secret_key, redact_config, redact_text
 from workers.engine.env import (
     EnvError,
     envbool,
@@ -27,6 +26,7 @@ from workers.engine.env import (
     envsecret,
     envstr,
 )
+from workers.engine.redact import MASK, RedactingFilter, is_secret_key, redact_config, redact_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

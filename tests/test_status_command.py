@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from dashboard.models import Sentinel, ensure_defaults
-from workers.runtime.checkrunner import COUNTERS
+from workers.engine.documents import COUNTERS
 from workers.store import SentinelStore, connect
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from dashboard.consumers import CLOSE_UNAUTHENTICATED
-from dashboard.live import OVERVIEW_GROUP, VERDICT_UPDATE, WINDOW_UPDATE, publish, sentinel_group
+from dashboard.live import publish
+from workers.engine.documents import OVERVIEW_GROUP, VERDICT_UPDATE, WINDOW_UPDATE, sentinel_group
 
 # Session lookups happen in a worker thread, outside the test's transaction.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_url")]

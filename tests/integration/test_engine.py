@@ -31,7 +31,8 @@ from workers.engine.profiles import (
     EXACTLY_ONCE,
     SEMANTICS,
 )
-from workers.roles.sentinel import TXN_HEADER, FaultHook, read_to_end
+from workers.roles.faults import FaultHook
+from workers.roles.kafka import TXN_HEADER, read_to_end
 from workers.runtime.run import EXIT_STUCK
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

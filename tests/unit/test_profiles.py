@@ -87,7 +87,7 @@ def test_it_masks_secret_values():
     props = {"sasl.password": "hunter2", "sasl.username": "bob", "ssl.key.password": "k"}
     assert mask_secrets(props) == {
         "sasl.password": "******",
-        "sasl.username": "bob",
+        "sasl.username": "******",  # Confluent Cloud's API key: masked like every sasl.* value
         "ssl.key.password": "******",
     }
 

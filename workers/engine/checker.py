@@ -55,21 +55,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-COUNTERS: tuple[str, ...] = (
-    "produced",
-    "acked",
-    "failed",
-    "processed",
-    "duplicated",
-    "lost",
-    "late",
-    "phantom",
-    "reordered",
-    "aborted_read",
-    "foreign",
-    "pending",
-    "in_flight",
-)
+from workers.engine.documents import CHECKER_COUNTERS as COUNTERS
 
 # Counters stored per key (pending is a stored gauge; in_flight is computed;
 # foreign and aborted_read are per partition, independent of runs).

@@ -13,10 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-AT_MOST_ONCE = "at-most-once"
-AT_LEAST_ONCE = "at-least-once"
-EXACTLY_ONCE = "exactly-once"
-SEMANTICS = (AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE)
+from workers.engine.documents import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SEMANTICS
+from workers.engine.redact import MASK, is_secret_key
 
 COMMIT_BEFORE_PROCESS = "commit-before-process"
 PROCESS_BEFORE_COMMIT = "process-before-commit"
@@ -48,21 +46,14 @@ JAVA_ONLY_KEYS = {
     "value.deserializer": "deserializers are Java client settings; the sentinel reads its own bytes",
 }
 
-# Properties whose values are secrets: never logged, never sent to the browser.
-SECRET_MARKERS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "token")
 
 # Set by the sentinel itself; a profile may not override them.
 RESERVED_KEYS = frozenset({"bootstrap.servers", "group.id", "transactional.id", "on_delivery"})
 
 
-def is_secret(key: str) -> bool:
-    key = key.lower()
-    return any(marker in key for marker in SECRET_MARKERS)
-
-
 def mask_secrets(props: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``props`` with every secret value replaced by ``******``."""
-    return {k: ("******" if is_secret(k) else v) for k, v in props.items()}
+    return {k: (MASK if is_secret_key(k) else v) for k, v in props.items()}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,16 @@ from typing import Any
 from workers.engine.profiles import EXACTLY_ONCE, Profile
 
 
+def sentinel_topic_config(min_insync_replicas: int) -> dict[str, str]:
+    """The topic settings every sentinel topic is created with (the one definition of them):
+    ``acks=all`` needs ``min_insync_replicas`` replicas, and no out-of-sync replica may ever
+    become leader (an unclean election loses acknowledged records)."""
+    return {
+        "min.insync.replicas": str(min_insync_replicas),
+        "unclean.leader.election.enable": "false",
+    }
+
+
 @dataclass(frozen=True)
 class SentinelSpec:
     id: int
@@ -49,6 +59,10 @@ class SentinelSpec:
     @property
     def output_topic_name(self) -> str:
         return self.output_topic or f"{self.topic}.out"
+
+    @property
+    def topic_config(self) -> dict[str, str]:
+        return sentinel_topic_config(self.min_insync_replicas)
 
     @property
     def group_id(self) -> str:

@@ -17,24 +17,8 @@ Pure Python. The rules are DESIGN.md's, in precedence order:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
 
-
-class Verdict(StrEnum):
-    HOLDING = "HOLDING"
-    DEGRADED = "DEGRADED"
-    VIOLATED = "VIOLATED"
-    STALLED = "STALLED"
-
-
-SEMANTICS = ("at-most-once", "at-least-once", "exactly-once")
-
-# Counters whose any occurrence breaks the semantic's promise.
-_FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "at-most-once": ("duplicated", "aborted_read"),
-    "at-least-once": ("lost",),
-    "exactly-once": ("lost", "duplicated", "aborted_read"),
-}
+from workers.engine.documents import FORBIDDEN, SEMANTICS, Verdict
 
 # Counters that may be allowed by a threshold (DEGRADED above it). Forbidden
 # counters of a semantic are never checked as degradations.
@@ -81,7 +65,7 @@ def evaluate(
 
     Raises ValueError for an unknown semantic or an unknown threshold name.
     """
-    if semantic not in _FORBIDDEN:
+    if semantic not in FORBIDDEN:
         raise ValueError(f"unknown semantic {semantic!r}; expected one of {', '.join(SEMANTICS)}")
     limits = dict(DEFAULT_THRESHOLDS)
     if thresholds:
@@ -93,7 +77,7 @@ def evaluate(
     def count(name: str) -> int:
         return int(totals.get(name, 0) or 0)
 
-    forbidden = _FORBIDDEN[semantic]
+    forbidden = FORBIDDEN[semantic]
     violations = [
         f"{count(name)} {_WHAT[name]} under {semantic}" for name in forbidden if count(name) > 0
     ]

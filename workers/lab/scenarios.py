@@ -47,6 +47,7 @@ from confluent_kafka import ElectionType, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from workers.engine import codec
+from workers.engine.documents import COUNTERS
 from workers.engine.profiles import (
     AT_LEAST_ONCE,
     AT_MOST_ONCE,
@@ -57,8 +58,8 @@ from workers.engine.profiles import (
 )
 from workers.engine.spec import SentinelSpec
 from workers.localkafka.cluster import LocalCluster, LocalClusterError
-from workers.roles.sentinel import TXN_HEADER, FaultHook, read_to_end
-from workers.runtime.checkrunner import COUNTERS
+from workers.roles.faults import FaultHook
+from workers.roles.kafka import TXN_HEADER, read_to_end
 from workers.store import SentinelStore, connect
 from workers.system import PROJECT_ROOT
 

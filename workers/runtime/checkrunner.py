@@ -20,9 +20,20 @@ import time
 from collections import deque
 from typing import Any
 
-from workers.engine.checker import COUNTERS as CHECKER_COUNTERS
 from workers.engine.checker import Checker
-from workers.engine.env import envint
+from workers.engine.documents import (
+    CHECKPOINT_INTERVAL_S,
+    COUNTERS,
+    LATENCY_WINDOW_S,
+    PARTITION_EVENT_COUNTERS,
+    VERDICT_UPDATE,
+    VERDICT_WINDOW_S,
+    W1_RETENTION_S,
+    WINDOW_UPDATE,
+    Window,
+    compact,
+    summary,
+)
 from workers.engine.latency import LatencyHistogram
 from workers.engine.spec import SentinelSpec
 from workers.engine.verdict import evaluate
@@ -31,28 +42,7 @@ from workers.store import SentinelStore, unpack_aborted, unpack_ledger
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_INTERVAL_S = 1.0
-VERDICT_WINDOW_S = 300.0
-LATENCY_WINDOW_S = 60.0
 READ_COUNT = 200
-# One-second windows kept in Redis; older ones live on as one-minute rollups in the database.
-W1_RETENTION_S = envint("DS_W1_RETENTION_S", 3600, min=60)
-# The status document's counters: the checker's, less in_flight (produced - acked - failed).
-COUNTERS = tuple(name for name in CHECKER_COUNTERS if name != "in_flight")
-# What a one-second window keeps per partition: the counters that mark a problem, and only the
-# non-zero ones. Throughput per partition (produced, acked, processed) is in the status
-# document's cumulative totals; repeating it in every window would cost ~70 KB a second at
-# 1,000 partitions, while a healthy partition's entry here is empty.
-PARTITION_EVENT_COUNTERS = (
-    "failed",
-    "duplicated",
-    "lost",
-    "late",
-    "phantom",
-    "reordered",
-    "aborted_read",
-    "foreign",
-)
 
 
 class CheckRunner:
@@ -234,23 +224,25 @@ class CheckRunner:
     def emit_window(self, now: float, status: dict[str, Any]) -> None:
         """Store the counter increases since the last window (~1 s) and publish them live."""
         totals, parts = status["totals"], self.checker.partition_counts()
-        window = {
-            "t": round(now, 3),
-            "seconds": CHECKPOINT_INTERVAL_S,
-            "sentinel": self.spec.id,
-            "verdict": status["verdict"],
-            "counts": delta(totals, self.prev_totals),
-            "partitions": {
-                str(p): d for p, c in parts.items() if (d := event_delta(c, self.prev_parts.get(p)))
-            },
-            "e2e": self.sec_e2e.summary(),
-            "ack": self.sec_ack.summary(),
-            "hist": {"e2e": self.sec_e2e.to_dict(), "ack": self.sec_ack.to_dict()},
-        }
+        counts, partitions = (
+            delta(totals, self.prev_totals),
+            {str(p): d for p, c in parts.items() if (d := event_delta(c, self.prev_parts.get(p)))},
+        )
         if self.prev_totals is None:
             # The first window after a (re)start would hold everything since the beginning.
-            window["counts"], window["partitions"] = dict.fromkeys(totals, 0), {}
-        window["counts"]["pending"] = totals["pending"]
+            counts, partitions = dict.fromkeys(totals, 0), {}
+        counts["pending"] = totals["pending"]
+        window = Window(
+            start=round(now, 3) - CHECKPOINT_INTERVAL_S,
+            seconds=CHECKPOINT_INTERVAL_S,
+            sentinel=self.spec.id,
+            verdict=status["verdict"],
+            counts=counts,
+            partitions=partitions,
+            e2e=self.sec_e2e.summary(),
+            ack=self.sec_ack.summary(),
+            hist={"e2e": self.sec_e2e.to_dict(), "ack": self.sec_ack.to_dict()},
+        ).to_doc()
         self.prev_totals, self.prev_parts = dict(totals), {p: dict(c) for p, c in parts.items()}
         self.sec_e2e, self.sec_ack = LatencyHistogram(), LatencyHistogram()
         self.store.append_window(window, retention_s=W1_RETENTION_S)
@@ -272,13 +264,13 @@ class CheckRunner:
         live = {k: v for k, v in window.items() if k != "hist"}
         self.publisher.offer(
             self.spec.id,
-            "window.update",
+            WINDOW_UPDATE,
             {"sentinel": self.spec.id, "window": live, "status": compact(status)},
         )
         if changed:
             self.publisher.offer(
                 self.spec.id,
-                "verdict.update",
+                VERDICT_UPDATE,
                 {
                     "sentinel": self.spec.id,
                     "verdict": status["verdict"],
@@ -377,32 +369,3 @@ def event_delta(current: dict[str, int], previous: dict[str, int] | None) -> dic
         if d := current.get(k, 0) - previous.get(k, 0):
             out[k] = d
     return out
-
-
-def compact(status: dict[str, Any]) -> dict[str, Any]:
-    """The part of the status document the live pages need with every window."""
-    keys = (
-        "id",
-        "name",
-        "semantic",
-        "cluster",
-        "topic",
-        "verdict",
-        "reasons",
-        "totals",
-        "window",
-        "recent_latency_ms",
-        "errors",
-        "updated_at",
-    )
-    return {k: status.get(k) for k in keys}
-
-
-def summary(hist: LatencyHistogram) -> dict[str, float | None]:
-    if not hist.count:
-        return {"p50": None, "p99": None, "max": None}
-    return {
-        "p50": round(hist.percentile(50), 3),
-        "p99": round(hist.percentile(99), 3),
-        "max": round(hist.percentile(100), 3),
-    }

@@ -3,7 +3,8 @@
 The checker offers one window a second; a background thread sends it with channels-redis.
 ``offer()`` never blocks: when the queue is full (Redis slow, nobody consuming) the oldest
 updates are dropped and counted, so a slow or absent dashboard costs the sentinel nothing.
-Group names and event types are the dashboard's (``dashboard.live``).
+Group names, event types and the channel layer's capacity and expiry are the same for
+the dashboard (``workers.engine.documents``).
 """
 
 from __future__ import annotations
@@ -14,18 +15,36 @@ import queue
 import threading
 from typing import Any
 
-from dashboard.live import EVENT_TYPES, OVERVIEW_GROUP, sentinel_group
+from workers.engine.documents import (
+    CHANNEL_LAYER_CAPACITY,
+    CHANNEL_LAYER_EXPIRY_S,
+    EVENT_TYPES,
+    OVERVIEW_GROUP,
+    sentinel_group,
+)
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 50
 
 
+def channel_layer_config(redis_url: str) -> dict[str, Any]:
+    """channels-redis' configuration, the same for the dashboard (settings) and publishers."""
+    return {
+        # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis' blocking
+        # BZPOPMIN, so every idle consumer crashed (redis/redis-py#4091). Redis always
+        # answers a 5 s BZPOPMIN, so a read silent for 15 s means a dead connection.
+        "hosts": [{"address": redis_url, "socket_timeout": 15, "socket_connect_timeout": 5}],
+        # Messages per channel before new ones are dropped; publishers throttle to ~1/s.
+        "capacity": CHANNEL_LAYER_CAPACITY,
+        # A live update older than this is worthless to a dashboard: drop it.
+        "expiry": CHANNEL_LAYER_EXPIRY_S,
+    }
+
+
 class LivePublisher:
-    def __init__(self, redis_url: str, *, capacity: int = 100, expiry: int = 30) -> None:
+    def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
-        self.capacity = capacity
-        self.expiry = expiry
         self.queue: queue.Queue[tuple[list[str], dict[str, Any]] | None] = queue.Queue(QUEUE_SIZE)
         self.dropped = 0
         self.sent = 0
@@ -69,11 +88,7 @@ class LivePublisher:
         from channels_redis.core import RedisChannelLayer
 
         loop = asyncio.new_event_loop()
-        layer = RedisChannelLayer(
-            hosts=[{"address": self.redis_url, "socket_timeout": 15, "socket_connect_timeout": 5}],
-            capacity=self.capacity,
-            expiry=self.expiry,
-        )
+        layer = RedisChannelLayer(**channel_layer_config(self.redis_url))
         try:
             while True:
                 item = self.queue.get()

@@ -35,12 +35,10 @@ import redis
 
 from workers.engine.env import envint
 from workers.engine.spec import SentinelSpec
-from workers.roles.sentinel import (
-    CommittedVerifier,
-    SentinelConsumer,
-    SentinelProducer,
-    TransactionalCopier,
-)
+from workers.roles.consumer import SentinelConsumer
+from workers.roles.copier import TransactionalCopier
+from workers.roles.producer import SentinelProducer
+from workers.roles.verifier import CommittedVerifier
 from workers.runtime.checkrunner import CheckRunner
 from workers.runtime.publish import LivePublisher
 from workers.runtime.supervisor import _RELEASE

@@ -1,0 +1,308 @@
+"""The documents every layer shares, and the one place each of their facts is defined.
+
+The semantics and what each promises, the counters, the verdicts and their severity order,
+the status document and the one-second window (written by the check runner, read by the
+store's readers, the rollups, the pages, the API and the lab), and the live events sent to
+browsers. Pure: no Django, Kafka client or Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypedDict
+
+from workers.engine.env import envint
+from workers.engine.latency import LatencyHistogram
+
+# -- semantics and their promises ------------------------------------------------------------
+
+AT_MOST_ONCE = "at-most-once"
+AT_LEAST_ONCE = "at-least-once"
+EXACTLY_ONCE = "exactly-once"
+SEMANTICS = (AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE)
+
+# Counters whose any occurrence breaks the semantic's promise (a VIOLATED verdict).
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    AT_MOST_ONCE: ("duplicated", "aborted_read"),
+    AT_LEAST_ONCE: ("lost",),
+    EXACTLY_ONCE: ("lost", "duplicated", "aborted_read"),
+}
+# Counters a fault may legitimately raise under the semantic: it gives up exactly these.
+ALLOWED: dict[str, tuple[str, ...]] = {
+    AT_MOST_ONCE: ("lost",),
+    AT_LEAST_ONCE: ("duplicated",),
+    EXACTLY_ONCE: (),
+}
+
+# -- counters --------------------------------------------------------------------------------
+
+# The checker's counters (DESIGN.md, "What every number means"); in_flight is derived
+# (produced - acked - failed) and pending is a level, not an increase.
+CHECKER_COUNTERS: tuple[str, ...] = (
+    "produced",
+    "acked",
+    "failed",
+    "processed",
+    "duplicated",
+    "lost",
+    "late",
+    "phantom",
+    "reordered",
+    "aborted_read",
+    "foreign",
+    "pending",
+    "in_flight",
+)
+# The status document's and the windows' counters.
+COUNTERS: tuple[str, ...] = tuple(name for name in CHECKER_COUNTERS if name != "in_flight")
+# Throughput counters, shown as rates.
+RATE_COUNTERS = ("produced", "acked", "processed")
+# Counters that mark a problem: a window keeps them per partition, and only the non-zero ones
+# (a healthy partition's entry is empty; repeating every counter cost ~70 KB a second at
+# 1,000 partitions).
+PARTITION_EVENT_COUNTERS = (
+    "failed",
+    "duplicated",
+    "lost",
+    "late",
+    "phantom",
+    "reordered",
+    "aborted_read",
+    "foreign",
+)
+# Problem counters charted and flagged on the pages.
+EVENT_COUNTERS = ("lost", "duplicated", "reordered", "late", "phantom", "aborted_read")
+
+# -- verdicts --------------------------------------------------------------------------------
+
+
+class Verdict(StrEnum):
+    HOLDING = "HOLDING"
+    DEGRADED = "DEGRADED"
+    VIOLATED = "VIOLATED"
+    STALLED = "STALLED"
+
+
+# Worse verdicts rank higher; "" (no verdict yet) ranks below all.
+SEVERITY: dict[str, int] = {"": 0, "HOLDING": 1, "DEGRADED": 2, "STALLED": 3, "VIOLATED": 4}
+
+
+def severity(verdict: str | None) -> int:
+    return SEVERITY.get(verdict or "", 0)
+
+
+def worst(verdicts: list[str]) -> str:
+    """The most severe of ``verdicts`` ("" for none)."""
+    return max(verdicts, key=severity, default="")
+
+
+# -- the status document (docs/status.md) ----------------------------------------------------
+
+STATUS_VERSION = 1
+# The check runner writes the status document and a one-second window this often.
+CHECKPOINT_INTERVAL_S = 1.0
+# The verdict covers the counter increases of this window; latency the last minute.
+VERDICT_WINDOW_S = 300.0
+LATENCY_WINDOW_S = 60.0
+# One-second windows kept in Redis; older ones live on as one-minute rollups in the database.
+W1_RETENTION_S = envint("DS_W1_RETENTION_S", 3600, min=60)
+
+
+class LatencySummary(TypedDict):
+    p50: float | None
+    p99: float | None
+    max: float | None
+
+
+class StatusDoc(TypedDict, total=False):
+    id: int
+    name: str
+    semantic: str
+    cluster: str
+    topic: str
+    run_id: int | None
+    runs: int
+    verdict: str
+    reasons: list[str]
+    totals: dict[str, int]
+    window: dict[str, Any]  # {"seconds": VERDICT_WINDOW_S, "counts": {counter: increase}}
+    latency_ms: LatencySummary
+    recent_latency_ms: LatencySummary
+    produce_ack_latency_ms: LatencySummary
+    partitions: dict[str, dict[str, int]]  # partition -> cumulative counters
+    leaders: dict[str, int]  # partition -> leader broker id (-1: none), from cluster metadata
+    errors: list[str]
+    last_progress_at: float | None
+    updated_at: float | None
+    checker_pid: int
+
+
+def summary(hist: LatencyHistogram) -> LatencySummary:
+    if not hist.count:
+        return {"p50": None, "p99": None, "max": None}
+    return {
+        "p50": round(hist.percentile(50), 3),
+        "p99": round(hist.percentile(99), 3),
+        "max": round(hist.percentile(100), 3),
+    }
+
+
+def empty_status(
+    *, id: int, name: str, semantic: str, cluster: str, topic: str, reason: str
+) -> StatusDoc:
+    """The document of a sentinel whose checker has not reported: STALLED, never a loss."""
+    none: LatencySummary = {"p50": None, "p99": None, "max": None}
+    return {
+        "id": id,
+        "name": name,
+        "semantic": semantic,
+        "cluster": cluster,
+        "topic": topic,
+        "run_id": None,
+        "runs": 0,
+        "verdict": Verdict.STALLED.value,
+        "reasons": [reason],
+        "totals": dict.fromkeys(COUNTERS, 0),
+        "window": {"seconds": 0, "counts": dict.fromkeys(COUNTERS, 0)},
+        "latency_ms": dict(none),  # type: ignore[typeddict-item]
+        "recent_latency_ms": dict(none),  # type: ignore[typeddict-item]
+        "produce_ack_latency_ms": dict(none),  # type: ignore[typeddict-item]
+        "partitions": {},
+        "errors": [reason],
+        "last_progress_at": None,
+        "updated_at": None,
+    }
+
+
+# The part of the status document the live pages need with every window.
+COMPACT_KEYS = (
+    "id",
+    "name",
+    "semantic",
+    "cluster",
+    "topic",
+    "verdict",
+    "reasons",
+    "totals",
+    "window",
+    "recent_latency_ms",
+    "errors",
+    "updated_at",
+)
+
+
+def compact(status: dict[str, Any]) -> dict[str, Any]:
+    return {k: status.get(k) for k in COMPACT_KEYS}
+
+
+# -- the one-second window (docs/architecture.md, "Metric windows") --------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """A metric window, whatever its source: it covers ``[start, start + seconds)``.
+
+    ``counts`` are increases over the window except ``pending``, a level at its end;
+    ``partitions`` is sparse (only the non-zero ``PARTITION_EVENT_COUNTERS``); ``hist`` holds
+    the two latency histograms (``LatencyHistogram.to_dict()``) when they were kept."""
+
+    start: float
+    seconds: float
+    counts: dict[str, int]
+    e2e: dict[str, Any]
+    ack: dict[str, Any]
+    verdict: str
+    hist: dict[str, Any] | None = None
+    partitions: dict[str, dict[str, int]] | None = None
+    sentinel: int | None = None
+
+    @property
+    def end(self) -> float:
+        return self.start + self.seconds
+
+    def to_doc(self, *, hist: bool = True) -> dict[str, Any]:
+        """The stored form: stamped with the time the window ends (``t``)."""
+        doc: dict[str, Any] = {
+            "t": round(self.end, 3),
+            "seconds": self.seconds,
+            "sentinel": self.sentinel,
+            "verdict": self.verdict,
+            "counts": self.counts,
+            "partitions": self.partitions or {},
+            "e2e": self.e2e,
+            "ack": self.ack,
+        }
+        if hist and self.hist is not None:
+            doc["hist"] = self.hist
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], *, keep_hist: bool = True) -> Window:
+        seconds = float(doc.get("seconds") or 1.0)
+        return cls(
+            start=float(doc["t"]) - seconds,
+            seconds=seconds,
+            counts=doc.get("counts") or {},
+            e2e=doc.get("e2e") or {},
+            ack=doc.get("ack") or {},
+            verdict=doc.get("verdict") or "",
+            hist=doc.get("hist") if keep_hist else None,
+            partitions=doc.get("partitions"),
+            sentinel=doc.get("sentinel"),
+        )
+
+    def histogram(self, name: str) -> LatencyHistogram | None:
+        """The ``e2e`` or ``ack`` histogram, when kept."""
+        data = (self.hist or {}).get(name)
+        return LatencyHistogram.from_dict(data) if data else None
+
+
+def merge_windows(windows: list[Window]) -> Window | None:
+    """One window for consecutive windows: counter sums (``pending``: the last level), merged
+    sparse partitions and latency histograms, the worst verdict."""
+    if not windows:
+        return None
+    counts = dict.fromkeys(COUNTERS, 0)
+    partitions: dict[str, dict[str, int]] = {}
+    hists = {"e2e": LatencyHistogram(), "ack": LatencyHistogram()}
+    for w in windows:
+        for k in COUNTERS:
+            counts[k] += w.counts.get(k, 0)
+        for p, c in (w.partitions or {}).items():
+            acc = partitions.setdefault(p, {})
+            for k, n in c.items():
+                acc[k] = acc.get(k, 0) + n
+        for name, acc_hist in hists.items():
+            if (h := w.histogram(name)) is not None:
+                acc_hist.merge(h)
+    counts["pending"] = windows[-1].counts.get("pending", 0)
+    first, last = windows[0], windows[-1]
+    return Window(
+        start=first.start,
+        seconds=last.end - first.start,
+        counts=counts,
+        e2e=hists["e2e"].summary(),
+        ack=hists["ack"].summary(),
+        verdict=worst([w.verdict for w in windows]),
+        hist={name: h.to_dict() for name, h in hists.items()},
+        partitions=partitions,
+        sentinel=first.sentinel,
+    )
+
+
+# -- live events (Channels groups; the websocket consumers relay them to browsers) -----------
+
+OVERVIEW_GROUP = "overview"
+WINDOW_UPDATE = "window.update"
+VERDICT_UPDATE = "verdict.update"
+EVENT_TYPES = frozenset({WINDOW_UPDATE, VERDICT_UPDATE})
+# channels-redis keeps this many messages per channel (and drops the rest) for this long:
+# publish about one snapshot per second per group.
+CHANNEL_LAYER_CAPACITY = envint("CHANNEL_LAYER_CAPACITY", 100, min=1)
+CHANNEL_LAYER_EXPIRY_S = envint("CHANNEL_LAYER_EXPIRY", 30, min=1)
+
+
+def sentinel_group(sentinel_id: int) -> str:
+    """Name of the group that receives the updates of one sentinel."""
+    return f"sentinel.{int(sentinel_id)}"

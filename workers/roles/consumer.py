@@ -1,0 +1,226 @@
+"""Consuming roles: the assigned-partitions base class, and the at-most-once /
+at-least-once consumer whose "processing" is the ledger write.
+
+What "processing" means: appending the record to the Redis processing ledger
+(``SentinelStore.append_ledger``), a durable effect that outlives the process. The commit
+strategy decides whether the Kafka offset commit comes before it (at-most-once) or after it
+(at-least-once)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+
+from workers.engine import codec
+from workers.engine.profiles import COMMIT_BEFORE_PROCESS
+from workers.engine.spec import SentinelSpec
+from workers.roles.faults import FaultHook, batch_ranges
+from workers.roles.kafka import (
+    METADATA_REFRESH_S,
+    consume_batch,
+    describe,
+    partition_count,
+)
+from workers.roles.loop import Loop, RestartRole, now_us
+from workers.store import SentinelStore
+
+log = logging.getLogger(__name__)
+
+
+LEDGER_RETRY_AT_SHUTDOWN_S = 20.0
+
+
+class AssignedConsumer(Loop):
+    """Base for loops that consume every partition of one topic with ``assign()``.
+
+    A sentinel has exactly one consumer (a lease enforces it), so group rebalancing would only
+    add session-timeout stalls to every restart; ``assign()`` with committed (or stored) offsets
+    keeps restarts immediate. New partitions are picked up from metadata.
+    """
+
+    source_topic = ""
+    # How long one poll waits for a batch to fill: the floor of end-to-end latency.
+    poll_timeout_s = 0.05
+
+    def __init__(self, spec: SentinelSpec, store: SentinelStore) -> None:
+        super().__init__(spec, store)
+        self.consumer: Consumer | None = None
+        self.assigned = 0
+        self._last_metadata = 0.0
+
+    def consumer_conf(self) -> dict[str, Any]:
+        return self.spec.consumer_conf(error_cb=self.on_client_error)
+
+    def start(self) -> None:
+        self.consumer = Consumer(self.consumer_conf())
+        self.assigned = 0
+        self.follow_partitions(force=True)
+
+    def start_offsets(self, partitions: list[int]) -> list[TopicPartition]:
+        """Where each partition starts: the group's committed offset, else auto.offset.reset.
+
+        Fetched here, synchronously, instead of leaving it to librdkafka's own fetch after
+        assign(): when that fetch failed (the group coordinator moving while brokers restart),
+        partitions were seen to stay without a position and nothing was consumed. A failure
+        here raises, and the loop retries with back-off."""
+        assert self.consumer is not None
+        wanted = [TopicPartition(self.source_topic, p) for p in partitions]
+        reset = self.reset_offset()
+        out = []
+        for tp in self.consumer.committed(wanted, timeout=10):
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+            out.append(
+                TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else reset)
+            )
+        return out
+
+    def reset_offset(self) -> int:
+        value = str(self.consumer_conf().get("auto.offset.reset", "largest")).lower()
+        return OFFSET_BEGINNING if value in ("earliest", "smallest", "beginning") else OFFSET_END
+
+    def follow_partitions(self, force: bool = False) -> None:
+        assert self.consumer is not None
+        now = time.monotonic()
+        if not force and now - self._last_metadata < METADATA_REFRESH_S:
+            return
+        self._last_metadata = now
+        count = partition_count(self.consumer, self.source_topic)
+        if count is None or count <= self.assigned:
+            return
+        new = list(range(self.assigned, count))
+        self.consumer.incremental_assign(self.start_offsets(new))
+        self.assigned = count
+
+    def poll_batch(self) -> list[Any]:
+        assert self.consumer is not None
+        self.follow_partitions()
+        msgs = consume_batch(self.consumer, self.spec.batch_size, self.poll_timeout_s)
+        good = []
+        for msg in msgs:
+            err = msg.error()
+            if err is None:
+                good.append(msg)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                self.on_client_error(err)
+        return good
+
+    def decode_batch(self, msgs: list[Any]) -> tuple[list[tuple[int, int, int, int, int]], int]:
+        """Ledger items for valid records of this sentinel; the rest counts as foreign."""
+        return codec.decode_messages(msgs, self.spec.id, now_us())
+
+    def process(self, items: list, **kwargs: Any) -> None:
+        """Append to the ledger, retrying until Redis takes it.
+
+        The batch is already consumed (and under at-most-once committed): giving up here would
+        turn our own infrastructure trouble into a loss the cluster never caused. Only when
+        the loop is asked to stop does it give up, ``LEDGER_RETRY_AT_SHUTDOWN_S`` later, so a
+        sentinel stopping without Redis ends instead of lingering.
+        """
+        backoff, stop_by = 0.2, None
+        while True:
+            try:
+                self.store.append_ledger(items, **kwargs)
+                return
+            except redis.RedisError as exc:
+                self.error = f"processing ledger unavailable: {describe(exc)}"
+                log.warning("%s %s: %s", self.role, self.spec.name, self.error)
+                if self.shutdown.is_set():
+                    # Asked to stop while Redis is away: keep trying for a while, then stop
+                    # rather than linger forever. The batch was not processed: under
+                    # at-most-once (already committed) that is a loss, and counted as one.
+                    stop_by = stop_by or time.monotonic() + LEDGER_RETRY_AT_SHUTDOWN_S
+                    if time.monotonic() >= stop_by:
+                        log.error(
+                            "%s %s: stopping with %d records not processed: %s",
+                            self.role,
+                            self.spec.name,
+                            len(items),
+                            self.error,
+                        )
+                        raise RestartRole(self.error) from exc
+                time.sleep(backoff)
+                self.progress()
+                backoff = min(backoff * 2, 5.0)
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            consumer, self.consumer = self.consumer, None
+            consumer.close()
+
+
+class SentinelConsumer(AssignedConsumer):
+    """At-most-once / at-least-once processing with the profile's commit strategy."""
+
+    role = "consumer"
+
+    def __init__(self, spec: SentinelSpec, store: SentinelStore) -> None:
+        super().__init__(spec, store)
+        self.source_topic = spec.topic
+        self.commit_first = spec.profile.commit_strategy == COMMIT_BEFORE_PROCESS
+        self.fault = FaultHook(store)
+        self._uncommitted: dict[int, int] = {}  # partition -> next offset, not yet committed
+
+    def start(self) -> None:
+        self._uncommitted = {}  # a restart reads again from the committed offsets
+        super().start()
+
+    def step(self) -> None:
+        msgs = self.poll_batch()
+        if not msgs:
+            return
+        items, foreign = self.decode_batch(msgs)
+        # What a crash at a fault point affects, for the scenario lab (computed only if armed).
+        batch = lambda: {"batch": len(items), "ranges": batch_ranges(items)}  # noqa: E731
+        if self.commit_first:
+            if not self.commit(msgs):
+                return
+            self.fault.at("after-commit", detail=batch)
+            self.process(items, foreign=foreign)
+            self.fault.at("after-process", detail=batch)
+        else:
+            self.process(items, foreign=foreign)
+            self.fault.at("after-process", detail=batch)
+            if not self.commit(msgs):
+                return
+            self.fault.at("after-commit", detail=batch)
+        self.error = None
+
+    def commit(self, msgs: list[Any]) -> bool:
+        """Synchronously commit what was consumed since the last successful commit; on failure
+        under at-most-once, rewind so nothing is skipped.
+
+        Only the partitions that moved are committed (``commit()`` without offsets sends every
+        assigned partition: at 1,000 partitions that is 1,000 offsets a batch for the group
+        coordinator to write, and 1,000 TopicPartition objects back under the GIL)."""
+        assert self.consumer is not None
+        for msg in msgs:
+            self._uncommitted[msg.partition()] = msg.offset() + 1
+        offsets = [TopicPartition(self.source_topic, p, o) for p, o in self._uncommitted.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+            self._uncommitted.clear()
+            return True
+        except KafkaException as exc:
+            self.on_client_error(exc.args[0])
+            if self.commit_first:
+                # At-most-once must not process what it could not commit; re-read it later.
+                self._uncommitted.clear()
+                firsts: dict[int, int] = {}
+                for msg in msgs:
+                    firsts.setdefault(msg.partition(), msg.offset())
+                for partition, offset in firsts.items():
+                    self.consumer.seek(TopicPartition(self.source_topic, partition, offset))
+            # At-least-once keeps the processed positions for the next commit.
+            return False

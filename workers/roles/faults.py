@@ -1,0 +1,75 @@
+"""Fault hooks: deterministic crash points in the roles, armed by the scenario lab."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from workers.store import SentinelStore, to_ranges
+
+log = logging.getLogger(__name__)
+
+
+def batch_ranges(items: list[tuple[int, int, int, int, int]]) -> dict[str, list[list[int]]]:
+    """``{"run:partition": [[first, last], ...]}`` of a batch of ledger items."""
+    seqs: dict[str, list[int]] = defaultdict(list)
+    for run, partition, seq, _produced, _processed in items:
+        seqs[f"{run}:{partition}"].append(seq)
+    return {key: to_ranges(values) for key, values in seqs.items()}
+
+
+class FaultHook:
+    """Deterministic crash points in the consumer loops, armed through Redis.
+
+    ``ds:{id}:fault`` holds ``point`` and ``after`` (how many passes through the point to let
+    by first). When the point is reached the armed count is consumed atomically and the
+    process SIGKILLs itself, so the crash lands exactly between two steps of the loop. Armed
+    with ``action="hang"`` the step blocks for good instead, as a client call that never
+    returns would (what the stuck-step watchdog of ``workers.runtime.run`` is there for).
+    """
+
+    def __init__(self, store: SentinelStore) -> None:
+        self.store = store
+        self.key = store.key("fault")
+        self._checked = 0.0
+        self._armed: str | None = None
+
+    def at(
+        self, point: str, kill: bool = True, detail: Callable[[], dict] | None = None, **extra: Any
+    ) -> bool:
+        """At crash point ``point``: die (or, with ``kill=False``, return True) if it is armed.
+
+        ``detail`` (e.g. the batch in hand) goes into the ``fault`` event, so a scenario knows
+        exactly which records the crash affected."""
+        now = time.monotonic()
+        if now - self._checked >= 0.2:
+            self._checked = now
+            armed = self.store.r.hget(self.key, "point")
+            self._armed = armed.decode() if armed else None
+        if self._armed != point:
+            return False
+        remaining = self.store.r.hincrby(self.key, "after", -1)
+        if remaining >= 0:
+            return False
+        action = (self.store.r.hget(self.key, "action") or b"kill").decode()
+        self.store.r.delete(self.key)
+        self._armed = None
+        info = {**extra, **(detail() if detail is not None else {})}
+        self.store.event(
+            "fault", f"fault injected at {point}", point=point, pid=os.getpid(), **info
+        )
+        if action == "hang":
+            threading.Event().wait()
+        if kill:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return True
+
+    @staticmethod
+    def arm(store: SentinelStore, point: str, after: int = 0, action: str = "kill") -> None:
+        store.r.hset(store.key("fault"), mapping={"point": point, "after": after, "action": action})

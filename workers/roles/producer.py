@@ -1,0 +1,349 @@
+"""The sentinel producer: sequence-numbered records to every partition, delivery reports
+folded into acked / failed ranges on the acks stream."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+import time
+import zlib
+from collections import defaultdict
+from typing import Any
+
+from confluent_kafka import (
+    KafkaError,
+    KafkaException,
+    Producer,
+)
+
+from workers.engine import codec
+from workers.engine.latency import LatencyHistogram
+from workers.engine.spec import SentinelSpec
+from workers.roles.faults import FaultHook
+from workers.roles.kafka import (
+    METADATA_REFRESH_S,
+    admin_for,
+    commit_transaction_with_retries,
+    ensure_topic,
+    partition_count,
+)
+from workers.roles.loop import Loop, RestartRole, now_us
+from workers.store import SentinelStore, to_ranges
+
+log = logging.getLogger(__name__)
+
+
+ACK_FLUSH_INTERVAL_S = 0.1
+# Each flush writes one acks entry for every partition with news; with many partitions a
+# longer interval keeps that cost per record, not per partition (0.5 s at 1,000 partitions).
+ACK_FLUSH_INTERVAL_MAX_S = 1.0
+ACK_FLUSH_PARTITIONS_PER_S = 2000
+
+
+def ack_flush_interval(partitions: int) -> float:
+    return min(
+        ACK_FLUSH_INTERVAL_MAX_S, max(ACK_FLUSH_INTERVAL_S, partitions / ACK_FLUSH_PARTITIONS_PER_S)
+    )
+
+
+_U64 = struct.Struct(">Q")
+
+
+class SentinelProducer(Loop):
+    """Writes sequence-numbered records to every partition of the sentinel topic.
+
+    Every ``start()`` is a new run with its own id; sequence numbers restart at 0 per partition.
+    Delivery reports are folded into acked / failed ranges and appended to the acks stream
+    every ~100 ms (longer with many partitions, see ``ack_flush_interval``), with the
+    produce-ack latency histogram of the same period.
+
+    Under exactly-once the producer is transactional (its own ``transactional.id``), one
+    transaction per acks flush: a record counts as acked only once its transaction committed, and
+    as failed if it aborted (the read_committed copier never sees it). An idempotent producer
+    alone could write a batch twice after an epoch bump (seen in a rolling restart,
+    librdkafka#4953), a duplicate the semantic does not allow. A record whose transaction was
+    open when the process died stays in flight: neither acked nor failed, never lost.
+    """
+
+    role = "producer"
+
+    def __init__(self, spec: SentinelSpec, store: SentinelStore) -> None:
+        super().__init__(spec, store)
+        self.run_id = 0
+        self.epoch: str | None = None
+        self.partitions = 0
+        self.next_seq: dict[int, int] = {}
+        self._credit = 0.0  # records due per partition (every partition has the same rate)
+        self._acked: dict[int, list[int]] = defaultdict(list)
+        self._failed: dict[int, list[int]] = defaultdict(list)
+        self._produced: dict[int, int] = defaultdict(int)
+        self._ack_seconds: list[float] = []  # delivery latencies, into a histogram per flush
+        self._last_flush = 0.0
+        self._last_tick = 0.0
+        self._last_metadata = 0.0
+        self.producer: Producer | None = None
+        self.transactional = spec.eos
+        self._in_txn = False
+        self._txn_acked: dict[int, list[int]] = defaultdict(list)  # delivered, not yet committed
+        self.fenced = False
+        self.fault = FaultHook(store)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        admin = admin_for(self.spec)
+        self.partitions = ensure_topic(admin, self.spec, self.spec.topic, self.spec.partitions)
+        extra: dict[str, Any] = {"on_delivery": self._on_delivery, "error_cb": self.on_client_error}
+        if self.transactional:
+            extra["transactional.id"] = self.spec.producer_transactional_id
+        self.producer = Producer(self.spec.producer_conf(**extra))
+        # A restart (RestartRole) begins afresh: close() sent what the last run had.
+        self.run_id, self._in_txn, self._txn_acked = 0, False, defaultdict(list)
+        self._acked, self._failed, self._produced = (
+            defaultdict(list),
+            defaultdict(list),
+            defaultdict(int),
+        )
+        if self.transactional:
+            # Fences a previous instance and aborts the transaction it left open.
+            self.producer.init_transactions(60)
+        self.new_run("started")
+        self._last_tick = time.monotonic()
+
+    def new_run(self, reason: str) -> None:
+        """Begin a new run: fresh id, sequences from 0, registered before the first record."""
+        if self.producer is not None and self.run_id:
+            self.producer.flush(10)
+            self.flush_acks(force=True)
+        self.epoch, created = self.store.ensure_epoch()
+        self.run_id = codec.new_run_id()
+        self.next_seq = {p: 0 for p in range(self.partitions)}
+        self._credit = 0.0
+        self.store.register_run(
+            self.run_id,
+            {
+                "started": time.time(),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "reason": reason,
+            },
+        )
+        self.store.event("run", f"producer run {self.run_id} {reason}", run=self.run_id)
+        log.info("sentinel %s: producer run %s %s", self.spec.name, self.run_id, reason)
+
+    def close(self) -> None:
+        if self.producer is not None and not self.fenced:
+            remaining = self.producer.flush(8)
+            if remaining:
+                log.warning(
+                    "sentinel %s: %d records still in flight at shutdown", self.spec.name, remaining
+                )
+            try:
+                self.flush_acks(force=True)
+            except (KafkaException, RestartRole) as exc:
+                log.warning("sentinel %s: last transaction: %s", self.spec.name, exc)
+        self.producer = None
+
+    # -- work ------------------------------------------------------------------------------
+    def step(self) -> None:
+        assert self.producer is not None
+        now = time.monotonic()
+        if now - self._last_metadata >= METADATA_REFRESH_S:
+            self._last_metadata = now
+            self.follow_partitions()
+            self.check_epoch()
+        elapsed, self._last_tick = now - self._last_tick, now
+        if self.spec.rate_per_partition > 0:
+            self.produce_due(elapsed)
+            # Serve delivery reports until the next record is due (at most 50 ms).
+            due_in = (1.0 - self._credit) / self.spec.rate_per_partition
+            self.producer.poll(min(0.05, max(0.001, due_in)))
+        else:
+            self.produce_burst()
+            self.producer.poll(0)
+        self.flush_acks()
+
+    def produce_due(self, elapsed: float) -> None:
+        """``rate`` records a second to every partition. One credit for all partitions, so a
+        step with nothing due costs nothing: at 1,000 partitions, walking every partition on
+        every step was a quarter of the process's Python time."""
+        rate = self.spec.rate_per_partition
+        self._credit += rate * elapsed
+        count = int(self._credit)
+        if not count:
+            return
+        self._credit -= count
+        count = min(count, max(1, int(rate)))  # after a stall: at most one second's worth
+        self.begin_transaction()
+        for partition in range(self.partitions):
+            for _ in range(count):
+                if not self.produce_one(partition):
+                    break
+
+    def produce_burst(self, per_partition: int = 100) -> None:
+        """``per_partition`` records to every partition as fast as the client takes them
+        (``rate_per_partition=0``, the benchmark's saturation mode): ``produce_one`` inlined,
+        since at saturation the producer's Python time per record is the pipeline's limit."""
+        assert self.producer is not None
+        self.begin_transaction()
+        produce, topic = self.producer.produce, self.spec.topic
+        pack, crc, crc_pack, time_ns = codec.BODY.pack, zlib.crc32, codec.CRC.pack, time.time_ns
+        magic, version, sid, run = codec.MAGIC, codec.VERSION, self.spec.id, self.run_id
+        pad = codec.padding(self.spec.record_size)
+        for partition in range(self.partitions):
+            first = seq = self.next_seq[partition]
+            end, full = first + per_partition, False
+            while seq < end:
+                body = pack(magic, version, sid, run, partition, seq, time_ns() // 1000)
+                try:
+                    produce(topic, body + crc_pack(crc(body)) + pad, partition=partition)
+                except BufferError:
+                    self.producer.poll(0.05)
+                    full = True
+                    break
+                except KafkaException as exc:  # not enqueued: not produced, not counted
+                    self.error = str(exc)
+                    full = True
+                    break
+                seq += 1
+            self.next_seq[partition] = seq
+            self._produced[partition] += seq - first
+            if full:
+                return
+
+    def produce_one(self, partition: int) -> bool:
+        """Produce the next record of ``partition``; False when the local queue is full."""
+        assert self.producer is not None
+        seq = self.next_seq[partition]
+        value = codec.encode_fields(
+            self.spec.id, self.run_id, partition, seq, now_us(), self.spec.record_size
+        )
+        try:
+            self.producer.produce(self.spec.topic, value=value, partition=partition)
+        except BufferError:
+            self.producer.poll(0.05)
+            return False
+        except KafkaException as exc:
+            # Not even enqueued: nothing was produced, so nothing is counted.
+            self.error = str(exc)
+            return False
+        self.next_seq[partition] = seq + 1
+        self._produced[partition] += 1
+        return True
+
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        # Runs inside poll()/flush() on this loop's own thread, so no lock. Only the run id and
+        # seq are read, at fixed offsets of our own records: this is the hot path at saturation.
+        value = msg.value()
+        if value is None or len(value) < codec.HEADER_SIZE:
+            return
+        if _U64.unpack_from(value, codec.RUN_OFFSET)[0] != self.run_id:
+            return  # a previous run's straggler: that run's ranges are closed
+        seq = _U64.unpack_from(value, codec.SEQ_OFFSET)[0]
+        if err is None:
+            (self._txn_acked if self.transactional else self._acked)[msg.partition()].append(seq)
+            latency = msg.latency()
+            if latency is not None:
+                self._ack_seconds.append(latency)
+        else:
+            self._failed[msg.partition()].append(seq)
+            self.error = f"delivery failed: {err.str()}"
+
+    # -- transactions (exactly-once) --------------------------------------------------------
+    def begin_transaction(self) -> None:
+        if self.transactional and not self._in_txn:
+            assert self.producer is not None
+            try:
+                self.producer.begin_transaction()
+            except KafkaException as exc:
+                self.transaction_failed(exc.args[0])
+            self._in_txn = True
+
+    def end_transaction(self) -> None:
+        """Commit the open transaction: its delivered records become acked (aborted: failed)."""
+        if not self._in_txn:
+            return
+        assert self.producer is not None
+        try:
+            # Every delivery report of the transaction is served before the commit.
+            self.producer.flush(30)
+            self.fault.at("producer-before-commit")
+            commit_transaction_with_retries(self.producer, self.progress)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.txn_requires_abort():
+                self.transaction_failed(err)
+            self.abort_transaction(err)
+        else:
+            for partition, seqs in self._txn_acked.items():
+                self._acked[partition].extend(seqs)
+        self._in_txn, self._txn_acked = False, defaultdict(list)
+
+    def abort_transaction(self, err: KafkaError) -> None:
+        assert self.producer is not None
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException as exc:
+            self.transaction_failed(exc.args[0])
+        for partition, seqs in self._txn_acked.items():
+            self._failed[partition].extend(seqs)
+        self.error = f"producer transaction aborted: {err.str()}"
+        self.store.event("producer-txn-aborted", f"producer transaction aborted: {err.str()}")
+
+    def transaction_failed(self, err: KafkaError) -> None:
+        """A transactional error the producer cannot go on from. The open transaction's records
+        stay in flight (their outcome is unknown); a new producer starts a new run."""
+        self._in_txn, self._txn_acked = False, defaultdict(list)
+        if err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+            self.fenced = True
+            self.error = f"fenced: {err.str()}"
+            self.store.event("fenced", f"producer was fenced: {err.str()}")
+            self.shutdown.set()
+            raise RestartRole(self.error)  # ends the step; the loop sees the shutdown
+        raise RestartRole(f"producer transaction: {err.name()}: {err.str()}")
+
+    def flush_acks(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_flush < ack_flush_interval(self.partitions):
+            return
+        self._last_flush = now
+        if self.transactional:
+            self.end_transaction()
+        acked, failed, produced = self._acked, self._failed, self._produced
+        self._acked, self._failed, self._produced = (
+            defaultdict(list),
+            defaultdict(list),
+            defaultdict(int),
+        )
+        seconds, self._ack_seconds = self._ack_seconds, []
+        latency = LatencyHistogram()
+        latency.record_many([s * 1000.0 for s in seconds])
+        parts: dict[int, dict[str, Any]] = {}
+        for partition in set(acked) | set(failed) | set(produced):
+            entry: dict[str, Any] = {}
+            if produced.get(partition):
+                entry["n"] = produced[partition]
+            if acked.get(partition):
+                entry["a"] = to_ranges(acked[partition])
+            if failed.get(partition):
+                entry["f"] = to_ranges(failed[partition])
+            parts[partition] = entry
+        if parts:
+            self.store.append_acks(self.run_id, parts, latency.to_dict() if latency.count else None)
+            if acked:
+                self.error = None if not failed else self.error
+
+    def follow_partitions(self) -> None:
+        count = partition_count(self.producer, self.spec.topic)
+        if count is not None and count > self.partitions:
+            log.info("sentinel %s: topic grew to %d partitions", self.spec.name, count)
+            for partition in range(self.partitions, count):
+                self.next_seq[partition] = 0
+            self.partitions = count
+
+    def check_epoch(self) -> None:
+        """Redis lost our state (flushed): start a new run rather than report the old one lost."""
+        if self.store.epoch() != self.epoch or not self.store.run_registered(self.run_id):
+            self.store.event("state-lost", "sentinel state in Redis was lost; starting a new run")
+            self.new_run("after Redis lost the sentinel state")
