@@ -21,7 +21,7 @@ For each semantic, on fresh topics (6 partitions, replication factor 3, min.insy
     transactional copier moves each batch to the output topic in one transaction with
     ``send_offsets_to_transaction``, and a ``read_committed`` consumer counts the output.
     Throughput = records counted at the end of the pipeline per second.
-(b) the sentinel: ``SentinelHost`` with every role of the semantic (``rate_per_partition=0``),
+(b) the sentinel: ``RoleRunner`` with every role of the semantic (``rate_per_partition=0``),
     in threads of this process. Throughput = increase of the checker's ``totals["processed"]``
     per second, timed by the status documents' ``updated_at``.
 
@@ -91,7 +91,7 @@ from confluent_kafka import (
 from workers.engine.profiles import COMMIT_BEFORE_PROCESS, DEFAULT_PROFILES, SEMANTICS, Profile
 from workers.engine.spec import SentinelSpec
 from workers.roles.kafka import consume_batch
-from workers.runtime.run import SentinelHost, roles_for
+from workers.runtime.run import RoleRunner, roles_for
 from workers.store import SentinelStore, connect
 
 BURST = 100  # records per partition per producer step, as SentinelProducer.produce_burst
@@ -599,7 +599,7 @@ def measure_sentinel(args, semantic: str, profile: Profile) -> Measurement:
     if args.layout == "processes":
         host = ProcessHost(spec, args.redis_url)
     else:
-        host = SentinelHost(spec, store, roles_for(spec))
+        host = RoleRunner(spec, store, roles_for(spec))
         for loop in host.loops:
             instrument(loop, timers)
             if args.profile:

@@ -1,6 +1,6 @@
 """Rolls one-second windows (Redis) up into one-minute ``MetricWindow`` rows, and prunes them.
 
-Run by Celery beat (``workers.runtime.tasks.rollup_windows`` every minute, ``prune_windows`` hourly).
+Run by Celery beat (``dashboard.tasks.rollup_windows`` every minute, ``prune_windows`` hourly).
 Only complete minutes are rolled up, each exactly once (a unique constraint backs that up).
 """
 

@@ -177,8 +177,8 @@ CELERY_TIMEZONE = TIME_ZONE
 # Keep Django's LOGGING (with secret redaction) in worker processes too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
-    "rollup-metric-windows": {"task": "workers.runtime.tasks.rollup_windows", "schedule": 60.0},
-    "prune-metric-windows": {"task": "workers.runtime.tasks.prune_windows", "schedule": 3600.0},
+    "rollup-metric-windows": {"task": "dashboard.tasks.rollup_windows", "schedule": 60.0},
+    "prune-metric-windows": {"task": "dashboard.tasks.prune_windows", "schedule": 3600.0},
 }
 
 # --- Kafka ------------------------------------------------------------------------------------
@@ -189,6 +189,8 @@ KAFKA_BOOTSTRAP_SERVERS = envbootstrap(
 
 # Sentinel hosting: every Celery worker supervises the enabled sentinels (workers/runtime/supervisor.py).
 SENTINELS_ENABLED = envbool("SENTINELS_ENABLED", True)
+# What a worker's sentinel supervisor calls for the enabled sentinels' specs, by id.
+SENTINEL_SPECS = "dashboard.models.enabled_specs"
 # One-minute metric windows are kept this long (one-second windows: DS_W1_RETENTION_S in Redis).
 METRIC_RETENTION_DAYS = envint("METRIC_RETENTION_DAYS", 30, min=1)
 

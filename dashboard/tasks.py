@@ -1,6 +1,6 @@
-"""Celery task of the failure scenario lab: run one ``ScenarioRun`` row to its end.
+"""Celery tasks that work on the dashboard's models: metric rollups and scenario runs.
 
-Thin: the row's ``claim()`` makes a redelivered or duplicated task a no-op, and
+``run_scenario`` is thin: the row's ``claim()`` makes a redelivered or duplicated task a no-op, and
 ``execute()`` does the work, writing phase and percent to the row as it goes.
 """
 
@@ -28,3 +28,19 @@ def run_scenario(run_id: int) -> str:
         return "skipped"
     run.execute()
     return run.state
+
+
+@shared_task
+def rollup_windows() -> int:
+    """Roll the last complete minutes of one-second windows up into the database."""
+    from dashboard.rollup import rollup_all
+
+    return rollup_all()
+
+
+@shared_task
+def prune_windows() -> int:
+    """Delete one-minute windows older than METRIC_RETENTION_DAYS."""
+    from dashboard.rollup import prune
+
+    return prune()

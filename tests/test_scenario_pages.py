@@ -20,6 +20,7 @@ from dashboard import urls as project_urls
 from dashboard.models import Cluster, ScenarioRun
 from workers.lab import scenarios
 from workers.lab.scenarios import Expect, Lab, Scenario, ScenarioAborted, SemanticResult
+from workers.store import LAB_LOCK_KEY
 
 # The integrator includes dashboard.scenario_urls from dashboard/urls.py; until then (and
 # after) this urlconf serves both.
@@ -296,7 +297,7 @@ def test_it_runs_one_scenario_at_a_time(fake_scenarios, redis_url):
     import redis as redis_lib
 
     client = redis_lib.Redis.from_url(redis_url)
-    client.set(scenarios.LOCK_KEY, json.dumps({"token": "x", "scenario": "leader-kill"}))
+    client.set(LAB_LOCK_KEY, json.dumps({"token": "x", "scenario": "leader-kill"}))
     try:
         run = ScenarioRun.objects.create(scenario="fake")
         scenario_tasks.run_scenario.apply(args=[run.pk])
@@ -304,7 +305,7 @@ def test_it_runs_one_scenario_at_a_time(fake_scenarios, redis_url):
         assert run.state == scenarios.ABORTED
         assert run.reason == "another scenario (leader-kill) is running; one at a time"
     finally:
-        client.delete(scenarios.LOCK_KEY)
+        client.delete(LAB_LOCK_KEY)
 
 
 # -- management command ------------------------------------------------------------------

@@ -1,6 +1,9 @@
-"""Durable sentinel state in Redis: runs, the acks stream, the processing ledger, checkpoints.
+"""Every Redis key the project uses, and every read and write of them.
 
-Keys, all under ``ds:{sentinel id}:``:
+Nothing else formats a ``ds:`` key: sentinel processes, the supervisor, the lab and the
+dashboard all go through this module.
+
+Keys of one sentinel, all under ``ds:{sentinel id}:``:
 
 - ``epoch``      token written when the sentinel's state is first created. A missing epoch
                  while a process holds one in memory means Redis lost its data (flush): the
@@ -16,6 +19,11 @@ Keys, all under ``ds:{sentinel id}:``:
 - ``status``     the status document (JSON), rewritten about once a second.
 - ``health``     hash role -> JSON {"ts", "error"} heartbeat of each sentinel process.
 - ``events``     capped list of notable events (new run, state lost, fenced...).
+- ``w1``         stream of one-second metric windows (``workers.engine.documents.Window``).
+- ``lease``      token of the worker process that runs the sentinel (``Lease``).
+- ``fault``      hash ``point``, ``after``, ``action``: a crash point armed by the lab.
+
+Global keys: ``ds:scenario-lock`` (``LabLock``: one scenario at a time per Redis).
 """
 
 from __future__ import annotations
@@ -32,7 +40,12 @@ import redis
 LEDGER_ITEM = struct.Struct("<QIQQQ")  # run, partition, seq, produce_ts_us, processed_ts_us
 ABORTED_ITEM = struct.Struct("<QIQ")  # run, partition, seq
 EVENTS_KEPT = 200
-STREAM_TTL_S = 7 * 24 * 3600
+PREFIX = "ds:"
+LAB_LOCK_KEY = PREFIX + "scenario-lock"
+
+# Renew / release only while we still hold the lease (compare-and-set).
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 
 def connect(url: str) -> redis.Redis:
@@ -75,14 +88,17 @@ class SentinelStore:
     def __init__(self, client: redis.Redis, sentinel_id: int) -> None:
         self.r = client
         self.sid = sentinel_id
-        self.prefix = f"ds:{sentinel_id}:"
+        self.prefix = self.key_for(sentinel_id, "")
 
     def key(self, name: str) -> str:
         return self.prefix + name
 
     @staticmethod
     def key_for(sentinel_id: int, name: str) -> str:
-        return f"ds:{sentinel_id}:{name}"
+        return f"{PREFIX}{sentinel_id}:{name}"
+
+    def lease(self, token: str, ttl_ms: int) -> Lease:
+        return Lease(self.r, self.key("lease"), token, ttl_ms)
 
     # -- epoch: detecting that Redis lost our state -------------------------------------
     def ensure_epoch(self) -> tuple[str, bool]:
@@ -126,6 +142,24 @@ class SentinelStore:
     def health(self) -> dict[str, dict[str, Any]]:
         return {k.decode(): json.loads(v) for k, v in self.r.hgetall(self.key("health")).items()}
 
+    # -- fault hooks (armed by the lab) ---------------------------------------------------
+    def arm_fault(self, point: str, after: int = 0, action: str = "kill") -> None:
+        self.r.hset(self.key("fault"), mapping={"point": point, "after": after, "action": action})
+
+    def armed_fault(self) -> str | None:
+        """The armed crash point, if any."""
+        point = self.r.hget(self.key("fault"), "point")
+        return point.decode() if point else None
+
+    def take_fault(self) -> str | None:
+        """Pass the armed point once: None while passes remain to let by, else the armed
+        action (``kill`` or ``hang``), disarming it."""
+        if self.r.hincrby(self.key("fault"), "after", -1) >= 0:
+            return None
+        action = (self.r.hget(self.key("fault"), "action") or b"kill").decode()
+        self.r.delete(self.key("fault"))
+        return action
+
     # -- producer results ----------------------------------------------------------------
     def append_acks(
         self, run_id: int, partitions: dict[int, dict[str, Any]], latency: dict | None
@@ -134,6 +168,18 @@ class SentinelStore:
         if latency:
             doc["lat"] = latency
         self.r.xadd(self.key("acks"), {"d": json.dumps(doc, separators=(",", ":"))})
+
+    def read_acks(self, after_id: str, count: int) -> list[tuple[str, dict[bytes, bytes]]]:
+        """Acks entries after ``after_id``, oldest first: ``[(entry id, fields), ...]``."""
+        return self._read("acks", after_id, count, None)
+
+    def _read(
+        self, name: str, after_id: str, count: int, block_ms: int | None
+    ) -> list[tuple[str, dict[bytes, bytes]]]:
+        entries = self.r.xread({self.key(name): after_id}, count=count, block=block_ms)
+        if not entries:
+            return []
+        return [(entry_id.decode(), fields) for entry_id, fields in entries[0][1]]
 
     # -- processing ledger ---------------------------------------------------------------
     def append_ledger(
@@ -158,6 +204,12 @@ class SentinelStore:
         pipe.xadd(self.key("ledger"), fields)
         pipe.hset(self.key("offsets"), mapping={f"{topic}:{p}": o for p, o in offsets.items()})
         pipe.execute()
+
+    def read_ledger(
+        self, after_id: str, count: int, block_ms: int | None = None
+    ) -> list[tuple[str, dict[bytes, bytes]]]:
+        """Ledger entries after ``after_id`` (waiting up to ``block_ms`` for one)."""
+        return self._read("ledger", after_id, count, block_ms)
 
     def stored_offsets(self, topic: str) -> dict[int, int]:
         """The verifier's next offsets for ``topic`` (keyed by topic, so that offsets of
@@ -233,10 +285,72 @@ class SentinelStore:
         return json.loads(value) if value else None
 
     def reset(self) -> None:
-        """Forget everything about this sentinel (used when a sentinel is deleted)."""
-        keys = list(self.r.scan_iter(match=self.prefix + "*", count=500))
+        """Forget this sentinel's state (a new or deleted sentinel).
+
+        The lease stays: it belongs to whichever worker runs the sentinel, which stops its
+        copy when the sentinel is gone and lets the lease expire otherwise."""
+        lease = self.key("lease")
+        keys = [
+            k for k in self.r.scan_iter(match=self.prefix + "*", count=500) if k != lease.encode()
+        ]
         if keys:
             self.r.delete(*keys)
+
+
+class Lease:
+    """A renewable lease on one key (``SET NX PX``), held by ``token``; renewed and released
+    only by its holder (compare-and-set in Lua)."""
+
+    def __init__(self, client: redis.Redis, key: str, token: str, ttl_ms: int) -> None:
+        self.r = client
+        self.key = key
+        self.token = token
+        self.ttl_ms = ttl_ms
+
+    def acquire_or_renew(self) -> bool:
+        if self.r.set(self.key, self.token, nx=True, px=self.ttl_ms):
+            return True
+        return bool(self.r.eval(_RENEW, 1, self.key, self.token, self.ttl_ms))
+
+    def release(self) -> None:
+        self.r.eval(_RELEASE, 1, self.key, self.token)
+
+    def holder(self) -> str | None:
+        value = self.r.get(self.key)
+        return value.decode() if value else None
+
+    def held(self) -> tuple[bool, int]:
+        """Whether ``token`` holds the lease now, and its time left in ms."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.key)
+        pipe.pttl(self.key)
+        holder, pttl = pipe.execute()
+        return holder is not None and holder.decode() == self.token, pttl
+
+
+class LabLock:
+    """One scenario at a time per Redis: faults of two runs would corrupt both."""
+
+    def __init__(self, client: redis.Redis, ttl_ms: int) -> None:
+        self.r = client
+        self.ttl_ms = ttl_ms
+
+    def acquire(self, token: str, scenario: str) -> str | None:
+        """Take the lock for ``scenario``; None when taken, else the scenario holding it."""
+        value = json.dumps({"token": token, "scenario": scenario, "at": time.time()})
+        if self.r.set(LAB_LOCK_KEY, value, nx=True, px=self.ttl_ms):
+            return None
+        held = self.holder()
+        return (held or {}).get("scenario", "?")
+
+    def holder(self) -> dict[str, Any] | None:
+        held = self.r.get(LAB_LOCK_KEY)
+        return json.loads(held) if held else None
+
+    def release(self, token: str) -> None:
+        held = self.holder()
+        if held and held.get("token") == token:
+            self.r.delete(LAB_LOCK_KEY)
 
 
 def _next_id(stream_id: str) -> str:

@@ -31,7 +31,6 @@ from workers.engine.profiles import (
     EXACTLY_ONCE,
     SEMANTICS,
 )
-from workers.roles.faults import FaultHook
 from workers.roles.kafka import TXN_HEADER, read_to_end
 from workers.runtime.run import EXIT_STUCK
 
@@ -245,7 +244,7 @@ def test_it_counts_records_of_an_aborted_transaction_only_when_the_verifier_can_
         procs.start("copier,verifier")
         procs.start("checker")
         procs.wait_status(lambda d: d["totals"]["processed"] > 30, 90, "records flow")
-        FaultHook.arm(procs.store, "abort-transaction")
+        procs.store.arm_fault("abort-transaction")
         wait_until(
             lambda: (
                 "txn-aborted" in [e["kind"] for e in procs.store.events()]
@@ -321,7 +320,7 @@ def test_a_copier_stuck_in_a_call_that_never_returns_exits_and_its_batch_is_copi
         procs.start("checker")
         copier = procs.start("copier,verifier", env={"DS_STEP_DEADLINE_S": "3"})
         procs.wait_status(lambda d: d["totals"]["processed"] > 30, 90, "records flow")
-        FaultHook.arm(procs.store, "mid-transaction", action="hang")
+        procs.store.arm_fault("mid-transaction", action="hang")
         assert copier.wait(60) == EXIT_STUCK, procs.log_tail()
         procs.procs.pop("copier,verifier")
         kinds = [e["kind"] for e in procs.store.events(200)]
@@ -346,7 +345,7 @@ def test_an_exactly_once_producer_killed_mid_transaction_counts_nothing_false(tm
         procs.start("copier,verifier")
         procs.start("checker")
         procs.wait_status(lambda d: d["totals"]["processed"] > 30, 90, "records flow")
-        FaultHook.arm(procs.store, "producer-before-commit")
+        procs.store.arm_fault("producer-before-commit")
         assert producer.wait(30) == -9, procs.log_tail()
         procs.procs.pop("producer")
         points = [e.get("point") for e in procs.store.events(200) if e["kind"] == "fault"]

@@ -20,7 +20,6 @@ from dashboard.models import Cluster, Profile, Sentinel
 from tests.integration.test_engine import read_topic
 from tests.sentinels import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
-from workers.runtime.supervisor import lease_key
 from workers.store import SentinelStore, connect
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -76,7 +75,7 @@ class Workers:
         return proc
 
     def pid_holding(self, sentinel_id: int) -> int | None:
-        holder = connect(settings.REDIS_URL).get(lease_key(sentinel_id))
+        holder = connect(settings.REDIS_URL).get(SentinelStore.key_for(sentinel_id, "lease"))
         if holder is None:
             return None
         return int(holder.decode().split(":")[1])  # host:pid:nonce:lease-nonce

@@ -58,9 +58,8 @@ from workers.engine.profiles import (
 )
 from workers.engine.spec import SentinelSpec
 from workers.localkafka.cluster import LocalCluster, LocalClusterError
-from workers.roles.faults import FaultHook
 from workers.roles.kafka import TXN_HEADER, read_to_end
-from workers.store import SentinelStore, connect
+from workers.store import LabLock, SentinelStore, connect
 from workers.system import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -70,7 +69,6 @@ ProgressFn = Callable[[str, int], None]
 QUEUED, RUNNING, PASSED, FAILED, ABORTED = "queued", "running", "passed", "failed", "aborted"
 STATES = (QUEUED, RUNNING, PASSED, FAILED, ABORTED)
 
-LOCK_KEY = "ds:scenario-lock"
 LOCK_TTL_MS = 3600 * 1000
 # Scenario sentinels get ids far above any database primary key (the codec's id is uint32).
 SCENARIO_ID_BASE = 3_000_000_000
@@ -680,17 +678,14 @@ class Lab:
     def lock(self) -> Iterator[None]:
         """One scenario at a time per Redis: faults of two runs would corrupt both."""
         token = secrets.token_hex(8)
-        value = json.dumps({"token": token, "scenario": self.scenario_name, "at": time.time()})
-        if not self.redis.set(LOCK_KEY, value, nx=True, px=LOCK_TTL_MS):
-            held = self.redis.get(LOCK_KEY)
-            other = json.loads(held).get("scenario", "?") if held else "?"
+        lock = LabLock(self.redis, LOCK_TTL_MS)
+        other = lock.acquire(token, self.scenario_name)
+        if other is not None:
             raise ScenarioAborted(f"another scenario ({other}) is running; one at a time")
         try:
             yield
         finally:
-            held = self.redis.get(LOCK_KEY)
-            if held and json.loads(held).get("token") == token:
-                self.redis.delete(LOCK_KEY)
+            lock.release(token)
 
     # -- topics ------------------------------------------------------------------------------
     def consumer_conf(self) -> dict[str, Any]:
@@ -1035,7 +1030,7 @@ class ConsumerCrash(Scenario):
                 proc.kill()
                 probe.mark_fault("copier and verifier process SIGKILLed from outside", pid=proc.pid)
             else:
-                FaultHook.arm(probe.store, self.point)
+                probe.store.arm_fault(self.point)
         for probe in probes:
             if not probe.spec.eos:
                 self.await_hook(lab, probe)
@@ -1326,7 +1321,7 @@ class TransactionFencing(Scenario):
     def inject(self, lab: Lab, probes: list[Probe]) -> None:
         crash, twins = probes
         crash.procs["copier"].expect_exit = True
-        FaultHook.arm(crash.store, "mid-transaction")
+        crash.store.arm_fault("mid-transaction")
         first = twins.procs["copier"]
         first.expect_exit = True
         twins.start("copier", name="copier-2")

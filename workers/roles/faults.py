@@ -27,7 +27,7 @@ def batch_ranges(items: list[tuple[int, int, int, int, int]]) -> dict[str, list[
 class FaultHook:
     """Deterministic crash points in the consumer loops, armed through Redis.
 
-    ``ds:{id}:fault`` holds ``point`` and ``after`` (how many passes through the point to let
+    The store's ``fault`` hash (``SentinelStore.arm_fault``) holds ``point`` and ``after`` (how many passes through the point to let
     by first). When the point is reached the armed count is consumed atomically and the
     process SIGKILLs itself, so the crash lands exactly between two steps of the loop. Armed
     with ``action="hang"`` the step blocks for good instead, as a client call that never
@@ -36,7 +36,6 @@ class FaultHook:
 
     def __init__(self, store: SentinelStore) -> None:
         self.store = store
-        self.key = store.key("fault")
         self._checked = 0.0
         self._armed: str | None = None
 
@@ -50,15 +49,12 @@ class FaultHook:
         now = time.monotonic()
         if now - self._checked >= 0.2:
             self._checked = now
-            armed = self.store.r.hget(self.key, "point")
-            self._armed = armed.decode() if armed else None
+            self._armed = self.store.armed_fault()
         if self._armed != point:
             return False
-        remaining = self.store.r.hincrby(self.key, "after", -1)
-        if remaining >= 0:
+        action = self.store.take_fault()
+        if action is None:
             return False
-        action = (self.store.r.hget(self.key, "action") or b"kill").decode()
-        self.store.r.delete(self.key)
         self._armed = None
         info = {**extra, **(detail() if detail is not None else {})}
         self.store.event(
@@ -69,7 +65,3 @@ class FaultHook:
         if kill:
             os.kill(os.getpid(), signal.SIGKILL)
         return True
-
-    @staticmethod
-    def arm(store: SentinelStore, point: str, after: int = 0, action: str = "kill") -> None:
-        store.r.hset(store.key("fault"), mapping={"point": point, "after": after, "action": action})

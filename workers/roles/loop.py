@@ -49,7 +49,7 @@ class Loop:
     steps; retry loops inside a step call ``progress()``. A step that stays busy for minutes is
     stuck in a call that never returns (librdkafka's ``send_offsets_to_transaction`` was seen
     to block for good when the group coordinator stopped): ``python -m workers.runtime.run`` exits
-    then, so the worker restarts the sentinel (see ``SentinelHost.stuck``).
+    then, so the worker restarts the sentinel (see ``RoleRunner.stuck``).
     """
 
     role = "loop"

@@ -4,7 +4,10 @@ Worker: ``celery -A workers.runtime.celery worker``. Configuration comes from Dj
 ``CELERY_*`` setting in ``dashboard/settings.py``), so workers and the dashboard share one
 environment. Tasks live in ``workers.runtime.tasks`` and in ``tasks.py`` of the Django apps.
 
-Each worker also hosts sentinels (``SentinelHosting`` below, see ``workers/runtime/supervisor.py``):
+Each worker also runs a sentinel supervisor (``SupervisorStep`` below, see
+``workers/runtime/supervisor.py``), which reads the enabled sentinels through the function
+named by the ``SENTINEL_SPECS`` setting (the dashboard's models; the runtime never imports
+them):
 a bootstep, not a task, because a task that never returns would block a pool slot and be
 redelivered by the Redis broker after ``visibility_timeout``.
 """
@@ -24,7 +27,7 @@ app.autodiscover_tasks()
 log = logging.getLogger(__name__)
 
 
-class SentinelHosting(bootsteps.StartStopStep):
+class SupervisorStep(bootsteps.StartStopStep):
     """Starts the sentinel supervisor with the worker and stops it (and its sentinels) with it."""
 
     requires = {"celery.worker.components:Pool"}
@@ -39,12 +42,15 @@ class SentinelHosting(bootsteps.StartStopStep):
         if not settings.SENTINELS_ENABLED:
             log.info("sentinel hosting is off (SENTINELS_ENABLED=false)")
             return
-        from dashboard.models import enabled_specs
+        from django.utils.module_loading import import_string
+
         from workers.runtime.supervisor import SentinelSupervisor
         from workers.store import connect
 
         self.supervisor = SentinelSupervisor(
-            connect(settings.REDIS_URL), enabled_specs, redis_url=settings.REDIS_URL
+            connect(settings.REDIS_URL),
+            import_string(settings.SENTINEL_SPECS),
+            redis_url=settings.REDIS_URL,
         )
         self.supervisor.start()
 
@@ -54,4 +60,4 @@ class SentinelHosting(bootsteps.StartStopStep):
             self.supervisor = None
 
 
-app.steps["worker"].add(SentinelHosting)
+app.steps["worker"].add(SupervisorStep)

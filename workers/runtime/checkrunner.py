@@ -117,15 +117,12 @@ class CheckRunner:
         return False
 
     def read_acks(self) -> int:
-        entries = self.store.r.xread({self.store.key("acks"): self.acks_id}, count=READ_COUNT)
-        n = 0
+        entries = self.store.read_acks(self.acks_id, READ_COUNT)
         now = time.time()
-        for _stream, items in entries:
-            for entry_id, fields in items:
-                self.apply_acks(json.loads(fields[b"d"]), now)
-                self.acks_id = entry_id.decode()
-                n += 1
-        return n
+        for entry_id, fields in entries:
+            self.apply_acks(json.loads(fields[b"d"]), now)
+            self.acks_id = entry_id
+        return len(entries)
 
     def apply_acks(self, doc: dict[str, Any], now: float) -> None:
         run = int(doc["run"])
@@ -147,17 +144,12 @@ class CheckRunner:
             self.sec_ack.merge(hist)
 
     def read_ledger(self, block_ms: int | None) -> int:
-        entries = self.store.r.xread(
-            {self.store.key("ledger"): self.ledger_id}, count=READ_COUNT, block=block_ms
-        )
-        n = 0
+        entries = self.store.read_ledger(self.ledger_id, READ_COUNT, block_ms)
         now = time.time()
-        for _stream, items in entries:
-            for entry_id, fields in items:
-                self.apply_ledger(fields, now)
-                self.ledger_id = entry_id.decode()
-                n += 1
-        return n
+        for entry_id, fields in entries:
+            self.apply_ledger(fields, now)
+            self.ledger_id = entry_id
+        return len(entries)
 
     def apply_ledger(self, fields: dict[bytes, bytes], now: float) -> None:
         # Per record: a set lookup, a list append and a subtraction; the latency histogram is

@@ -41,8 +41,7 @@ from workers.roles.producer import SentinelProducer
 from workers.roles.verifier import CommittedVerifier
 from workers.runtime.checkrunner import CheckRunner
 from workers.runtime.publish import LivePublisher
-from workers.runtime.supervisor import _RELEASE
-from workers.store import SentinelStore, connect
+from workers.store import Lease, SentinelStore, connect
 
 log = logging.getLogger("workers.runtime.run")
 
@@ -67,7 +66,7 @@ def roles_for(spec: SentinelSpec) -> list[str]:
     return ["producer", "consumer", "checker"]
 
 
-class SentinelHost:
+class RoleRunner:
     """Runs a set of roles of one sentinel in threads; ``stop()`` ends them all."""
 
     def __init__(
@@ -145,9 +144,9 @@ class LeaseGuard(threading.Thread):
     so another worker takes over at once instead of after the lease time.
     """
 
-    def __init__(self, host: SentinelHost, client, key: str, token: str, lease_ms: int) -> None:
+    def __init__(self, host: RoleRunner, lease: Lease) -> None:
         super().__init__(name="lease-guard", daemon=True)
-        self.host, self.r, self.key, self.token, self.lease_ms = host, client, key, token, lease_ms
+        self.host, self.lease = host, lease
         self.parent = os.getppid()
         self.orphaned = False
         self.reason: str | None = None
@@ -160,14 +159,14 @@ class LeaseGuard(threading.Thread):
                 self.reason = "the worker that started this sentinel is gone"
                 break
             try:
-                holder, pttl = self.r.get(self.key), self.r.pttl(self.key)
+                held, pttl = self.lease.held()
                 last_ok = time.monotonic()
-                if holder is None or holder.decode() != self.token:
+                if not held:
                     self.reason = "lease lost"
-                elif pttl < self.lease_ms / 2:
+                elif pttl < self.lease.ttl_ms / 2:
                     self.reason = f"lease not renewed ({pttl} ms left)"
             except redis.RedisError as exc:
-                if (time.monotonic() - last_ok) * 1000 > self.lease_ms / 2:
+                if (time.monotonic() - last_ok) * 1000 > self.lease.ttl_ms / 2:
                     self.reason = f"Redis unreachable, cannot prove the lease: {exc}"
             time.sleep(1.0)
         if self.reason:
@@ -177,7 +176,7 @@ class LeaseGuard(threading.Thread):
     def release_if_orphaned(self) -> None:
         if self.orphaned:
             with contextlib.suppress(redis.RedisError):
-                self.r.eval(_RELEASE, 1, self.key, self.token)
+                self.lease.release()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     parser.add_argument("--live", action="store_true", help="publish windows to the dashboard")
-    parser.add_argument("--lease-key", help="run only while this Redis lease holds --lease-token")
-    parser.add_argument("--lease-token")
+    parser.add_argument(
+        "--lease-token", help="run only while the sentinel's lease holds this token"
+    )
     parser.add_argument("--lease-ms", type=int, default=30000)
     parser.add_argument("--layout", choices=LAYOUTS, default="threads")
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(20_000, 20, 20)
     publisher = LivePublisher(args.redis_url) if args.live else None
     store = SentinelStore(connect(args.redis_url), spec.id)
-    host = SentinelHost(spec, store, roles, publisher)
+    host = RoleRunner(spec, store, roles, publisher)
 
     def on_signal(signum, _frame):
         host.stop()
@@ -232,10 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             target=_stop_when_orphaned, args=(host, parent), name="parent-watch", daemon=True
         ).start()
     guard = None
-    if args.lease_key:
-        guard = LeaseGuard(
-            host, connect(args.redis_url), args.lease_key, args.lease_token, args.lease_ms
-        )
+    if args.lease_token:
+        guard = LeaseGuard(host, store.lease(args.lease_token, args.lease_ms))
         guard.start()
     exit_code = 0
     while host.alive():
@@ -277,9 +275,8 @@ def start_role_process(args: argparse.Namespace, role: str) -> subprocess.Popen:
     argv += ["--redis-url", args.redis_url, "--layout", "threads", "--exit-with-parent"]
     if args.live:
         argv.append("--live")
-    if args.lease_key:
-        argv += ["--lease-key", args.lease_key, "--lease-token", args.lease_token]
-        argv += ["--lease-ms", str(args.lease_ms)]
+    if args.lease_token:
+        argv += ["--lease-token", args.lease_token, "--lease-ms", str(args.lease_ms)]
     return subprocess.Popen(argv)
 
 
@@ -293,7 +290,7 @@ def stop_process(proc: subprocess.Popen, timeout: float = 60) -> None:
             proc.wait(10)
 
 
-def _stop_when_orphaned(host: SentinelHost, parent: int) -> None:
+def _stop_when_orphaned(host: RoleRunner, parent: int) -> None:
     while host.alive():
         if os.getppid() != parent:
             log.warning("sentinel %s: the process that started this role is gone", host.spec.name)

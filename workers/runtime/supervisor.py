@@ -2,8 +2,7 @@
 
 Every worker runs a ``SentinelSupervisor`` thread (a worker bootstep, ``workers/runtime/celery.py``).
 Each tick (2 s) it reads the enabled sentinels from the database and, for each one, tries to
-take or renew its **lease**, a Redis key ``ds:{id}:lease`` set with ``SET NX PX`` and renewed
-only by its holder (compare-and-set in Lua). The holder runs the sentinel in a child process
+take or renew its **lease** (``workers.store.Lease``: ``SET NX PX``, renewed only by its holder). The holder runs the sentinel in a child process
 (``python -m workers.runtime.run``, fork+exec, so librdkafka is never forked); everyone else leaves it.
 
 Why a child process and not a pool task: a task that never returns blocks a pool slot and is
@@ -39,6 +38,7 @@ import redis
 
 from workers.engine.env import envchoice, envint
 from workers.engine.spec import SentinelSpec
+from workers.store import Lease, SentinelStore
 from workers.system import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -48,38 +48,6 @@ LEASE_MS = envint("DS_LEASE_MS", 30000, min=1000)
 LAYOUT = envchoice("DS_SENTINEL_LAYOUT", "processes", ("processes", "threads"))
 TICK_S = float(os.environ.get("DS_SUPERVISOR_TICK_S", "2.0"))
 RESPAWN_BACKOFF_MAX_S = 30.0
-
-# Renew / release only while we still hold the lease (compare-and-set).
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-
-
-def lease_key(sentinel_id: int) -> str:
-    return f"ds:{sentinel_id}:lease"
-
-
-class Lease:
-    """A renewable Redis lease for one sentinel, held by ``token``."""
-
-    def __init__(
-        self, client: redis.Redis, sentinel_id: int, token: str, ttl_ms: int = LEASE_MS
-    ) -> None:
-        self.r = client
-        self.key = lease_key(sentinel_id)
-        self.token = token
-        self.ttl_ms = ttl_ms
-
-    def acquire_or_renew(self) -> bool:
-        if self.r.set(self.key, self.token, nx=True, px=self.ttl_ms):
-            return True
-        return bool(self.r.eval(_RENEW, 1, self.key, self.token, self.ttl_ms))
-
-    def release(self) -> None:
-        self.r.eval(_RELEASE, 1, self.key, self.token)
-
-    def holder(self) -> str | None:
-        value = self.r.get(self.key)
-        return value.decode() if value else None
 
 
 @dataclass
@@ -162,7 +130,11 @@ class SentinelSupervisor:
     def supervise(self, sid: int, spec: SentinelSpec) -> None:
         child = self.children.get(sid)
         lease = (
-            child.lease if child else Lease(self.r, sid, f"{self.worker_id}:{uuid.uuid4().hex[:8]}")
+            child.lease
+            if child
+            else SentinelStore(self.r, sid).lease(
+                f"{self.worker_id}:{uuid.uuid4().hex[:8]}", LEASE_MS
+            )
         )
         if not lease.acquire_or_renew():
             if child is not None:
@@ -213,8 +185,6 @@ class SentinelSupervisor:
             str(path),
             "--redis-url",
             self.redis_url,
-            "--lease-key",
-            lease.key,
             "--lease-token",
             lease.token,
             "--lease-ms",
