@@ -21,8 +21,9 @@ from django.db import transaction
 
 from dashboard.models import Cluster, Profile, Sentinel
 from workers.engine.codec import HEADER_SIZE
-from workers.engine.profiles import EXACTLY_ONCE, TRANSACTIONAL, validate_properties
+from workers.engine.profiles import EXACTLY_ONCE, TRANSACTIONAL
 from workers.engine.redact import MASK, is_secret_key
+from workers.roles.validation import validate_properties
 
 REACHABILITY_TIMEOUT_S = 3.0
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")

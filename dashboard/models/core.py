@@ -19,13 +19,12 @@ from workers.engine.profiles import (
     DEFAULT_PROFILES,
     SEMANTICS,
     mask_secrets,
-    validate_profile,
-    validate_properties,
 )
 from workers.engine.profiles import (
     Profile as ProfileData,
 )
 from workers.engine.spec import SentinelSpec
+from workers.roles.validation import validate_profile, validate_properties
 
 log = logging.getLogger(__name__)
 

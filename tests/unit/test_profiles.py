@@ -14,9 +14,8 @@ from workers.engine.profiles import (
     TRANSACTIONAL,
     Profile,
     mask_secrets,
-    validate_profile,
-    validate_properties,
 )
+from workers.roles.validation import validate_profile, validate_properties
 
 
 def test_it_configures_at_most_once_as_the_seed_document_says():

@@ -4,8 +4,9 @@ A profile is data: a semantic, librdkafka producer and consumer properties, and 
 strategy. The three defaults follow the user's document (``seed/delivery-semantics.txt``);
 variants (``acks=1``, idempotence off, ...) are the same structure with other properties.
 
-Validation constructs the real librdkafka client, so an unknown or invalid property gets
-librdkafka's own message; Java-only keys get a message saying what to use instead.
+The rules that need no client live here (Java-only and reserved keys, settings that
+contradict the commit strategy); ``workers.roles.validation`` adds librdkafka's own verdict by
+constructing the real client.
 """
 
 from __future__ import annotations
@@ -155,57 +156,19 @@ def java_only_errors(props: dict[str, Any]) -> dict[str, str]:
     return {key: JAVA_ONLY_KEYS[key] for key in props if key in JAVA_ONLY_KEYS}
 
 
-def _client_error(kind: str, props: dict[str, Any]) -> str | None:
-    """librdkafka's own message for ``props``, or ``None`` when the client can be built."""
-    from confluent_kafka import Consumer, KafkaException, Producer
-
-    conf = {str(k): v for k, v in props.items()}
-    # Construction only: no broker is contacted, so keep librdkafka quiet about that.
-    conf.setdefault("log_level", 0)
-    try:
-        if kind == "producer":
-            client = Producer(conf)
-            client.flush(0)
-        else:
-            conf.setdefault("group.id", "delivery-sentinel-validation")
-            client = Consumer(conf)
-            client.close()
-    except (KafkaException, ValueError, TypeError) as exc:
-        error = exc.args[0] if exc.args else exc
-        return getattr(error, "str", lambda: str(error))()
-    return None
-
-
-def validate_properties(kind: str, props: dict[str, Any]) -> dict[str, str]:
-    """Errors by property name (``"__all__"`` for a whole-set error); empty when valid.
-
-    ``kind`` is ``"producer"`` or ``"consumer"``.
-    """
-    if kind not in ("producer", "consumer"):
-        raise ValueError(f"kind must be 'producer' or 'consumer', not {kind!r}")
+def static_errors(props: dict[str, Any]) -> dict[str, str]:
+    """Errors a property set has whatever librdkafka says: Java-only keys, and keys the
+    sentinel sets itself."""
     errors = java_only_errors(props)
     for key in props:
         if key in RESERVED_KEYS:
             errors[key] = f"{key} is set by the sentinel itself and cannot be overridden"
-    if errors:
-        return errors
-    message = _client_error(kind, props)
-    if message:
-        culprit = next((k for k in props if f"`{k}`" in message or f'"{k}"' in message), None)
-        if culprit is None:
-            culprit = next((k for k in props if k in message), "__all__")
-        errors[culprit] = message
     return errors
 
 
-def validate_profile(profile: Profile) -> dict[str, str]:
-    """Errors keyed ``producer.<prop>`` / ``consumer.<prop>`` / ``__all__``; empty when valid."""
-    errors = {
-        f"producer.{k}": v for k, v in validate_properties("producer", profile.producer).items()
-    }
-    errors.update(
-        {f"consumer.{k}": v for k, v in validate_properties("consumer", profile.consumer).items()}
-    )
+def semantic_errors(profile: Profile) -> dict[str, str]:
+    """Settings that contradict the profile's commit strategy (``producer.<prop>`` keys)."""
+    errors = {}
     if profile.commit_strategy == TRANSACTIONAL:
         if str(profile.producer.get("enable.idempotence", "true")).lower() == "false":
             errors["producer.enable.idempotence"] = "exactly-once needs enable.idempotence=true"
