@@ -19,6 +19,7 @@ Keys of one sentinel, all under ``ds:{sentinel id}:``:
 - ``status``     the status document (JSON), rewritten about once a second.
 - ``health``     hash role -> JSON {"ts", "error"} heartbeat of each sentinel process.
 - ``events``     capped list of notable events (new run, state lost, fenced...).
+- ``incarnation`` which sentinel (by its database row's incarnation) the state belongs to.
 - ``w1``         stream of one-second metric windows (``workers.engine.documents.Window``).
 - ``lease``      token of the worker process that runs the sentinel (``Lease``).
 - ``fault``      hash ``point``, ``after``, ``action``: a crash point armed by the lab.
@@ -109,6 +110,18 @@ class SentinelStore:
             return token, True
         current = self.r.get(self.key("epoch"))
         return (current.decode() if current else token), False
+
+    def adopt(self, incarnation: str) -> bool:
+        """Make the state this sentinel's: when it was another sentinel's under the same id
+        (a database recreated while Redis kept its data, a deleted sentinel's id reused),
+        forget it, so its runs and checkpoints can never become false losses. True when
+        state was forgotten. Call it before any process of the sentinel starts."""
+        previous = self.r.set(self.key("incarnation"), incarnation, get=True)
+        if previous is None or previous.decode() == incarnation:
+            return False
+        self.reset()
+        self.r.set(self.key("incarnation"), incarnation)
+        return True
 
     def epoch(self) -> str | None:
         value = self.r.get(self.key("epoch"))
@@ -295,6 +308,16 @@ class SentinelStore:
         ]
         if keys:
             self.r.delete(*keys)
+
+
+def sentinel_ids(client: redis.Redis) -> set[int]:
+    """Ids of every sentinel with state in Redis (for forgetting deleted ones)."""
+    ids = set()
+    for key in client.scan_iter(match=f"{PREFIX}*:*", count=1000):
+        middle = key.decode()[len(PREFIX) :].partition(":")[0]
+        if middle.isdigit():
+            ids.add(int(middle))
+    return ids
 
 
 class Lease:

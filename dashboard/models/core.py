@@ -8,8 +8,9 @@ given, and masked wherever they are shown (``workers.engine.profiles.mask_secret
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 
-import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import close_old_connections, models, transaction
@@ -107,6 +108,9 @@ class Sentinel(models.Model):
     slo_p99_ms = models.FloatField(default=1000.0)
     enabled = models.BooleanField(default=True)
     updated = models.DateTimeField(auto_now=True)
+    # Tells this row's Redis state from a former sentinel's under the same id (a database
+    # recreated while Redis kept its data): the runtime forgets state of another incarnation.
+    incarnation = models.UUIDField(default=uuid.uuid4, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -117,28 +121,6 @@ class Sentinel(models.Model):
     @property
     def semantic(self) -> str:
         return self.profile.semantic
-
-    def save(self, *args, **kwargs) -> None:
-        created = self._state.adding
-        super().save(*args, **kwargs)
-        if created:
-            # Redis state is keyed by id: a database recreated while Redis kept its data must
-            # not hand an old sentinel's runs and checkpoints (and so false losses) to a new one.
-            self.reset_state()
-
-    def delete(self, *args, **kwargs):
-        pk = self.pk
-        result = super().delete(*args, **kwargs)
-        self.reset_state(pk)
-        return result
-
-    def reset_state(self, pk: int | None = None) -> None:
-        from workers.store import SentinelStore, connect
-
-        try:
-            SentinelStore(connect(settings.REDIS_URL), pk or self.pk).reset()
-        except redis.RedisError as exc:
-            log.warning("could not clear the Redis state of sentinel %s: %s", pk or self.pk, exc)
 
     def to_spec(self) -> SentinelSpec:
         return SentinelSpec(
@@ -155,6 +137,7 @@ class Sentinel(models.Model):
             record_size=self.record_size,
             grace_seconds=self.grace_seconds,
             slo_p99_ms=self.slo_p99_ms,
+            incarnation=self.incarnation.hex,
         )
 
 
@@ -193,3 +176,29 @@ def enabled_specs() -> dict[int, SentinelSpec]:
     close_old_connections()  # the supervisor thread outlives any single connection
     sentinels = Sentinel.objects.filter(enabled=True).select_related("cluster", "profile")
     return {s.pk: s.to_spec() for s in sentinels}
+
+
+# State in Redis without a row is forgotten only when no process of it beat for this long:
+# the lab, benchmarks and tests run sentinels that have no row.
+FORGET_IDLE_S = 600
+
+
+def forget_deleted_sentinels(now: float | None = None) -> list[int]:
+    """Clear the Redis state of sentinels whose rows are gone and which nothing runs; the
+    ids cleared.
+
+    Deleting a row leaves its state (windows, events, checkpoints) in Redis; a Celery beat
+    task calls this, so the web request that deletes a sentinel writes nothing to Redis."""
+    from workers.store import SentinelStore, connect, sentinel_ids
+
+    now = time.time() if now is None else now
+    client = connect(settings.REDIS_URL)
+    rows = set(Sentinel.objects.values_list("pk", flat=True))
+    gone = []
+    for pk in sorted(sentinel_ids(client) - rows):
+        store = SentinelStore(client, pk)
+        beats = [h.get("ts", 0) for h in store.health().values()]
+        if now - max(beats, default=0) >= FORGET_IDLE_S:
+            store.reset()
+            gone.append(pk)
+    return gone

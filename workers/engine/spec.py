@@ -42,6 +42,9 @@ class SentinelSpec:
     stall_after_s: float = 30.0
     batch_size: int = 500
     output_topic: str = ""
+    # Which database row this is: state in Redis under the same id but another incarnation
+    # belonged to another sentinel (SentinelStore.adopt). Empty for specs built in code.
+    incarnation: str = ""
 
     @property
     def semantic(self) -> str:

@@ -42,6 +42,7 @@ from workers.roles.verifier import CommittedVerifier
 from workers.runtime.checkrunner import CheckRunner
 from workers.runtime.publish import LivePublisher
 from workers.store import Lease, SentinelStore, connect
+from workers.system import terminate_all
 
 log = logging.getLogger("workers.runtime.run")
 
@@ -205,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [r for r in roles if r not in ROLE_CLASSES]
     if unknown:
         parser.error(f"unknown role(s) {unknown}; choose from {sorted(ROLE_CLASSES)}")
+    store = SentinelStore(connect(args.redis_url), spec.id)
+    if not args.exit_with_parent:  # the first process of the sentinel; its children follow it
+        adopt_state(store, spec)
     # --layout processes: the producer and the checker in child processes, the rest here.
     children: dict[str, subprocess.Popen] = {}
     if args.layout == "processes" and len(roles) > 1:
@@ -217,7 +221,6 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
     publisher = LivePublisher(args.redis_url) if args.live else None
-    store = SentinelStore(connect(args.redis_url), spec.id)
     host = RoleRunner(spec, store, roles, publisher)
 
     def on_signal(signum, _frame):
@@ -257,8 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 guard.release_if_orphaned()
             logging.shutdown()
             os._exit(EXIT_STUCK)
-    for proc in children.values():
-        stop_process(proc)
+    terminate_all(children.values(), 60)
     if guard is not None:
         guard.release_if_orphaned()
     if exit_code:
@@ -267,6 +269,14 @@ def main(argv: list[str] | None = None) -> int:
         print("; ".join(host.failures), file=sys.stderr)
         return 1
     return 0
+
+
+def adopt_state(store: SentinelStore, spec: SentinelSpec) -> None:
+    """Forget Redis state that belonged to another sentinel under this id (``adopt``)."""
+    if spec.incarnation and store.adopt(spec.incarnation):
+        message = "state of a former sentinel with this id cleared"
+        log.info("sentinel %s: %s", spec.name, message)
+        store.event("state-reset", message)
 
 
 def start_role_process(args: argparse.Namespace, role: str) -> subprocess.Popen:
@@ -278,16 +288,6 @@ def start_role_process(args: argparse.Namespace, role: str) -> subprocess.Popen:
     if args.lease_token:
         argv += ["--lease-token", args.lease_token, "--lease-ms", str(args.lease_ms)]
     return subprocess.Popen(argv)
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 60) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def _stop_when_orphaned(host: RoleRunner, parent: int) -> None:

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -39,7 +38,7 @@ import redis
 from workers.engine.env import envchoice, envint
 from workers.engine.spec import SentinelSpec
 from workers.store import Lease, SentinelStore
-from workers.system import PROJECT_ROOT
+from workers.system import LOCAL_DIR, PROJECT_ROOT, terminate, terminate_all
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +47,8 @@ LEASE_MS = envint("DS_LEASE_MS", 30000, min=1000)
 LAYOUT = envchoice("DS_SENTINEL_LAYOUT", "processes", ("processes", "threads"))
 TICK_S = float(os.environ.get("DS_SUPERVISOR_TICK_S", "2.0"))
 RESPAWN_BACKOFF_MAX_S = 30.0
+# A sentinel asked to stop gets this long before SIGKILL.
+STOP_TIMEOUT_S = 20.0
 
 
 @dataclass
@@ -83,9 +84,7 @@ class SentinelSupervisor:
         self.load_specs = load_specs
         self.redis_url = redis_url
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.spec_dir = spec_dir or PROJECT_ROOT / ".local" / "sentinels" / self.worker_id.replace(
-            ":", "-"
-        )
+        self.spec_dir = spec_dir or LOCAL_DIR / "sentinels" / self.worker_id.replace(":", "-")
         self.live = live
         self.children: dict[int, Child] = {}
         self.failures: dict[int, tuple[int, float]] = {}  # id -> (consecutive exits, retry at)
@@ -102,11 +101,11 @@ class SentinelSupervisor:
         if self._thread is not None:
             self._thread.join(timeout)
         # Signal every sentinel first, then wait: they stop in parallel.
-        for child in self.children.values():
-            if child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
-        for sid in list(self.children):
-            self.stop_child(sid)
+        children, self.children = self.children, {}
+        terminate_all([child.proc for child in children.values()], STOP_TIMEOUT_S)
+        for child in children.values():
+            with contextlib.suppress(redis.RedisError):
+                child.lease.release()
 
     def run(self) -> None:
         log.info("sentinel supervisor %s started", self.worker_id)
@@ -200,17 +199,11 @@ class SentinelSupervisor:
             "sentinel %s started in process %s (worker %s)", spec.name, proc.pid, self.worker_id
         )
 
-    def stop_child(self, sid: int, release: bool = True, timeout: float = 20) -> None:
+    def stop_child(self, sid: int, release: bool = True, timeout: float = STOP_TIMEOUT_S) -> None:
         child = self.children.pop(sid, None)
         if child is None:
             return
-        if child.proc.poll() is None:
-            child.proc.send_signal(signal.SIGTERM)
-            try:
-                child.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                child.proc.kill()
-                child.proc.wait()
+        terminate(child.proc, timeout)
         if release:
             with contextlib.suppress(redis.RedisError):
                 child.lease.release()

@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from dashboard.models import Sentinel, ensure_defaults
 from dashboard.status import all_statuses
 from workers.runtime.publish import LivePublisher
-from workers.runtime.run import RoleRunner, roles_for
+from workers.runtime.run import RoleRunner, adopt_state, roles_for
 from workers.store import SentinelStore, connect
 
 
@@ -61,9 +61,9 @@ class Command(BaseCommand):
         spec = sentinel.to_spec()
         chosen = roles_for(spec) if roles == "all" else roles.split(",")
         publisher = LivePublisher(settings.REDIS_URL)
-        host = RoleRunner(
-            spec, SentinelStore(connect(settings.REDIS_URL), spec.id), chosen, publisher
-        )
+        store = SentinelStore(connect(settings.REDIS_URL), spec.id)
+        adopt_state(store, spec)
+        host = RoleRunner(spec, store, chosen, publisher)
         signal.signal(signal.SIGINT, lambda *_: host.stop())
         signal.signal(signal.SIGTERM, lambda *_: host.stop())
         host.start()
