@@ -1,4 +1,4 @@
-"""Pages and JSON of the failure scenario lab (``workers.lab.scenarios``).
+"""Pages and JSON of the failure scenario lab (``workers.lab``).
 
 HTML views render from the database; the JSON handlers serve the same rows for the progress
 poller (``static/dashboard/scenarios.js``) and as downloadable exports. Runs are started by
@@ -19,7 +19,8 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboard.models import Cluster, ScenarioRun
 from dashboard.models.scenarios import matrix
 from dashboard.tasks import run_scenario
-from workers.lab import scenarios
+from workers.lab.catalogue import SCENARIOS, catalog
+from workers.lab.outcome import ABORTED
 
 log = logging.getLogger(__name__)
 RECENT_RUNS = 20
@@ -39,7 +40,7 @@ def scenario_list(request: HttpRequest) -> HttpResponse:
 def scenario_start(request: HttpRequest) -> HttpResponse:
     """Queue a run of ``scenario`` against ``cluster`` (a Cluster id; empty: the default)."""
     name = request.POST.get("scenario", "")
-    cls = scenarios.SCENARIOS.get(name)
+    cls = SCENARIOS.get(name)
     if cls is None:
         return _render_list(request, f"There is no scenario named {name!r}.", status=400)
     cluster, error = _chosen_cluster(request.POST.get("cluster", ""))
@@ -56,7 +57,7 @@ def scenario_start(request: HttpRequest) -> HttpResponse:
     except Exception as exc:  # the Celery broker is down: say so on the run itself
         log.warning("could not queue scenario run %s: %s", run.pk, exc)
         ScenarioRun.objects.filter(pk=run.pk).update(
-            state=scenarios.ABORTED, reason=f"could not queue the run: {exc}"
+            state=ABORTED, reason=f"could not queue the run: {exc}"
         )
     return redirect("scenarios:run", pk=run.pk)
 
@@ -113,7 +114,7 @@ def matrix_json(request: HttpRequest) -> JsonResponse:
 
 def _render_list(request: HttpRequest, error: str | None = None, status: int = 200) -> HttpResponse:
     context: dict[str, Any] = {
-        "scenarios": scenarios.catalog(),
+        "scenarios": catalog(),
         "clusters": list(Cluster.objects.all()),
         "runs": ScenarioRun.objects.select_related("cluster")[:RECENT_RUNS],
         "error": error,

@@ -179,6 +179,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "rollup-metric-windows": {"task": "dashboard.tasks.rollup_windows", "schedule": 60.0},
     "prune-metric-windows": {"task": "dashboard.tasks.prune_windows", "schedule": 3600.0},
+    "forget-deleted-sentinels": {
+        "task": "dashboard.tasks.forget_deleted_sentinels",
+        "schedule": 3600.0,
+    },
 }
 
 # --- Kafka ------------------------------------------------------------------------------------

@@ -1,12 +1,22 @@
 """Celery tasks that work on the dashboard's models: metric rollups and scenario runs.
 
-``run_scenario`` is thin: the row's ``claim()`` makes a redelivered or duplicated task a no-op, and
-``execute()`` does the work, writing phase and percent to the row as it goes.
+``run_scenario`` is thin: the row's ``claim()`` makes a redelivered or duplicated task a no-op,
+and ``execute_run()`` (shared with ``manage.py scenario run``) runs the scenario through
+``workers.lab.runner.run_against()``, writing phase and percent to the row as it goes.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from celery import shared_task
+from django.conf import settings
+
+from workers.lab import runner
+from workers.lab.outcome import ABORTED, ProgressFn
+
+if TYPE_CHECKING:
+    from dashboard.models import ScenarioRun
 
 # Longer than any scenario's own timeouts add up to. The soft limit raises inside the run,
 # which then aborts and restores the cluster; the hard limit (a SIGKILL) is the last resort.
@@ -26,8 +36,38 @@ def run_scenario(run_id: int) -> str:
     run = ScenarioRun.claim(run_id)
     if run is None:
         return "skipped"
-    run.execute()
+    execute_run(run)
     return run.state
+
+
+def execute_run(run: ScenarioRun, progress: ProgressFn | None = None) -> None:
+    """Run the claimed ``run`` now, in this process, against its cluster (none: the settings'
+    ``KAFKA_BOOTSTRAP_SERVERS``), and store the outcome on the row.
+
+    Progress goes to the row at once, then to ``progress`` too."""
+    from dashboard.models.scenarios import local_cluster_for
+
+    def report(phase: str, percent: int) -> None:
+        run.set_progress(phase, percent)
+        if progress is not None:
+            progress(phase, percent)
+
+    cluster = run.cluster
+    bootstrap = cluster.bootstrap_servers if cluster else settings.KAFKA_BOOTSTRAP_SERVERS
+    try:
+        outcome = runner.run_against(
+            run.scenario,
+            bootstrap_servers=bootstrap,
+            redis_url=settings.REDIS_URL,
+            cluster_name=cluster.name if cluster else "local",
+            client=dict(cluster.client_properties) if cluster else {},
+            local=local_cluster_for(cluster),
+            progress=report,
+        )
+    except Exception as exc:  # the lab or the local cluster could not be built: aborted
+        run.finish(ABORTED, f"{exc}")
+    else:
+        run.finish(outcome.state, outcome.reason, [r.to_dict() for r in outcome.results])
 
 
 @shared_task
@@ -44,3 +84,11 @@ def prune_windows() -> int:
     from dashboard.rollup import prune
 
     return prune()
+
+
+@shared_task
+def forget_deleted_sentinels() -> list[int]:
+    """Clear the Redis state of deleted sentinels that nothing runs any more."""
+    from dashboard.models.core import forget_deleted_sentinels as forget
+
+    return forget()

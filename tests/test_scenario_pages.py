@@ -18,8 +18,17 @@ from django.urls import include, path, reverse
 from dashboard import tasks as scenario_tasks
 from dashboard import urls as project_urls
 from dashboard.models import Cluster, ScenarioRun
-from workers.lab import scenarios
-from workers.lab.scenarios import Expect, Lab, Scenario, ScenarioAborted, SemanticResult
+from workers.lab.catalogue import SCENARIOS, Scenario
+from workers.lab.lab import Lab
+from workers.lab.outcome import (
+    ABORTED,
+    PASSED,
+    QUEUED,
+    RUNNING,
+    Expect,
+    ScenarioAborted,
+    SemanticResult,
+)
 from workers.store import LAB_LOCK_KEY
 
 # The integrator includes dashboard.scenario_urls from dashboard/urls.py; until then (and
@@ -44,7 +53,7 @@ class FakeScenario(Scenario):
 
     def run(self, lab: Lab) -> list[SemanticResult]:
         lab.progress("injecting the fault", 40)
-        row = ScenarioRun.objects.get(state=scenarios.RUNNING)
+        row = ScenarioRun.objects.get(state=RUNNING)
         FakeScenario.seen_phases.append((row.phase, row.percent))
         counters = {"lost": 3, "duplicated": 0}
         expect = [Expect("lost", value=3), Expect("duplicated")]
@@ -70,8 +79,8 @@ class BrokenScenario(FakeScenario):
 
 @pytest.fixture
 def fake_scenarios(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
-    monkeypatch.setitem(scenarios.SCENARIOS, "fake", FakeScenario)
-    monkeypatch.setitem(scenarios.SCENARIOS, "broken", BrokenScenario)
+    monkeypatch.setitem(SCENARIOS, "fake", FakeScenario)
+    monkeypatch.setitem(SCENARIOS, "broken", BrokenScenario)
     FakeScenario.seen_phases = []
 
 
@@ -101,7 +110,7 @@ def finished_run(**fields) -> ScenarioRun:
     }
     values = {
         "scenario": "consumer-crash-before-commit",
-        "state": scenarios.PASSED,
+        "state": PASSED,
         "percent": 100,
         "phase": "done",
         "results": [result],
@@ -126,9 +135,9 @@ def test_it_sends_anonymous_visitors_to_login(client, url):
 def test_it_lists_every_scenario_with_a_csrf_protected_start_form(client, user, local):
     client.force_login(user)
     html = client.get(reverse("scenarios:list")).content.decode()
-    for name in scenarios.SCENARIOS:
+    for name in SCENARIOS:
         assert f'name="scenario" value="{name}"' in html
-    assert html.count("csrfmiddlewaretoken") >= len(scenarios.SCENARIOS)
+    assert html.count("csrfmiddlewaretoken") >= len(SCENARIOS)
     assert 'action="/scenarios/start/"' in html and 'method="post"' in html
     assert "dashboard/scenarios.js" in html
 
@@ -149,7 +158,7 @@ def test_it_queues_a_run_on_post(client, user, local):
             reverse("scenarios:start"), {"scenario": "leader-kill", "cluster": local.pk}
         )
     run = ScenarioRun.objects.get()
-    assert (run.scenario, run.cluster, run.state) == ("leader-kill", local, scenarios.QUEUED)
+    assert (run.scenario, run.cluster, run.state) == ("leader-kill", local, QUEUED)
     delay.assert_called_once_with(run.pk)
     assert response.status_code == 302
     assert response["Location"] == f"/scenarios/runs/{run.pk}/"
@@ -193,7 +202,7 @@ def test_it_marks_a_run_aborted_when_it_cannot_be_queued(client, user, local):
     ):
         client.post(reverse("scenarios:start"), {"scenario": "leader-kill"})
     run = ScenarioRun.objects.get()
-    assert run.state == scenarios.ABORTED
+    assert run.state == ABORTED
     assert run.reason == "could not queue the run: broker down"
 
 
@@ -202,7 +211,7 @@ def test_it_serves_a_runs_progress_as_json_and_html(client, user, local):
     run = ScenarioRun.objects.create(
         scenario="leader-kill",
         cluster=local,
-        state=scenarios.RUNNING,
+        state=RUNNING,
         phase="recovering",
         percent=45,
     )
@@ -231,11 +240,11 @@ def test_it_builds_the_result_matrix_from_the_latest_completed_runs(client, user
     client.force_login(user)
     older = finished_run()
     latest = finished_run()
-    ScenarioRun.objects.create(scenario="consumer-crash-before-commit", state=scenarios.ABORTED)
+    ScenarioRun.objects.create(scenario="consumer-crash-before-commit", state=ABORTED)
     doc = client.get(reverse("scenarios:matrix-json")).json()
     assert doc["semantics"] == ["at-most-once", "at-least-once", "exactly-once"]
     rows = {row["scenario"]: row for row in doc["scenarios"]}
-    assert set(rows) == set(scenarios.SCENARIOS)
+    assert set(rows) == set(SCENARIOS)
     row = rows["consumer-crash-before-commit"]
     assert row["run"]["id"] == latest.pk != older.pk
     assert row["cells"]["at-least-once"][0]["expected"] == ["lost = 0", "duplicated = 4"]
@@ -250,7 +259,7 @@ def test_it_builds_the_result_matrix_from_the_latest_completed_runs(client, user
 
 def test_it_runs_a_queued_run_through_the_celery_task(fake_scenarios):
     run = ScenarioRun.objects.create(scenario="fake")
-    assert scenario_tasks.run_scenario.apply(args=[run.pk]).get() == scenarios.PASSED
+    assert scenario_tasks.run_scenario.apply(args=[run.pk]).get() == PASSED
     run.refresh_from_db()
     assert FakeScenario.seen_phases == [("injecting the fault", 40)], "progress reached the row"
     assert (run.state, run.percent, run.phase, run.reason) == ("passed", 100, "done", "")
@@ -267,7 +276,7 @@ def test_it_claims_a_run_only_once(fake_scenarios):
 
 def test_it_ends_a_run_that_cannot_complete_as_aborted_with_the_reason(fake_scenarios):
     run = ScenarioRun.objects.create(scenario="broken")
-    assert scenario_tasks.run_scenario.apply(args=[run.pk]).get() == scenarios.ABORTED
+    assert scenario_tasks.run_scenario.apply(args=[run.pk]).get() == ABORTED
     run.refresh_from_db()
     assert run.reason == "cluster not ready: nodes {1: 'stopped'}"
     assert run.results == [] and run.finished is not None
@@ -275,7 +284,7 @@ def test_it_ends_a_run_that_cannot_complete_as_aborted_with_the_reason(fake_scen
 
 def test_it_refuses_broker_faults_on_a_cluster_that_is_not_local(remote, redis_url):
     run = ScenarioRun.objects.create(scenario="leader-kill", cluster=remote)
-    assert scenario_tasks.run_scenario.apply(args=[run.pk]).get() == scenarios.ABORTED
+    assert scenario_tasks.run_scenario.apply(args=[run.pk]).get() == ABORTED
     run.refresh_from_db()
     assert run.reason.startswith("refused: scenario 'leader-kill' injects broker faults")
     assert "cluster 'remote' is not it" in run.reason
@@ -289,7 +298,7 @@ def test_it_refuses_broker_faults_when_the_local_cluster_serves_other_servers(
     run = ScenarioRun.objects.create(scenario="lost-acks-and-retries", cluster=local)
     scenario_tasks.run_scenario.apply(args=[run.pk])
     run.refresh_from_db()
-    assert run.state == scenarios.ABORTED
+    assert run.state == ABORTED
     assert "not the target cluster 'local' (127.0.0.1:1)" in run.reason
 
 
@@ -302,7 +311,7 @@ def test_it_runs_one_scenario_at_a_time(fake_scenarios, redis_url):
         run = ScenarioRun.objects.create(scenario="fake")
         scenario_tasks.run_scenario.apply(args=[run.pk])
         run.refresh_from_db()
-        assert run.state == scenarios.ABORTED
+        assert run.state == ABORTED
         assert run.reason == "another scenario (leader-kill) is running; one at a time"
     finally:
         client.delete(LAB_LOCK_KEY)
@@ -315,13 +324,13 @@ def test_it_lists_the_scenarios_on_the_command_line():
     out = StringIO()
     call_command("scenario", "list", stdout=out)
     text = out.getvalue()
-    for name in scenarios.SCENARIOS:
+    for name in SCENARIOS:
         assert name in text
     assert "local cluster only" in text and "any cluster" in text
     out = StringIO()
     call_command("scenario", "list", "--json", stdout=out)
     names = [s["name"] for s in json.loads(out.getvalue())["scenarios"]]
-    assert names == list(scenarios.SCENARIOS)
+    assert names == list(SCENARIOS)
 
 
 def test_it_runs_a_scenario_from_the_command_line_and_records_it(fake_scenarios):
@@ -330,7 +339,7 @@ def test_it_runs_a_scenario_from_the_command_line_and_records_it(fake_scenarios)
     doc = json.loads(out.getvalue())
     assert doc["state"] == "passed" and doc["results"][0]["counters"]["lost"] == 3
     assert "[ 40%] injecting the fault" in err.getvalue()
-    assert ScenarioRun.objects.get().state == scenarios.PASSED
+    assert ScenarioRun.objects.get().state == PASSED
 
 
 def test_it_exits_non_zero_when_a_scenario_does_not_pass(fake_scenarios):
@@ -341,6 +350,6 @@ def test_it_exits_non_zero_when_a_scenario_does_not_pass(fake_scenarios):
 def test_it_ends_a_run_whose_lab_cannot_be_built_as_aborted(local, settings, redis_url):
     settings.LOCAL_KAFKA_PORT = "not-a-port"
     run = ScenarioRun.objects.create(scenario="leader-kill", cluster=local)
-    assert scenario_tasks.run_scenario.apply(args=[run.pk]).get() == scenarios.ABORTED
+    assert scenario_tasks.run_scenario.apply(args=[run.pk]).get() == ABORTED
     run.refresh_from_db()
     assert "not-a-port" in run.reason and run.finished is not None

@@ -1,9 +1,10 @@
-"""Scenario runs: one row per run of the failure scenario lab (``workers.lab.scenarios``).
+"""Scenario runs: one row per run of the failure scenario lab (``workers.lab``).
 
 The row is the run's durable state: the Celery task (or ``manage.py scenario run``) claims it,
-writes its phase and percent as it goes, and stores the per-semantic results at the end, so a
-page reload, another browser or the JSON export all see the same run. Domain logic lives
-here (``claim()``, ``execute()``, ``matrix()``); the task, command and views stay thin.
+runs the scenario through ``dashboard.tasks.execute_run()``, which writes its phase and percent
+as it goes and stores the per-semantic results at the end, so a page reload, another browser
+or the JSON export all see the same run. The model holds the data and its small state changes
+(``claim()``, ``set_progress()``, ``finish()``); the lab itself knows nothing of it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from django.db import models
 from django.utils import timezone
 
 from dashboard.models.core import Cluster
-from workers.engine.profiles import SEMANTICS
-from workers.lab import scenarios
+from workers.engine.documents import SEMANTICS
+from workers.lab.catalogue import SCENARIOS, catalog
+from workers.lab.outcome import ABORTED, FAILED, PASSED, QUEUED, RUNNING, STATES
 from workers.localkafka.cluster import LocalCluster
 
-STATE_CHOICES = [(s, s) for s in scenarios.STATES]
-FINISHED = (scenarios.PASSED, scenarios.FAILED, scenarios.ABORTED)
+STATE_CHOICES = [(s, s) for s in STATES]
+FINISHED = (PASSED, FAILED, ABORTED)
 
 
 class ScenarioRun(models.Model):
@@ -34,7 +36,7 @@ class ScenarioRun(models.Model):
         related_name="scenario_runs",
         help_text="target cluster; empty means the settings' KAFKA_BOOTSTRAP_SERVERS",
     )
-    state = models.CharField(max_length=10, choices=STATE_CHOICES, default=scenarios.QUEUED)
+    state = models.CharField(max_length=10, choices=STATE_CHOICES, default=QUEUED)
     phase = models.CharField(max_length=200, blank=True)
     percent = models.PositiveSmallIntegerField(default=0)
     reason = models.TextField(blank=True)
@@ -51,7 +53,7 @@ class ScenarioRun(models.Model):
 
     @property
     def title(self) -> str:
-        cls = scenarios.SCENARIOS.get(self.scenario)
+        cls = SCENARIOS.get(self.scenario)
         return cls.title if cls else self.scenario
 
     @property
@@ -69,8 +71,8 @@ class ScenarioRun(models.Model):
     def claim(cls, pk: int) -> ScenarioRun | None:
         """Move a queued run to running (a conditional UPDATE: one claimer wins); None when it
         is not queued any more (a redelivered task, or a run already started elsewhere)."""
-        claimed = cls.objects.filter(pk=pk, state=scenarios.QUEUED).update(
-            state=scenarios.RUNNING, started=timezone.now(), phase="starting", percent=0
+        claimed = cls.objects.filter(pk=pk, state=QUEUED).update(
+            state=RUNNING, started=timezone.now(), phase="starting", percent=0
         )
         return cls.objects.get(pk=pk) if claimed else None
 
@@ -79,41 +81,16 @@ class ScenarioRun(models.Model):
         self.phase, self.percent = phase[:200], percent
         ScenarioRun.objects.filter(pk=self.pk).update(phase=self.phase, percent=percent)
 
-    def execute(self, progress: scenarios.ProgressFn | None = None, **lab_options: Any) -> None:
-        """Run the scenario now, in this process, and store the outcome on the row.
-
-        ``progress`` is called too, after the row is updated; ``lab_options`` go to the Lab."""
-
-        def report(phase: str, percent: int) -> None:
-            self.set_progress(phase, percent)
-            if progress is not None:
-                progress(phase, percent)
-
-        try:
-            outcome = scenarios.run_scenario(self.scenario, self.build_lab(report, **lab_options))
-        except Exception as exc:  # run_scenario does not raise; building the lab might
-            self.state, self.reason, self.results = scenarios.ABORTED, f"{exc}", []
-        else:
-            self.state = outcome.state
-            self.reason = outcome.reason
-            self.results = [r.to_dict() for r in outcome.results]
+    def finish(
+        self, state: str, reason: str = "", results: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Store how the run ended: its state, the reason (why it aborted) and its
+        per-semantic results; a run that was not aborted shows "done", 100%."""
+        self.state, self.reason, self.results = state, reason, list(results or [])
         self.finished = timezone.now()
-        if self.state != scenarios.ABORTED:
+        if state != ABORTED:
             self.phase, self.percent = "done", 100
         self.save()
-
-    def build_lab(self, progress: scenarios.ProgressFn, **options: Any) -> scenarios.Lab:
-        cluster = self.cluster
-        bootstrap = cluster.bootstrap_servers if cluster else settings.KAFKA_BOOTSTRAP_SERVERS
-        return scenarios.Lab(
-            bootstrap_servers=bootstrap,
-            redis_url=settings.REDIS_URL,
-            local=local_cluster_for(cluster),
-            cluster_name=cluster.name if cluster else "local",
-            client=dict(cluster.client_properties) if cluster else {},
-            progress=progress,
-            **options,
-        )
 
     def to_dict(self) -> dict[str, Any]:
         """The run as JSON: what the progress poller reads and what the export downloads."""
@@ -151,11 +128,9 @@ def matrix() -> dict[str, Any]:
     """The result matrix: for every scenario, its latest passed or failed run's results,
     grouped by semantic (a semantic may hold several profiles, e.g. idempotence on/off)."""
     rows = []
-    for entry in scenarios.catalog():
+    for entry in catalog():
         run = (
-            ScenarioRun.objects.filter(
-                scenario=entry["name"], state__in=(scenarios.PASSED, scenarios.FAILED)
-            )
+            ScenarioRun.objects.filter(scenario=entry["name"], state__in=(PASSED, FAILED))
             .select_related("cluster")
             .first()
         )

@@ -22,8 +22,10 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from tests.sentinels import wait_until
-from workers.lab import scenarios
-from workers.lab.scenarios import Lab, ScenarioAborted, ScenarioOutcome, run_scenario
+from workers.lab import runner
+from workers.lab.lab import Lab
+from workers.lab.limits import Timeouts
+from workers.lab.outcome import ABORTED, PASSED, ScenarioAborted, ScenarioOutcome
 from workers.localkafka.cluster import LocalCluster
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -79,7 +81,7 @@ def make_lab(local: LocalCluster, tmp_path: Path) -> Callable[..., Lab]:
 
 def run(name: str, lab: Lab) -> tuple[ScenarioOutcome, dict[str, dict]]:
     """Run ``name``; check what every run must satisfy; results keyed by probe profile."""
-    outcome = run_scenario(name, lab)
+    outcome = runner.run(name, lab)
     assert lab.processes, "the scenario started processes"
     assert all(not proc.alive() for proc in lab.processes), "no process is left behind"
     print(f"\n{name}: {outcome.state} in {outcome.duration_s}s {outcome.reason}")
@@ -89,7 +91,7 @@ def run(name: str, lab: Lab) -> tuple[ScenarioOutcome, dict[str, dict]]:
             f"  {r.profile:<45} acked={c['acked']} processed={c['processed']} lost={c['lost']} "
             f"dup={c['duplicated']} aborted_read={c['aborted_read']} matched={r.matched} {r.notes}"
         )
-    assert outcome.state != scenarios.ABORTED, outcome.reason
+    assert outcome.state != ABORTED, outcome.reason
     return outcome, {r.profile: r.to_dict() for r in outcome.results}
 
 
@@ -112,7 +114,7 @@ def test_it_loses_exactly_the_batch_when_at_most_once_crashes_after_commit(make_
         c = results[profile]["counters"]
         assert (c["lost"], c["duplicated"], c["aborted_read"]) == (0, 0, 0), results[profile]
         assert c["processed"] == c["acked"], results[profile]
-    assert outcome.state == scenarios.PASSED
+    assert outcome.state == PASSED
     percents = [pct for _phase, pct in progress.seen]
     assert percents == sorted(percents) and percents[-1] >= 90, progress.seen
 
@@ -128,7 +130,7 @@ def test_it_duplicates_exactly_the_batch_when_at_least_once_crashes_before_commi
     for profile in ("at-most-once", "exactly-once"):
         c = results[profile]["counters"]
         assert (c["lost"], c["duplicated"]) == (0, 0), results[profile]
-    assert outcome.state == scenarios.PASSED
+    assert outcome.state == PASSED
 
 
 def test_it_never_duplicates_with_idempotence_when_acks_are_lost(make_lab):
@@ -158,7 +160,7 @@ def test_it_loses_nothing_acked_with_acks_all_when_the_leader_is_killed(settings
     row = ScenarioRun.objects.create(scenario="leader-kill", cluster=cluster)
     task.apply(args=[row.pk])
     row.refresh_from_db()
-    assert row.state != scenarios.ABORTED, row.reason
+    assert row.state != ABORTED, row.reason
     assert (row.percent, row.phase) == (100, "done")
     results = {r["profile"]: r for r in row.results}
     print({p: (r["counters"]["lost"], r["counters"]["duplicated"]) for p, r in results.items()})
@@ -198,15 +200,15 @@ def test_it_fences_and_takes_over_transactions_without_loss_or_duplicates(make_l
         c = result["counters"]
         assert (c["lost"], c["duplicated"], c["aborted_read"], c["pending"]) == (0, 0, 0, 0), c
         assert c["processed"] == c["acked"] > 0, c
-    assert outcome.state == scenarios.PASSED
+    assert outcome.state == PASSED
 
 
 def test_it_aborts_and_restores_the_cluster_when_a_run_cannot_complete(make_lab, local):
     """Cancelled after the leader was killed: aborted with the reason, node restarted,
     processes gone, topics deleted (the autouse fixture checks the brokers)."""
     lab = make_lab(progress=Progress(abort_at="recovering"))
-    outcome = run_scenario("leader-kill", lab)
-    assert outcome.state == scenarios.ABORTED
+    outcome = runner.run("leader-kill", lab)
+    assert outcome.state == ABORTED
     assert outcome.reason == "cancelled by the test at 'recovering'"
     assert lab.touched_nodes == {lab.victim} and not lab.stopped_nodes
     assert all(not proc.alive() for proc in lab.processes)
@@ -214,16 +216,16 @@ def test_it_aborts_and_restores_the_cluster_when_a_run_cannot_complete(make_lab,
 
 
 def test_it_aborts_with_the_reason_when_records_never_flow(make_lab):
-    lab = make_lab(timeouts=scenarios.Timeouts(flow=0.5))
-    outcome = run_scenario("consumer-crash-before-commit", lab)
-    assert outcome.state == scenarios.ABORTED
+    lab = make_lab(timeouts=Timeouts(flow=0.5))
+    outcome = runner.run("consumer-crash-before-commit", lab)
+    assert outcome.state == ABORTED
     assert outcome.reason.startswith("timed out after 0.5s waiting for records to flow")
     assert lab.processes and all(not proc.alive() for proc in lab.processes)
 
 
 def test_it_refuses_broker_faults_without_the_local_cluster(make_lab):
     lab = make_lab(local=None, cluster_name="prod")
-    outcome = run_scenario("leader-kill", lab)
-    assert outcome.state == scenarios.ABORTED
+    outcome = runner.run("leader-kill", lab)
+    assert outcome.state == ABORTED
     assert "cluster 'prod' is not it" in outcome.reason
     assert lab.processes == [] and lab.touched_nodes == set()

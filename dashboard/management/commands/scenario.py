@@ -16,7 +16,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from dashboard.models import Cluster, ScenarioRun
-from workers.lab import scenarios
+from dashboard.tasks import execute_run
+from workers.lab.catalogue import SCENARIOS, catalog
+from workers.lab.outcome import PASSED
 
 
 class Command(BaseCommand):
@@ -27,7 +29,7 @@ class Command(BaseCommand):
         listing = sub.add_parser("list", help="the scenarios and what each one injects")
         listing.add_argument("--json", action="store_true")
         run = sub.add_parser("run", help="run one scenario now, in this process")
-        run.add_argument("name", choices=list(scenarios.SCENARIOS))
+        run.add_argument("name", choices=list(SCENARIOS))
         run.add_argument("--cluster", help="a configured cluster (default: the local one)")
         run.add_argument("--json", action="store_true", help="print the run as JSON")
 
@@ -35,7 +37,7 @@ class Command(BaseCommand):
         getattr(self, f"handle_{action}")(**options)
 
     def handle_list(self, json: bool = False, **_: Any) -> None:  # noqa: A002
-        entries = scenarios.catalog()
+        entries = catalog()
         if json:
             self.stdout.write(_dumps({"scenarios": entries}))
             return
@@ -48,12 +50,12 @@ class Command(BaseCommand):
         run = ScenarioRun.objects.create(scenario=name, cluster=_cluster(cluster))
         claimed = ScenarioRun.claim(run.pk)
         assert claimed is not None
-        claimed.execute(progress=lambda phase, pct: self.stderr.write(f"[{pct:3d}%] {phase}"))
+        execute_run(claimed, progress=lambda phase, pct: self.stderr.write(f"[{pct:3d}%] {phase}"))
         if json:
             self.stdout.write(_dumps(claimed.to_dict()))
         else:
             self.print_results(claimed)
-        if claimed.state != scenarios.PASSED:
+        if claimed.state != PASSED:
             raise CommandError(f"scenario {name} {claimed.state}" + _suffix(claimed.reason))
 
     def print_results(self, run: ScenarioRun) -> None:
