@@ -19,7 +19,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from workers.localkafka.cluster import LocalCluster, LocalClusterError
+from workers.localkafka import LocalClusterError
+from workers.localkafka.cluster import LocalCluster
 
 pytestmark = pytest.mark.kafka
 

@@ -1,7 +1,7 @@
-"""``python -m workers.localkafka``: the local cluster's command line."""
+"""``python -m workers.localkafka``: the local cluster's command line (``cli``)."""
 
 import sys
 
-from workers.localkafka.cluster import main
+from workers.localkafka.cli import main
 
 sys.exit(main())

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from workers.localkafka.cluster import LocalCluster
-from workers.system import LOCAL_DIR, PROJECT_ROOT
+from workers.system import LOCAL_DIR, PROJECT_ROOT, terminate
 
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -119,13 +119,8 @@ class Stack:
             if proc.poll() is not None:
                 continue
             log(f"stopping {name}")
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                log(f"{name} did not stop in 60s: killing it")
-                proc.kill()
-                proc.wait()
+            if not terminate(proc, 60):
+                log(f"{name} did not stop in 60s: killed it")
         if self.cluster is not None:
             log("stopping the local Kafka cluster")
             self.cluster.stop()
