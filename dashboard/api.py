@@ -3,7 +3,7 @@
 - ``GET /api/sentinels/``: ``{"version", "sentinels": [status document, ...]}`` (docs/status.md)
 - ``GET /api/sentinels/<id>/``: one status document
 - ``GET /api/sentinels/<id>/windows/?range=live|15m|1h|24h|7d``: chart series
-  (``dashboard.metrics.windows_for_range``)
+  (``dashboard.metrics.windows.windows_for_range``)
 
 Session authentication, as the pages: an anonymous request gets a 401 JSON error rather than
 a redirect to the login page, which a script could not follow usefully.
@@ -19,9 +19,10 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from dashboard import metrics
+from dashboard.metrics.windows import UnknownRange, windows_for_range
 from dashboard.models import Sentinel
-from dashboard.status import STATUS_VERSION, all_statuses, sentinel_status
+from dashboard.status import all_statuses, sentinel_status
+from workers.engine.documents import STATUS_VERSION
 
 
 def api_view(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
@@ -59,7 +60,7 @@ def windows(request: HttpRequest, sentinel_id: int) -> JsonResponse:
         return not_found(sentinel_id)
     range_name = request.GET.get("range", "1h")
     try:
-        data = metrics.windows_for_range(sentinel_id, range_name)
-    except metrics.UnknownRange as exc:
+        data = windows_for_range(sentinel_id, range_name)
+    except UnknownRange as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse(data)

@@ -26,7 +26,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from dashboard.metrics import live_windows, sparklines
+from dashboard.metrics.overview import sparklines
+from dashboard.metrics.windows import live_windows
 from dashboard.models import Sentinel
 from dashboard.status import all_statuses, sentinel_status
 from workers.engine.documents import OVERVIEW_GROUP, compact, sentinel_group

@@ -15,41 +15,24 @@ from django.conf import settings
 from django.utils import timezone
 
 from dashboard.models import MetricWindow, Sentinel
-from workers.engine.documents import COUNTERS, W1_RETENTION_S
-from workers.engine.latency import LatencyHistogram
+from workers.engine import documents
+from workers.engine.documents import W1_RETENTION_S, Window
 from workers.store import SentinelStore, connect
-
-SEVERITY = {"": 0, "HOLDING": 1, "DEGRADED": 2, "STALLED": 3, "VIOLATED": 4}
 
 
 def merge_windows(windows: list[dict[str, Any]]) -> dict[str, Any]:
-    """One window for a list of consecutive windows: counter sums, merged latency, worst verdict."""
-    counts = dict.fromkeys(COUNTERS, 0)
-    partitions: dict[str, dict[str, int]] = defaultdict(dict)
-    e2e, ack = LatencyHistogram(), LatencyHistogram()
-    verdict = ""
-    for w in windows:
-        for k in COUNTERS:
-            counts[k] += w["counts"].get(k, 0)
-        for p, c in w.get("partitions", {}).items():  # sparse: only non-zero problem counters
-            acc = partitions[p]
-            for k, n in c.items():
-                acc[k] = acc.get(k, 0) + n
-        hist = w.get("hist", {})
-        if hist.get("e2e"):
-            e2e.merge(LatencyHistogram.from_dict(hist["e2e"]))
-        if hist.get("ack"):
-            ack.merge(LatencyHistogram.from_dict(hist["ack"]))
-        if SEVERITY.get(w.get("verdict", ""), 0) > SEVERITY[verdict]:
-            verdict = w["verdict"]
-    if windows:
-        counts["pending"] = windows[-1]["counts"].get("pending", 0)  # a level, not a sum
+    """The ``MetricWindow`` fields of one window for consecutive window documents (at least
+    one): ``workers.engine.documents.merge_windows``, with both latency summaries under
+    ``latency``."""
+    merged = documents.merge_windows([Window.from_doc(doc) for doc in windows])
+    if merged is None:
+        raise ValueError("no windows to merge")
     return {
-        "counts": counts,
-        "partitions": dict(partitions),
-        "latency": {"e2e": e2e.summary(), "ack": ack.summary()},
-        "hist": {"e2e": e2e.to_dict(), "ack": ack.to_dict()},
-        "verdict": verdict,
+        "counts": merged.counts,
+        "partitions": merged.partitions or {},
+        "latency": {"e2e": merged.e2e, "ack": merged.ack},
+        "hist": merged.hist or {},
+        "verdict": merged.verdict,
     }
 
 

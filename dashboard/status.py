@@ -15,35 +15,29 @@ import redis
 from django.conf import settings
 
 from dashboard.models import Sentinel
-from workers.engine.documents import COUNTERS
+from workers.engine.documents import STATUS_VERSION, Verdict, empty_status
 from workers.store import SentinelStore, connect
 
-STATUS_VERSION = 1
 # The checker reports about once a second; this long without a report means it is not running.
 STALE_AFTER_S = 30.0
 
 
+def no_report_reason(sentinel: Sentinel) -> str:
+    """Why a sentinel without a report from its checker has none."""
+    return "disabled" if not sentinel.enabled else "no report from the sentinel's checker yet"
+
+
 def placeholder(sentinel: Sentinel, reason: str) -> dict[str, Any]:
-    return {
-        "id": sentinel.pk,
-        "name": sentinel.name,
-        "semantic": sentinel.semantic,
-        "cluster": sentinel.cluster.name,
-        "topic": sentinel.topic,
-        "run_id": None,
-        "runs": 0,
-        "verdict": "STALLED",
-        "reasons": [reason],
-        "totals": dict.fromkeys(COUNTERS, 0),
-        "window": {"seconds": 0, "counts": dict.fromkeys(COUNTERS, 0)},
-        "latency_ms": {"p50": None, "p99": None, "max": None},
-        "recent_latency_ms": {"p50": None, "p99": None, "max": None},
-        "produce_ack_latency_ms": {"p50": None, "p99": None, "max": None},
-        "partitions": {},
-        "errors": [reason],
-        "last_progress_at": None,
-        "updated_at": None,
-    }
+    return dict(
+        empty_status(
+            id=sentinel.pk,
+            name=sentinel.name,
+            semantic=sentinel.semantic,
+            cluster=sentinel.cluster.name,
+            topic=sentinel.topic,
+            reason=reason,
+        )
+    )
 
 
 def sentinel_status(
@@ -53,7 +47,7 @@ def sentinel_status(
 
     ``report`` is the checker's document when the caller already fetched it (``all_statuses``
     reads them all in one round trip)."""
-    reason = "disabled" if not sentinel.enabled else "no report from the sentinel's checker yet"
+    reason = no_report_reason(sentinel)
     doc = report
     if doc is None:
         try:
@@ -68,7 +62,7 @@ def complete(sentinel: Sentinel, doc: dict[str, Any] | None, reason: str) -> dic
     if doc is None:
         doc = placeholder(sentinel, reason)
     elif doc.get("updated_at") and time.time() - doc["updated_at"] > STALE_AFTER_S:
-        doc["verdict"] = "STALLED"
+        doc["verdict"] = Verdict.STALLED.value
         doc["reasons"] = [
             f"checker silent for {time.time() - doc['updated_at']:.0f}s",
             *doc["reasons"],
@@ -111,11 +105,6 @@ def all_statuses() -> list[dict[str, Any]]:
     except redis.RedisError as exc:
         reports, reason = [None] * len(sentinels), f"Redis unavailable: {exc}"
     return [
-        complete(
-            s,
-            doc,
-            reason
-            or ("disabled" if not s.enabled else "no report from the sentinel's checker yet"),
-        )
+        complete(s, doc, reason or no_report_reason(s))
         for s, doc in zip(sentinels, reports, strict=True)
     ]

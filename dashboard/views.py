@@ -1,8 +1,8 @@
 """HTML pages (overview, sentinel detail, compare, manage) and the unauthenticated health check.
 
-Views stay thin: the numbers come from ``dashboard.metrics`` and ``dashboard.status``, the
-configuration diffs from ``dashboard.compare``, validation from ``dashboard.forms``. The JSON
-API is ``dashboard.api``.
+Views stay thin: the numbers come from the readers of ``dashboard.metrics`` and from
+``dashboard.status``, the configuration diffs from ``dashboard.compare``, validation from
+``dashboard.forms``. The JSON API is ``dashboard.api``.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard import compare, metrics
+from dashboard import compare
 from dashboard.forms import ClusterForm, ProfileForm, SentinelForm
+from dashboard.metrics import overview, partitions, timeline
+from dashboard.metrics.windows import RANGE_LABELS, summarize
 from dashboard.models import Cluster, Profile, Sentinel
 from dashboard.status import all_statuses, sentinel_status
-from workers.engine.profiles import SEMANTICS
+from workers.engine.documents import EVENT_COUNTERS, SEMANTICS
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "dashboard/overview.html",
-        {"grid": metrics.overview_grid(statuses), "semantics": SEMANTICS, "count": len(statuses)},
+        {"grid": overview.overview_grid(statuses), "semantics": SEMANTICS, "count": len(statuses)},
     )
 
 
@@ -70,8 +72,8 @@ def sentinel_detail(request: HttpRequest, sentinel_id: int) -> HttpResponse:
             "totals": [(k, k.replace("_", " "), v) for k, v in status["totals"].items()],
             "config": config,
             "settings": compare.sentinel_settings(spec),
-            "timeline": metrics.timeline(sentinel),
-            "ranges": metrics.RANGE_LABELS,
+            "timeline": timeline.timeline(sentinel),
+            "ranges": RANGE_LABELS,
         },
     )
 
@@ -80,7 +82,7 @@ def sentinel_detail(request: HttpRequest, sentinel_id: int) -> HttpResponse:
 def sentinel_partitions(request: HttpRequest, sentinel_id: int) -> HttpResponse:
     """The per-partition table (an htmx partial, refreshed every few seconds)."""
     sentinel = get_object_or_404(_sentinels(), pk=sentinel_id)
-    table = metrics.partition_table(sentinel, sentinel_status(sentinel))
+    table = partitions.partition_table(sentinel, sentinel_status(sentinel))
     return render(request, "dashboard/_partitions.html", {"table": table, "sentinel": sentinel})
 
 
@@ -112,8 +114,8 @@ def compare_view(request: HttpRequest) -> HttpResponse:
         "selected": selected,
         "selected_ids": [s.pk for s in selected],
         "range": range_name,
-        "range_label": metrics.RANGE_LABELS[range_name],
-        "ranges": {k: metrics.RANGE_LABELS[k] for k in COMPARE_RANGES},
+        "range_label": RANGE_LABELS[range_name],
+        "ranges": {k: RANGE_LABELS[k] for k in COMPARE_RANGES},
         "min": compare.MIN_COLUMNS,
         "max": compare.MAX_COLUMNS,
         "error": None,
@@ -130,7 +132,7 @@ def compare_view(request: HttpRequest) -> HttpResponse:
 
 def _comparison(selected: list[Sentinel], range_name: str) -> dict[str, Any]:
     specs = [s.to_spec() for s in selected]
-    summaries = [metrics.summarize(s.pk, range_name) for s in selected]
+    summaries = [summarize(s.pk, range_name) for s in selected]
     statuses = [sentinel_status(s) for s in selected]
     return {
         "diff": compare.compare_specs(specs),
@@ -149,11 +151,11 @@ def _counter_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "label": key.replace("_", " "),
             "values": [
-                (s["counts"][key], key in metrics.EVENT_COUNTERS and s["counts"][key] > 0)
+                (s["counts"][key], key in EVENT_COUNTERS and s["counts"][key] > 0)
                 for s in summaries
             ],
         }
-        for key in ("produced", "acked", "failed", "processed", *metrics.EVENT_COUNTERS, "foreign")
+        for key in ("produced", "acked", "failed", "processed", *EVENT_COUNTERS, "foreign")
     ]
     rows.append(
         {

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from dashboard.models import MetricWindow
-from dashboard.status import STATUS_VERSION
 from tests.dashboard_data import fresh_defaults, minute, seed_windows, status_doc, window, wipe
+from workers.engine.documents import STATUS_VERSION
 from workers.store import SentinelStore, connect
 
 pytestmark = pytest.mark.django_db

@@ -1,14 +1,13 @@
-"""The dashboard's data service (dashboard.metrics): ranges, downsampling, grid, partitions."""
+"""The dashboard's metrics readers (dashboard.metrics): ranges, downsampling, grid, partitions."""
 
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from dashboard import metrics
+from dashboard.metrics import overview, partitions, timeline
+from dashboard.metrics import windows as metrics
 from dashboard.models import MetricWindow, ScenarioRun
 from tests.dashboard_data import (
     fresh_defaults,
@@ -19,6 +18,7 @@ from tests.dashboard_data import (
     window,
     wipe,
 )
+from workers.engine.documents import Window
 from workers.store import SentinelStore, connect
 
 pytestmark = pytest.mark.django_db
@@ -48,9 +48,9 @@ def test_it_picks_a_nice_step_under_a_thousand_points(range_name, native, step):
 
 def test_it_sums_windows_into_buckets_and_leaves_gaps_empty():
     windows = [
-        metrics.Window(100, 1, {"processed": 10, "lost": 1, "pending": 3}, {}, {}, "HOLDING"),
-        metrics.Window(101, 1, {"processed": 20, "pending": 5}, {}, {}, "VIOLATED"),
-        metrics.Window(110, 1, {"processed": 4}, {}, {}, "HOLDING"),
+        Window(100, 1, {"processed": 10, "lost": 1, "pending": 3}, {}, {}, "HOLDING"),
+        Window(101, 1, {"processed": 20, "pending": 5}, {}, {}, "VIOLATED"),
+        Window(110, 1, {"processed": 4}, {}, {}, "HOLDING"),
     ]
     series = metrics.build_series(windows, since=100, until=114, step=5)
     assert series["t"] == [100, 105, 110]
@@ -62,8 +62,8 @@ def test_it_sums_windows_into_buckets_and_leaves_gaps_empty():
 
 def test_it_takes_p50_weighted_and_p99_as_the_worst_window_within_a_bucket():
     windows = [
-        metrics.Window(0, 1, {}, {"p50": 10.0, "p99": 20.0, "count": 1}, {}, ""),
-        metrics.Window(1, 1, {}, {"p50": 40.0, "p99": 90.0, "count": 3}, {}, ""),
+        Window(0, 1, {}, {"p50": 10.0, "p99": 20.0, "count": 1}, {}, ""),
+        Window(1, 1, {}, {"p50": 40.0, "p99": 90.0, "count": 3}, {}, ""),
     ]
     series = metrics.build_series(windows, since=0, until=1, step=2)
     assert series["e2e_p50"] == [32.5]
@@ -116,6 +116,38 @@ def test_it_reads_24_hours_from_rollups_topped_up_with_recent_windows(store, sen
     assert max(v or 0 for v in data["series"]["e2e_p99"]) == 30.0
 
 
+def test_it_reads_a_range_longer_than_the_one_second_retention_from_the_rollups(
+    store, sentinels, monkeypatch
+):
+    monkeypatch.setattr(metrics, "W1_RETENTION_S", 600)  # DS_W1_RETENTION_S=600
+    now = time.time()
+    sentinel = sentinels["at-least-once"]
+    last_rolled = minute(now).timestamp() - 120
+    MetricWindow.objects.bulk_create(
+        MetricWindow(
+            sentinel=sentinel,
+            start=minute(last_rolled - 60 * i),
+            counts={"processed": 60, "lost": 1 if i == 3 else 0},
+        )
+        for i in range(10)
+    )
+    seed_windows(store, [window(store.sid, last_rolled + 90, processed=30)])
+    data = metrics.windows_for_range(sentinel.pk, "15m", now=now)
+    assert data["source"] == "database+redis"
+    assert data["step"] == metrics.ROLLUP_RESOLUTION_S
+    assert data["windows"] == 11
+    assert sum(v or 0 for v in data["series"]["lost"]) == 1
+    # Without rollups, only the retained seconds are read from Redis.
+    other = SentinelStore(store.r, sentinels["at-most-once"].pk)
+    seed_windows(
+        other,
+        [window(other.sid, now - 700, processed=1), window(other.sid, now - 100, processed=1)],
+    )
+    data = metrics.windows_for_range(other.sid, "15m", now=now)
+    assert data["source"] == "database+redis"
+    assert data["windows"] == 1
+
+
 def test_it_refuses_an_unknown_range():
     with pytest.raises(metrics.UnknownRange, match="unknown range 'forever'"):
         metrics.windows_for_range(1, "forever")
@@ -145,7 +177,7 @@ def test_it_gives_sparklines_of_the_last_minute_in_one_round_trip(store, sentine
     seed_windows(store, [window(store.sid, now - 90, processed=1)])
     seed_windows(store, [window(store.sid, now - 2, processed=25, seconds=0.5)])
     other = sentinels["at-most-once"].pk
-    lines = metrics.sparklines([store.sid, other])
+    lines = overview.sparklines([store.sid, other])
     assert lines[store.sid] == [[pytest.approx(now - 2), 50.0]]
     assert lines[other] == []
 
@@ -153,7 +185,7 @@ def test_it_gives_sparklines_of_the_last_minute_in_one_round_trip(store, sentine
 def test_it_groups_the_overview_by_cluster_and_topic_with_a_column_per_semantic(sentinels):
     docs = [status_doc(s) for s in sentinels.values()]
     docs.append({**status_doc(sentinels["at-least-once"]), "id": 99, "name": "alo-acks1"})
-    grid = metrics.overview_grid(docs)
+    grid = overview.overview_grid(docs)
     assert [g["cluster"] for g in grid] == ["local"]
     rows = {row["topic"]: row["cells"] for row in grid[0]["rows"]}
     assert list(rows) == sorted(rows)
@@ -180,8 +212,9 @@ def test_it_flags_partitions_with_recent_events_or_replica_trouble(sentinels, re
             "1": {"leader": 2, "leader_host": "h2:9092", "replicas": [2, 3, 1], "isr": [2, 3, 1]},
             "2": {"leader": 3, "leader_host": "h3:9092", "replicas": [3, 1, 2], "isr": [3]},
         },
+        "updated_at": time.time(),
     }
-    table = metrics.partition_table(sentinel, status_doc(sentinel), metadata)
+    table = partitions.partition_table(sentinel, status_doc(sentinel, metadata=metadata))
     rows = {row["partition"]: row for row in table["rows"]}
     assert rows["0"]["problems"] == []
     assert rows["0"]["counts"]["processed"] == 300
@@ -190,36 +223,43 @@ def test_it_flags_partitions_with_recent_events_or_replica_trouble(sentinels, re
     assert rows["2"]["leader_host"] == "h3:9092"
 
 
-@pytest.mark.kafka
-def test_it_reads_leaders_from_the_real_cluster_and_caches_them(sentinels, settings):
+def test_it_flags_a_partition_without_leader_or_missing_from_the_metadata(sentinels):
     sentinel = sentinels["at-least-once"]
-    sentinel.cluster.bootstrap_servers = settings.KAFKA_BOOTSTRAP_SERVERS
-    sentinel.topic = f"dashboard-test-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
-    for future in admin.create_topics([NewTopic(sentinel.topic, 2, 3)]).values():
-        future.result(30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        meta = metrics._fetch_metadata(settings.KAFKA_BOOTSTRAP_SERVERS, {}, sentinel.topic)
-        if meta["error"] is None and all(p["leader"] >= 0 for p in meta["partitions"].values()):
-            break
-        time.sleep(0.5)
-    first = metrics.topic_metadata(sentinel)
-    assert first["error"] is None
-    assert sorted(first["partitions"]) == ["0", "1"]
-    assert first["partitions"]["0"]["leader_host"].startswith("127.0.0.1:")
-    assert metrics.topic_metadata(sentinel) is not None  # served from the cache
+    metadata = {
+        "error": None,
+        "partitions": {
+            "1": {"leader": -1, "leader_host": "", "replicas": [1, 2, 3], "isr": []},
+        },
+        "updated_at": time.time(),
+    }
+    table = partitions.partition_table(sentinel, status_doc(sentinel, metadata=metadata))
+    rows = {row["partition"]: row for row in table["rows"]}
+    assert table["error"] is None
+    assert rows["0"]["problems"] == ["partition not in the topic's metadata"]
+    assert rows["0"]["counts"]["processed"] == 300
+    assert rows["1"]["problems"] == ["no leader"]
 
 
-def test_it_reports_an_unreachable_cluster_instead_of_leaders(sentinels, monkeypatch):
-    monkeypatch.setattr(metrics, "METADATA_TIMEOUT_S", 0.5)
+def test_it_shows_the_checkers_metadata_error_with_rows_from_the_totals(sentinels):
     sentinel = sentinels["at-most-once"]
-    sentinel.cluster.bootstrap_servers = "127.0.0.1:1"
-    started = time.monotonic()
-    meta = metrics.topic_metadata(sentinel)
-    assert time.monotonic() - started < 3
-    assert "Failed to get metadata" in meta["error"]
-    assert meta["partitions"] == {}
+    error = "Failed to get metadata: Local: Broker transport failure"
+    metadata = {"error": error, "partitions": {}, "updated_at": time.time()}
+    table = partitions.partition_table(sentinel, status_doc(sentinel, metadata=metadata))
+    assert table["error"] == error
+    assert [row["partition"] for row in table["rows"]] == ["0"]
+    assert table["rows"][0]["problems"] == []  # no metadata is not a missing partition
+    assert table["rows"][0]["leader"] is None
+
+
+@pytest.mark.parametrize("metadata", ["absent", None])
+def test_it_says_when_the_checker_has_put_no_metadata_in_the_status(sentinels, metadata):
+    sentinel = sentinels["at-least-once"]
+    doc = status_doc(sentinel) if metadata == "absent" else status_doc(sentinel, metadata=None)
+    table = partitions.partition_table(sentinel, doc)
+    assert table["error"] == "no cluster metadata from the sentinel's checker yet"
+    assert [row["partition"] for row in table["rows"]] == ["0"]
+    assert table["rows"][0]["counts"]["processed"] == 300
+    assert table["rows"][0]["problems"] == []
 
 
 def test_it_lists_verdict_changes_and_scenario_runs_in_the_timeline(store, sentinels):
@@ -229,7 +269,7 @@ def test_it_lists_verdict_changes_and_scenario_runs_in_the_timeline(store, senti
     store.event("verdict", "verdict HOLDING -> VIOLATED", verdict="VIOLATED", previous="HOLDING")
     store.event("state-lost", "sentinel state in Redis was lost; counting starts afresh")
     store.event("stuck", "stuck, exiting so the sentinel is restarted: copier (181 s in one step)")
-    events = metrics.timeline(sentinel)
+    events = timeline.timeline(sentinel)
     assert [e["label"] for e in events] == [
         "stuck, restarted",
         "state lost",

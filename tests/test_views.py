@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from django.urls import reverse
 
-from dashboard import metrics
 from dashboard.models import Cluster, Profile, Sentinel
 from tests.dashboard_data import fresh_defaults, status_doc, wipe
 from workers.store import SentinelStore, connect
@@ -123,18 +123,16 @@ def test_it_404s_for_an_unknown_sentinel(logged_in):
     assert logged_in.get("/sentinels/424242/").status_code == 404
 
 
-def test_it_renders_the_partition_table_and_highlights_trouble(
-    logged_in, sentinels, redis_url, monkeypatch
-):
+def test_it_renders_the_partition_table_and_highlights_trouble(logged_in, sentinels, redis_url):
     alo = sentinels["at-least-once"]
-    publish_status(redis_url, alo, "HOLDING")
     metadata = {
         "error": None,
         "partitions": {
             "0": {"leader": 2, "leader_host": "127.0.0.1:9093", "replicas": [2, 3], "isr": [2]},
         },
+        "updated_at": time.time(),
     }
-    monkeypatch.setattr(metrics, "topic_metadata", lambda sentinel: metadata)
+    publish_status(redis_url, alo, "HOLDING", metadata=metadata)
     html = logged_in.get(reverse("sentinel-partitions", args=[alo.pk])).content.decode()
     row = html[html.index('data-partition="0"') :]
     row = row[: row.index("</tr>")]
@@ -143,14 +141,21 @@ def test_it_renders_the_partition_table_and_highlights_trouble(
     assert "<strong>Problem:</strong> under-replicated: 1/2 in sync" in row
 
 
-def test_it_says_when_the_partition_metadata_is_unavailable(logged_in, sentinels, monkeypatch):
-    monkeypatch.setattr(metrics, "METADATA_TIMEOUT_S", 0.3)
-    cluster = Cluster.objects.get()
-    cluster.bootstrap_servers = "127.0.0.1:1"
-    cluster.save()
+def test_it_says_when_the_partition_metadata_is_unavailable(logged_in, sentinels, redis_url):
     alo = sentinels["at-least-once"]
+    error = "Failed to get metadata: Local: Broker transport failure"
+    metadata = {"error": error, "partitions": {}, "updated_at": time.time()}
+    publish_status(redis_url, alo, "HOLDING", metadata=metadata)
     html = logged_in.get(reverse("sentinel-partitions", args=[alo.pk])).content.decode()
     assert "Kafka metadata for" in html and "unavailable" in html
+    assert error in html
+
+
+def test_it_says_when_the_checker_has_put_no_metadata_in_the_status_yet(logged_in, sentinels):
+    alo = sentinels["at-least-once"]  # no report at all: a placeholder status
+    html = logged_in.get(reverse("sentinel-partitions", args=[alo.pk])).content.decode()
+    assert "Kafka metadata for" in html and "unavailable" in html
+    assert "no cluster metadata from the sentinel&#x27;s checker yet" in html
 
 
 def test_it_compares_two_sentinels_side_by_side(logged_in, sentinels, redis_url):

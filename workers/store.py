@@ -290,6 +290,20 @@ class SentinelStore:
         entries = self.r.xrange(self.key("w1"), min=str(int(since * 1000)), max=hi, count=count)
         return [json.loads(fields[b"d"]) for _id, fields in entries]
 
+    @staticmethod
+    def recent_windows(
+        client: redis.Redis, sentinel_ids: Iterable[int], since: float
+    ) -> dict[int, list[dict[str, Any]]]:
+        """One-second windows since ``since`` of several sentinels, in one round trip."""
+        ids = list(sentinel_ids)
+        pipe = client.pipeline(transaction=False)
+        for sid in ids:
+            pipe.xrange(SentinelStore.key_for(sid, "w1"), min=str(int(since * 1000)), max="+")
+        return {
+            sid: [json.loads(fields[b"d"]) for _id, fields in entries]
+            for sid, entries in zip(ids, pipe.execute(), strict=True)
+        }
+
     def set_status(self, doc: dict[str, Any]) -> None:
         self.r.set(self.key("status"), json.dumps(doc, separators=(",", ":")))
 

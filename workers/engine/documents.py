@@ -131,7 +131,10 @@ class StatusDoc(TypedDict, total=False):
     recent_latency_ms: LatencySummary
     produce_ack_latency_ms: LatencySummary
     partitions: dict[str, dict[str, int]]  # partition -> cumulative counters
-    leaders: dict[str, int]  # partition -> leader broker id (-1: none), from cluster metadata
+    # The topic's cluster metadata as the checker last fetched it (None before its first fetch):
+    # {"error": str | None, "partitions": {p: {"leader", "leader_host", "replicas", "isr"}},
+    #  "updated_at": float}
+    metadata: dict[str, Any] | None
     errors: list[str]
     last_progress_at: float | None
     updated_at: float | None

@@ -40,6 +40,34 @@ def admin_for(spec: SentinelSpec) -> AdminClient:
     return AdminClient({**spec.client, "bootstrap.servers": spec.bootstrap_servers})
 
 
+def topic_metadata(admin: AdminClient, topic: str, timeout: float) -> dict[str, Any]:
+    """Leaders, replicas and in-sync replicas of ``topic``, or why they are unknown.
+
+    ``{"error": str | None, "partitions": {"0": {"leader", "leader_host", "replicas", "isr"}}}``
+    (``leader`` -1: none); an unreachable cluster costs at most ``timeout`` seconds."""
+    try:
+        meta = admin.list_topics(topic, timeout=timeout)
+    except (KafkaException, ValueError, TypeError) as exc:
+        error = exc.args[0] if exc.args else exc
+        return {"error": getattr(error, "str", lambda: str(error))(), "partitions": {}}
+    brokers = {b.id: f"{b.host}:{b.port}" for b in meta.brokers.values()}
+    topic_meta = meta.topics.get(topic)
+    if topic_meta is None:
+        return {"error": f"topic {topic} not found", "partitions": {}}
+    if topic_meta.error is not None:
+        return {"error": topic_meta.error.str(), "partitions": {}}
+    partitions = {
+        str(p.id): {
+            "leader": p.leader,
+            "leader_host": brokers.get(p.leader, ""),
+            "replicas": list(p.replicas),
+            "isr": list(p.isrs),
+        }
+        for p in topic_meta.partitions.values()
+    }
+    return {"error": None, "partitions": partitions}
+
+
 def ensure_topic(admin: AdminClient, spec: SentinelSpec, topic: str, partitions: int) -> int:
     """Create ``topic`` if missing (sentinel defaults) and grow it to ``partitions``; its count."""
     md = admin.list_topics(topic=topic, timeout=10)

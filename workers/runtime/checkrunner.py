@@ -7,6 +7,10 @@ Reads the acks stream and the processing ledger in order, applies them to a
   the streams up to there, so a restart replays exactly what was not yet counted;
 - computes the verdict over the recent window and writes the status document.
 
+A thread of its own (``MetadataRefresher``) fetches the topic's cluster metadata (leaders,
+replicas, in-sync replicas) every few seconds for the status document's ``metadata`` field, so
+that no page asks Kafka and an unreachable cluster never delays a step.
+
 If Redis loses the sentinel's state (the epoch token disappears), the checker starts afresh and
 records a ``state-lost`` event instead of reporting the forgotten run's records as lost.
 """
@@ -16,8 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 from workers.engine.checker import Checker
@@ -37,12 +43,72 @@ from workers.engine.documents import (
 from workers.engine.latency import LatencyHistogram
 from workers.engine.spec import SentinelSpec
 from workers.engine.verdict import evaluate
+from workers.roles.kafka import METADATA_REFRESH_S, admin_for, describe, topic_metadata
 from workers.runtime.publish import LivePublisher
 from workers.store import SentinelStore, unpack_aborted, unpack_ledger
 
 log = logging.getLogger(__name__)
 
 READ_COUNT = 200
+# How long one metadata fetch may wait for an unreachable cluster.
+METADATA_TIMEOUT_S = 2.0
+
+
+class MetadataRefresher:
+    """Fetches the sentinel topic's metadata every ``interval`` seconds in a daemon thread.
+
+    ``latest`` is the last result of ``workers.roles.kafka.topic_metadata`` with the time it
+    was fetched (``updated_at``), None before the first fetch ends. The admin client is made
+    in the thread, on its first fetch, so a runner that is never started needs no cluster."""
+
+    def __init__(
+        self,
+        spec: SentinelSpec,
+        interval: float = METADATA_REFRESH_S,
+        timeout: float = METADATA_TIMEOUT_S,
+    ) -> None:
+        self.spec = spec
+        self.interval = interval
+        self.timeout = timeout
+        self.latest: dict[str, Any] | None = None
+        self._admin: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"{self.spec.name}-metadata", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ends the thread without waiting: a fetch in progress ends within ``timeout``, and
+        the runner's last checkpoint should not wait for it (the thread is a daemon)."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.fetch()
+            self._stop.wait(self.interval)
+
+    def fetch(self) -> dict[str, Any]:
+        try:
+            if self._admin is None:
+                quiet = replace(self.spec, client={**self.spec.client, "log_level": 0})
+                self._admin = admin_for(quiet)
+            result = topic_metadata(self._admin, self.spec.topic, self.timeout)
+        except Exception as exc:  # e.g. a client property librdkafka refuses: say so, go on
+            result = {"error": describe(exc), "partitions": {}}
+        self.latest = {**result, "updated_at": time.time()}
+        return self.latest
 
 
 class CheckRunner:
@@ -72,6 +138,7 @@ class CheckRunner:
         self._last_processed = 0
         self._last_checkpoint = 0.0
         self.shutdown = False
+        self.metadata = MetadataRefresher(spec)
 
     # -- state -----------------------------------------------------------------------------
     def load(self) -> None:
@@ -203,10 +270,12 @@ class CheckRunner:
         self.load()
         if self.publisher is not None:
             self.publisher.start()
+        self.metadata.start()
         try:
             while not self.shutdown:
                 self.step()
         finally:
+            self.metadata.stop()
             self.checkpoint()
             self.store.set_status(self.status(time.time()))
             if self.publisher is not None:
@@ -341,6 +410,7 @@ class CheckRunner:
                 str(p): {k: counts.get(k, 0) for k in COUNTERS}
                 for p, counts in sorted(self.checker.partition_counts().items())
             },
+            "metadata": self.metadata.latest,
             "errors": errors,
             "last_progress_at": self.last_progress,
             "updated_at": now,

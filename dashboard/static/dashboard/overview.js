@@ -18,7 +18,7 @@
     if (node && node.textContent !== text) node.textContent = text;
   }
 
-  /* The same numbers as dashboard.metrics.cell() computes for the first render. */
+  /* The same numbers as dashboard.metrics.overview.cell() computes for the first render. */
   function update(status) {
     const cell = cells.get(Number(status.id));
     if (!cell) return; // created after this page was loaded

@@ -1,0 +1,81 @@
+"""The overview page's numbers: the grid of sentinels (one cell each) and their sparklines.
+
+A cell shows a sentinel's status document (``dashboard.status``); the page's JavaScript
+computes the same from the live ``window.update`` events. Sparklines read the last minute of
+the checkers' one-second windows from Redis, every sentinel in one round trip.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+
+from dashboard.metrics.windows import redis_client
+from workers.engine.documents import SEMANTICS
+from workers.store import SentinelStore
+
+
+def sparklines(
+    sentinel_ids: Sequence[int], seconds: int = 60, client: redis.Redis | None = None
+) -> dict[int, list[list[float]]]:
+    """``{id: [[t, processed per second], ...]}`` for the last ``seconds``, one round trip."""
+    windows = SentinelStore.recent_windows(
+        client or redis_client(), sentinel_ids, time.time() - seconds
+    )
+    return {
+        sid: [
+            [doc["t"], round(doc["counts"].get("processed", 0) / (doc.get("seconds") or 1.0), 3)]
+            for doc in docs
+        ]
+        for sid, docs in windows.items()
+    }
+
+
+def cell(doc: dict[str, Any]) -> dict[str, Any]:
+    """What one overview cell shows for one sentinel; the page's JS computes the same."""
+    window = doc.get("window") or {}
+    counts = window.get("counts") or {}
+    seconds = window.get("seconds") or 0
+    latency = doc.get("recent_latency_ms") or {}
+    p99 = latency.get("p99")
+    # Numbers as the text the page shows: a hundred cells of template filters cost more than
+    # everything else the overview does.
+    return {
+        "id": doc["id"],
+        "name": doc["name"],
+        "semantic": doc["semantic"],
+        "verdict": doc["verdict"],
+        "verdict_class": str(doc["verdict"]).lower(),
+        "reasons": "; ".join(doc.get("reasons") or []),
+        "enabled": doc.get("enabled", True),
+        "lost": str(counts.get("lost", 0)),
+        "duplicated": str(counts.get("duplicated", 0)),
+        "reordered": str(counts.get("reordered", 0)),
+        "processed": str((doc.get("totals") or {}).get("processed", 0)),
+        "throughput": f"{counts.get('processed', 0) / seconds:.1f}" if seconds else "0.0",
+        "p99": "—" if p99 is None else f"{p99:.1f}",
+    }
+
+
+def overview_grid(statuses: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Clusters, each with one row per sentinel topic and one cell per semantic.
+
+    ``[{"cluster": name, "rows": [{"topic": t, "cells": [[cell, ...] per SEMANTICS]}]}]``;
+    a cell holds every sentinel of that topic and semantic (usually one, often none).
+    """
+    grid: dict[str, dict[str, list[list[dict[str, Any]]]]] = {}
+    for doc in statuses:
+        rows = grid.setdefault(doc["cluster"], {})
+        cells = rows.setdefault(doc["topic"], [[] for _ in SEMANTICS])
+        column = SEMANTICS.index(doc["semantic"]) if doc["semantic"] in SEMANTICS else 0
+        cells[column].append(cell(doc))
+    return [
+        {
+            "cluster": cluster,
+            "rows": [{"topic": topic, "cells": rows[topic]} for topic in sorted(rows)],
+        }
+        for cluster, rows in sorted(grid.items())
+    ]

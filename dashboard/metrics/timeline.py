@@ -1,0 +1,84 @@
+"""The detail page's timeline: a sentinel's notable events and the scenario lab's runs.
+
+Events (verdict changes, producer runs, state lost, fencing...) come from the sentinel's
+capped event list in Redis (``SentinelStore.events``); scenario runs on its cluster from the
+database. Newest first.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from django.db import DatabaseError
+from django.db.models import Q
+from django.urls import NoReverseMatch, reverse
+
+from dashboard.metrics.windows import redis_client
+from dashboard.models import ScenarioRun, Sentinel
+from workers.store import SentinelStore
+
+log = logging.getLogger(__name__)
+
+TIMELINE_KINDS = {
+    "verdict": "verdict change",
+    "run": "producer run",
+    "state-lost": "state lost",
+    "fenced": "fenced",
+    "stuck": "stuck, restarted",
+    "txn-aborted": "copier transaction aborted",
+    "producer-txn-aborted": "producer transaction aborted",
+}
+
+
+def timeline(
+    sentinel: Sentinel, limit: int = 50, client: redis.Redis | None = None
+) -> list[dict[str, Any]]:
+    """Verdict changes, producer runs and other notable events of the sentinel, with the
+    scenario lab's runs on its cluster, newest first."""
+    store = SentinelStore(client or redis_client(), sentinel.pk)
+    out = []
+    for event in store.events(limit):
+        kind = str(event.get("kind", ""))
+        label = TIMELINE_KINDS.get(kind) or (
+            "scenario run" if kind.startswith("scenario") else kind
+        )
+        ts = float(event.get("ts", 0))
+        out.append({**event, "label": label, "ts": ts, "at": datetime.fromtimestamp(ts, UTC)})
+    out.extend(scenario_runs(sentinel, limit))
+    out.sort(key=lambda e: e["ts"], reverse=True)
+    return out[:limit]
+
+
+def scenario_runs(sentinel: Sentinel, limit: int = 20) -> list[dict[str, Any]]:
+    """The scenario lab's runs against the sentinel's cluster (a run without a cluster ran on
+    the local one), as timeline entries."""
+    where = Q(cluster_id=sentinel.cluster_id)
+    if sentinel.cluster.is_local:
+        where |= Q(cluster__isnull=True)
+    try:
+        runs = list(ScenarioRun.objects.filter(where).order_by("-created")[:limit])
+    except DatabaseError as exc:  # e.g. its table not migrated yet: the rest of the page stands
+        log.warning("timeline: scenario runs unavailable: %s", exc)
+        return []
+    out = []
+    for run in runs:
+        at = run.started or run.created
+        message = f"{run.title}: {run.state}" + (f" ({run.reason})" if run.reason else "")
+        try:
+            url = reverse("scenarios:run", args=[run.pk])
+        except NoReverseMatch:
+            url = None
+        out.append(
+            {
+                "kind": "scenario",
+                "label": "scenario run",
+                "message": message,
+                "ts": at.timestamp(),
+                "at": at,
+                "url": url,
+            }
+        )
+    return out

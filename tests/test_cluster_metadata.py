@@ -1,0 +1,129 @@
+"""The topic's cluster metadata: fetched by the check runner's own thread into the status
+document, where the detail page's partition table reads it (no Kafka call in a request)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
+from workers.engine.spec import SentinelSpec
+from workers.roles.kafka import topic_metadata
+from workers.runtime import checkrunner
+from workers.runtime.checkrunner import CheckRunner
+from workers.store import SentinelStore, connect
+
+UNREACHABLE = "127.0.0.1:1"
+
+
+def make_runner(redis_url: str, bootstrap: str = UNREACHABLE, topic: str = "metadata") -> Any:
+    spec = SentinelSpec(
+        id=990_002,
+        name="metadata",
+        profile=DEFAULT_PROFILES[AT_LEAST_ONCE],
+        bootstrap_servers=bootstrap,
+        topic=topic,
+    )
+    store = SentinelStore(connect(redis_url), spec.id)
+    store.reset()
+    runner = CheckRunner(spec, store)
+    return runner
+
+
+def wait_for(condition: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def test_it_reports_an_unreachable_cluster_instead_of_leaders():
+    admin = AdminClient({"bootstrap.servers": UNREACHABLE, "log_level": 0})
+    started = time.monotonic()
+    meta = topic_metadata(admin, "sentinel.at-most-once", 0.5)
+    assert time.monotonic() - started < 3
+    assert "Failed to get metadata" in meta["error"]
+    assert meta["partitions"] == {}
+
+
+def test_the_checker_puts_the_fetch_and_its_time_into_the_status_document(redis_url):
+    runner = make_runner(redis_url)
+    runner.metadata.timeout = 0.5
+    runner.load()
+    try:
+        assert runner.status(time.time())["metadata"] is None  # before the first fetch
+        before = time.time()
+        fetched = runner.metadata.fetch()
+        assert "Failed to get metadata" in fetched["error"]
+        assert fetched["partitions"] == {}
+        assert before <= fetched["updated_at"] <= time.time()
+        assert runner.status(time.time())["metadata"] == fetched
+    finally:
+        runner.store.reset()
+
+
+def test_a_hanging_cluster_never_delays_the_checkers_status_document(redis_url, monkeypatch):
+    release = threading.Event()
+    result = {"error": None, "partitions": {"0": {"leader": 1}}}
+
+    def hanging(admin, topic, timeout):
+        release.wait(30)
+        return result
+
+    monkeypatch.setattr(checkrunner, "topic_metadata", hanging)
+    runner = make_runner(redis_url)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        first = wait_for(runner.store.status, 5)
+        # Reports keep coming, about once a second, while the fetch hangs.
+        later = wait_for(
+            lambda: (d := runner.store.status())["updated_at"] >= first["updated_at"] + 1.5 and d,
+            5,
+        )
+        assert first["metadata"] is None and later["metadata"] is None
+        release.set()
+        doc = wait_for(lambda: (d := runner.store.status())["metadata"] and d, 5)
+        assert doc["metadata"]["partitions"] == result["partitions"]
+        assert doc["metadata"]["updated_at"] <= doc["updated_at"]
+    finally:
+        release.set()
+        runner.shutdown = True
+        thread.join(5)
+        runner.metadata.join(5)
+        runner.store.reset()
+    assert not thread.is_alive()
+    assert not runner.metadata.alive()  # stopped with the runner
+
+
+@pytest.mark.kafka
+def test_it_reads_leaders_from_the_real_cluster_into_the_status_document(redis_url, settings):
+    bootstrap = settings.KAFKA_BOOTSTRAP_SERVERS
+    topic = f"dashboard-test-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, 2, 3)]).values():
+        future.result(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        meta = topic_metadata(admin, topic, 2.0)
+        if meta["error"] is None and all(p["leader"] >= 0 for p in meta["partitions"].values()):
+            break
+        time.sleep(0.5)
+    runner = make_runner(redis_url, bootstrap, topic)
+    runner.load()
+    try:
+        first = runner.metadata.fetch()
+        assert first["error"] is None
+        assert sorted(first["partitions"]) == ["0", "1"]
+        assert first["partitions"]["0"]["leader_host"].startswith("127.0.0.1:")
+        assert runner.status(time.time())["metadata"] == first  # what the pages read
+    finally:
+        runner.store.reset()
