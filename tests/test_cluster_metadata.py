@@ -96,7 +96,7 @@ def test_a_hanging_cluster_never_delays_the_checkers_status_document(redis_url, 
         assert doc["metadata"]["updated_at"] <= doc["updated_at"]
     finally:
         release.set()
-        runner.shutdown = True
+        runner.shutdown.set()
         thread.join(5)
         runner.metadata.join(5)
         runner.store.reset()

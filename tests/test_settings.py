@@ -144,7 +144,7 @@ def test_it_redacts_secrets_in_configured_logging():
     assert f"token={MASK}" in proc.stderr
 
 
-# --- envconf helpers ---------------------------------------------------------------------------
+# --- env helpers (workers.engine.env) ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(

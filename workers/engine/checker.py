@@ -59,16 +59,8 @@ from workers.engine.documents import CHECKER_COUNTERS as COUNTERS
 
 # Counters stored per key (pending is a stored gauge; in_flight is computed;
 # foreign and aborted_read are per partition, independent of runs).
-_KEY_COUNTERS = (
-    "produced",
-    "acked",
-    "failed",
-    "processed",
-    "duplicated",
-    "lost",
-    "late",
-    "phantom",
-    "reordered",
+_KEY_COUNTERS = tuple(
+    name for name in COUNTERS if name not in ("aborted_read", "foreign", "pending", "in_flight")
 )
 # Cumulative counters kept per partition: those of forgotten runs, plus the
 # run-independent ones.
@@ -145,16 +137,7 @@ class _Key:
     __slots__ = (
         "run",
         "partition",
-        # counters
-        "produced",
-        "acked",
-        "failed",
-        "processed",
-        "duplicated",
-        "lost",
-        "late",
-        "phantom",
-        "reordered",
+        *_KEY_COUNTERS,
         "pending",
         # sequence state
         "low",

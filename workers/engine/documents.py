@@ -61,15 +61,8 @@ RATE_COUNTERS = ("produced", "acked", "processed")
 # Counters that mark a problem: a window keeps them per partition, and only the non-zero ones
 # (a healthy partition's entry is empty; repeating every counter cost ~70 KB a second at
 # 1,000 partitions).
-PARTITION_EVENT_COUNTERS = (
-    "failed",
-    "duplicated",
-    "lost",
-    "late",
-    "phantom",
-    "reordered",
-    "aborted_read",
-    "foreign",
+PARTITION_EVENT_COUNTERS = tuple(
+    name for name in COUNTERS if name not in RATE_COUNTERS and name != "pending"
 )
 # Problem counters charted and flagged on the pages.
 EVENT_COUNTERS = ("lost", "duplicated", "reordered", "late", "phantom", "aborted_read")

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         _run(cluster, args)
     except (LocalClusterError, KafkaException) as exc:
-        print(f"localcluster: {exc}", file=sys.stderr)
+        print(f"localkafka: {exc}", file=sys.stderr)
         return 1
     target = f"node {args.node}" if args.node is not None else f"cluster {args.name!r}"
     print(

@@ -44,6 +44,7 @@ from workers.engine.latency import LatencyHistogram
 from workers.engine.spec import SentinelSpec
 from workers.engine.verdict import evaluate
 from workers.roles.kafka import METADATA_REFRESH_S, admin_for, describe, topic_metadata
+from workers.roles.loop import Loop
 from workers.runtime.publish import LivePublisher
 from workers.store import SentinelStore, unpack_aborted, unpack_ledger
 
@@ -111,14 +112,17 @@ class MetadataRefresher:
         return self.latest
 
 
-class CheckRunner:
+class CheckRunner(Loop):
+    """The checker's loop: each step reads what the roles wrote and, about once a second,
+    checkpoints, writes the status document and a window (a ``Loop`` like the roles: the same
+    start retries, error handling, heartbeat and stuck-step watchdog)."""
+
     role = "checker"
 
     def __init__(
         self, spec: SentinelSpec, store: SentinelStore, publisher: LivePublisher | None = None
     ) -> None:
-        self.spec = spec
-        self.store = store
+        super().__init__(spec, store)
         self.publisher = publisher
         self.sec_e2e = LatencyHistogram()
         self.sec_ack = LatencyHistogram()
@@ -137,7 +141,6 @@ class CheckRunner:
         self.last_progress = time.time()
         self._last_processed = 0
         self._last_checkpoint = 0.0
-        self.shutdown = False
         self.metadata = MetadataRefresher(spec)
 
     # -- state -----------------------------------------------------------------------------
@@ -266,18 +269,18 @@ class CheckRunner:
             self.store.set_status(status)
             self.emit_window(now, status)
 
-    def run(self) -> None:
+    def start(self) -> None:
         self.load()
         if self.publisher is not None:
             self.publisher.start()
         self.metadata.start()
+
+    def close(self) -> None:
+        self.metadata.stop()
         try:
-            while not self.shutdown:
-                self.step()
-        finally:
-            self.metadata.stop()
             self.checkpoint()
             self.store.set_status(self.status(time.time()))
+        finally:
             if self.publisher is not None:
                 self.publisher.stop()
 

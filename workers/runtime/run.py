@@ -105,19 +105,13 @@ class RoleRunner:
 
     def stop(self) -> None:
         for loop in self.loops:
-            if isinstance(loop, CheckRunner):
-                loop.shutdown = True
-            else:
-                loop.shutdown.set()
+            loop.shutdown.set()
 
     def stop_role(self, role: str) -> None:
         """Stop one role (e.g. the producer, to let the others drain); the rest go on."""
         for loop in self.loops:
             if loop.role == role:
-                if isinstance(loop, CheckRunner):
-                    loop.shutdown = True
-                else:
-                    loop.shutdown.set()
+                loop.shutdown.set()
 
     def join(self, timeout: float | None = None) -> None:
         for thread in self.threads:
@@ -132,7 +126,7 @@ class RoleRunner:
         return [
             f"{loop.role} ({now - since:.0f} s in one step)"
             for loop in self.loops
-            if (since := getattr(loop, "busy_since", None)) is not None and now - since > deadline_s
+            if (since := loop.busy_since) is not None and now - since > deadline_s
         ]
 
 
