@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from workers.system import terminate  # noqa: E402  (the project is on sys.path now)
+
 DEV_BOOTSTRAP = "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
 DEV_REDIS_URL = "redis://127.0.0.1:6379/0"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -200,15 +202,7 @@ def spawn(argv: list[str], **kwargs) -> subprocess.Popen:
 
 def stop_child(proc: subprocess.Popen, timeout: float = 30) -> int | None:
     """SIGTERM, wait, then SIGKILL; only ever the given child's own process group."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    terminate(proc, timeout, group=True)
     if proc in _children:
         _children.remove(proc)
     return proc.returncode

@@ -19,20 +19,30 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DIR = PROJECT_ROOT / ".local"
 
 
-def terminate(proc: subprocess.Popen, timeout: float) -> bool:
+def terminate(proc: subprocess.Popen, timeout: float, *, group: bool = False) -> bool:
     """SIGTERM ``proc``, wait up to ``timeout`` s, then SIGKILL it; reaped either way.
 
+    ``group``: signal its whole process group (a child started in a session of its own).
     True when it stopped by itself (or had already stopped)."""
-    return terminate_all([proc], timeout)
+    return terminate_all([proc], timeout, group=group)
 
 
-def terminate_all(procs: Iterable[subprocess.Popen], timeout: float) -> bool:
+def terminate_all(
+    procs: Iterable[subprocess.Popen], timeout: float, *, group: bool = False
+) -> bool:
     """SIGTERM every process at once (they stop in parallel), then wait for all of them
     within one ``timeout``; SIGKILL what is left. True when none needed SIGKILL."""
+
+    def send(proc: subprocess.Popen, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(proc.pid, signum)
+            else:
+                proc.send_signal(signum)
+
     running = [p for p in procs if p.poll() is None]
     for proc in running:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
+        send(proc, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     clean = True
     for proc in running:
@@ -40,7 +50,7 @@ def terminate_all(procs: Iterable[subprocess.Popen], timeout: float) -> bool:
             proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             clean = False
-            proc.kill()
+            send(proc, signal.SIGKILL)
             proc.wait()
     return clean
 
