@@ -39,18 +39,27 @@ def scenario_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def scenario_start(request: HttpRequest) -> HttpResponse:
     """Queue a run of ``scenario`` against ``cluster`` (a Cluster id; empty: the default)."""
-    name = request.POST.get("scenario", "")
+    run, error = queue_run(request.POST.get("scenario", ""), request.POST.get("cluster", ""))
+    if run is None:
+        return _render_list(request, error, status=400)
+    return redirect("scenarios:run", pk=run.pk)
+
+
+def queue_run(name: str, cluster_value: str) -> tuple[ScenarioRun | None, str | None]:
+    """Create and queue a run of scenario ``name`` against the cluster ``cluster_value`` names
+    (a Cluster id; empty: the default target); or, when the request cannot be run, None and
+    the reason. The pages and the JSON API both start runs here."""
     cls = SCENARIOS.get(name)
     if cls is None:
-        return _render_list(request, f"There is no scenario named {name!r}.", status=400)
-    cluster, error = _chosen_cluster(request.POST.get("cluster", ""))
+        return None, f"There is no scenario named {name!r}."
+    cluster, error = _chosen_cluster(cluster_value)
     if error is None and cls.broker_fault and cluster is not None and not cluster.is_local:
         error = (
             f"{cls.title} injects broker faults (SIGKILL, SIGSTOP, restarts of Kafka nodes), "
             f"which the lab only does to the project's local cluster, not to {cluster.name}."
         )
     if error is not None:
-        return _render_list(request, error, status=400)
+        return None, error
     run = ScenarioRun.objects.create(scenario=name, cluster=cluster)
     try:
         run_scenario.delay(run.pk)
@@ -59,7 +68,8 @@ def scenario_start(request: HttpRequest) -> HttpResponse:
         ScenarioRun.objects.filter(pk=run.pk).update(
             state=ABORTED, reason=f"could not queue the run: {exc}"
         )
-    return redirect("scenarios:run", pk=run.pk)
+        run.refresh_from_db()
+    return run, None
 
 
 @login_required

@@ -14,6 +14,7 @@ Contracts shared by all helpers:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ __all__ = [
     "envchoice",
     "envint",
     "envlist",
+    "envnetworks",
     "envredisurl",
     "envsecret",
     "envstr",
@@ -185,3 +187,15 @@ def envbootstrap(name: str, default: str) -> str:
         if not 1 <= port <= 65535:
             raise EnvError(f"{name}: entry {entry!r} has port {port}, expected 1-65535")
     return ",".join(entries)
+
+
+def envnetworks(name: str, default: str | Sequence[str]) -> list[str]:
+    """Return a comma separated list of IP addresses or networks (``10.0.0.0/8``), each
+    checked; the error names the variable and the offending entry."""
+    entries = envlist(name, default)
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise EnvError(f"{name}: entry {entry!r} is not an IP address or network") from None
+    return entries

@@ -177,6 +177,23 @@ class LatencyHistogram:
             "count": self.count,
         }
 
+    def cumulative(self, bounds_ms: Iterable[float]) -> list[int]:
+        """Observations at or below each of ``bounds_ms`` (ascending), as Prometheus ``le``
+        buckets count them. A stored bucket counts below a bound when its midpoint does, so an
+        observation within ``RELATIVE_ERROR`` of a bound may land on either side of it. The
+        counts of a histogram that only grows only grow (bucket membership is fixed)."""
+        marks = sorted(((lo + hi) / 2.0, n) for lo, hi, n in self._bucket_bounds())
+        out, i, seen = [], 0, 0
+        for bound in bounds_ms:
+            while i < len(marks) and marks[i][0] <= bound:
+                seen += marks[i][1]
+                i += 1
+            out.append(seen)
+        return out
+
+    def _bucket_bounds(self) -> list[tuple[float, float, int]]:
+        return [(*_bounds(idx), n) for idx, n in self._buckets.items()]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state; ``from_dict(to_dict())`` is an equal histogram."""
         return {

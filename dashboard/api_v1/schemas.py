@@ -1,0 +1,111 @@
+"""Response and request shapes of the JSON API; they generate its OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from ninja import Schema
+from pydantic import ConfigDict, Field
+
+VerdictName = Literal["HOLDING", "DEGRADED", "VIOLATED", "STALLED"]
+
+
+class Error(Schema):
+    detail: Any = Field(description="what is wrong; for bad input, which field and why")
+
+
+# Every operation may answer these, all as ``{"detail": ...}``: bad input (400, or 422 with one
+# entry per field), no or a revoked token (401), a read token on a write (403), not found (404).
+ERRORS: dict[int, type[Schema]] = {400: Error, 401: Error, 403: Error, 404: Error, 422: Error}
+
+
+class LatencySummary(Schema):
+    p50: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+class Status(Schema):
+    """A sentinel status document (docs/status.md); the shape only grows compatibly."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: int
+    id: int
+    name: str
+    semantic: str
+    cluster: str
+    topic: str
+    enabled: bool
+    run_id: int | None = None
+    runs: int
+    verdict: VerdictName
+    reasons: list[str]
+    totals: dict[str, int]
+    window: dict[str, Any]
+    latency_ms: LatencySummary
+    recent_latency_ms: LatencySummary
+    produce_ack_latency_ms: LatencySummary
+    latency_buckets: dict[str, Any] | None = None
+    partitions: dict[str, dict[str, int]]
+    metadata: dict[str, Any] | None = None
+    errors: list[str]
+    last_progress_at: float | None = None
+    updated_at: float | None = None
+
+
+class StatusList(Schema):
+    version: int
+    sentinels: list[Status]
+
+
+class WindowDoc(Schema):
+    """A metric window (docs/architecture.md, "Metric windows"), stamped with its end ``t``."""
+
+    t: float
+    seconds: float
+    sentinel: int | None = None
+    verdict: str
+    counts: dict[str, int]
+    partitions: dict[str, dict[str, int]]
+    e2e: dict[str, Any]
+    ack: dict[str, Any]
+
+
+class Windows(Schema):
+    sentinel: str
+    resolution: Literal["1s", "1m"]
+    since: float
+    until: float
+    windows: list[WindowDoc]
+
+
+class ClusterOut(Schema):
+    id: int
+    name: str
+    bootstrap_servers: str
+    is_local: bool
+    client_properties: dict[str, Any] = Field(description="secrets masked as ******")
+
+
+class ScenarioRunOut(Schema):
+    id: int
+    scenario: str
+    title: str
+    cluster: str | None = None
+    state: str
+    phase: str
+    percent: int
+    reason: str
+    results: list[Any]
+    created: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    duration_s: float | None = None
+
+
+class ScenarioRunIn(Schema):
+    scenario: str = Field(max_length=64, description="a scenario name (manage.py scenario list)")
+    cluster: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="a cluster id; null: the local cluster"
+    )
