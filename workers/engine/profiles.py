@@ -45,6 +45,41 @@ JAVA_ONLY_KEYS = {
     "value.serializer": "serializers are Java client settings; the sentinel writes its own bytes",
     "key.deserializer": "deserializers are Java client settings; the sentinel reads its own bytes",
     "value.deserializer": "deserializers are Java client settings; the sentinel reads its own bytes",
+    "max.poll.records": (
+        "max.poll.records is a Java consumer setting; librdkafka takes the batch size per call "
+        "(consume(num_messages=...))"
+    ),
+    "buffer.memory": (
+        "buffer.memory is a Java producer setting; librdkafka bounds its queue with "
+        "queue.buffering.max.kbytes and queue.buffering.max.messages"
+    ),
+    "partitioner.class": "partitioner.class is Java-only; librdkafka names a built-in partitioner",
+}
+
+# Keys librdkafka understands and the Java client does not, with the Java counterpart.
+LIBRDKAFKA_ONLY_KEYS = {
+    "message.timeout.ms": "message.timeout.ms is librdkafka's name; Java uses delivery.timeout.ms",
+    "message.send.max.retries": "message.send.max.retries is librdkafka's name; Java uses retries",
+    "request.required.acks": "request.required.acks is librdkafka's name; Java uses acks",
+    "queue.buffering.max.ms": "queue.buffering.max.ms is librdkafka's name; Java uses linger.ms",
+    "queue.buffering.max.kbytes": "Java bounds the producer's buffer with buffer.memory (bytes)",
+    "queue.buffering.max.messages": "Java bounds the producer's buffer with buffer.memory (bytes)",
+    "max.in.flight": (
+        "max.in.flight is librdkafka's name; Java uses max.in.flight.requests.per.connection"
+    ),
+    "enable.auto.offset.store": (
+        "enable.auto.offset.store is librdkafka-only; a Java consumer commits what it polled, "
+        "or what it passes to commitSync(offsets)"
+    ),
+    "ssl.ca.location": "Java reads CA certificates from ssl.truststore.location",
+    "ssl.certificate.location": "Java reads client certificates from ssl.keystore.location",
+    "ssl.key.location": "Java reads the client key from ssl.keystore.location",
+    "sasl.username": "Java takes SASL credentials in sasl.jaas.config",
+    "sasl.password": "Java takes SASL credentials in sasl.jaas.config",
+    "topic.metadata.refresh.interval.ms": (
+        "topic.metadata.refresh.interval.ms is librdkafka's name; Java uses metadata.max.age.ms"
+    ),
+    "statistics.interval.ms": "Java exposes metrics through JMX and metric.reporters",
 }
 
 

@@ -1,0 +1,142 @@
+"""Topic and cluster lint on plain facts: each rule fires on the facts that break it, names the
+setting and its source, and a healthy topic on a healthy cluster can hold every semantic."""
+
+from __future__ import annotations
+
+from workers.engine.documents import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SEMANTICS
+from workers.engine.lint import (
+    CAN_HOLD,
+    CANNOT_HOLD,
+    DEFAULT,
+    METADATA,
+    ONE_FAILURE_AWAY,
+    STATIC_BROKER,
+    TOPIC_OVERRIDE,
+    ClusterFacts,
+    PartitionFacts,
+    Setting,
+    TopicFacts,
+    has_errors,
+    lint_cluster,
+    lint_report,
+    lint_topic,
+    verdict,
+)
+
+BROKERS = (1, 2, 3)
+GOOD_BROKER = {
+    "min.insync.replicas": Setting("2", STATIC_BROKER),
+    "transaction.state.log.replication.factor": Setting("3", STATIC_BROKER),
+    "transaction.state.log.min.isr": Setting("2", STATIC_BROKER),
+    "offsets.topic.replication.factor": Setting("3", STATIC_BROKER),
+}
+
+
+def parts(n: int = 3, rf: int = 3, isr: int | None = None, leaders=None) -> tuple:
+    out = []
+    for p in range(n):
+        replicas = tuple(BROKERS[(p + i) % 3] for i in range(rf))
+        leader = leaders[p] if leaders else replicas[0]
+        out.append(PartitionFacts(p, leader, replicas, replicas[: isr if isr else rf]))
+    return tuple(out)
+
+
+def cluster(configs=None, topics=None, brokers=BROKERS) -> ClusterFacts:
+    return ClusterFacts("c", brokers, {**GOOD_BROKER, **(configs or {})}, topics or {})
+
+
+def rules(topic: TopicFacts, c: ClusterFacts | None = None) -> dict[str, object]:
+    return {f.rule: f for f in lint_topic(topic, c or cluster())}
+
+
+def test_it_finds_a_well_configured_topic_clean_for_every_semantic() -> None:
+    c = cluster()
+    topic = TopicFacts("good", parts())
+    for sem in SEMANTICS:
+        assert verdict(lint_topic(topic, c) + lint_cluster(c), sem)["verdict"] == CAN_HOLD
+
+
+def test_it_flags_replication_factor_one_as_an_error_for_durable_semantics() -> None:
+    found = rules(TopicFacts("t", parts(rf=1)))
+    f = found["topic.rf-1"]
+    assert (f.value, f.source) == ("1", METADATA)
+    assert verdict(list(found.values()), AT_LEAST_ONCE)["verdict"] == CANNOT_HOLD
+    assert verdict(list(found.values()), AT_MOST_ONCE)["verdict"] == CAN_HOLD
+    assert "topic.rf-1" not in rules(TopicFacts("t", parts(rf=1)), cluster(brokers=(1,)))
+
+
+def test_it_names_the_source_of_min_insync_replicas() -> None:
+    override = TopicFacts("t", parts(), {"min.insync.replicas": Setting("1", TOPIC_OVERRIDE)})
+    f = rules(override)["topic.min-isr-1"]
+    assert (f.value, f.source) == ("1", TOPIC_OVERRIDE)
+    inherited = rules(
+        TopicFacts("t", parts()), cluster({"min.insync.replicas": Setting("1", DEFAULT)})
+    )
+    assert inherited["topic.min-isr-1"].source == DEFAULT
+
+
+def test_it_flags_min_insync_replicas_at_or_above_the_replication_factor() -> None:
+    at = TopicFacts("t", parts(), {"min.insync.replicas": Setting("3", TOPIC_OVERRIDE)})
+    above = TopicFacts("t", parts(), {"min.insync.replicas": Setting("4", TOPIC_OVERRIDE)})
+    assert "topic.min-isr-ge-rf" in rules(at)
+    assert "capped" in rules(above)["topic.min-isr-ge-rf"].message
+    assert "topic.min-isr-ge-rf" not in rules(TopicFacts("t", parts()))
+
+
+def test_it_flags_unclean_leader_election_from_topic_or_broker() -> None:
+    topic = TopicFacts(
+        "t", parts(), {"unclean.leader.election.enable": Setting("true", TOPIC_OVERRIDE)}
+    )
+    assert rules(topic)["topic.unclean-election"].source == TOPIC_OVERRIDE
+    broker = cluster({"unclean.leader.election.enable": Setting("true", STATIC_BROKER)})
+    assert rules(TopicFacts("t", parts()), broker)["topic.unclean-election"].source == STATIC_BROKER
+
+
+def test_it_flags_under_replicated_partitions_and_isr_at_the_minimum() -> None:
+    found = rules(TopicFacts("t", parts(isr=2)))
+    assert found["topic.under-replicated"].partitions == (0, 1, 2)
+    assert found["topic.isr-at-min"].partitions == (0, 1, 2)
+    assert verdict(list(found.values()), EXACTLY_ONCE)["verdict"] == ONE_FAILURE_AWAY
+
+
+def test_it_flags_offline_partitions_and_too_few_brokers() -> None:
+    found = rules(TopicFacts("t", parts(n=1, leaders=[-1])), cluster(brokers=(1, 2)))
+    assert {"topic.offline", "topic.fewer-brokers-than-rf"} <= set(found)
+
+
+def test_it_flags_a_broker_that_leads_nothing() -> None:
+    assert "topic.leaders-not-spread" in rules(TopicFacts("t", parts(leaders=[1, 1, 2])))
+    # One partition can only have one leader: not a finding.
+    assert "topic.leaders-not-spread" not in rules(TopicFacts("t", parts(n=1)))
+
+
+def test_it_reads_internal_topics_real_replication_over_broker_settings() -> None:
+    offsets = TopicFacts("__consumer_offsets", parts(rf=1), internal=True)
+    found = {f.rule: f for f in lint_cluster(cluster(topics={"__consumer_offsets": offsets}))}
+    assert (found["cluster.offsets-rf"].value, found["cluster.offsets-rf"].source) == (
+        "1",
+        METADATA,
+    )
+    weak = cluster(
+        {
+            "transaction.state.log.replication.factor": Setting("1", STATIC_BROKER),
+            "transaction.state.log.min.isr": Setting("1", STATIC_BROKER),
+        }
+    )
+    rules_found = {f.rule for f in lint_cluster(weak)}
+    assert {"cluster.txn-log-rf", "cluster.txn-log-min-isr"} <= rules_found
+    assert lint_cluster(cluster()) == []
+
+
+def test_it_reports_cluster_findings_in_every_topics_verdict_and_exits_on_errors() -> None:
+    weak = cluster(
+        {"transaction.state.log.replication.factor": Setting("1", STATIC_BROKER)},
+        topics={"a": TopicFacts("a", parts())},
+    )
+    report = lint_report(weak)
+    v = report["topics"][0]["verdicts"]
+    assert v[EXACTLY_ONCE]["verdict"] == CANNOT_HOLD
+    assert v[EXACTLY_ONCE]["first"]["rule"] == "cluster.txn-log-rf"
+    assert v[AT_LEAST_ONCE]["verdict"] == CAN_HOLD
+    assert has_errors(report)
+    assert not has_errors(lint_report(cluster(topics={"a": TopicFacts("a", parts())})))
