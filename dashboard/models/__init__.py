@@ -2,6 +2,8 @@
 
 - ``core``: clusters, semantic profiles, sentinels
 - ``metrics``: one-minute metric windows
+- ``tokens``: personal API tokens
+- ``oncall``: alert rules, channels, incidents and their timelines, silences
 """
 
 from dashboard.models.core import (  # noqa: F401
@@ -13,4 +15,12 @@ from dashboard.models.core import (  # noqa: F401
     ensure_defaults,
 )
 from dashboard.models.metrics import MetricWindow  # noqa: E402, F401
+from dashboard.models.oncall import (  # noqa: F401, E402
+    AlertRule,
+    Channel,
+    Incident,
+    IncidentEvent,
+    Silence,
+)
 from dashboard.models.scenarios import ScenarioRun  # noqa: F401, E402
+from dashboard.models.tokens import ApiToken  # noqa: F401, E402

@@ -1,0 +1,208 @@
+"""On-call: alert rules, notification channels, incidents and their timelines, silences.
+
+What decides is elsewhere: conditions are pure (``workers.engine.alerts``), the incident
+lifecycle and notification fan-out are ``dashboard/incidents.py``, and the integrations are
+``dashboard/transports.py``; these are the rows they keep.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from dashboard.models.core import Cluster, Sentinel
+from workers.engine.alerts import RULE_KINDS, SEVERITIES, default_rules
+from workers.engine.redact import MASK
+
+OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
+INCIDENT_STATES = (OPEN, ACKNOWLEDGED, RESOLVED)
+
+
+class Channel(models.Model):
+    """Where notifications go: one integration (``dashboard.transports.TRANSPORTS``) and its
+    settings. A permanent error (a 4xx other than 429, an invalid key) disables it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20)
+    # The integration's settings (URLs, routing keys, addresses); secret ones are masked
+    # wherever they are shown (``masked_config``) and never logged.
+    config = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=500, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def transport(self):
+        from dashboard.transports import transport_for
+
+        return transport_for(self)
+
+    def masked_config(self) -> dict[str, Any]:
+        secret = set(self.transport.secret_fields)
+        return {k: (MASK if k in secret and v else v) for k, v in self.config.items()}
+
+
+class AlertRule(models.Model):
+    """One rule watching one sentinel (``workers.engine.alerts`` says what each kind means)."""
+
+    sentinel = models.ForeignKey(Sentinel, on_delete=models.CASCADE, related_name="rules")
+    kind = models.CharField(max_length=20, choices=[(k, v) for k, v in RULE_KINDS.items()])
+    severity = models.CharField(max_length=10, choices=[(s, s) for s in SEVERITIES])
+    enabled = models.BooleanField(default=True)
+    for_s = models.PositiveIntegerField(default=0, help_text="stalled / degraded: seconds")
+    windows = models.PositiveIntegerField(default=0, help_text="p99: consecutive minutes")
+    threshold = models.FloatField(default=0.0, help_text="loss rate: percent")
+    # Clear for this long before an incident resolves by itself.
+    resolve_after_s = models.PositiveIntegerField(default=300)
+    channels = models.ManyToManyField(Channel, blank=True, related_name="rules")
+
+    class Meta:
+        ordering = ["sentinel", "kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["sentinel", "kind"], name="one_rule_per_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sentinel}: {RULE_KINDS.get(self.kind, self.kind)}"
+
+
+def ensure_rules(sentinel: Sentinel) -> list[AlertRule]:
+    """The default rules of ``sentinel`` (idempotent: edited rules stay as they are); a new
+    rule notifies every enabled channel."""
+    rules = []
+    channels = list(Channel.objects.filter(enabled=True))
+    for default in default_rules(sentinel.semantic):
+        rule, created = AlertRule.objects.get_or_create(
+            sentinel=sentinel,
+            kind=default.kind,
+            defaults={
+                "severity": default.severity,
+                "for_s": default.for_s,
+                "windows": default.windows,
+                "threshold": default.threshold,
+            },
+        )
+        if created:
+            rule.channels.set(channels)
+        rules.append(rule)
+    return rules
+
+
+class Incident(models.Model):
+    """An incident per (sentinel, rule) while its condition holds: open -> acknowledged ->
+    resolved. A flapping condition keeps one incident open; a violation's counts grow."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="incidents")
+    sentinel = models.ForeignKey(Sentinel, on_delete=models.CASCADE, related_name="incidents")
+    # Copies of what the incident was about, so the page stays true if the sentinel changes.
+    cluster = models.CharField(max_length=100)
+    topic = models.CharField(max_length=249)
+    semantic = models.CharField(max_length=20)
+    kind = models.CharField(max_length=20)
+    severity = models.CharField(max_length=10)
+    state = models.CharField(max_length=15, default=OPEN)
+    reason = models.TextField()
+    counts = models.JSONField(default=dict, blank=True)
+    # Forbidden counters' totals before the violation: counts = totals - baseline.
+    baseline = models.JSONField(default=dict, blank=True)
+    dedup_key = models.CharField(max_length=64, unique=True, default="")
+    silenced = models.BooleanField(default=False, help_text="opened during a silence")
+    opened_at = models.DateTimeField(default=timezone.now)
+    last_firing_at = models.DateTimeField(default=timezone.now)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolve_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        indexes = [models.Index(fields=["state", "sentinel"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind} {self.state}: {self.reason}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.dedup_key:
+            self.dedup_key = f"delivery-sentinel-{uuid.uuid4().hex}"
+        super().save(*args, **kwargs)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state != RESOLVED
+
+
+class IncidentEvent(models.Model):
+    """The incident's timeline: opened, counts grew, each notification attempt and its
+    result, acknowledged (by whom), resolved."""
+
+    # None for a channel's test notification.
+    incident = models.ForeignKey(
+        Incident, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=20)  # opened, grew, notify, acknowledged, resolved...
+    message = models.TextField(blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Notification attempts: the channel, what was sent (trigger / acknowledge / resolve),
+    # the outcome ("pending", "ok", "error", "silenced") and how long the attempt took.
+    channel = models.ForeignKey(
+        Channel, null=True, blank=True, on_delete=models.SET_NULL, related_name="sends"
+    )
+    action = models.CharField(max_length=15, blank=True)
+    result = models.CharField(max_length=10, blank=True)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+
+class Silence(models.Model):
+    """A maintenance window: conditions are still recorded, nobody is paged."""
+
+    cluster = models.ForeignKey(
+        Cluster, null=True, blank=True, on_delete=models.CASCADE, related_name="silences"
+    )
+    sentinel = models.ForeignKey(
+        Sentinel, null=True, blank=True, on_delete=models.CASCADE, related_name="silences"
+    )
+    ends_at = models.DateTimeField()
+    comment = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-ends_at"]
+
+    def __str__(self) -> str:
+        target = self.sentinel or self.cluster or "everything"
+        return f"silence of {target} until {self.ends_at:%Y-%m-%d %H:%M}"
+
+
+def active_silence(sentinel: Sentinel, now=None) -> Silence | None:
+    now = now or timezone.now()
+    return (
+        Silence.objects.filter(ends_at__gt=now)
+        .filter(models.Q(sentinel=sentinel) | models.Q(cluster_id=sentinel.cluster_id))
+        .first()
+    )

@@ -1,0 +1,354 @@
+"""On-call pages: incidents (list, timeline, acknowledge, resolve), channels (settings, test
+notification, send log, re-enable), silences, and a sentinel's alert rules.
+
+Views stay thin: the lifecycle is ``dashboard.incidents`` (acknowledge / resolve record the
+user and notify), validation is ``dashboard.oncall_forms``. Every POST redirects (POST,
+redirect, GET) with a message. Secrets never reach a page: channels are shown with
+``Channel.masked_config()``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Case, IntegerField, Value, When
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from dashboard import incidents
+from dashboard.metrics.windows import RANGE_LABELS, RANGES
+from dashboard.models import Channel, Incident, Sentinel, Silence
+from dashboard.models.metrics import MetricWindow
+from dashboard.models.oncall import ACKNOWLEDGED, INCIDENT_STATES, OPEN, RESOLVED, ensure_rules
+from dashboard.oncall_forms import ChannelForm, RuleForm, SilenceForm
+from dashboard.transports import TRANSPORTS
+from workers.engine.alerts import RULE_KINDS
+from workers.engine.documents import FORBIDDEN, SEMANTICS
+from workers.engine.redact import MASK
+
+INCIDENTS_PER_PAGE = 50
+CHANNEL_SENDS_SHOWN = 20
+# One-minute windows shown around an incident on its page.
+WINDOWS_BEFORE_S = 5 * 60
+WINDOWS_SHOWN = 30
+
+
+def _open_first(queryset):
+    order = Case(
+        When(state=OPEN, then=Value(0)),
+        When(state=ACKNOWLEDGED, then=Value(1)),
+        default=Value(2),
+        output_field=IntegerField(),
+    )
+    return queryset.annotate(state_order=order).order_by("state_order", "-opened_at", "-pk")
+
+
+def unresolved_incidents():
+    return _open_first(
+        Incident.objects.exclude(state=RESOLVED).select_related("sentinel", "acknowledged_by")
+    )
+
+
+def active_silences():
+    return Silence.objects.filter(ends_at__gt=timezone.now()).select_related(
+        "cluster", "sentinel", "created_by"
+    )
+
+
+def latched_text(incident: Incident) -> str:
+    """What a sentinel's overview cell says while ``incident`` is unresolved, e.g.
+    "violated at 14:02, 40 lost, not acknowledged"."""
+    parts = [f"{incident.kind.replace('_', ' ')} at {incident.opened_at:%H:%M}"]
+    parts += [f"{n} {name.replace('_', ' ')}" for name, n in incident.counts.items() if n]
+    if incident.state == ACKNOWLEDGED:
+        parts.append(f"acknowledged by {incident.acknowledged_by or 'someone'}")
+    else:
+        parts.append("not acknowledged")
+    return ", ".join(parts)
+
+
+def overview_context(grid: list[dict[str, Any]]) -> dict[str, Any]:
+    """The overview's on-call block (unresolved incidents, active silences), and each cell's
+    latched problems (``latched``: one entry per unresolved incident of its sentinel)."""
+    unresolved = list(unresolved_incidents())
+    by_sentinel: dict[int, list[dict[str, Any]]] = {}
+    for incident in unresolved:
+        by_sentinel.setdefault(incident.sentinel_id, []).append(
+            {"incident": incident, "text": latched_text(incident)}
+        )
+    for group in grid:
+        for row in group["rows"]:
+            for cell in row["cells"]:
+                for c in cell:
+                    c["latched"] = by_sentinel.get(c["id"], [])
+    return {"open_incidents": unresolved, "active_silences": list(active_silences())}
+
+
+# -- incidents ----------------------------------------------------------------------------------
+
+
+@login_required
+def incident_list(request: HttpRequest) -> HttpResponse:
+    """Open and acknowledged first; ``?cluster=&semantic=&state=`` filter."""
+    queryset = Incident.objects.select_related("acknowledged_by", "sentinel")
+    filters = {k: request.GET.get(k, "").strip() for k in ("cluster", "semantic", "state")}
+    problems = []
+    if filters["cluster"]:
+        queryset = queryset.filter(cluster=filters["cluster"])
+    if filters["semantic"]:
+        if filters["semantic"] in SEMANTICS:
+            queryset = queryset.filter(semantic=filters["semantic"])
+        else:
+            problems.append(f"unknown semantic {filters['semantic']!r}: not filtered by it")
+            filters["semantic"] = ""
+    if filters["state"]:
+        if filters["state"] == "unresolved":
+            queryset = queryset.exclude(state=RESOLVED)
+        elif filters["state"] in INCIDENT_STATES:
+            queryset = queryset.filter(state=filters["state"])
+        else:
+            problems.append(f"unknown state {filters['state']!r}: not filtered by it")
+            filters["state"] = ""
+    page = Paginator(_open_first(queryset), INCIDENTS_PER_PAGE).get_page(request.GET.get("page"))
+    query = urlencode({k: v for k, v in filters.items() if v})
+    return render(
+        request,
+        "oncall/incidents.html",
+        {
+            "page": page,
+            "filters": filters,
+            "query": query,
+            "problems": problems,
+            "clusters": Incident.objects.order_by("cluster")
+            .values_list("cluster", flat=True)
+            .distinct(),
+            "semantics": SEMANTICS,
+            "states": ("unresolved", *INCIDENT_STATES),
+        },
+    )
+
+
+def detail_range(incident: Incident, now: float | None = None) -> str:
+    """The shortest range of the sentinel's detail page that reaches back to the incident's
+    start (the detail page's ranges end now)."""
+    now = time.time() if now is None else now
+    age = now - incident.opened_at.timestamp() + 60
+    for name, seconds in RANGES.items():
+        if name != "live" and seconds >= age:
+            return name
+    return "7d"
+
+
+def triggering_windows(incident: Incident) -> list[dict[str, Any]]:
+    """The sentinel's one-minute windows from a few minutes before the incident opened to
+    its last firing (or now), with the counters its rule is about."""
+    start = incident.opened_at.timestamp() - WINDOWS_BEFORE_S
+    end = (incident.resolved_at or incident.last_firing_at).timestamp() + 60
+    rows = MetricWindow.objects.filter(
+        sentinel_id=incident.sentinel_id,
+        resolution=60,
+        start__gte=datetime.fromtimestamp(start, UTC),
+        start__lte=datetime.fromtimestamp(end, UTC),
+    ).order_by("start")[:WINDOWS_SHOWN]
+    forbidden = FORBIDDEN.get(incident.semantic, ())
+    return [
+        {
+            "start": w.start,
+            "verdict": w.verdict,
+            "processed": w.counts.get("processed", 0),
+            "problems": {k: w.counts.get(k, 0) for k in forbidden},
+            "problem": any(w.counts.get(k, 0) for k in forbidden),
+            "p99": (w.latency.get("e2e") or {}).get("p99"),
+        }
+        for w in rows
+    ]
+
+
+@login_required
+def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    incident = get_object_or_404(
+        Incident.objects.select_related("sentinel", "acknowledged_by", "resolved_by", "rule"),
+        pk=pk,
+    )
+    range_name = detail_range(incident)
+    return render(
+        request,
+        "oncall/incident.html",
+        {
+            "incident": incident,
+            "kind_label": RULE_KINDS.get(incident.kind, incident.kind),
+            "events": incident.events.select_related("channel", "user").order_by("at", "pk"),
+            "windows": triggering_windows(incident),
+            "forbidden": FORBIDDEN.get(incident.semantic, ()),
+            "detail_url": reverse("sentinel-detail", args=[incident.sentinel_id])
+            + f"?range={range_name}",
+            "detail_range": RANGE_LABELS[range_name],
+            "OPEN": OPEN,
+            "RESOLVED": RESOLVED,
+        },
+    )
+
+
+@login_required
+@require_POST
+def incident_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    incident = get_object_or_404(Incident, pk=pk)
+    if incidents.acknowledge(incident, request.user):
+        messages.success(request, f"Incident #{pk} acknowledged by {request.user}.")
+    else:
+        messages.warning(request, f"Incident #{pk} was not open: nothing acknowledged.")
+    return redirect("oncall:incident", pk=pk)
+
+
+@login_required
+@require_POST
+def incident_resolve(request: HttpRequest, pk: int) -> HttpResponse:
+    incident = get_object_or_404(Incident, pk=pk)
+    note = request.POST.get("note", "").strip()[:2000]
+    if incidents.resolve(incident, request.user, note):
+        messages.success(request, f"Incident #{pk} resolved by {request.user}.")
+    else:
+        messages.warning(request, f"Incident #{pk} was already resolved.")
+    return redirect("oncall:incident", pk=pk)
+
+
+# -- channels -----------------------------------------------------------------------------------
+
+
+def masked(channel: Channel) -> dict[str, Any]:
+    """The channel's settings for a page: secrets masked; every value masked for a kind no
+    integration knows (set in the admin), since nothing says which of them are secret."""
+    if channel.kind in TRANSPORTS:
+        return channel.masked_config()
+    return {k: MASK for k in channel.config}
+
+
+@login_required
+def channel_list(request: HttpRequest) -> HttpResponse:
+    channels = [
+        {"c": c, "label": getattr(TRANSPORTS.get(c.kind), "label", c.kind), "config": masked(c)}
+        for c in Channel.objects.all()
+    ]
+    return render(request, "oncall/channels.html", {"channels": channels})
+
+
+@login_required
+def channel_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """Create (``pk`` None) or edit a channel, its integration's settings validated by it."""
+    channel = get_object_or_404(Channel, pk=pk) if pk is not None else None
+    form = ChannelForm(request.POST if request.method == "POST" else None, instance=channel)
+    if request.method == "POST" and form.is_valid():
+        saved = form.save()
+        messages.success(request, f"Saved channel {saved}.")
+        return redirect("oncall:channel", pk=saved.pk)
+    context: dict[str, Any] = {"form": form, "channel": channel}
+    if channel is not None:
+        context["sends"] = (
+            channel.sends.select_related("incident", "user")
+            .exclude(result="pending")
+            .order_by("-at", "-pk")[:CHANNEL_SENDS_SHOWN]
+        )
+        context["last_test"] = request.session.pop(f"channel-test-{channel.pk}", None)
+    return render(request, "oncall/channel.html", context)
+
+
+@login_required
+@require_POST
+def channel_test(request: HttpRequest, pk: int) -> HttpResponse:
+    """Send a test notification now and show its result on the channel page."""
+    channel = get_object_or_404(Channel, pk=pk)
+    event = incidents.send_test(channel, request.user)
+    detail = f"{event.result}"
+    if event.status_code:
+        detail += f", HTTP {event.status_code}"
+    if event.duration_ms is not None:
+        detail += f", {event.duration_ms:.0f} ms"
+    if event.error:
+        detail += f": {event.error}"
+    request.session[f"channel-test-{pk}"] = {"result": event.result, "detail": detail}
+    level = messages.SUCCESS if event.result == "ok" else messages.ERROR
+    messages.add_message(request, level, f"Test notification to {channel}: {detail}")
+    return redirect("oncall:channel", pk=pk)
+
+
+@login_required
+@require_POST
+def channel_enable(request: HttpRequest, pk: int) -> HttpResponse:
+    channel = get_object_or_404(Channel, pk=pk)
+    channel.enabled = True
+    channel.disabled_reason = ""
+    channel.save(update_fields=["enabled", "disabled_reason"])
+    messages.success(request, f"Channel {channel} enabled again.")
+    return redirect("oncall:channel", pk=pk)
+
+
+# -- silences -----------------------------------------------------------------------------------
+
+
+@login_required
+def silence_list(request: HttpRequest) -> HttpResponse:
+    """Active and past silences; POST creates one (``created_by`` the user)."""
+    form = SilenceForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        silence = form.save(commit=False)
+        silence.created_by = request.user
+        silence.save()
+        messages.success(request, f"Created {silence}.")
+        return redirect("oncall:silences")
+    now = timezone.now()
+    related = Silence.objects.select_related("cluster", "sentinel", "created_by")
+    return render(
+        request,
+        "oncall/silences.html",
+        {
+            "form": form,
+            "active": related.filter(ends_at__gt=now).order_by("ends_at"),
+            "past": related.filter(ends_at__lte=now).order_by("-ends_at")[:50],
+        },
+    )
+
+
+@login_required
+@require_POST
+def silence_end(request: HttpRequest, pk: int) -> HttpResponse:
+    silence = get_object_or_404(Silence, pk=pk, ends_at__gt=timezone.now())
+    silence.ends_at = timezone.now()
+    silence.save(update_fields=["ends_at"])
+    messages.success(request, f"Ended {silence}.")
+    return redirect("oncall:silences")
+
+
+# -- rules --------------------------------------------------------------------------------------
+
+
+@login_required
+def sentinel_rules(request: HttpRequest, sentinel_id: int) -> HttpResponse:
+    """A sentinel's alert rules (the defaults are created first), all saved at once."""
+    sentinel = get_object_or_404(Sentinel.objects.select_related("cluster"), pk=sentinel_id)
+    rules = ensure_rules(sentinel)
+    data = request.POST if request.method == "POST" else None
+    forms = [RuleForm(data, instance=rule, prefix=f"rule-{rule.pk}") for rule in rules]
+    if request.method == "POST" and all(f.is_valid() for f in forms):
+        for form in forms:
+            form.save()
+        messages.success(request, f"Saved the alert rules of {sentinel}.")
+        return redirect("oncall:rules", sentinel_id=sentinel.pk)
+    return render(
+        request,
+        "oncall/rules.html",
+        {
+            "sentinel": sentinel,
+            "forms": [(f, RULE_KINDS.get(f.instance.kind, f.instance.kind)) for f in forms],
+            "has_errors": any(f.errors for f in forms),
+            "no_channels": not Channel.objects.exists(),
+        },
+    )

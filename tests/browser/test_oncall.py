@@ -1,0 +1,119 @@
+"""On-call pages in Chromium: acknowledge an incident from its page, see it on the overview.
+
+No Kafka here: this module overrides ``live_app`` with Daphne over a fresh database (the
+default sentinels exist but do not run), and the incident is written with the models, as
+the evaluation would write it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+import redis
+from playwright.sync_api import expect
+
+from tests.browser.conftest import (
+    ARTIFACTS,
+    BROWSER_REDIS_DB,
+    PASSWORD,
+    USERNAME,
+    LiveApp,
+    _healthy,
+    _required_env,
+    free_port,
+    with_db,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+MAKE_INCIDENT = """
+import json
+from dashboard.models import Incident, Sentinel
+from dashboard.models.oncall import AlertRule
+s = Sentinel.objects.get(name="at-least-once")
+rule, _ = AlertRule.objects.get_or_create(sentinel=s, kind="violated", defaults={"severity": "critical"})
+i = Incident.objects.create(rule=rule, sentinel=s, cluster=s.cluster.name, topic=s.topic,
+    semantic=s.semantic, kind="violated", severity="critical", counts={"lost": 40},
+    reason="at-least-once on cluster local: 40 acknowledged records lost on partition 2")
+print(json.dumps({"id": i.pk}))
+"""
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    """Daphne over a fresh, migrated database with the admin user and the default
+    sentinels' rows (no sentinel process: nothing here needs Kafka)."""
+    tmp = tmp_path_factory.mktemp("oncall-browser")
+    redis_url = with_db(_required_env("REDIS_URL"), BROWSER_REDIS_DB)
+    flush = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        flush.flushdb()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis not reachable at {redis_url}: {exc}", pytrace=False)
+    finally:
+        flush.close()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp / 'browser.sqlite3'}",
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
+        "DJANGO_DEBUG": "true",  # static files straight from the app (no collectstatic)
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DS_ADMIN_USER": USERNAME,
+        "DS_ADMIN_PASSWORD": PASSWORD,
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    app = LiveApp(f"http://127.0.0.1:{port}", env, redis_url, "", tmp)
+    try:
+        app.manage("migrate", "--noinput")
+        app.manage("ensure_admin")
+        app.manage("sentinels", "ensure-defaults")
+        app.start(
+            "daphne",
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "dashboard.asgi:application",
+        )
+        app.wait(lambda: _healthy(app.base_url), 60, "Daphne did not answer /healthz")
+        yield app
+    finally:
+        app.stop_all()
+
+
+def test_it_acknowledges_an_incident_from_its_page_and_the_overview_shows_it(
+    page, live_app: LiveApp
+):
+    incident = json.loads(live_app.manage("shell", "-c", MAKE_INCIDENT).splitlines()[-1])["id"]
+    page.goto(live_app.base_url + "/")
+    latched = page.locator(f'[data-latched="{incident}"]')
+    expect(latched).to_have_text(re.compile(r"violated at \d\d:\d\d, 40 lost, not acknowledged"))
+
+    page.goto(f"{live_app.base_url}/incidents/{incident}/")
+    expect(page.locator("#acknowledged")).to_have_text("not acknowledged")
+    page.get_by_role("button", name="Acknowledge").click()
+    expect(page.get_by_role("status")).to_contain_text(
+        f"Incident #{incident} acknowledged by {USERNAME}"
+    )
+    expect(page.locator("#acknowledged")).to_contain_text(f"by {USERNAME}")
+    expect(page.get_by_role("button", name="Acknowledge")).to_have_count(0)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "oncall-incident-acknowledged.png"), full_page=True)
+
+    page.get_by_role("link", name="Overview").click()
+    entry = page.locator(f'#oncall-block li[data-incident="{incident}"]')
+    expect(entry).to_contain_text(f"acknowledged by {USERNAME}")
+    expect(entry).not_to_contain_text("not acknowledged")
+    expect(latched).to_have_text(
+        re.compile(rf"violated at \d\d:\d\d, 40 lost, acknowledged by {USERNAME}")
+    )

@@ -1,0 +1,197 @@
+"""Alert rules into incidents: one incident and one page per condition, counts that grow, a
+hold-down before resolving, silences that record without paging, no page for start-up noise.
+
+Status documents are written to the test Redis as the checker writes them; evaluation runs
+as the Celery task does, with notifications delivered to a list instead of a task queue."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dashboard import incidents
+from dashboard.models import Channel, Incident, IncidentEvent, Silence
+from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED, AlertRule
+from tests.dashboard_data import counts, fresh_defaults, seed_windows, status_doc, window, wipe
+from workers.engine import alerts
+from workers.store import SentinelStore, connect
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sentinels(redis_url):
+    found = fresh_defaults(redis_url)
+    yield found
+    wipe(redis_url, found)
+
+
+@pytest.fixture
+def channels():
+    return [
+        Channel.objects.create(name="hook", kind="webhook", config={"url": "http://127.0.0.1:9/"}),
+        Channel.objects.create(name="pd", kind="pagerduty", config={"routing_key": "k" * 32}),
+    ]
+
+
+class Sent(list):
+    """Dispatch that records which notification events were sent, in order."""
+
+    def __call__(self, event_id: int) -> None:
+        event = IncidentEvent.objects.get(pk=event_id)
+        self.append((event.channel.name, event.action))
+
+
+def only(sentinels, name):
+    """The sentinel under test; the others are disabled (a sentinel without reports is
+    STALLED, and would rightly open incidents of its own)."""
+    from dashboard.models import Sentinel
+
+    chosen = sentinels[name]
+    Sentinel.objects.exclude(pk=chosen.pk).update(enabled=False)
+    return chosen
+
+
+def publish(redis_url, sentinel, **overrides):
+    SentinelStore(connect(redis_url), sentinel.pk).set_status(status_doc(sentinel, **overrides))
+
+
+def evaluate(now: float, sent: Sent) -> list[Incident]:
+    return incidents.evaluate(now, dispatch=sent)
+
+
+def test_it_gives_every_sentinel_the_default_rules_notifying_every_channel(
+    sentinels, channels, redis_url
+):
+    evaluate(time.time(), Sent())
+    amo = sentinels["at-most-once"]
+    kinds = set(AlertRule.objects.filter(sentinel=amo).values_list("kind", flat=True))
+    assert kinds == {alerts.VIOLATED, alerts.STALLED, alerts.DEGRADED, alerts.P99_SLO, "loss_rate"}
+    alo_kinds = set(
+        AlertRule.objects.filter(sentinel=sentinels["at-least-once"]).values_list("kind", flat=True)
+    )
+    assert "loss_rate" not in alo_kinds
+    rule = AlertRule.objects.get(sentinel=amo, kind=alerts.VIOLATED)
+    assert set(rule.channels.values_list("name", flat=True)) == {"hook", "pd"}
+    assert rule.severity == alerts.CRITICAL
+
+
+def test_a_violation_opens_one_incident_pages_once_grows_and_resolves_after_the_hold_down(
+    sentinels, channels, redis_url
+):
+    alo = only(sentinels, "at-least-once")
+    sent = Sent()
+    now = time.time()
+    publish(redis_url, alo)
+    evaluate(now, sent)  # first sight: healthy
+    assert sent == [] and not Incident.objects.exists()
+
+    store = SentinelStore(connect(redis_url), alo.pk)
+    seed_windows(store, [window(alo.pk, now - 0.5, lost=37, partitions={"2": {"lost": 37}})])
+    publish(redis_url, alo, verdict="VIOLATED", totals=counts(acked=900, processed=863, lost=37))
+    opened = evaluate(now + 1, sent)
+    assert len(opened) == 1
+    incident = opened[0]
+    assert (incident.kind, incident.state, incident.counts) == (alerts.VIOLATED, OPEN, {"lost": 37})
+    assert incident.reason.startswith(
+        "at-least-once on cluster local, topic sentinel.at-least-once: 37 acknowledged records "
+        "lost on partition 2 since "
+    )
+    assert sorted(sent) == [("hook", "trigger"), ("pd", "trigger")]
+
+    # More losses while it is open: counts grow, nobody is paged again.
+    publish(redis_url, alo, verdict="VIOLATED", totals=counts(acked=950, processed=903, lost=47))
+    assert evaluate(now + 2, sent) == []
+    incident.refresh_from_db()
+    assert incident.counts == {"lost": 47}
+    assert len(sent) == 2
+    # Clear, but within the hold-down (it flaps back): still the same incident, no page.
+    publish(redis_url, alo, verdict="VIOLATED", totals=counts(acked=990, processed=943, lost=47))
+    evaluate(now + 2 + 200, sent)
+    publish(redis_url, alo, verdict="VIOLATED", totals=counts(acked=999, processed=951, lost=48))
+    evaluate(now + 2 + 250, sent)
+    assert Incident.objects.count() == 1 and len(sent) == 2
+    # Clear for the whole hold-down: resolved, one resolve per channel.
+    publish(redis_url, alo, totals=counts(acked=1999, processed=1951, lost=48))
+    evaluate(now + 2 + 250 + 299, sent)
+    assert Incident.objects.get().state == OPEN
+    evaluate(now + 2 + 250 + 301, sent)
+    incident.refresh_from_db()
+    assert incident.state == RESOLVED and incident.counts == {"lost": 48}
+    assert sorted(sent[2:]) == [("hook", "resolve"), ("pd", "resolve")]
+    kinds = list(incident.events.order_by("pk").values_list("kind", flat=True))
+    assert kinds[0] == "opened" and kinds.count("grew") == 2 and kinds[-1] == "notify"
+
+
+def test_a_silence_records_the_incident_and_pages_nobody(
+    sentinels, channels, redis_url, admin_user
+):
+    from django.utils import timezone
+
+    amo = only(sentinels, "at-most-once")
+    Silence.objects.create(
+        cluster=amo.cluster, ends_at=timezone.now() + timezone.timedelta(hours=1)
+    )
+    sent = Sent()
+    now = time.time()
+    publish(redis_url, amo)
+    evaluate(now, sent)
+    publish(
+        redis_url, amo, verdict="VIOLATED", totals=counts(acked=900, processed=901, duplicated=1)
+    )
+    (incident,) = evaluate(now + 1, sent)
+    assert incident.silenced and sent == []
+    assert "silenced" in incident.events.values_list("kind", flat=True)
+    assert incidents.acknowledge(incident, admin_user, dispatch=sent)
+    assert sent == []
+
+
+def test_acknowledging_and_resolving_by_hand_are_recorded_and_notified(
+    sentinels, channels, redis_url, admin_user
+):
+    eos = only(sentinels, "exactly-once")
+    sent = Sent()
+    now = time.time()
+    publish(redis_url, eos)
+    evaluate(now, sent)
+    publish(
+        redis_url, eos, verdict="VIOLATED", totals=counts(acked=900, processed=901, duplicated=1)
+    )
+    (incident,) = evaluate(now + 1, sent)
+    assert incidents.acknowledge(incident, admin_user, dispatch=sent)
+    assert not incidents.acknowledge(incident, admin_user, dispatch=sent)  # only once
+    incident.refresh_from_db()
+    assert (incident.state, incident.acknowledged_by) == (ACKNOWLEDGED, admin_user)
+    assert incidents.resolve(incident, admin_user, "broker replaced", dispatch=sent)
+    incident.refresh_from_db()
+    assert (incident.state, incident.resolved_by, incident.resolve_note) == (
+        RESOLVED,
+        admin_user,
+        "broker replaced",
+    )
+    assert sorted(sent) == sorted(
+        [(c, a) for c in ("hook", "pd") for a in ("trigger", "acknowledge", "resolve")]
+    )
+
+
+def test_start_up_noise_never_pages_and_a_real_stall_does(sentinels, channels, redis_url):
+    alo = only(sentinels, "at-least-once")
+    sent = Sent()
+    now = time.time()
+    # DEGRADED for four minutes (start-up latency) then HOLDING: nothing opens.
+    for t in range(0, 240, 30):
+        publish(redis_url, alo, verdict="DEGRADED", reasons=["latency p99 1500 ms over SLO"])
+        evaluate(now + t, sent)
+    publish(redis_url, alo)
+    evaluate(now + 241, sent)
+    assert not Incident.objects.exists() and sent == []
+    # STALLED for 60 s pages once.
+    publish(redis_url, alo, verdict="STALLED", reasons=["no progress for 45 s"])
+    evaluate(now + 300, sent)
+    evaluate(now + 359, sent)
+    assert not Incident.objects.exists()
+    (incident,) = evaluate(now + 361, sent)
+    assert incident.kind == alerts.STALLED
+    assert "stalled for 61 s: no progress for 45 s" in incident.reason
+    assert len(sent) == 2
