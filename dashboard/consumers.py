@@ -26,6 +26,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from dashboard.live import session_group
 from dashboard.metrics.overview import sparklines
 from dashboard.metrics.windows import live_windows
 from dashboard.models import Sentinel
@@ -45,6 +46,7 @@ class LiveSocketConsumer(AsyncJsonWebsocketConsumer):
     """Base consumer: authenticate, join one group, send the state, relay group events."""
 
     group_name: str | None = None
+    session_group: str | None = None
     heartbeat_seconds: float = 10.0
     _heartbeat: asyncio.Task | None = None
 
@@ -67,6 +69,10 @@ class LiveSocketConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group_name = self.get_group_name()
         await self.channel_layer.group_add(self.group_name, self.channel_name)
+        session = self.scope.get("session")
+        self.session_group = session_group(session.session_key) if session else None
+        if self.session_group:
+            await self.channel_layer.group_add(self.session_group, self.channel_name)
         await self.accept()
         await self.send_json({**await self.get_state(), "type": STATE_MESSAGE})
         self._heartbeat = asyncio.create_task(self._beat())
@@ -81,6 +87,8 @@ class LiveSocketConsumer(AsyncJsonWebsocketConsumer):
             self._heartbeat.cancel()
         if self.group_name is not None:
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
+        if self.session_group is not None:
+            await self.channel_layer.group_discard(self.session_group, self.channel_name)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
@@ -93,6 +101,10 @@ class LiveSocketConsumer(AsyncJsonWebsocketConsumer):
 
     async def verdict_update(self, event: dict[str, Any]) -> None:
         await self.send_json({**event["payload"], "type": VERDICT_MESSAGE})
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        """The user logged out (in this tab or another): stop streaming to this page."""
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
 
 class OverviewSocketConsumer(LiveSocketConsumer):

@@ -38,3 +38,21 @@ def publish(group: str, event_type: str, payload: dict[str, Any]) -> None:
     if layer is None:
         raise RuntimeError("CHANNEL_LAYERS is not configured")
     async_to_sync(layer.group_send)(group, {"type": event_type, "payload": payload})
+
+
+# A browser session's sockets: every live socket also joins its session's group, and logging
+# out (in any tab) closes them, so a page left open stops streaming (``session.ended``).
+SESSION_ENDED = "session.ended"
+
+
+def session_group(session_key: str) -> str:
+    return f"session.{session_key}"
+
+
+def end_session(session_key: str | None) -> None:
+    """Close every live socket of the session ``session_key``."""
+    if not session_key:
+        return
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(session_group(session_key), {"type": SESSION_ENDED})

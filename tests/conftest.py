@@ -82,13 +82,19 @@ class Asgi:
         self._open: list[WebsocketCommunicator] = []
 
     async def websocket(
-        self, path: str, *, user: Any = None, origin: str | None = ALLOWED_ORIGIN
+        self,
+        path: str,
+        *,
+        user: Any = None,
+        origin: str | None = ALLOWED_ORIGIN,
+        cookie: str | None = None,
     ) -> WebsocketCommunicator:
+        """``cookie``: a session cookie of the caller's (else a new session of ``user``)."""
         headers = [(b"host", b"127.0.0.1:8000")]
         if origin is not None:
             headers.append((b"origin", origin.encode()))
-        if user is not None:
-            cookie = await sync_to_async(session_cookie_for)(user)
+        if user is not None or cookie is not None:
+            cookie = cookie or await sync_to_async(session_cookie_for)(user)
             headers.append((b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={cookie}".encode()))
         communicator = WebsocketCommunicator(self.application, path, headers=headers)
         self._open.append(communicator)

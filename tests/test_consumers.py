@@ -154,3 +154,31 @@ async def test_it_sends_heartbeats_so_browsers_can_tell_a_dead_connection(
     assert state["heartbeat"] == 0.2
     assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "heartbeat"}
     assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "heartbeat"}
+
+
+async def test_logging_out_in_another_tab_closes_the_live_sockets(asgi, alice, sentinels):
+    from django.conf import settings
+    from django.test import Client
+
+    from tests.conftest import session_cookie_for
+
+    cookie = await sync_to_async(session_cookie_for)(alice)
+    overview = await asgi.websocket("/ws/overview/", cookie=cookie)
+    detail = await asgi.websocket(f"/ws/sentinel/{sentinels['at-most-once'].pk}/", cookie=cookie)
+    other = await asgi.websocket("/ws/overview/", user=alice)  # another session: stays open
+    for ws in (overview, detail, other):
+        assert (await ws.connect(timeout=TIMEOUT))[0]
+        assert (await ws.receive_json_from(timeout=TIMEOUT))["type"] == "state"
+
+    def log_out() -> int:
+        client = Client()
+        client.cookies[settings.SESSION_COOKIE_NAME] = cookie
+        return client.post("/logout/").status_code
+
+    assert await sync_to_async(log_out)() == 302
+    for ws in (overview, detail):
+        assert await ws.receive_output(timeout=TIMEOUT) == {
+            "type": "websocket.close",
+            "code": CLOSE_UNAUTHENTICATED,
+        }
+    assert await other.receive_nothing(timeout=0.5)

@@ -80,3 +80,27 @@ def test_it_reports_503_when_redis_is_down(client, settings):
     response = client.get(reverse("healthz"))
     assert response.status_code == 503
     assert response.json() == {"status": "error", "database": "ok", "redis": "error"}
+
+
+def test_it_answers_an_unknown_address_with_a_plain_page_and_a_way_back(client, alice):
+    client.force_login(alice)
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert 'href="/">Back to the overview' in html
+    assert "URLconf" not in html and "sentinel-detail" not in html  # no list of every URL
+
+
+def test_the_local_stack_runs_with_debug_off_and_a_secret_key_of_its_own(tmp_path, monkeypatch):
+    from workers.localkafka import devstack
+
+    monkeypatch.setattr(devstack, "LOCAL_DIR", tmp_path)
+    monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
+    defaults = devstack.local_defaults("127.0.0.1", 8000)
+    assert defaults["DJANGO_DEBUG"] == "false"
+    key_file = tmp_path / "secret-key"
+    assert defaults["DJANGO_SECRET_KEY_FILE"] == str(key_file)
+    key = key_file.read_text()
+    assert len(key) >= 50 and key_file.stat().st_mode & 0o077 == 0
+    assert devstack.local_defaults("127.0.0.1", 8000)["DJANGO_SECRET_KEY_FILE"] == str(key_file)
+    assert key_file.read_text() == key  # kept across starts, so sessions survive a restart

@@ -287,3 +287,19 @@ def test_it_enables_and_disables_a_sentinel(logged_in, sentinels):
     assert logged_in.post(url).status_code == 302
     amo.refresh_from_db()
     assert amo.enabled
+
+
+def test_it_keeps_a_verdict_changes_reasons_after_a_reload(logged_in, sentinels, redis_url):
+    alo = sentinels["at-least-once"]
+    store = SentinelStore(connect(redis_url), alo.pk)
+    store.event(
+        "verdict",
+        "verdict HOLDING -> VIOLATED",
+        verdict="VIOLATED",
+        previous="HOLDING",
+        reasons=["40 lost under at-least-once"],
+    )
+    html = logged_in.get(reverse("sentinel-detail", args=[alo.pk])).content.decode()
+    timeline = html[html.index('id="timeline"') :]
+    # The same words the live page writes (detail.js, addTimelineEntry).
+    assert "verdict HOLDING -&gt; VIOLATED: 40 lost under at-least-once" in timeline

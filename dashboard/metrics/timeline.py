@@ -46,7 +46,10 @@ def timeline(
             "scenario run" if kind.startswith("scenario") else kind
         )
         ts = float(event.get("ts", 0))
-        out.append({**event, "label": label, "ts": ts, "at": datetime.fromtimestamp(ts, UTC)})
+        entry = {**event, "label": label, "ts": ts, "at": datetime.fromtimestamp(ts, UTC)}
+        if event.get("reasons"):  # as the live page writes a verdict change: with its reasons
+            entry["message"] = f"{event.get('message', '')}: {'; '.join(event['reasons'])}"
+        out.append(entry)
     out.extend(scenario_runs(sentinel, limit))
     out.sort(key=lambda e: e["ts"], reverse=True)
     return out[:limit]

@@ -139,6 +139,15 @@ def test_it_turns_the_at_most_once_cell_violated_live_on_a_forged_duplicate(
     expect(box.locator('[data-field="duplicated"]')).not_to_have_text("0")
     expect(box.locator('[data-field="reasons"]')).to_contain_text("duplicated under at-most-once")
     assert page.evaluate("window.__notReloaded") is True
+    # The verdict colours the whole cell, not only its badge.
+    background = "el => getComputedStyle(el).backgroundColor"
+    violated_bg = box.evaluate(background)
+    holding_bg = page.evaluate(
+        "() => { const el = document.createElement('article');"
+        " el.className = 'cell verdict-bg-holding'; document.body.append(el);"
+        " const bg = getComputedStyle(el).backgroundColor; el.remove(); return bg; }"
+    )
+    assert violated_bg != holding_bg, (violated_bg, holding_bg)
     print(f"at-most-once cell turned VIOLATED {elapsed:.1f}s after the forged duplicate")
 
 

@@ -11,6 +11,7 @@ dies, or on SIGINT/SIGTERM, every process this command started is stopped, in re
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -128,10 +129,33 @@ class Stack:
         self.children.clear()
 
 
+def local_defaults(host: str, port: int) -> dict[str, str]:
+    """What the local stack sets unless the environment says otherwise: debug off (a 404 is a
+    plain page, not Django's list of every URL; ``DJANGO_DEBUG=true`` when you want it), so a
+    secret key of its own kept in ``.local/secret-key``; notifications may go to receivers on
+    this machine (a local Alertmanager, a test hook); links in them point here."""
+    defaults = {
+        "DJANGO_DEBUG": "false",
+        "ONCALL_ALLOW_PRIVATE_URLS": "true",
+        "DS_BASE_URL": f"http://{host}:{port}",
+    }
+    if not os.environ.get("DJANGO_SECRET_KEY"):
+        key_file = LOCAL_DIR / "secret-key"
+        if not key_file.exists():
+            LOCAL_DIR.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(50))
+        defaults["DJANGO_SECRET_KEY_FILE"] = str(key_file)
+    return defaults
+
+
 def main() -> int:
     redis_url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
     host = os.environ.get("DS_HOST", "127.0.0.1")
     port = int(os.environ.get("DS_PORT", "8000"))
+    for name, value in local_defaults(host, port).items():
+        os.environ.setdefault(name, value)
     stack = Stack()
 
     def on_signal(signum, _frame):
