@@ -439,7 +439,17 @@ class TransactionFencing(Scenario):
 
     def recover(self, lab: Lab, probes: list[Probe]) -> None:
         crash = probes[0]
+        crashed_token = crash.detail.get("token")
         crash.start("copier", name="copier-2")
+        # Progress alone does not prove the takeover: the verifier may still be reading what
+        # the crashed copier committed before it died. The new copier has taken over (and
+        # recovered the open transaction, init_transactions first) once it has opened a
+        # transaction of its own.
+        lab.wait(
+            lambda: crash.store.txn_state()[1] not in (None, crashed_token),
+            lab.timeouts.fault,
+            "the new copier to take over the transactional.id",
+        )
         lab.wait_progress(probes, "after the takeover")
         crash.extra["txn_aborted_events"] = len(crash.events("txn-aborted"))
 

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +61,17 @@ class Child:
     started: float = field(default_factory=time.monotonic)
 
 
+def signal_group(pgid: int, signum: int) -> bool:
+    """Send ``signum`` to process group ``pgid`` (0: only check it); False when it is gone."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member we cannot signal: it exists
+        return True
+    return True
+
+
 def spec_digest(spec: SentinelSpec) -> str:
     return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
 
@@ -87,6 +99,9 @@ class SentinelSupervisor:
         self.spec_dir = spec_dir or LOCAL_DIR / "sentinels" / self.worker_id.replace(":", "-")
         self.live = live
         self.children: dict[int, Child] = {}
+        self.leases: dict[int, Lease] = {}
+        # Process groups of exited sentinels whose role processes may still be stopping.
+        self.leftovers: dict[int, tuple[int, float]] = {}
         self.failures: dict[int, tuple[int, float]] = {}  # id -> (consecutive exits, retry at)
         self.shutdown = threading.Event()
         self._thread: threading.Thread | None = None
@@ -106,6 +121,7 @@ class SentinelSupervisor:
         for child in children.values():
             with contextlib.suppress(redis.RedisError):
                 child.lease.release()
+        self.leases.clear()
 
     def run(self) -> None:
         log.info("sentinel supervisor %s started", self.worker_id)
@@ -128,20 +144,20 @@ class SentinelSupervisor:
 
     def supervise(self, sid: int, spec: SentinelSpec) -> None:
         child = self.children.get(sid)
-        lease = (
-            child.lease
-            if child
-            else SentinelStore(self.r, sid).lease(
-                f"{self.worker_id}:{uuid.uuid4().hex[:8]}", LEASE_MS
-            )
+        # The lease outlives a crashed child: this worker keeps it (renewing it through the
+        # back-off) and starts the sentinel again itself, instead of waiting for it to expire.
+        lease = self.leases.get(sid) or SentinelStore(self.r, sid).lease(
+            f"{self.worker_id}:{uuid.uuid4().hex[:8]}", LEASE_MS
         )
         if not lease.acquire_or_renew():
+            self.leases.pop(sid, None)
             if child is not None:
                 log.warning(
                     "sentinel %s: lease lost to %s; stopping our copy", spec.name, lease.holder()
                 )
                 self.stop_child(sid, release=False)
             return
+        self.leases[sid] = lease
         if child is not None and child.proc.poll() is not None:
             self.note_exit(sid, child)
             child = None
@@ -163,10 +179,26 @@ class SentinelSupervisor:
             child.proc.returncode,
             delay,
         )
+        # Its role processes (the producer and checker children, in its process group) stop
+        # when they see it gone; ask them now, and start no replacement before they are gone,
+        # so that two checkers never count the same sentinel.
+        self.leftovers[sid] = (child.proc.pid, time.monotonic() + STOP_TIMEOUT_S)
+        signal_group(child.proc.pid, signal.SIGTERM)
         del self.children[sid]
 
     def may_spawn(self, sid: int) -> bool:
         _, retry_at = self.failures.get(sid, (0, 0.0))
+        if sid in self.leftovers:
+            group, kill_at = self.leftovers[sid]
+            if signal_group(group, 0):  # still there
+                if time.monotonic() < kill_at:
+                    return False
+                log.warning(
+                    "sentinel %s: role processes left after %ss: SIGKILL", sid, STOP_TIMEOUT_S
+                )
+                signal_group(group, signal.SIGKILL)
+                return False
+            del self.leftovers[sid]
         return time.monotonic() >= retry_at
 
     def spawn(self, spec: SentinelSpec, lease: Lease) -> None:
@@ -205,5 +237,6 @@ class SentinelSupervisor:
             return
         terminate(child.proc, timeout)
         if release:
+            self.leases.pop(sid, None)
             with contextlib.suppress(redis.RedisError):
                 child.lease.release()
