@@ -20,6 +20,7 @@ from workers.engine.env import (
     envchoice,
     envint,
     envlist,
+    envnetworks,
     envredisurl,
     envsecret,
     envstr,
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "ninja",  # the JSON API's interactive docs, with its vendored Swagger UI assets
     "dashboard",
 ]
 
@@ -183,6 +185,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "dashboard.tasks.forget_deleted_sentinels",
         "schedule": 3600.0,
     },
+    # Guarantee lint of every cluster (docs/lint.md); DS_LINT_INTERVAL_S, default 5 minutes.
+    "lint-clusters": {
+        "task": "dashboard.tasks.lint_clusters",
+        "schedule": float(envint("DS_LINT_INTERVAL_S", 300, min=10)),
+    },
 }
 
 # --- Kafka ------------------------------------------------------------------------------------
@@ -197,6 +204,31 @@ SENTINELS_ENABLED = envbool("SENTINELS_ENABLED", True)
 SENTINEL_SPECS = "dashboard.models.enabled_specs"
 # One-minute metric windows are kept this long (one-second windows: DS_W1_RETENTION_S in Redis).
 METRIC_RETENTION_DAYS = envint("METRIC_RETENTION_DAYS", 30, min=1)
+# Scrapers allowed on /metrics without a token (addresses or networks); empty: token only.
+METRICS_ALLOWED_IPS = envnetworks("METRICS_ALLOWED_IPS", "")
+
+# --- On-call ----------------------------------------------------------------------------------
+
+# Notification URLs that resolve to loopback, private or link-local addresses are refused
+# unless this is on (the local stack and the tests turn it on).
+ONCALL_ALLOW_PRIVATE_URLS = envbool("ONCALL_ALLOW_PRIVATE_URLS", False)
+ONCALL_CONNECT_TIMEOUT_S = envint("ONCALL_CONNECT_TIMEOUT_S", 3, min=1)
+ONCALL_READ_TIMEOUT_S = envint("ONCALL_READ_TIMEOUT_S", 5, min=1)
+# Alert rules are evaluated this often (Celery beat).
+ONCALL_EVALUATE_EVERY_S = envint("ONCALL_EVALUATE_EVERY_S", 5, min=1)
+CELERY_BEAT_SCHEDULE["evaluate-alerts"] = {
+    "task": "dashboard.tasks.evaluate_alerts",
+    "schedule": float(ONCALL_EVALUATE_EVERY_S),
+}
+# Links in notifications point here.
+DS_BASE_URL = envstr("DS_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Email channels: Django's mail backend (SMTP by default).
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, min=1, max=65535)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "delivery-sentinel@localhost")
 
 # --- Logging ----------------------------------------------------------------------------------
 

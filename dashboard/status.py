@@ -58,7 +58,13 @@ def sentinel_status(
 
 
 def complete(sentinel: Sentinel, doc: dict[str, Any] | None, reason: str) -> dict[str, Any]:
-    """The checker's ``doc`` (or a placeholder) with what only the database knows."""
+    """The checker's ``doc`` (or a placeholder) with what only the database knows.
+
+    A document written for another incarnation of this id (a former sentinel's, until the
+    runtime adopts the state for this one) is no report of this sentinel's."""
+    incarnation = doc.get("incarnation") if doc else None
+    if incarnation and incarnation != sentinel.incarnation.hex:
+        doc = None
     if doc is None:
         doc = placeholder(sentinel, reason)
     elif doc.get("updated_at") and time.time() - doc["updated_at"] > STALE_AFTER_S:

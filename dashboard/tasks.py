@@ -92,3 +92,32 @@ def forget_deleted_sentinels() -> list[int]:
     from dashboard.models.core import forget_deleted_sentinels as forget
 
     return forget()
+
+
+@shared_task(ignore_result=True)
+def evaluate_alerts() -> int:
+    """Evaluate every enabled sentinel's alert rules (beat, ``ONCALL_EVALUATE_EVERY_S``)."""
+    from dashboard.incidents import evaluate
+
+    return len(evaluate())
+
+
+@shared_task(ignore_result=True)
+def deliver_notification(event_id: int) -> str:
+    """Send one notification (one channel, one incident event)."""
+    from dashboard.incidents import deliver
+
+    return deliver(event_id)
+
+
+@shared_task(ignore_result=True, soft_time_limit=240, time_limit=300)
+def lint_clusters(cluster: str | None = None) -> list[str]:
+    """Lint every cluster (or one, by name) and store the reports; a cluster whose lint is
+    already running is skipped. Returns the names linted."""
+    from dashboard import lint
+
+    done = []
+    for target in lint.targets(cluster):
+        if lint.run_claimed(target) is not None:
+            done.append(target.name)
+    return done

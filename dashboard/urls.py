@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from dashboard import api, views
+from dashboard import api, lint_views, prometheus, tokens_views, views
+from dashboard.api_v1 import api as api_v1
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -36,10 +37,21 @@ urlpatterns = [
         views.sentinel_toggle,
         name="sentinel-toggle",
     ),
+    path("lint/", lint_views.index, name="lint"),
+    path("lint/<str:cluster>/", lint_views.cluster_page, name="lint-cluster"),
+    path("lint/<str:cluster>/run/", lint_views.run_now, name="lint-run"),
     path("scenarios/", include("dashboard.scenario_urls")),
+    # On-call: incidents, channels, silences, alert rules
+    path("", include("dashboard.oncall_urls")),
     # JSON API
     path("api/sentinels/", api.sentinels, name="api-sentinels"),
     path("api/sentinels/<int:sentinel_id>/", api.sentinel, name="api-sentinel"),
     path("api/sentinels/<int:sentinel_id>/windows/", api.windows, name="api-sentinel-windows"),
+    path("api/lint/", lint_views.api_report, name="api-lint"),
+    path("api/lint/check/", lint_views.api_check, name="api-lint-check"),
+    path("api/v1/", api_v1.urls),
+    path("metrics", prometheus.metrics, name="metrics"),
+    path("tokens/", tokens_views.tokens, name="tokens"),
+    path("tokens/<int:pk>/revoke/", tokens_views.revoke, name="token-revoke"),
     path("admin/", admin.site.urls),
 ]

@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard import compare
+from dashboard import compare, lint, oncall_views
 from dashboard.forms import ClusterForm, ProfileForm, SentinelForm
 from dashboard.metrics import overview, partitions, timeline
 from dashboard.metrics.windows import RANGE_LABELS, summarize
@@ -47,10 +47,18 @@ def _sentinels() -> models.QuerySet[Sentinel]:
 def home(request: HttpRequest) -> HttpResponse:
     """The overview: per-topic guarantee health, one column per semantic, updated live."""
     statuses = all_statuses()
+    grid = overview.overview_grid(statuses)
+    # Every linted topic gets a row with its lint verdicts (docs/lint.md).
+    grid = overview.with_lint(grid, lint.latest_reports())
     return render(
         request,
         "dashboard/overview.html",
-        {"grid": overview.overview_grid(statuses), "semantics": SEMANTICS, "count": len(statuses)},
+        {
+            "grid": grid,
+            "semantics": SEMANTICS,
+            "count": len(statuses),
+            **oncall_views.overview_context(grid),  # open incidents, silences, latched cells
+        },
     )
 
 

@@ -23,8 +23,10 @@ Keys of one sentinel, all under ``ds:{sentinel id}:``:
 - ``w1``         stream of one-second metric windows (``workers.engine.documents.Window``).
 - ``lease``      token of the worker process that runs the sentinel (``Lease``).
 - ``fault``      hash ``point``, ``after``, ``action``: a crash point armed by the lab.
+- ``alerting``   what alert evaluation remembers between runs (``alert_state``).
 
-Global keys: ``ds:scenario-lock`` (``LabLock``: one scenario at a time per Redis).
+Global keys: ``ds:scenario-lock`` (``LabLock``: one scenario at a time per Redis);
+``ds:lint:{cluster}`` and ``ds:lint:{cluster}:running`` (``LintStore``: guarantee lint reports).
 """
 
 from __future__ import annotations
@@ -154,6 +156,16 @@ class SentinelStore:
 
     def health(self) -> dict[str, dict[str, Any]]:
         return {k.decode(): json.loads(v) for k, v in self.r.hgetall(self.key("health")).items()}
+
+    # -- alert evaluation ------------------------------------------------------------------
+    def alert_state(self) -> dict[str, Any]:
+        """What alert evaluation remembers between runs (since when a condition holds, the
+        totals it last saw); ``{}`` at first."""
+        value = self.r.get(self.key("alerting"))
+        return json.loads(value) if value else {}
+
+    def set_alert_state(self, doc: dict[str, Any]) -> None:
+        self.r.set(self.key("alerting"), json.dumps(doc, separators=(",", ":")))
 
     # -- fault hooks (armed by the lab) ---------------------------------------------------
     def arm_fault(self, point: str, after: int = 0, action: str = "kill") -> None:
@@ -286,8 +298,8 @@ class SentinelStore:
         self, since: float, until: float | None = None, count: int | None = None
     ) -> list[dict[str, Any]]:
         """One-second windows with ``since <= t <= until`` (Unix seconds), oldest first."""
-        hi = "+" if until is None else str(int(until * 1000))
-        entries = self.r.xrange(self.key("w1"), min=str(int(since * 1000)), max=hi, count=count)
+        hi = "+" if until is None else _stream_ms(until)
+        entries = self.r.xrange(self.key("w1"), min=_stream_ms(since), max=hi, count=count)
         return [json.loads(fields[b"d"]) for _id, fields in entries]
 
     @staticmethod
@@ -298,7 +310,7 @@ class SentinelStore:
         ids = list(sentinel_ids)
         pipe = client.pipeline(transaction=False)
         for sid in ids:
-            pipe.xrange(SentinelStore.key_for(sid, "w1"), min=str(int(since * 1000)), max="+")
+            pipe.xrange(SentinelStore.key_for(sid, "w1"), min=_stream_ms(since), max="+")
         return {
             sid: [json.loads(fields[b"d"]) for _id, fields in entries]
             for sid, entries in zip(ids, pipe.execute(), strict=True)
@@ -388,6 +400,37 @@ class LabLock:
         held = self.holder()
         if held and held.get("token") == token:
             self.r.delete(LAB_LOCK_KEY)
+
+
+class LintStore:
+    """The guarantee lint's latest report per cluster (``ds:lint:{cluster}``, JSON) and the
+    claim that stops two runs of one cluster's lint at once (``ds:lint:{cluster}:running``)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    @staticmethod
+    def _key(cluster: str, suffix: str = "") -> str:
+        return f"{PREFIX}lint:{cluster}{suffix}"
+
+    def save(self, cluster: str, report: dict[str, Any]) -> None:
+        self.r.set(self._key(cluster), json.dumps(report, separators=(",", ":")))
+
+    def report(self, cluster: str) -> dict[str, Any] | None:
+        raw = self.r.get(self._key(cluster))
+        return json.loads(raw) if raw else None
+
+    def claim_run(self, cluster: str, ttl_ms: int) -> bool:
+        """Whether this caller may lint ``cluster`` now (no other run in the last ``ttl_ms``)."""
+        return bool(self.r.set(self._key(cluster, ":running"), "1", nx=True, px=ttl_ms))
+
+    def release_run(self, cluster: str) -> None:
+        self.r.delete(self._key(cluster, ":running"))
+
+
+def _stream_ms(t: float) -> str:
+    """Unix seconds as a stream id bound: ids are milliseconds, never below 0."""
+    return str(max(0, int(t * 1000)))
 
 
 def _next_id(stream_id: str) -> str:

@@ -79,3 +79,37 @@ def overview_grid(statuses: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for cluster, rows in sorted(grid.items())
     ]
+
+
+# The lint verdicts drawn in the sentinels' verdict colours.
+LINT_CLASS = {"can-hold": "holding", "one-failure-away": "degraded", "cannot-hold": "violated"}
+
+
+def with_lint(
+    grid: list[dict[str, Any]], reports: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The grid with a row for every topic of each cluster's latest lint report (``reports``:
+    cluster name -> report), sentinel topics included: each row gains ``lint`` (one entry per
+    semantic: ``verdict``, ``label``, ``css``, ``first``, or ``None`` when the topic was not
+    linted) and ``internal``. Rows stay sorted by topic; clusters without sentinels appear."""
+    groups = {g["cluster"]: g for g in grid}
+    for name, report in reports.items():
+        if name not in groups:
+            groups[name] = {"cluster": name, "rows": []}
+        rows = {r["topic"]: r for r in groups[name]["rows"]}
+        for topic in report.get("topics", []):
+            rows.setdefault(
+                topic["name"], {"topic": topic["name"], "cells": [[] for _ in SEMANTICS]}
+            )
+        linted = {t["name"]: t for t in report.get("topics", [])}
+        for topic_name, row in rows.items():
+            doc = linted.get(topic_name)
+            row["internal"] = bool(doc and doc["internal"])
+            row["lint"] = [
+                {**doc["verdicts"][s], "css": LINT_CLASS[doc["verdicts"][s]["verdict"]]}
+                if doc
+                else None
+                for s in SEMANTICS
+            ]
+        groups[name]["rows"] = [rows[t] for t in sorted(rows)]
+    return [groups[c] for c in sorted(groups)]

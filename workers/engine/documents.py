@@ -102,6 +102,23 @@ LATENCY_WINDOW_S = 60.0
 W1_RETENTION_S = envint("DS_W1_RETENTION_S", 3600, min=60)
 
 
+# Upper bounds (seconds) of the latency histograms the status document carries
+# (``latency_buckets``) and ``/metrics`` exports: 1 ms to 60 s; above the last is ``+Inf``.
+LATENCY_BUCKETS_S: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+
+def latency_buckets(hist: LatencyHistogram) -> dict[str, Any]:
+    """A cumulative latency histogram in Prometheus' shape: ``counts[i]`` observations at or
+    below ``LATENCY_BUCKETS_S[i]``, plus ``count`` (the ``+Inf`` bucket) and ``sum_s``."""
+    return {
+        "counts": hist.cumulative(b * 1000.0 for b in LATENCY_BUCKETS_S),
+        "count": hist.count,
+        "sum_s": round(hist.sum / 1000.0, 6),
+    }
+
+
 class LatencySummary(TypedDict):
     p50: float | None
     p99: float | None
@@ -110,6 +127,7 @@ class LatencySummary(TypedDict):
 
 class StatusDoc(TypedDict, total=False):
     id: int
+    incarnation: str  # the sentinel row's (SentinelSpec.incarnation); "" for specs built in code
     name: str
     semantic: str
     cluster: str
@@ -123,6 +141,9 @@ class StatusDoc(TypedDict, total=False):
     latency_ms: LatencySummary
     recent_latency_ms: LatencySummary
     produce_ack_latency_ms: LatencySummary
+    # Cumulative since the sentinel's state was created: {"le_s": LATENCY_BUCKETS_S,
+    # "e2e": latency_buckets(...), "ack": latency_buckets(...)}
+    latency_buckets: dict[str, Any]
     partitions: dict[str, dict[str, int]]  # partition -> cumulative counters
     # The topic's cluster metadata as the checker last fetched it (None before its first fetch):
     # {"error": str | None, "partitions": {p: {"leader", "leader_host", "replicas", "isr"}},

@@ -30,6 +30,7 @@ from workers.engine.checker import Checker
 from workers.engine.documents import (
     CHECKPOINT_INTERVAL_S,
     COUNTERS,
+    LATENCY_BUCKETS_S,
     LATENCY_WINDOW_S,
     PARTITION_EVENT_COUNTERS,
     VERDICT_UPDATE,
@@ -38,6 +39,7 @@ from workers.engine.documents import (
     WINDOW_UPDATE,
     Window,
     compact,
+    latency_buckets,
     summary,
 )
 from workers.engine.latency import LatencyHistogram
@@ -393,6 +395,7 @@ class CheckRunner(Loop):
         runs = self.store.runs()
         return {
             "id": self.spec.id,
+            "incarnation": self.spec.incarnation,
             "name": self.spec.name,
             "semantic": self.spec.semantic,
             "cluster": self.spec.cluster,
@@ -409,6 +412,11 @@ class CheckRunner(Loop):
             "latency_ms": summary(self.e2e),
             "recent_latency_ms": summary(recent),
             "produce_ack_latency_ms": summary(self.ack_latency),
+            "latency_buckets": {
+                "le_s": list(LATENCY_BUCKETS_S),
+                "e2e": latency_buckets(self.e2e),
+                "ack": latency_buckets(self.ack_latency),
+            },
             "partitions": {
                 str(p): {k: counts.get(k, 0) for k in COUNTERS}
                 for p, counts in sorted(self.checker.partition_counts().items())
