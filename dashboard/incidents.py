@@ -12,6 +12,10 @@ computes each rule's condition (``workers.engine.alerts``), and:
 - once it has been clear for the rule's ``resolve_after_s`` (the hold-down), resolves the
   incident and notifies resolve to the channels that were sent the trigger.
 
+The ``lint_error`` rule reads the latest guarantee lint report of the sentinel's cluster
+(``workers.store.LintStore``, written by ``dashboard.lint``): an error found there opens one
+incident while it persists, however many lint runs see it.
+
 Acknowledging or resolving by hand is recorded with the user and notified the same way.
 Each notification is one ``IncidentEvent`` and one Celery task (``deliver``), so a slow or
 dead endpoint never delays another channel, a sentinel, or the evaluation.
@@ -46,7 +50,7 @@ from dashboard.transports import TransportError, timed_send, transport_for
 from workers.engine import alerts
 from workers.engine.alerts import Condition, Notice
 from workers.engine.documents import FORBIDDEN, VERDICT_WINDOW_S, Window
-from workers.store import SentinelStore
+from workers.store import LintStore, SentinelStore
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +73,16 @@ def evaluate(now: float | None = None, dispatch: Dispatch = dispatch_task) -> li
     sentinels = {
         s.pk: s for s in Sentinel.objects.filter(enabled=True).select_related("cluster", "profile")
     }
-    for sentinel in Sentinel.objects.filter(pk__in=sentinels, rules__isnull=True):
-        ensure_rules(sentinel)  # every sentinel gets the default rules, however it was made
+    # Every sentinel gets the default rules, however it was made, and the rules added to the
+    # defaults since (``ensure_rules`` only creates the missing kinds).
+    have: dict[int, set[str]] = {pk: set() for pk in sentinels}
+    for sid, kind in AlertRule.objects.filter(sentinel_id__in=sentinels).values_list(
+        "sentinel_id", "kind"
+    ):
+        have[sid].add(kind)
+    for sid, sentinel in sentinels.items():
+        if {d.kind for d in alerts.default_rules(sentinel.semantic)} - have[sid]:
+            ensure_rules(sentinel)
     rules: dict[int, list[AlertRule]] = {}
     for rule in AlertRule.objects.filter(sentinel_id__in=sentinels, enabled=True).select_related(
         "sentinel"
@@ -79,6 +91,7 @@ def evaluate(now: float | None = None, dispatch: Dispatch = dispatch_task) -> li
     statuses = {doc["id"]: doc for doc in all_statuses()}
     opened = []
     client = shared_client()
+    lint_reports: dict[str, dict | None] = {}  # read once per cluster and evaluation
     for sid, sentinel_rules in rules.items():
         status = statuses.get(sid)
         if status is None:
@@ -86,7 +99,7 @@ def evaluate(now: float | None = None, dispatch: Dispatch = dispatch_task) -> li
         store = SentinelStore(client, sid)
         memory = store.alert_state()
         for rule in sentinel_rules:
-            condition = condition_for(rule, status, memory, store, now)
+            condition = condition_for(rule, status, memory, store, now, lint_reports)
             incident = apply(rule, sentinels[sid], status, condition, now, dispatch)
             if incident is not None:
                 opened.append(incident)
@@ -97,7 +110,12 @@ def evaluate(now: float | None = None, dispatch: Dispatch = dispatch_task) -> li
 
 
 def condition_for(
-    rule: AlertRule, status: dict, memory: dict, store: SentinelStore, now: float
+    rule: AlertRule,
+    status: dict,
+    memory: dict,
+    store: SentinelStore,
+    now: float,
+    lint_reports: dict[str, dict | None] | None = None,
 ) -> Condition:
     kind = rule.kind
     if kind == alerts.VIOLATED:
@@ -116,7 +134,31 @@ def condition_for(
         )
     if kind == alerts.LOSS_RATE:
         return alerts.loss_rate_condition(status, rule.threshold)
+    if kind == alerts.LINT_ERROR:
+        return lint_error(status, memory, store, {} if lint_reports is None else lint_reports)
     return Condition(False)
+
+
+def lint_error(
+    status: dict, memory: dict, store: SentinelStore, reports: dict[str, dict | None]
+) -> Condition:
+    """An error in the latest lint report of the sentinel's cluster, for its topic and
+    semantic (``reports``: those read already, by cluster). While no report can say (none
+    yet, or the cluster was unreadable), the last answer stands: an open incident does not
+    resolve because the lint could not look."""
+    if status["cluster"] not in reports:
+        reports[status["cluster"]] = LintStore(store.r).report(status["cluster"])
+    report = reports[status["cluster"]]
+    condition = alerts.lint_condition(
+        report, cluster=status["cluster"], topic=status["topic"], semantic=status["semantic"]
+    )
+    if condition is None:
+        last = memory.get("lint_error")
+        return Condition(True, last["reason"], last["counts"]) if last else Condition(False)
+    memory["lint_error"] = (
+        {"reason": condition.reason, "counts": condition.counts} if condition.firing else None
+    )
+    return condition
 
 
 def violation(status: dict, memory: dict, store: SentinelStore, now: float) -> Condition:

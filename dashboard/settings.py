@@ -215,7 +215,7 @@ ONCALL_ALLOW_PRIVATE_URLS = envbool("ONCALL_ALLOW_PRIVATE_URLS", False)
 ONCALL_CONNECT_TIMEOUT_S = envint("ONCALL_CONNECT_TIMEOUT_S", 3, min=1)
 ONCALL_READ_TIMEOUT_S = envint("ONCALL_READ_TIMEOUT_S", 5, min=1)
 # Alert rules are evaluated this often (Celery beat).
-ONCALL_EVALUATE_EVERY_S = envint("ONCALL_EVALUATE_EVERY_S", 5, min=1)
+ONCALL_EVALUATE_EVERY_S = envint("ONCALL_EVALUATE_EVERY_S", 2, min=1)
 CELERY_BEAT_SCHEDULE["evaluate-alerts"] = {
     "task": "dashboard.tasks.evaluate_alerts",
     "schedule": float(ONCALL_EVALUATE_EVERY_S),

@@ -15,7 +15,8 @@ from dashboard.models import Channel, Incident, IncidentEvent, Silence
 from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED, AlertRule
 from tests.dashboard_data import counts, fresh_defaults, seed_windows, status_doc, window, wipe
 from workers.engine import alerts
-from workers.store import SentinelStore, connect
+from workers.engine.lint import ClusterFacts, PartitionFacts, Setting, TopicFacts, lint_report
+from workers.store import LintStore, SentinelStore, connect
 
 pytestmark = pytest.mark.django_db
 
@@ -23,8 +24,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def sentinels(redis_url):
     found = fresh_defaults(redis_url)
+    # A lint report another test stored would be read by the "lint error appeared" rule.
+    lint_store = LintStore(connect(redis_url))
+    lint_store.forget("local")
     yield found
     wipe(redis_url, found)
+    lint_store.forget("local")
 
 
 @pytest.fixture
@@ -67,7 +72,14 @@ def test_it_gives_every_sentinel_the_default_rules_notifying_every_channel(
     evaluate(time.time(), Sent())
     amo = sentinels["at-most-once"]
     kinds = set(AlertRule.objects.filter(sentinel=amo).values_list("kind", flat=True))
-    assert kinds == {alerts.VIOLATED, alerts.STALLED, alerts.DEGRADED, alerts.P99_SLO, "loss_rate"}
+    assert kinds == {
+        alerts.VIOLATED,
+        alerts.STALLED,
+        alerts.DEGRADED,
+        alerts.P99_SLO,
+        "loss_rate",
+        alerts.LINT_ERROR,
+    }
     alo_kinds = set(
         AlertRule.objects.filter(sentinel=sentinels["at-least-once"]).values_list("kind", flat=True)
     )
@@ -195,3 +207,75 @@ def test_start_up_noise_never_pages_and_a_real_stall_does(sentinels, channels, r
     assert incident.kind == alerts.STALLED
     assert "stalled for 61 s: no progress for 45 s" in incident.reason
     assert len(sent) == 2
+
+
+def store_lint(redis_url, topic: str, *, unclean: bool, error: str | None = None) -> None:
+    """A lint report of cluster ``local`` as ``dashboard.lint.run`` stores it: ``topic`` with
+    unclean leader election on as a topic override (an error for durable semantics) or not;
+    ``error``: the cluster could not be read."""
+    replicas = (1, 2, 3)
+    parts = tuple(PartitionFacts(p, p + 1, replicas, replicas) for p in range(3))
+    config = {"unclean.leader.election.enable": Setting("true", "topic override")}
+    facts = ClusterFacts(
+        "local",
+        replicas,
+        {"min.insync.replicas": Setting("2", "static broker")},
+        {topic: TopicFacts(topic, parts, config if unclean else {})},
+    )
+    report = {**lint_report(facts, generated_at=time.time()), "error": error}
+    if error:
+        report["topics"] = []
+    LintStore(connect(redis_url)).save("local", report)
+
+
+def test_a_lint_error_opens_one_incident_pages_once_and_resolves_after_the_hold_down(
+    sentinels, channels, redis_url
+):
+    alo = only(sentinels, "at-least-once")
+    sent = Sent()
+    now = time.time()
+    publish(redis_url, alo)
+    # Present at the first evaluation: nobody has seen it yet, so it pages.
+    store_lint(redis_url, alo.topic, unclean=True)
+    opened = evaluate(now, sent)
+    assert [i.kind for i in opened] == [alerts.LINT_ERROR]
+    incident = opened[0]
+    assert incident.reason.startswith(
+        f"at-least-once on cluster local, topic {alo.topic}: lint error topic.unclean-election: "
+        "unclean.leader.election.enable=true (topic override) — "
+    )
+    assert incident.counts == {"lint_errors": 1}
+    assert sorted(sent) == [("hook", "trigger"), ("pd", "trigger")]
+    # Later lint runs still find it: the same incident, nobody paged again.
+    for t in (60, 120, 180):
+        publish(redis_url, alo)
+        store_lint(redis_url, alo.topic, unclean=True)
+        assert evaluate(now + t, sent) == []
+    # The cluster cannot be read: not knowing is not clear, so it does not resolve.
+    store_lint(redis_url, alo.topic, unclean=False, error="no broker answered")
+    publish(redis_url, alo)
+    evaluate(now + 180 + 400, sent)
+    assert Incident.objects.get().state == OPEN and len(sent) == 2
+    # Fixed: resolved once clear for the whole hold-down, one resolve per channel.
+    store_lint(redis_url, alo.topic, unclean=False)
+    publish(redis_url, alo)
+    evaluate(now + 600, sent)
+    assert Incident.objects.get().state == OPEN
+    publish(redis_url, alo)
+    evaluate(now + 580 + 301, sent)
+    incident.refresh_from_db()
+    assert incident.state == RESOLVED
+    assert Incident.objects.count() == 1
+    assert sorted(sent[2:]) == [("hook", "resolve"), ("pd", "resolve")]
+
+
+def test_it_adds_new_default_rules_to_sentinels_that_have_rules_already(
+    sentinels, channels, redis_url
+):
+    evaluate(time.time(), Sent())
+    amo = sentinels["at-most-once"]
+    AlertRule.objects.filter(sentinel=amo, kind=alerts.LINT_ERROR).delete()
+    evaluate(time.time(), Sent())
+    rule = AlertRule.objects.get(sentinel=amo, kind=alerts.LINT_ERROR)
+    assert rule.severity == alerts.WARNING
+    assert set(rule.channels.values_list("name", flat=True)) == {"hook", "pd"}

@@ -370,3 +370,40 @@ def test_it_shows_a_channel_of_an_unknown_kind_without_its_settings(logged_in):
         page = html(logged_in.get(path))
         assert "t0p-s3cr3t" not in page
     assert f"token={MASK}" in html(logged_in.get("/channels/"))
+
+
+def test_it_edits_the_lint_error_rule_with_no_tuning_of_its_own(logged_in, sentinels):
+    sentinel = sentinels["exactly-once"]
+    channel = Channel.objects.create(name="pd", kind="pagerduty", config={"routing_key": "k"})
+    url = f"/manage/sentinels/{sentinel.pk}/rules/"
+    page = html(logged_in.get(url))
+    lint_rule = AlertRule.objects.get(sentinel=sentinel, kind=alerts.LINT_ERROR)
+    prefix = f"rule-{lint_rule.pk}-"
+    assert f'data-rule="{alerts.LINT_ERROR}"' in page and "lint error appeared" in page
+    for name in ("for_s", "windows", "threshold"):
+        assert f'name="{prefix}{name}"' not in page
+    assert f'name="{prefix}resolve_after_s"' in page
+
+    data = {}
+    for rule in AlertRule.objects.filter(sentinel=sentinel):
+        p = f"rule-{rule.pk}-"
+        data.update(
+            {
+                p + "enabled": "on",
+                p + "severity": rule.severity,
+                p + "resolve_after_s": rule.resolve_after_s,
+                p + "for_s": rule.for_s,
+                p + "windows": rule.windows,
+                p + "threshold": rule.threshold,
+            }
+        )
+    data.update({prefix + "severity": "critical", prefix + "resolve_after_s": 900})
+    data[prefix + "channels"] = [channel.pk]
+    assert logged_in.post(url, data).status_code == 302
+    lint_rule.refresh_from_db()
+    assert (lint_rule.severity, lint_rule.resolve_after_s, lint_rule.enabled) == (
+        "critical",
+        900,
+        True,
+    )
+    assert list(lint_rule.channels.all()) == [channel]

@@ -427,6 +427,10 @@ class LintStore:
     def release_run(self, cluster: str) -> None:
         self.r.delete(self._key(cluster, ":running"))
 
+    def forget(self, cluster: str) -> None:
+        """Drop ``cluster``'s stored report (a cluster removed, or a test's clean slate)."""
+        self.r.delete(self._key(cluster))
+
 
 def _stream_ms(t: float) -> str:
     """Unix seconds as a stream id bound: ids are milliseconds, never below 0."""

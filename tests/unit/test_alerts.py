@@ -80,7 +80,14 @@ def test_the_pagerduty_summary_fits_its_limit_and_acknowledge_carries_no_payload
 
 def test_every_semantic_gets_the_rules_the_issue_names():
     kinds = {s: [r.kind for r in alerts.default_rules(s)] for s in ("at-most-once", "exactly-once")}
-    assert kinds["at-most-once"] == ["violated", "stalled", "degraded", "p99_slo", "loss_rate"]
-    assert kinds["exactly-once"] == ["violated", "stalled", "degraded", "p99_slo"]
+    assert kinds["at-most-once"] == [
+        "violated",
+        "stalled",
+        "degraded",
+        "p99_slo",
+        "loss_rate",
+        "lint_error",
+    ]
+    assert kinds["exactly-once"] == ["violated", "stalled", "degraded", "p99_slo", "lint_error"]
     stalled = alerts.default_rules("at-least-once")[1]
     assert (stalled.kind, stalled.for_s, stalled.severity) == ("stalled", 60, "critical")

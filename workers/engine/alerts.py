@@ -18,6 +18,9 @@ Kinds (``RULE_KINDS``):
   one-minute windows (default 3).
 - ``loss_rate``: at-most-once only: lost / acked over the verdict window above
   ``threshold`` percent (default 1).
+- ``lint_error``: the latest guarantee lint report of the sentinel's cluster has an error
+  (``workers.engine.lintrules``) under the sentinel's semantic, on its topic or on the
+  cluster (``lint_condition``).
 """
 
 from __future__ import annotations
@@ -35,13 +38,15 @@ from workers.engine.documents import (
     VERDICT_WINDOW_S,
     Verdict,
 )
+from workers.engine.lintrules import ERROR
 
-VIOLATED, STALLED, DEGRADED, P99_SLO, LOSS_RATE = (
+VIOLATED, STALLED, DEGRADED, P99_SLO, LOSS_RATE, LINT_ERROR = (
     "violated",
     "stalled",
     "degraded",
     "p99_slo",
     "loss_rate",
+    "lint_error",
 )
 RULE_KINDS = {
     VIOLATED: "guarantee violated",
@@ -49,6 +54,7 @@ RULE_KINDS = {
     DEGRADED: "degraded",
     P99_SLO: "end-to-end p99 above the SLO",
     LOSS_RATE: "loss rate",
+    LINT_ERROR: "lint error appeared",
 }
 CRITICAL, WARNING = "critical", "warning"
 SEVERITIES = (CRITICAL, WARNING)
@@ -82,6 +88,7 @@ def default_rules(semantic: str) -> list[RuleDefault]:
     ]
     if semantic == AT_MOST_ONCE:
         rules.append(RuleDefault(LOSS_RATE, WARNING, threshold=1.0))
+    rules.append(RuleDefault(LINT_ERROR, WARNING))
     return rules
 
 
@@ -184,6 +191,41 @@ def loss_rate_condition(status: Mapping[str, Any], threshold_pct: float) -> Cond
         f"{minutes:.0f} minutes ({lost:,} of {acked:,}; above {threshold_pct:g} %)",
         {"lost": lost, "acked": acked},
     )
+
+
+def lint_errors(report: Mapping[str, Any], topic: str, semantic: str) -> list[dict[str, Any]]:
+    """The findings of a lint report (``workers.engine.lint.lint_report``) that are errors
+    under ``semantic`` for ``topic``: the topic's own, then the cluster's."""
+    own = next((t for t in report.get("topics") or [] if t.get("name") == topic), None)
+    findings = list((own or {}).get("findings") or []) + list(report.get("cluster_findings") or [])
+    return [f for f in findings if (f.get("semantics") or {}).get(semantic) == ERROR]
+
+
+def _finding_words(finding: Mapping[str, Any]) -> str:
+    """``topic.rf-1: replication factor 1 on a 3-broker cluster (replication.factor=1,
+    metadata) — With one replica, …``"""
+    message = str(finding.get("message") or "")
+    setting, value, source = finding.get("setting"), finding.get("value"), finding.get("source")
+    shown = f"{setting}={value}" if setting and value is not None else ""
+    where = ", ".join(x for x in (shown if shown not in message else "", source) if x)
+    words = f"{finding.get('rule')}: {message}" + (f" ({where})" if where else "")
+    return f"{words} — {finding['why']}" if finding.get("why") else words
+
+
+def lint_condition(
+    report: Mapping[str, Any] | None, *, cluster: str, topic: str, semantic: str
+) -> Condition | None:
+    """Whether the lint says ``semantic`` cannot hold on ``topic``: an error finding of the
+    topic or of the cluster under that semantic. ``None`` when the report cannot say (none
+    yet, or the cluster could not be read): not knowing is not the same as being clear."""
+    if not report or report.get("error"):
+        return None
+    errors = lint_errors(report, topic, semantic)
+    if not errors:
+        return Condition(False)
+    head = f"{semantic} on cluster {cluster}, topic {topic}: lint error"
+    reason = f"{head}{'s' if len(errors) > 1 else ''} " + "; ".join(map(_finding_words, errors))
+    return Condition(True, reason, {"lint_errors": len(errors)})
 
 
 # -- what integrations are sent ---------------------------------------------------------------
