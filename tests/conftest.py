@@ -7,7 +7,7 @@ Actors (as in healthchecks' BaseTestCase): ``alice`` is an ordinary user with a 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -123,3 +123,14 @@ async def asgi() -> AsyncIterator[Asgi]:
         for layer in channel_layers.backends.values():
             await layer.close_pools()
         channel_layers.backends.clear()
+
+
+@pytest.fixture
+def sentinels(redis_url: str) -> Iterator[dict[str, Any]]:
+    """The three default sentinels in the test database, their Redis state wiped before and
+    after: by name."""
+    from tests.dashboard_data import fresh_defaults, wipe
+
+    made = fresh_defaults(redis_url)
+    yield made
+    wipe(redis_url, made)

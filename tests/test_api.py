@@ -7,18 +7,11 @@ import time
 import pytest
 
 from dashboard.models import MetricWindow
-from tests.dashboard_data import fresh_defaults, minute, seed_windows, status_doc, window, wipe
+from tests.dashboard_data import minute, seed_windows, status_doc, window
 from workers.engine.documents import STATUS_VERSION
 from workers.store import SentinelStore, connect
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sentinels(redis_url):
-    made = fresh_defaults(redis_url)
-    yield made
-    wipe(redis_url, made)
 
 
 @pytest.fixture

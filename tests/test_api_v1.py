@@ -12,7 +12,7 @@ from django.test import Client
 from dashboard import tasks as scenario_tasks
 from dashboard.models import ApiToken, Cluster, ScenarioRun
 from tests.api_schema import check
-from tests.dashboard_data import fresh_defaults, seed_windows, status_doc, window, wipe
+from tests.dashboard_data import seed_windows, status_doc, window
 from workers.store import SentinelStore, connect
 
 pytestmark = pytest.mark.django_db
@@ -24,13 +24,6 @@ READS = [
     "/api/v1/clusters",
     "/api/v1/scenarios/runs",
 ]
-
-
-@pytest.fixture
-def sentinels(redis_url):
-    made = fresh_defaults(redis_url)
-    yield made
-    wipe(redis_url, made)
 
 
 @pytest.fixture

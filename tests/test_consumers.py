@@ -9,7 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from dashboard.consumers import CLOSE_UNAUTHENTICATED, LiveSocketConsumer
-from tests.dashboard_data import fresh_defaults, seed_windows, status_doc, window, wipe
+from tests.dashboard_data import seed_windows, status_doc, window
 from workers.engine.documents import VERDICT_UPDATE, WINDOW_UPDATE, compact
 from workers.runtime.publish import LivePublisher
 from workers.store import SentinelStore, connect
@@ -17,13 +17,6 @@ from workers.store import SentinelStore, connect
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_url")]
 
 TIMEOUT = 5
-
-
-@pytest.fixture
-def sentinels(redis_url):
-    made = fresh_defaults(redis_url)
-    yield made
-    wipe(redis_url, made)
 
 
 @pytest.fixture

@@ -10,25 +10,16 @@ from dashboard.metrics import overview, partitions, timeline
 from dashboard.metrics import windows as metrics
 from dashboard.models import MetricWindow, ScenarioRun
 from tests.dashboard_data import (
-    fresh_defaults,
     hist,
     minute,
     seed_windows,
     status_doc,
     window,
-    wipe,
 )
 from workers.engine.documents import Window
 from workers.store import SentinelStore, connect
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sentinels(redis_url):
-    made = fresh_defaults(redis_url)
-    yield made
-    wipe(redis_url, made)
 
 
 @pytest.fixture

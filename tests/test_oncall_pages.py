@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from dashboard.models import Channel, Incident, IncidentEvent, Silence
 from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED, AlertRule, ensure_rules
-from tests.dashboard_data import fresh_defaults, wipe
 from workers.engine import alerts
 from workers.engine.redact import MASK
 
@@ -21,13 +20,6 @@ pytestmark = pytest.mark.django_db
 
 HOOK_SECRET = "https://hooks.example/T0K3N-5ecret-path-abc123"
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
-
-
-@pytest.fixture
-def sentinels(redis_url):
-    found = fresh_defaults(redis_url)
-    yield found
-    wipe(redis_url, found)
 
 
 @pytest.fixture

@@ -23,13 +23,6 @@ from workers.engine import alerts
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
 
 
-@pytest.fixture
-def sentinels(redis_url):
-    found = fresh_defaults(redis_url)
-    yield found
-    wipe(redis_url, found)
-
-
 @pytest.fixture(autouse=True)
 def allow_loopback(settings):
     settings.ONCALL_ALLOW_PRIVATE_URLS = True

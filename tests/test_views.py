@@ -9,19 +9,12 @@ import pytest
 from django.urls import reverse
 
 from dashboard.models import Cluster, Profile, Sentinel
-from tests.dashboard_data import fresh_defaults, status_doc, wipe
+from tests.dashboard_data import status_doc
 from workers.store import SentinelStore, connect
 
 pytestmark = pytest.mark.django_db
 
 HX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def sentinels(redis_url):
-    made = fresh_defaults(redis_url)
-    yield made
-    wipe(redis_url, made)
 
 
 @pytest.fixture
