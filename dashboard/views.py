@@ -47,7 +47,8 @@ def _sentinels() -> models.QuerySet[Sentinel]:
 def home(request: HttpRequest) -> HttpResponse:
     """The overview: per-topic guarantee health, one column per semantic, updated live."""
     statuses = all_statuses()
-    grid = overview.overview_grid(statuses)
+    recent = overview.sparklines([d["id"] for d in statuses], overview.THROUGHPUT_SECONDS)
+    grid = overview.overview_grid(statuses, recent)
     # Every linted topic gets a row with its lint verdicts (docs/lint.md).
     grid = overview.with_lint(grid, lint.latest_reports())
     return render(

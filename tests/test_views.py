@@ -296,3 +296,27 @@ def test_it_keeps_a_verdict_changes_reasons_after_a_reload(logged_in, sentinels,
     timeline = html[html.index('id="timeline"') :]
     # The same words the live page writes (detail.js, addTimelineEntry).
     assert "verdict HOLDING -&gt; VIOLATED: 40 lost under at-least-once" in timeline
+
+
+def test_every_overview_number_says_its_window_and_throughput_is_the_last_ten_seconds(
+    logged_in, sentinels, redis_url
+):
+    from tests.dashboard_data import seed_windows, window
+
+    alo = sentinels["at-least-once"]
+    publish_status(redis_url, alo, "HOLDING")  # its verdict window: 300 processed in 300 s
+    now = time.time()
+    seed_windows(
+        SentinelStore(connect(redis_url), alo.pk),
+        [window(alo.pk, now - 20 + i, processed=30 if i >= 10 else 0) for i in range(20)],
+    )
+    html = logged_in.get(reverse("home")).content.decode()
+    cell = html[html.index(f'data-sentinel="{alo.pk}"') :]
+    assert 'data-field="throughput">30.0<' in cell  # the live page's 10 s mean, not 1.0
+    for label in (
+        'lost <span class="win">5 min',
+        'rec/s <span class="win">10 s',
+        'p99 ms <span class="win">1 min',
+        'processed <span class="win">total',
+    ):
+        assert label in cell

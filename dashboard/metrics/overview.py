@@ -34,11 +34,28 @@ def sparklines(
     }
 
 
-def cell(doc: dict[str, Any]) -> dict[str, Any]:
-    """What one overview cell shows for one sentinel; the page's JS computes the same."""
+# rec/s is the mean of the last THROUGHPUT_SECONDS one-second windows once at least
+# THROUGHPUT_POINTS of them are there (overview.js uses the same two numbers), else the
+# verdict window's average.
+THROUGHPUT_SECONDS = 10
+THROUGHPUT_POINTS = 5
+
+
+def throughput(doc: dict[str, Any], recent: list[list[float]] | None) -> str:
+    points = (recent or [])[-THROUGHPUT_SECONDS:]
+    if len(points) >= THROUGHPUT_POINTS:
+        return f"{sum(p[1] for p in points) / len(points):.1f}"
+    window = doc.get("window") or {}
+    seconds = window.get("seconds") or 0
+    processed = (window.get("counts") or {}).get("processed", 0)
+    return f"{processed / seconds:.1f}" if seconds else "0.0"
+
+
+def cell(doc: dict[str, Any], recent: list[list[float]] | None = None) -> dict[str, Any]:
+    """What one overview cell shows for one sentinel; the page's JS computes the same.
+    ``recent``: its sparkline points (``[t, processed per second]``), oldest first."""
     window = doc.get("window") or {}
     counts = window.get("counts") or {}
-    seconds = window.get("seconds") or 0
     latency = doc.get("recent_latency_ms") or {}
     p99 = latency.get("p99")
     # Numbers as the text the page shows: a hundred cells of template filters cost more than
@@ -55,12 +72,14 @@ def cell(doc: dict[str, Any]) -> dict[str, Any]:
         "duplicated": str(counts.get("duplicated", 0)),
         "reordered": str(counts.get("reordered", 0)),
         "processed": str((doc.get("totals") or {}).get("processed", 0)),
-        "throughput": f"{counts.get('processed', 0) / seconds:.1f}" if seconds else "0.0",
+        "throughput": throughput(doc, recent),
         "p99": "—" if p99 is None else f"{p99:.1f}",
     }
 
 
-def overview_grid(statuses: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def overview_grid(
+    statuses: Iterable[dict[str, Any]], recent: dict[int, list[list[float]]] | None = None
+) -> list[dict[str, Any]]:
     """Clusters, each with one row per sentinel topic and one cell per semantic.
 
     ``[{"cluster": name, "rows": [{"topic": t, "cells": [[cell, ...] per SEMANTICS]}]}]``;
@@ -71,7 +90,7 @@ def overview_grid(statuses: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         rows = grid.setdefault(doc["cluster"], {})
         cells = rows.setdefault(doc["topic"], [[] for _ in SEMANTICS])
         column = SEMANTICS.index(doc["semantic"]) if doc["semantic"] in SEMANTICS else 0
-        cells[column].append(cell(doc))
+        cells[column].append(cell(doc, (recent or {}).get(doc["id"])))
     return [
         {
             "cluster": cluster,

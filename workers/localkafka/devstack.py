@@ -94,6 +94,12 @@ class Stack:
                 str(data),
                 "--logfile",
                 str(data / "redis.log"),
+                # The sentinels' ledger, acks and checkpoints live here: a restart must not
+                # lose them (at most the last second with everysec).
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
             ],
         )
         wait_for_port("127.0.0.1", port, 30, proc)

@@ -4,8 +4,9 @@
   "use strict";
 
   const SPARK_SECONDS = 60;
-  // Once this many one-second windows arrived, throughput is their mean (the first render
-  // shows the verdict window's average, which is all the server has without the windows).
+  // Once this many one-second windows arrived, throughput is their mean over the last
+  // THROUGHPUT_SECONDS, else the verdict window's average (dashboard.metrics.overview.throughput
+  // renders the same numbers first).
   const THROUGHPUT_POINTS = 5;
   const THROUGHPUT_SECONDS = 10;
   const cells = new Map();
