@@ -140,13 +140,11 @@ def _required_env(name: str) -> str:
     return value
 
 
-@pytest.fixture(scope="module")
-def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
-    """The app served by Daphne with the default sentinels running (module-scoped, so the
-    sentinel processes stop before other test modules run)."""
-    tmp = tmp_path_factory.mktemp("browser")
+def serve_app(tmp: Path, *, bootstrap: str = "", run_sentinels: bool = False) -> LiveApp:
+    """Daphne over a fresh, migrated database (admin user, the default sentinels' rows) and a
+    flushed Redis database of its own; with ``run_sentinels``, the default sentinels running on
+    ``bootstrap`` too. The caller stops it (``stop_all``); a failed start stops what it began."""
     redis_url = with_db(_required_env("REDIS_URL"), BROWSER_REDIS_DB)
-    bootstrap = _required_env("KAFKA_BOOTSTRAP_SERVERS")
     flush = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
     try:
         flush.flushdb()
@@ -161,23 +159,25 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
         "REDIS_URL": redis_url,
         "CELERY_BROKER_URL": redis_url,
         "CELERY_RESULT_BACKEND": redis_url,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "DJANGO_DEBUG": "true",  # static files straight from the app (no collectstatic)
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DS_ADMIN_USER": USERNAME,
         "DS_ADMIN_PASSWORD": PASSWORD,
         "PYTHONUNBUFFERED": "1",
     }
+    if bootstrap:
+        env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
     env.pop("DJANGO_SETTINGS_MODULE", None)
     app = LiveApp(f"http://127.0.0.1:{port}", env, redis_url, bootstrap, tmp)
     try:
         app.manage("migrate", "--noinput")
         app.manage("ensure_admin")
         app.manage("sentinels", "ensure-defaults")
-        docs = json.loads(app.manage("sentinels", "status", "--json"))["sentinels"]
-        app.sentinels = {doc["name"]: doc for doc in docs}
-        for name in app.sentinels:
-            app.start(f"sentinel-{name}", "manage.py", "sentinels", "run", name)
+        if run_sentinels:
+            docs = json.loads(app.manage("sentinels", "status", "--json"))["sentinels"]
+            app.sentinels = {doc["name"]: doc for doc in docs}
+            for name in app.sentinels:
+                app.start(f"sentinel-{name}", "manage.py", "sentinels", "run", name)
         app.start(
             "daphne",
             "-m",
@@ -189,14 +189,31 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
             "dashboard.asgi:application",
         )
         app.wait(lambda: _healthy(app.base_url), 60, "Daphne did not answer /healthz")
-        app.wait(
-            lambda: all(
-                (app.status(doc["id"]) or {}).get("totals", {}).get("processed", 0) > 0
-                for doc in app.sentinels.values()
-            ),
-            SENTINELS_READY_TIMEOUT,
-            "the default sentinels did not process records",
-        )
+        if run_sentinels:
+            app.wait(
+                lambda: all(
+                    (app.status(doc["id"]) or {}).get("totals", {}).get("processed", 0) > 0
+                    for doc in app.sentinels.values()
+                ),
+                SENTINELS_READY_TIMEOUT,
+                "the default sentinels did not process records",
+            )
+    except BaseException:
+        app.stop_all()
+        raise
+    return app
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    """The app served by Daphne with the default sentinels running (module-scoped, so the
+    sentinel processes stop before other test modules run)."""
+    app = serve_app(
+        tmp_path_factory.mktemp("browser"),
+        bootstrap=_required_env("KAFKA_BOOTSTRAP_SERVERS"),
+        run_sentinels=True,
+    )
+    try:
         yield app
     finally:
         app.stop_all()

@@ -8,25 +8,13 @@ the evaluation would write it.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 
 import pytest
-import redis
 from playwright.sync_api import expect
 
-from tests.browser.conftest import (
-    ARTIFACTS,
-    BROWSER_REDIS_DB,
-    PASSWORD,
-    USERNAME,
-    LiveApp,
-    _healthy,
-    _required_env,
-    free_port,
-    with_db,
-)
+from tests.browser.conftest import ARTIFACTS, USERNAME, LiveApp, serve_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,45 +35,8 @@ print(json.dumps({"id": i.pk}))
 def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
     """Daphne over a fresh, migrated database with the admin user and the default
     sentinels' rows (no sentinel process: nothing here needs Kafka)."""
-    tmp = tmp_path_factory.mktemp("oncall-browser")
-    redis_url = with_db(_required_env("REDIS_URL"), BROWSER_REDIS_DB)
-    flush = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    app = serve_app(tmp_path_factory.mktemp("oncall-browser"))
     try:
-        flush.flushdb()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis not reachable at {redis_url}: {exc}", pytrace=False)
-    finally:
-        flush.close()
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp / 'browser.sqlite3'}",
-        "REDIS_URL": redis_url,
-        "CELERY_BROKER_URL": redis_url,
-        "CELERY_RESULT_BACKEND": redis_url,
-        "DJANGO_DEBUG": "true",  # static files straight from the app (no collectstatic)
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DS_ADMIN_USER": USERNAME,
-        "DS_ADMIN_PASSWORD": PASSWORD,
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    app = LiveApp(f"http://127.0.0.1:{port}", env, redis_url, "", tmp)
-    try:
-        app.manage("migrate", "--noinput")
-        app.manage("ensure_admin")
-        app.manage("sentinels", "ensure-defaults")
-        app.start(
-            "daphne",
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "dashboard.asgi:application",
-        )
-        app.wait(lambda: _healthy(app.base_url), 60, "Daphne did not answer /healthz")
         yield app
     finally:
         app.stop_all()
