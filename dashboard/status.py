@@ -16,7 +16,8 @@ from django.conf import settings
 
 from dashboard.models import Sentinel
 from workers.engine.documents import STATUS_VERSION, Verdict, empty_status
-from workers.store import SentinelStore, connect
+from workers.runtime.supervisor import LEASE_MS
+from workers.store import SentinelStore, WorkerRegistry, connect, lease_holders
 
 # The checker reports about once a second; this long without a report means it is not running.
 STALE_AFTER_S = 30.0
@@ -114,3 +115,15 @@ def all_statuses() -> list[dict[str, Any]]:
         complete(s, doc, reason or no_report_reason(s))
         for s, doc in zip(sentinels, reports, strict=True)
     ]
+
+
+def placement(sentinels: list[Sentinel]) -> dict[str, Any]:
+    """Which worker runs each sentinel now (its lease holder; None: nobody), and the live
+    workers with their caps and what each says it holds. Empty when Redis is down."""
+    client = shared_client()
+    try:
+        holders = lease_holders(client, [s.pk for s in sentinels])
+        workers = WorkerRegistry(client).alive(LEASE_MS)
+    except redis.RedisError:
+        return {"holders": {}, "workers": {}}
+    return {"holders": holders, "workers": workers}

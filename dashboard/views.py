@@ -27,7 +27,7 @@ from dashboard.forms import ClusterForm, ProfileForm, SentinelForm
 from dashboard.metrics import overview, partitions, timeline
 from dashboard.metrics.windows import RANGE_LABELS, summarize
 from dashboard.models import Cluster, Profile, Sentinel
-from dashboard.status import all_statuses, sentinel_status
+from dashboard.status import all_statuses, placement, sentinel_status
 from workers.engine.documents import EVENT_COUNTERS, SEMANTICS
 
 logger = logging.getLogger(__name__)
@@ -204,9 +204,17 @@ def manage(request: HttpRequest) -> HttpResponse:
                 }
                 for p in Profile.objects.annotate(n=models.Count("sentinels"))
             ],
-            "sentinels": _sentinels(),
+            "sentinels": _placed(list(_sentinels())),
         },
     )
+
+
+def _placed(sentinels: list[Sentinel]) -> list[Sentinel]:
+    """The sentinels, each with ``worker``: the worker running it now (lease holder)."""
+    holders = placement(sentinels)["holders"]
+    for s in sentinels:
+        s.worker = holders.get(s.pk)
+    return sentinels
 
 
 MANAGED: dict[str, tuple[type[models.Model], type[ModelForm]]] = {

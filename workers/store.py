@@ -25,7 +25,8 @@ Keys of one sentinel, all under ``ds:{sentinel id}:``:
 - ``fault``      hash ``point``, ``after``, ``action``: a crash point armed by the lab.
 - ``alerting``   what alert evaluation remembers between runs (``alert_state``).
 
-Global keys: ``ds:scenario-lock`` (``LabLock``: one scenario at a time per Redis);
+Global keys: ``ds:workers`` (``WorkerRegistry``: the workers hosting sentinels, for placement);
+``ds:scenario-lock`` (``LabLock``: one scenario at a time per Redis);
 ``ds:lint:{cluster}`` and ``ds:lint:{cluster}:running`` (``LintStore``: guarantee lint reports).
 """
 
@@ -45,6 +46,7 @@ ABORTED_ITEM = struct.Struct("<QIQ")  # run, partition, seq
 EVENTS_KEPT = 200
 PREFIX = "ds:"
 LAB_LOCK_KEY = PREFIX + "scenario-lock"
+WORKERS_KEY = PREFIX + "workers"
 
 # Renew / release only while we still hold the lease (compare-and-set).
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
@@ -375,6 +377,58 @@ class Lease:
         pipe.pttl(self.key)
         holder, pttl = pipe.execute()
         return holder is not None and holder.decode() == self.token, pttl
+
+
+def lease_holders(client: redis.Redis, sentinel_ids: Iterable[int]) -> dict[int, str | None]:
+    """The worker holding each sentinel's lease now (None: nobody runs it).
+
+    A lease token is ``{worker id}:{suffix}`` (``SentinelSupervisor``); the worker id is what
+    is returned."""
+    ids = list(sentinel_ids)
+    pipe = client.pipeline(transaction=False)
+    for sid in ids:
+        pipe.get(SentinelStore.key_for(sid, "lease"))
+    return {
+        sid: token.decode().rpartition(":")[0] if token else None
+        for sid, token in zip(ids, pipe.execute(), strict=True)
+    }
+
+
+class WorkerRegistry:
+    """The workers hosting sentinels (``ds:workers``: worker id -> JSON ``{"at", "cap",
+    "held"}``), each beating once per supervisor tick, for placing sentinels fairly.
+
+    ``at`` is Redis's own clock (ms), so workers on hosts with skewed clocks agree on who is
+    alive. ``held`` is the worker's own report of the leases it holds; the leases themselves
+    stay the truth of who runs what (``lease_holders``)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    def now_ms(self) -> int:
+        seconds, micros = self.r.time()
+        return seconds * 1000 + micros // 1000
+
+    def beat(self, worker_id: str, cap: int, held: Iterable[int]) -> None:
+        doc = {"at": self.now_ms(), "cap": cap, "held": sorted(held)}
+        self.r.hset(WORKERS_KEY, worker_id, json.dumps(doc, separators=(",", ":")))
+
+    def alive(self, within_ms: int) -> dict[str, dict[str, Any]]:
+        """Workers that beat in the last ``within_ms``; entries ten times older are removed."""
+        now = self.now_ms()
+        alive, stale = {}, []
+        for worker, raw in self.r.hgetall(WORKERS_KEY).items():
+            doc = json.loads(raw)
+            if now - doc["at"] <= within_ms:
+                alive[worker.decode()] = doc
+            elif now - doc["at"] > 10 * within_ms:
+                stale.append(worker)
+        if stale:
+            self.r.hdel(WORKERS_KEY, *stale)
+        return alive
+
+    def leave(self, worker_id: str) -> None:
+        self.r.hdel(WORKERS_KEY, worker_id)
 
 
 class LabLock:

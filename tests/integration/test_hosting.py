@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from dashboard.models import Cluster, Profile, Sentinel
 from tests.integration.test_engine import read_topic
 from tests.sentinels import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
-from workers.store import SentinelStore, connect
+from workers.store import SentinelStore, WorkerRegistry, connect
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -161,13 +162,31 @@ def wait_status(sentinel: Sentinel, predicate, timeout: float, message: str, wor
         raise AssertionError(f"{exc}\n{store_of(sentinel).status()}\n{extra}") from None
 
 
-def test_it_runs_each_sentinel_exactly_once_across_two_workers(workers):
-    sentinels = [make_sentinel(s) for s in (AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE)]
+def start_two_then_enable(workers: Workers, sentinels: list[Sentinel]) -> None:
+    """Two workers beating before the sentinels are enabled, so that each takes its share
+    at once (a worker alone would take them all and hand some over: a second run by design)."""
     workers.start("w1")
     workers.start("w2")
+    registry = WorkerRegistry(connect(settings.REDIS_URL))
+    pids = {p.pid for p in workers.procs.values()}
+
+    def beating() -> bool:  # worker ids are host:pid:nonce
+        return pids <= {int(w.split(":")[1]) for w in registry.alive(LEASE_MS)}
+
+    wait_until(beating, 60, "both workers beating")
+    Sentinel.objects.filter(pk__in=[s.pk for s in sentinels]).update(enabled=True)
+
+
+def test_it_runs_each_sentinel_exactly_once_across_two_workers(workers):
+    sentinels = [
+        make_sentinel(s, enabled=False) for s in (AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE)
+    ]
+    start_two_then_enable(workers, sentinels)
     for s in sentinels:
         wait_status(s, lambda d: d["totals"]["processed"] > 100, 120, f"{s.name} running", workers)
     holders = {s.pk: workers.pid_holding(s.pk) for s in sentinels}
+    # Fair: the two workers run two and one, never one worker all three.
+    assert sorted(Counter(holders.values()).values()) == [1, 2], holders
     assert set(holders.values()) <= {p.pid for p in workers.procs.values()}, holders
     # Stop them, then read every topic to its end: the records say who produced them.
     Sentinel.objects.update(enabled=False)
@@ -183,9 +202,8 @@ def test_it_runs_each_sentinel_exactly_once_across_two_workers(workers):
 
 
 def test_it_fails_over_when_the_worker_holding_a_sentinel_is_killed(workers):
-    sentinels = [make_sentinel(AT_LEAST_ONCE), make_sentinel(EXACTLY_ONCE)]
-    workers.start("w1")
-    workers.start("w2")
+    sentinels = [make_sentinel(s, enabled=False) for s in (AT_LEAST_ONCE, EXACTLY_ONCE)]
+    start_two_then_enable(workers, sentinels)
     for s in sentinels:
         wait_status(s, lambda d: d["totals"]["processed"] > 50, 120, f"{s.name} running", workers)
     victim_pid = workers.pid_holding(sentinels[0].pk)

@@ -9,6 +9,14 @@ Why a child process and not a pool task: a task that never returns blocks a pool
 redelivered by the Redis broker after ``visibility_timeout``; a process of its own has neither
 problem and can be stopped, restarted and replaced without touching the pool.
 
+Placement: every worker beats in a registry (``workers.store.WorkerRegistry``) each tick, with
+the leases it holds and its cap (``DS_WORKER_MAX_SENTINELS``, 0 = none). A free sentinel is
+taken by the least loaded live worker under its cap (equals race; the lease decides); a worker
+holding two or more than another one with room hands one over per tick (stops it cleanly and
+releases its lease; the other takes it on its next tick). So the counts of live workers
+differ by at most one (caps aside), a worker that joins gets its share within a few ticks,
+and nothing is left unrun while any worker has room.
+
 Safety: the child watches the lease itself (``LeaseGuard`` in ``workers/runtime/run.py``) and stops when
 its token is gone or has less than half the lease time left (its worker is paused, dead or cut
 off from Redis), so it is gone before another worker can take the lease. When its parent
@@ -38,7 +46,7 @@ import redis
 
 from workers.engine.env import envchoice, envint
 from workers.engine.spec import SentinelSpec
-from workers.store import Lease, SentinelStore
+from workers.store import Lease, SentinelStore, WorkerRegistry
 from workers.system import LOCAL_DIR, PROJECT_ROOT, terminate, terminate_all
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,8 @@ LEASE_MS = envint("DS_LEASE_MS", 30000, min=1000)
 # "processes": the producer in a process of its own (see workers/runtime/run.py); "threads": one process.
 LAYOUT = envchoice("DS_SENTINEL_LAYOUT", "processes", ("processes", "threads"))
 TICK_S = float(os.environ.get("DS_SUPERVISOR_TICK_S", "2.0"))
+# At most this many sentinels per worker (0: no cap); sentinels beyond every worker's cap wait.
+MAX_SENTINELS = envint("DS_WORKER_MAX_SENTINELS", 0, min=0)
 RESPAWN_BACKOFF_MAX_S = 30.0
 # A sentinel asked to stop gets this long before SIGKILL.
 STOP_TIMEOUT_S = 20.0
@@ -91,6 +101,7 @@ class SentinelSupervisor:
         worker_id: str | None = None,
         spec_dir: Path | None = None,
         live: bool = True,
+        cap: int | None = None,
     ) -> None:
         self.r = client
         self.load_specs = load_specs
@@ -98,11 +109,14 @@ class SentinelSupervisor:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.spec_dir = spec_dir or LOCAL_DIR / "sentinels" / self.worker_id.replace(":", "-")
         self.live = live
+        self.cap = MAX_SENTINELS if cap is None else cap
+        self.registry = WorkerRegistry(client)
         self.children: dict[int, Child] = {}
         self.leases: dict[int, Lease] = {}
         # Process groups of exited sentinels whose role processes may still be stopping.
         self.leftovers: dict[int, tuple[int, float]] = {}
         self.failures: dict[int, tuple[int, float]] = {}  # id -> (consecutive exits, retry at)
+        self.leaving: dict[int, tuple[Child, float]] = {}  # handed over: (child, SIGKILL at)
         self.shutdown = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -117,11 +131,15 @@ class SentinelSupervisor:
             self._thread.join(timeout)
         # Signal every sentinel first, then wait: they stop in parallel.
         children, self.children = self.children, {}
+        children.update((sid, child) for sid, (child, _) in self.leaving.items())
+        self.leaving.clear()
         terminate_all([child.proc for child in children.values()], STOP_TIMEOUT_S)
         for child in children.values():
             with contextlib.suppress(redis.RedisError):
                 child.lease.release()
         self.leases.clear()
+        with contextlib.suppress(redis.RedisError):
+            self.registry.leave(self.worker_id)
 
     def run(self) -> None:
         log.info("sentinel supervisor %s started", self.worker_id)
@@ -139,8 +157,83 @@ class SentinelSupervisor:
             if sid not in specs:
                 log.info("sentinel %s disabled or deleted: stopping it", sid)
                 self.stop_child(sid)
+        self.finish_leaving()
+        for sid in [sid for sid in self.leases if sid not in specs]:
+            if sid not in self.children and sid not in self.leaving:
+                self.release(sid)
+        try:
+            self.place(specs)
+        finally:  # what we hold now, for the others' next decisions and for `placement`
+            self.registry.beat(self.worker_id, self.cap, self.leases)
+
+    def place(self, specs: dict[int, SentinelSpec]) -> None:
+        alive = self.registry.alive(LEASE_MS)
+        others = self.others_with_room(alive)
+        held_by_all = len(self.leases) + sum(
+            len(doc["held"]) for worker, doc in alive.items() if worker != self.worker_id
+        )
+        # One per tick, and only while every enabled sentinel is held (the last one handed
+        # over has been taken): a move the others follow without overshooting. The highest
+        # id, so that which one moves is predictable.
+        if (
+            not self.leaving
+            and held_by_all >= len(specs)
+            and any(len(doc["held"]) + 1 < len(self.leases) for doc in others.values())
+        ):
+            self.hand_over(max(self.leases))
         for sid, spec in specs.items():
-            self.supervise(sid, spec)
+            if sid in self.leaving:
+                continue
+            if sid in self.leases or self.may_take(others):
+                self.supervise(sid, spec)
+
+    def hand_over(self, sid: int) -> None:
+        """Stop a sentinel for a less loaded worker to take: SIGTERM now, its lease kept (and
+        renewed) until it has gone, then released (``finish_leaving``). Never blocks a tick,
+        so the other leases are renewed meanwhile."""
+        log.info("sentinel %s: handing it over to a less loaded worker", sid)
+        child = self.children.pop(sid, None)
+        if child is None:
+            self.release(sid)
+            return
+        child.proc.terminate()
+        self.leaving[sid] = (child, time.monotonic() + STOP_TIMEOUT_S)
+
+    def finish_leaving(self) -> None:
+        for sid, (child, kill_at) in list(self.leaving.items()):
+            # Gone means its role processes (its process group) too: two checkers must
+            # never count one sentinel.
+            if child.proc.poll() is None or signal_group(child.proc.pid, 0):
+                if time.monotonic() >= kill_at:
+                    signal_group(child.proc.pid, signal.SIGKILL)
+                with contextlib.suppress(redis.RedisError):
+                    child.lease.acquire_or_renew()
+                continue
+            del self.leaving[sid]
+            self.release(sid)
+
+    def may_take(self, others: dict[str, dict]) -> bool:
+        """Whether to try for one more (free) sentinel's lease: while under our cap and no
+        other live worker with room holds fewer (equals race; the lease picks one)."""
+        held = len(self.leases)
+        if self.cap and held >= self.cap:
+            return False
+        return not any(len(doc["held"]) < held for doc in others.values())
+
+    def others_with_room(self, workers: dict[str, dict]) -> dict[str, dict]:
+        """The other live workers (registry documents) still under their cap."""
+        return {
+            worker: doc
+            for worker, doc in workers.items()
+            if worker != self.worker_id and (not doc["cap"] or len(doc["held"]) < doc["cap"])
+        }
+
+    def release(self, sid: int) -> None:
+        lease = self.leases.pop(sid, None)
+        self.failures.pop(sid, None)
+        if lease is not None:
+            with contextlib.suppress(redis.RedisError):
+                lease.release()
 
     def supervise(self, sid: int, spec: SentinelSpec) -> None:
         child = self.children.get(sid)
@@ -208,12 +301,21 @@ class SentinelSupervisor:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(spec.to_dict(), fh)
+        argv = self.child_argv(path, lease)
+        proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, start_new_session=True)
+        self.children[spec.id] = Child(spec, spec_digest(spec), proc, lease)
+        log.info(
+            "sentinel %s started in process %s (worker %s)", spec.name, proc.pid, self.worker_id
+        )
+
+    def child_argv(self, spec_path: Path, lease: Lease) -> list[str]:
+        """The command line of a sentinel's process (a private spec file; no secret in it)."""
         argv = [
             sys.executable,
             "-m",
             "workers.runtime.run",
             "--spec",
-            str(path),
+            str(spec_path),
             "--redis-url",
             self.redis_url,
             "--lease-token",
@@ -225,11 +327,7 @@ class SentinelSupervisor:
         ]
         if self.live:
             argv.append("--live")
-        proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, start_new_session=True)
-        self.children[spec.id] = Child(spec, spec_digest(spec), proc, lease)
-        log.info(
-            "sentinel %s started in process %s (worker %s)", spec.name, proc.pid, self.worker_id
-        )
+        return argv
 
     def stop_child(self, sid: int, release: bool = True, timeout: float = STOP_TIMEOUT_S) -> None:
         child = self.children.pop(sid, None)

@@ -1,6 +1,7 @@
 """``manage.py sentinels``: status of every sentinel, default setup, and a foreground runner.
 
 manage.py sentinels status [--json]
+manage.py sentinels placement [--json]
 manage.py sentinels ensure-defaults
 manage.py sentinels run NAME [--roles producer,consumer,checker]
 """
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from dashboard.models import Sentinel, ensure_defaults
-from dashboard.status import all_statuses
+from dashboard.status import all_statuses, placement
 from workers.runtime.publish import LivePublisher
 from workers.runtime.run import RoleRunner, adopt_state, roles_for
 from workers.store import SentinelStore, connect
@@ -28,6 +29,8 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         status = sub.add_parser("status", help="print every sentinel's status")
         status.add_argument("--json", action="store_true", help="the documented JSON document")
+        placed = sub.add_parser("placement", help="which worker runs each enabled sentinel")
+        placed.add_argument("--json", action="store_true")
         sub.add_parser("ensure-defaults", help="create the three default sentinels if absent")
         run = sub.add_parser("run", help="run one sentinel in the foreground (Ctrl-C stops)")
         run.add_argument("name")
@@ -48,6 +51,28 @@ class Command(BaseCommand):
                 f"processed={t['processed']} lost={t['lost']} duplicated={t['duplicated']} "
                 f"reordered={t['reordered']} pending={t['pending']} p99={doc['latency_ms']['p99']}ms"
             )
+
+    def handle_placement(self, json: bool = False, **_: Any) -> None:  # noqa: A002
+        sentinels = list(Sentinel.objects.filter(enabled=True).order_by("name"))
+        placed = placement(sentinels)
+        holders, workers = placed["holders"], placed["workers"]
+        if json:
+            doc = {
+                "sentinels": {s.name: holders.get(s.pk) for s in sentinels},
+                "workers": workers,
+            }
+            self.stdout.write(_dumps(doc))
+            return
+        by_worker: dict[str | None, list[str]] = {}
+        for s in sentinels:
+            by_worker.setdefault(holders.get(s.pk), []).append(s.name)
+        for worker, doc in sorted(workers.items()):
+            names = by_worker.pop(worker, [])
+            cap = doc["cap"] or "no cap"
+            self.stdout.write(f"{worker} ({len(names)} sentinels, {cap}): {', '.join(names)}")
+        for worker, names in by_worker.items():  # holders that stopped beating, or nobody
+            label = f"{worker} (not beating)" if worker else "not running"
+            self.stdout.write(f"{label}: {', '.join(names)}")
 
     def handle_ensure_defaults(self, **_: Any) -> None:
         for sentinel in ensure_defaults():
