@@ -238,9 +238,17 @@ class SentinelForm(AtomicModelForm):
             "record_size",
             "grace_seconds",
             "slo_p99_ms",
+            "hosting",
             "enabled",
         ]
         labels = {"slo_p99_ms": "SLO p99 (ms)", "rate_per_partition": "Rate per partition"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["hosting"].required = False  # left out: automatic
+
+    def clean_hosting(self) -> str:
+        return self.cleaned_data.get("hosting") or "auto"
 
     def clean_topic(self) -> str:
         topic = self.cleaned_data["topic"].strip()

@@ -58,6 +58,7 @@ def fleet(placement_redis, tmp_path):
                 profile=DEFAULT_PROFILES[AT_LEAST_ONCE],
                 bootstrap_servers="127.0.0.1:1",
                 topic=f"placed-{sid}",
+                hosting="own",  # a process each: here, one that sleeps
             )
 
     def worker(name: str, cap: int = 0) -> Worker:
@@ -140,12 +141,14 @@ def test_it_says_which_worker_runs_each_sentinel(redis_url, tmp_path, client, al
 
     from django.core.management import call_command
 
-    from dashboard.models import ensure_defaults
+    from dashboard.models import Sentinel, ensure_defaults
 
     rows = sorted(ensure_defaults(), key=lambda s: s.name)
     rows[-1].enabled = False
     rows[-1].save()
     enabled = rows[:-1]
+    Sentinel.objects.filter(pk__in=[s.pk for s in enabled]).update(hosting="own")
+    enabled = list(Sentinel.objects.filter(pk__in=[s.pk for s in enabled]).order_by("name"))
     w = Worker(
         connect(redis_url),
         lambda: {s.pk: s.to_spec() for s in enabled},

@@ -180,7 +180,7 @@ class SentinelStore:
 
     def take_fault(self) -> str | None:
         """Pass the armed point once: None while passes remain to let by, else the armed
-        action (``kill`` or ``hang``), disarming it."""
+        action (``kill``, ``hang`` or ``raise``), disarming it."""
         if self.r.hincrby(self.key("fault"), "after", -1) >= 0:
             return None
         action = (self.r.hget(self.key("fault"), "action") or b"kill").decode()

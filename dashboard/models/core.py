@@ -24,7 +24,7 @@ from workers.engine.profiles import (
 from workers.engine.profiles import (
     Profile as ProfileData,
 )
-from workers.engine.spec import SentinelSpec
+from workers.engine.spec import HOSTING, SentinelSpec
 from workers.roles.validation import validate_profile, validate_properties
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,15 @@ class Sentinel(models.Model):
     grace_seconds = models.FloatField(default=10.0)
     slo_p99_ms = models.FloatField(default=1000.0)
     enabled = models.BooleanField(default=True)
+    hosting = models.CharField(
+        max_length=8,
+        choices=list(HOSTING.items()),
+        default="auto",
+        help_text=(
+            "light sentinels share one process per worker; 'auto' gives one processes of its"
+            " own when it produces more than DS_SHARED_MAX_RATE records/s"
+        ),
+    )
     updated = models.DateTimeField(auto_now=True)
     # Tells this row's Redis state from a former sentinel's under the same id (a database
     # recreated while Redis kept its data): the runtime forgets state of another incarnation.
@@ -138,6 +147,7 @@ class Sentinel(models.Model):
             grace_seconds=self.grace_seconds,
             slo_p99_ms=self.slo_p99_ms,
             incarnation=self.incarnation.hex,
+            hosting=self.hosting,
         )
 
 

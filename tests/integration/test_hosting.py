@@ -36,7 +36,7 @@ class Workers:
         self.tmp = tmp
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, lease_ms: int = LEASE_MS) -> subprocess.Popen:
+    def start(self, name: str, lease_ms: int = LEASE_MS, **extra_env: str) -> subprocess.Popen:
         db = connection.settings_dict["NAME"]
         env = {
             **os.environ,
@@ -44,6 +44,7 @@ class Workers:
             "DS_LEASE_MS": str(lease_ms),
             "DS_SUPERVISOR_TICK_S": "1",
             "SENTINELS_ENABLED": "true",
+            **extra_env,
         }
         env.pop("DJANGO_TEST_DB_FILE", None)
         log = self.tmp / f"worker-{name}.log"
@@ -100,8 +101,11 @@ class Workers:
 
 
 def _sentinel_processes() -> list[str]:
+    """Sentinel processes of the test workers: own ones and shared hosts."""
     out = subprocess.run(
-        ["pgrep", "-af", "workers.runtime.run --spec"], capture_output=True, text=True
+        ["pgrep", "-af", "workers.runtime.(run --spec|host --manifest)"],
+        capture_output=True,
+        text=True,
     )
     return [line for line in out.stdout.splitlines() if str(ROOT / ".local" / "sentinels") in line]
 
@@ -249,7 +253,7 @@ def test_it_fails_over_when_the_worker_holding_a_sentinel_is_killed(workers):
 def test_it_restarts_a_crashed_sentinel_at_once_keeping_its_lease(workers):
     """A SIGKILLed sentinel process is started again by the worker that holds its lease, after
     its back-off, not after the lease expired (a minute here)."""
-    sentinel = make_sentinel(AT_LEAST_ONCE)
+    sentinel = make_sentinel(AT_LEAST_ONCE, hosting="own")
     workers.start("w1", lease_ms=60_000)
     wait_status(sentinel, lambda d: d["totals"]["processed"] > 50, 120, "running", workers)
     lease_key = SentinelStore.key_for(sentinel.pk, "lease")

@@ -11,6 +11,13 @@ from typing import Any
 
 from workers.engine.profiles import EXACTLY_ONCE, Profile
 
+# How a worker may host a sentinel (``SentinelSpec.hosting``).
+HOSTING = {
+    "auto": "automatic: shared while light, processes of its own when fast",
+    "shared": "in the worker's shared host process",
+    "own": "in processes of its own",
+}
+
 
 def sentinel_topic_config(min_insync_replicas: int) -> dict[str, str]:
     """The topic settings every sentinel topic is created with (the one definition of them):
@@ -45,6 +52,9 @@ class SentinelSpec:
     # Which database row this is: state in Redis under the same id but another incarnation
     # belonged to another sentinel (SentinelStore.adopt). Empty for specs built in code.
     incarnation: str = ""
+    # Where a worker runs it (one of HOSTING): "auto" is the worker's shared host while its rate is
+    # low (``own_processes``), "shared" and "own" force one or the other.
+    hosting: str = "auto"
 
     @property
     def semantic(self) -> str:
@@ -53,6 +63,15 @@ class SentinelSpec:
     @property
     def eos(self) -> bool:
         return self.profile.semantic == EXACTLY_ONCE
+
+    def own_processes(self, shared_max_rate: float) -> bool:
+        """Whether it gets processes of its own rather than a place in the worker's shared
+        host: asked for, or (``auto``) producing more than ``shared_max_rate`` records/s in
+        all, or as fast as it can (rate 0)."""
+        if self.hosting != "auto":
+            return self.hosting == "own"
+        rate = self.rate_per_partition * self.partitions
+        return rate <= 0 or rate > shared_max_rate
 
     @property
     def verified_topic(self) -> str:

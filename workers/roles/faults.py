@@ -24,6 +24,10 @@ def batch_ranges(items: list[tuple[int, int, int, int, int]]) -> dict[str, list[
     return {key: to_ranges(values) for key, values in seqs.items()}
 
 
+class InjectedFault(RuntimeError):
+    """A role failure injected by the lab (``FaultHook`` armed with ``action="raise"``)."""
+
+
 class FaultHook:
     """Deterministic crash points in the consumer loops, armed through Redis.
 
@@ -32,6 +36,8 @@ class FaultHook:
     process SIGKILLs itself, so the crash lands exactly between two steps of the loop. Armed
     with ``action="hang"`` the step blocks for good instead, as a client call that never
     returns would (what the stuck-step watchdog of ``workers.runtime.run`` is there for).
+    Armed with ``action="raise"`` the role fails with ``InjectedFault``: its sentinel stops
+    and is restarted alone, other sentinels in the same process going on.
     """
 
     def __init__(self, store: SentinelStore) -> None:
@@ -62,6 +68,8 @@ class FaultHook:
         )
         if action == "hang":
             threading.Event().wait()
+        if action == "raise":
+            raise InjectedFault(f"fault injected at {point}")
         if kill:
             os.kill(os.getpid(), signal.SIGKILL)
         return True

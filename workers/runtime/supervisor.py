@@ -46,6 +46,7 @@ import redis
 
 from workers.engine.env import envchoice, envint
 from workers.engine.spec import SentinelSpec
+from workers.runtime.manifest import entry_path, read_state, write_entry
 from workers.store import Lease, SentinelStore, WorkerRegistry
 from workers.system import LOCAL_DIR, PROJECT_ROOT, terminate, terminate_all
 
@@ -55,6 +56,10 @@ LEASE_MS = envint("DS_LEASE_MS", 30000, min=1000)
 # "processes": the producer in a process of its own (see workers/runtime/run.py); "threads": one process.
 LAYOUT = envchoice("DS_SENTINEL_LAYOUT", "processes", ("processes", "threads"))
 TICK_S = float(os.environ.get("DS_SUPERVISOR_TICK_S", "2.0"))
+# Sentinels producing at most this many records/s in all run together in one process per
+# worker (workers/runtime/host.py); faster ones get processes of their own (their `hosting`
+# field can force either).
+SHARED_MAX_RATE = envint("DS_SHARED_MAX_RATE", 1000, min=0)
 # At most this many sentinels per worker (0: no cap); sentinels beyond every worker's cap wait.
 MAX_SENTINELS = envint("DS_WORKER_MAX_SENTINELS", 0, min=0)
 RESPAWN_BACKOFF_MAX_S = 30.0
@@ -64,11 +69,16 @@ STOP_TIMEOUT_S = 20.0
 
 @dataclass
 class Child:
+    """A sentinel this worker runs: in processes of its own (``proc`` is its process), or in
+    the worker's shared host (``shared``; ``proc`` is the host, shared by all of them)."""
+
     spec: SentinelSpec
     digest: str
     proc: subprocess.Popen
     lease: Lease
     started: float = field(default_factory=time.monotonic)
+    shared: bool = False
+    removed_at: float | None = None  # shared: when its manifest entry was removed
 
 
 def signal_group(pgid: int, signum: int) -> bool:
@@ -117,6 +127,8 @@ class SentinelSupervisor:
         self.leftovers: dict[int, tuple[int, float]] = {}
         self.failures: dict[int, tuple[int, float]] = {}  # id -> (consecutive exits, retry at)
         self.leaving: dict[int, tuple[Child, float]] = {}  # handed over: (child, SIGKILL at)
+        self.host: subprocess.Popen | None = None  # the shared host of light sentinels
+        self.host_dir = self.spec_dir / "shared"
         self.shutdown = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -133,7 +145,10 @@ class SentinelSupervisor:
         children, self.children = self.children, {}
         children.update((sid, child) for sid, (child, _) in self.leaving.items())
         self.leaving.clear()
-        terminate_all([child.proc for child in children.values()], STOP_TIMEOUT_S)
+        procs = {child.proc.pid: child.proc for child in children.values()}
+        if self.host is not None:
+            procs[self.host.pid] = self.host
+        terminate_all(list(procs.values()), STOP_TIMEOUT_S)
         for child in children.values():
             with contextlib.suppress(redis.RedisError):
                 child.lease.release()
@@ -196,16 +211,14 @@ class SentinelSupervisor:
         if child is None:
             self.release(sid)
             return
-        child.proc.terminate()
+        self.ask_to_stop(child)
         self.leaving[sid] = (child, time.monotonic() + STOP_TIMEOUT_S)
 
     def finish_leaving(self) -> None:
         for sid, (child, kill_at) in list(self.leaving.items()):
-            # Gone means its role processes (its process group) too: two checkers must
-            # never count one sentinel.
-            if child.proc.poll() is None or signal_group(child.proc.pid, 0):
+            if not self.gone(child):
                 if time.monotonic() >= kill_at:
-                    signal_group(child.proc.pid, signal.SIGKILL)
+                    self.kill(child)
                 with contextlib.suppress(redis.RedisError):
                     child.lease.acquire_or_renew()
                 continue
@@ -256,6 +269,11 @@ class SentinelSupervisor:
             child = None
         if child is not None and child.digest != spec_digest(spec):
             log.info("sentinel %s edited: restarting it", spec.name)
+            if child.shared and not spec.own_processes(SHARED_MAX_RATE):
+                # The host sees its entry change, and stops and starts it in place.
+                self.children.pop(sid)
+                self.spawn(spec, lease)
+                return
             self.stop_child(sid, release=False)
             child = None
         if child is None and self.may_spawn(sid):
@@ -277,6 +295,8 @@ class SentinelSupervisor:
         # so that two checkers never count the same sentinel.
         self.leftovers[sid] = (child.proc.pid, time.monotonic() + STOP_TIMEOUT_S)
         signal_group(child.proc.pid, signal.SIGTERM)
+        if child.shared:  # a new host must not start it before its back-off
+            entry_path(self.host_dir, sid).unlink(missing_ok=True)
         del self.children[sid]
 
     def may_spawn(self, sid: int) -> bool:
@@ -295,6 +315,13 @@ class SentinelSupervisor:
         return time.monotonic() >= retry_at
 
     def spawn(self, spec: SentinelSpec, lease: Lease) -> None:
+        if not spec.own_processes(SHARED_MAX_RATE):
+            host = self.shared_host()
+            entry = {"spec": spec.to_dict(), "lease_token": lease.token, "lease_ms": lease.ttl_ms}
+            write_entry(self.host_dir, spec.id, entry)
+            self.children[spec.id] = Child(spec, spec_digest(spec), host, lease, shared=True)
+            log.info("sentinel %s started in the shared host %s", spec.name, host.pid)
+            return
         self.spec_dir.mkdir(parents=True, exist_ok=True)
         path = self.spec_dir / f"{spec.id}.json"
         # The spec may hold client secrets: a private file, never the command line.
@@ -307,6 +334,56 @@ class SentinelSupervisor:
         log.info(
             "sentinel %s started in process %s (worker %s)", spec.name, proc.pid, self.worker_id
         )
+
+    def shared_host(self) -> subprocess.Popen:
+        """The process hosting this worker's light sentinels, started when there is none.
+
+        A new host starts from the entries of live children only: those of a host that died
+        come back one by one, each after its back-off (``note_exit``)."""
+        if self.host is not None and self.host.poll() is None:
+            return self.host
+        self.host_dir.mkdir(parents=True, exist_ok=True)
+        for path in self.host_dir.iterdir():
+            if not (path.suffix == ".json" and int(path.stem) in self.children):
+                path.unlink(missing_ok=True)
+        self.host = subprocess.Popen(self.host_argv(), cwd=PROJECT_ROOT, start_new_session=True)
+        log.info("shared sentinel host started in process %s", self.host.pid)
+        return self.host
+
+    def host_argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "workers.runtime.host", "--manifest", str(self.host_dir)]
+        argv += ["--redis-url", self.redis_url]
+        return argv + (["--live"] if self.live else [])
+
+    def ask_to_stop(self, child: Child) -> None:
+        """Ask a sentinel to stop; ``gone`` says when it has."""
+        if child.shared:
+            entry_path(self.host_dir, child.spec.id).unlink(missing_ok=True)
+            child.removed_at = time.time()
+        else:
+            child.proc.terminate()
+
+    def gone(self, child: Child) -> bool:
+        """Stopped, with nothing of it left running: its role processes (its process group)
+        too, or, in the shared host, the host has seen its entry removed and runs it no more.
+        Two checkers must never count one sentinel."""
+        if child.proc.poll() is not None:
+            return not signal_group(child.proc.pid, 0)
+        if not child.shared:
+            return False
+        state = read_state(self.host_dir)
+        return (
+            state is not None
+            and child.removed_at is not None
+            and state["synced_at"] > child.removed_at
+            and str(child.spec.id) not in state["running"]
+        )
+
+    def kill(self, child: Child) -> None:
+        """The last resort for a sentinel that does not stop: in the shared host, the host
+        (its other sentinels restart from their checkpoints)."""
+        log.warning("sentinel %s did not stop in %ss: SIGKILL", child.spec.name, STOP_TIMEOUT_S)
+        signal_group(child.proc.pid, signal.SIGKILL)
 
     def child_argv(self, spec_path: Path, lease: Lease) -> list[str]:
         """The command line of a sentinel's process (a private spec file; no secret in it)."""
@@ -330,8 +407,16 @@ class SentinelSupervisor:
         return argv
 
     def stop_child(self, sid: int, release: bool = True, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop a sentinel; ``release``: then release its lease. One in the shared host is
+        asked to stop without waiting (its lease, renewed meanwhile, is released once it has
+        gone: ``finish_leaving``), so that no tick blocks the renewal of the others."""
         child = self.children.pop(sid, None)
         if child is None:
+            return
+        if child.shared:
+            self.ask_to_stop(child)
+            if release:
+                self.leaving[sid] = (child, time.monotonic() + timeout)
             return
         terminate(child.proc, timeout)
         if release:
