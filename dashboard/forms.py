@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from dashboard.models import Cluster, Profile, Sentinel
+from workers.clientsecrets import SecretError
 from workers.engine.codec import HEADER_SIZE
 from workers.engine.profiles import EXACTLY_ONCE, TRANSACTIONAL
 from workers.engine.redact import MASK, is_secret_key
@@ -62,6 +63,15 @@ def format_properties(props: dict[str, Any] | None) -> str:
     )
 
 
+def masked_text(text: str) -> str:
+    """Submitted properties as shown back: secret values (passwords, JAAS configs) masked."""
+    out = []
+    for line in text.splitlines():
+        key, sep, _ = line.partition("=")
+        out.append(f"{key}={MASK}" if sep and is_secret_key(key.strip()) else line)
+    return "\n".join(out)
+
+
 class PropertiesField(forms.CharField):
     widget = forms.Textarea(attrs={"rows": 5, "spellcheck": "false", "class": "properties"})
 
@@ -73,7 +83,8 @@ class PropertiesField(forms.CharField):
     def prepare_value(self, value: Any) -> str:
         if isinstance(value, dict):
             return format_properties(value)
-        return "" if value is None else str(value)
+        # Submitted text shown back with an error: a secret typed in it is not echoed either.
+        return "" if value is None else masked_text(str(value))
 
     def to_python(self, value: Any) -> dict[str, str]:  # type: ignore[override]
         if isinstance(value, dict):
@@ -85,7 +96,14 @@ class PropertiesField(forms.CharField):
 
 
 def keep_masked_secrets(submitted: dict[str, str], stored: dict[str, Any]) -> dict[str, Any]:
-    """A submitted ``******`` for a secret means "unchanged": put the stored value back."""
+    """A submitted ``******`` for a secret means "unchanged": put the stored value back. A
+    ``******`` with nothing stored (a form shown back with an error masks what was typed)
+    asks for the secret again."""
+    lost = [k for k, v in submitted.items() if v == MASK and is_secret_key(k) and k not in stored]
+    if lost:
+        raise ValidationError(
+            [f"{key}: type the secret again (it is never sent back to the browser)" for key in lost]
+        )
     return {
         key: stored[key] if value == MASK and is_secret_key(key) and key in stored else value
         for key, value in submitted.items()
@@ -98,14 +116,13 @@ def _property_errors(kind: str, props: dict[str, Any]) -> list[str]:
 
 def combined_errors(cluster: Cluster, profile: Profile) -> list[str]:
     """librdkafka's errors for a cluster's properties combined with a profile's."""
+    try:
+        client, data = cluster.client_config(), profile.to_data(opened=True)
+    except SecretError as exc:
+        return [str(exc)]
     errors = []
-    for kind, own in (
-        ("producer", profile.producer_properties),
-        ("consumer", profile.consumer_properties),
-    ):
-        errors += [
-            f"{kind}: {e}" for e in _property_errors(kind, {**cluster.client_properties, **own})
-        ]
+    for kind, own in (("producer", data.producer), ("consumer", data.consumer)):
+        errors += [f"{kind}: {e}" for e in _property_errors(kind, {**client, **own})]
     return errors
 
 
@@ -170,7 +187,7 @@ class ClusterForm(AtomicModelForm):
                     )
             if self.errors:
                 return
-        error = reachability_error(self.instance.bootstrap_servers, self.instance.client_properties)
+        error = reachability_error(self.instance.bootstrap_servers, self.instance.client_config())
         if error:
             self.add_error("bootstrap_servers", error)
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from workers.clientsecrets import generate_key
 from workers.localkafka.cluster import LocalCluster
 from workers.system import LOCAL_DIR, PROJECT_ROOT, terminate
 
@@ -146,14 +147,22 @@ def local_defaults(host: str, port: int) -> dict[str, str]:
         "DS_BASE_URL": f"http://{host}:{port}",
     }
     if not os.environ.get("DJANGO_SECRET_KEY"):
-        key_file = LOCAL_DIR / "secret-key"
-        if not key_file.exists():
-            LOCAL_DIR.mkdir(parents=True, exist_ok=True)
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(50))
-        defaults["DJANGO_SECRET_KEY_FILE"] = str(key_file)
+        defaults["DJANGO_SECRET_KEY_FILE"] = _key_file("secret-key", secrets.token_urlsafe(50))
+    # Client secrets (sasl.password...) are stored encrypted under this key (see README).
+    if not os.environ.get("DS_SECRETS_KEY") and not os.environ.get("DS_SECRETS_KEY_FILE"):
+        defaults["DS_SECRETS_KEY_FILE"] = _key_file("secrets-key", generate_key())
     return defaults
+
+
+def _key_file(name: str, fresh: str) -> str:
+    """``.local/<name>``, written once with ``fresh`` (mode 0600) and kept across starts."""
+    key_file = LOCAL_DIR / name
+    if not key_file.exists():
+        LOCAL_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(fresh)
+    return str(key_file)
 
 
 def main() -> int:
