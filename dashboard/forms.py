@@ -129,11 +129,12 @@ def combined_errors(cluster: Cluster, profile: Profile) -> list[str]:
 def reachability_error(bootstrap: str, client_properties: dict[str, Any]) -> str | None:
     """librdkafka's message when no broker answers a metadata request in time, else None."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
+
+    from workers.roles.kafka import list_topics_in_words
 
     conf = {**client_properties, "bootstrap.servers": bootstrap, "log_level": 0}
     try:
-        AdminClient(conf).list_topics(timeout=REACHABILITY_TIMEOUT_S)
+        list_topics_in_words(conf, REACHABILITY_TIMEOUT_S)
     except (KafkaException, ValueError, TypeError) as exc:
         error = exc.args[0] if exc.args else exc
         message = getattr(error, "str", lambda: str(error))()

@@ -22,6 +22,7 @@ from workers.engine.profiles import AT_LEAST_ONCE, SEMANTICS
 from workers.localkafka.cluster import LocalCluster
 from workers.localkafka.security import write_ca
 from workers.roles.kafka import read_to_end
+from workers.roles.lintfacts import FactsError, gather
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -175,3 +176,24 @@ def test_a_wrong_password_an_untrusted_ca_and_a_missing_acl_stall_in_words_and_r
     finally:
         for procs in running.values():
             procs.stop_all()
+
+
+@pytest.mark.django_db
+def test_the_cluster_form_and_the_lint_say_why_a_secured_cluster_refuses_them(secured, tmp_path):
+    good = secured.secure_client_config()
+    bootstrap = good.pop("bootstrap.servers")
+    form = ClusterForm(
+        {
+            "name": "wrong-password",
+            "bootstrap_servers": bootstrap,
+            "client_properties": _lines({**good, "sasl.password": "not-the-password"}),
+        }
+    )
+    assert not form.is_valid()
+    assert (
+        "authentication failed for user 'sentinel' (SCRAM-SHA-512)"
+        in (form.errors["bootstrap_servers"][0])
+    )
+    untrusted = {**good, "ssl.ca.location": str(write_ca(tmp_path / "other-ca.pem"))}
+    with pytest.raises(FactsError, match="TLS: the broker's certificate could not be verified"):
+        gather(bootstrap, untrusted, timeout=3)
