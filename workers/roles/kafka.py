@@ -67,6 +67,8 @@ def list_topics_in_words(conf: dict[str, Any], timeout: float) -> Any:
         return admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         said = in_words_after(describe(exc), conf, admin, seen)
+        if said == describe(exc):
+            raise
         raise KafkaException(KafkaError(KafkaError._TRANSPORT, said)) from exc
 
 
