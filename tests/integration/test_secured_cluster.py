@@ -17,7 +17,7 @@ from dashboard.forms import ClusterForm, format_properties
 from tests.sentinels import SentinelProcesses, make_spec
 from workers.clientsecrets import is_sealed, seal
 from workers.engine import codec
-from workers.engine.acls import GROUP, sentinel_acls
+from workers.engine.acls import TOPIC, sentinel_acls
 from workers.engine.profiles import AT_LEAST_ONCE, SEMANTICS
 from workers.localkafka.cluster import LocalCluster
 from workers.localkafka.security import write_ca
@@ -140,8 +140,10 @@ def test_a_wrong_password_an_untrusted_ca_and_a_missing_acl_stall_in_words_and_r
     user = f"limited-{limited.id}"
     secured.add_user(user, "limited-password-1")
     needs = sentinel_acls(AT_LEAST_ONCE, limited.id, limited.topic)
-    group_read = [n for n in needs if n.resource == GROUP]
-    secured.grant(f"User:{user}", [n for n in needs if n not in group_read])
+    # Read on the topic withheld: the consumer's fetches are denied (the producer's writes are
+    # not, so records wait as pending, never lost).
+    topic_read = [n for n in needs if n.resource == TOPIC and n.operation == "Read"]
+    secured.grant(f"User:{user}", [n for n in needs if n not in topic_read])
     cases = {
         "password": (
             {**good, "sasl.password": "not-the-password"},
@@ -150,7 +152,7 @@ def test_a_wrong_password_an_untrusted_ca_and_a_missing_acl_stall_in_words_and_r
         "ca": ({**good, "ssl.ca.location": str(untrusted)}, "TLS: the broker's certificate"),
         "acl": (
             {**good, "sasl.username": user, "sasl.password": "limited-password-1"},
-            f"not authorized: User:{user} needs Read on group 'delivery-sentinel.{limited.id}'",
+            f"not authorized: User:{user} needs Read on topic '{limited.topic}'",
         ),
     }
     running = {}
@@ -164,7 +166,7 @@ def test_a_wrong_password_an_untrusted_ca_and_a_missing_acl_stall_in_words_and_r
         for case, (_, phrase) in cases.items():
             running[case].wait_status(stalled_saying(phrase), 30, f"{case}: STALLED, in words")
         # Fixed: a cluster edit restarts the sentinel (its worker does); an ACL needs nothing.
-        secured.grant(f"User:{user}", group_read)
+        secured.grant(f"User:{user}", topic_read)
         for case in ("password", "ca"):
             running[case].stop_all()
             spec = replace(running[case].spec, client=seal(good))
