@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from dashboard.models import Cluster, Profile, Sentinel
-from workers.clientsecrets import SecretError
+from workers.clientsecrets import SecretError, is_reference, is_sealed
 from workers.engine.codec import HEADER_SIZE
 from workers.engine.profiles import EXACTLY_ONCE, TRANSACTIONAL
 from workers.engine.redact import MASK, is_secret_key
@@ -110,6 +111,26 @@ def keep_masked_secrets(submitted: dict[str, str], stored: dict[str, Any]) -> di
     }
 
 
+OIDC_ENDPOINT = "sasl.oauthbearer.token.endpoint.url"
+
+
+def oidc_errors(props: dict[str, Any]) -> list[str]:
+    """What librdkafka accepts but cannot work under ``sasl.oauthbearer.method=oidc``: a token
+    endpoint that is not an https URL (http only on loopback: the client secret crosses it)."""
+    if str(props.get("sasl.oauthbearer.method", "")).lower() != "oidc":
+        return []
+    url = str(props.get(OIDC_ENDPOINT, ""))
+    if not url or is_sealed(url) or is_reference(url):
+        return []  # a missing one: librdkafka's own message says it is mandatory
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        return [f"{OIDC_ENDPOINT}: expected the identity provider's token URL, https://..."]
+    if parts.scheme == "http" and not loopback:
+        return [f"{OIDC_ENDPOINT}: must be https (the client secret is sent to it)"]
+    return []
+
+
 def _property_errors(kind: str, props: dict[str, Any]) -> list[str]:
     return [f"{key}: {message}" for key, message in validate_properties(kind, props).items()]
 
@@ -174,7 +195,11 @@ class ClusterForm(AtomicModelForm):
 
     def clean_client_properties(self) -> dict[str, Any]:
         stored = self.instance.client_properties if self.instance.pk else {}
-        return keep_masked_secrets(self.cleaned_data["client_properties"], stored)
+        props = keep_masked_secrets(self.cleaned_data["client_properties"], stored)
+        errors = oidc_errors(props)
+        if errors:
+            raise ValidationError(errors)
+        return props
 
     def _post_clean(self) -> None:
         super()._post_clean()  # the model's clean(): librdkafka validates the properties
