@@ -187,3 +187,19 @@ def test_rotating_the_key_reencrypts_every_secret_under_the_new_key(monkeypatch)
     assert out.getvalue().startswith("1 secret(s) re-encrypted")
     monkeypatch.setenv("DS_SECRETS_KEY", new_key)  # the old key dropped
     assert Cluster.objects.get(name="r").client_config()["sasl.password"] == PASSWORD
+
+
+def test_the_scenario_lab_uses_secrets_opened_and_hands_its_probes_them_sealed():
+    from workers.lab.brokers import BrokerActions
+    from workers.lab.limits import Timeouts
+
+    stored = seal({"sasl.password": PASSWORD, "security.protocol": "SASL_SSL"})
+    lab = BrokerActions(
+        bootstrap_servers="127.0.0.1:9",
+        local=None,
+        cluster_name="c",
+        client=stored,
+        timeouts=Timeouts(),
+    )
+    assert lab.client["sasl.password"] == PASSWORD  # its own admin and read-back clients
+    assert lab.stored_client == stored  # what goes into a probe's spec file
