@@ -19,26 +19,25 @@ def open_existing(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('dashboard', '0006_lint_rule'),
+        ("dashboard", "0006_lint_rule"),
     ]
 
     operations = [
         migrations.RunPython(seal_existing, open_existing),
         migrations.AlterField(
-            model_name='cluster',
-            name='client_properties',
+            model_name="cluster",
+            name="client_properties",
             field=dashboard.models.fields.SealedPropertiesField(blank=True, default=dict),
         ),
         migrations.AlterField(
-            model_name='profile',
-            name='consumer_properties',
+            model_name="profile",
+            name="consumer_properties",
             field=dashboard.models.fields.SealedPropertiesField(blank=True, default=dict),
         ),
         migrations.AlterField(
-            model_name='profile',
-            name='producer_properties',
+            model_name="profile",
+            name="producer_properties",
             field=dashboard.models.fields.SealedPropertiesField(blank=True, default=dict),
         ),
     ]
