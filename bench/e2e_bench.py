@@ -4,6 +4,7 @@
         [--layout processes|threads] [--rounds 3]
         [--bootstrap 127.0.0.1:9092,...] [--redis-url redis://127.0.0.1:6379/0]
         [--warmup 5] [--partitions 6] [--profile]
+        [--secure-cluster NAME:PORT]   both pipelines on a local cluster's SASL_SSL listener
 
 Target: for each semantic, the sentinel pipeline's records/s is at least 0.8 of a raw
 confluent-kafka pipeline with the same client properties, on the same cluster, in the same run.
@@ -63,6 +64,7 @@ from e2e_sentinel import measure_sentinel
 
 from workers.engine.profiles import DEFAULT_PROFILES, SEMANTICS
 from workers.engine.spec import SentinelSpec
+from workers.localkafka.cluster import LocalCluster
 
 # -------------------------------------------------------------------------------------------
 # Report
@@ -127,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="cProfile every sentinel role")
     parser.add_argument(
+        "--secure-cluster",
+        metavar="NAME:PORT",
+        help="measure over the SASL_SSL listener (SCRAM-SHA-512, TLS) of the local cluster "
+        "NAME whose first plaintext port is PORT (started --secure); topics are made over "
+        "plaintext. Overrides --bootstrap",
+    )
+    parser.add_argument(
         "--switch-interval",
         type=float,
         help="sys.setswitchinterval() in seconds for both pipelines (experiment; default 0.005)",
@@ -137,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in semantics if s not in SEMANTICS]
     if unknown:
         parser.error(f"unknown semantic(s) {unknown}; choose from {SEMANTICS}")
+    args.admin_bootstrap, args.client = args.bootstrap, {}
+    if args.secure_cluster:
+        name, _, port = args.secure_cluster.partition(":")
+        cluster = LocalCluster(name, broker_base_port=int(port))
+        args.client = cluster.secure_client_config()
+        args.bootstrap = args.client.pop("bootstrap.servers")
+        args.admin_bootstrap = cluster.bootstrap_servers
     require_loopback(args.bootstrap, args.redis_url)
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
@@ -150,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         f"consume batches of {args.batch}"
     )
     print(f"   bootstrap {args.bootstrap}, redis {args.redis_url}", flush=True)
+    if args.client:
+        print(f"   {args.client['security.protocol']} {args.client['sasl.mechanism']}, TLS")
     if args.profile:
         print("   --profile: sentinel roles run under cProfile; their rates are not the figure")
     print(f"   GIL switch interval {sys.getswitchinterval() * 1000:g} ms", flush=True)

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from _common import (
@@ -253,9 +254,16 @@ def measure_raw(args, semantic: str, profile: Profile) -> Measurement:
     topic = f"bench-e2e-raw-{semantic}-{suffix}"
     output = f"{topic}.out" if semantic == "exactly-once" else None
     topics = [t for t in (topic, output) if t]
-    create_topics(args.bootstrap, topics, args.partitions, 3, 2)
+    create_topics(args.admin_bootstrap, topics, args.partitions, 3, 2)
     if not args.keep_topics:
-        on_exit(lambda: delete_topics(args.bootstrap, topics))
+        on_exit(lambda: delete_topics(args.admin_bootstrap, topics))
+    # --secure-cluster: the cluster's client properties (SASL_SSL...) under the profile's.
+    client = args.client
+    profile = replace(
+        profile,
+        producer={**client, **profile.producer},
+        consumer={**client, **profile.consumer},
+    )
     pipe = RawPipeline(
         profile,
         args.bootstrap,
@@ -291,5 +299,5 @@ def measure_raw(args, semantic: str, profile: Profile) -> Measurement:
     result.extra.update(produced=pipe.produced, copied=pipe.copied, txns=pipe.transactions, gil=gil)
     if pipe.errors:
         result.notes.append(f"{len(pipe.errors)} client errors, first: {pipe.errors[0]}")
-    delete_topics(args.bootstrap, [] if args.keep_topics else topics)
+    delete_topics(args.admin_bootstrap, [] if args.keep_topics else topics)
     return result

@@ -29,9 +29,10 @@ from _common import (
 )
 from _e2e import SAMPLE_S, GilProbe, Measurement, Timers, cpu_of, steady_rate, timer_report
 
+from workers.clientsecrets import seal
 from workers.engine.profiles import Profile
 from workers.engine.spec import SentinelSpec
-from workers.runtime.run import RoleRunner, roles_for
+from workers.runtime.run import RoleRunner, open_spec, roles_for
 from workers.store import SentinelStore, connect
 
 # -------------------------------------------------------------------------------------------
@@ -159,6 +160,7 @@ def measure_sentinel(args, semantic: str, profile: Profile) -> Measurement:
         name=f"bench-e2e-{semantic}-{sid}",
         profile=profile,
         bootstrap_servers=args.bootstrap,
+        client=seal(args.client),  # the spec file holds secrets sealed, as a worker's does
         topic=f"bench-e2e-sentinel-{semantic}-{sid}",
         partitions=args.partitions,
         replication_factor=3,
@@ -168,17 +170,17 @@ def measure_sentinel(args, semantic: str, profile: Profile) -> Measurement:
         batch_size=args.batch,
     )
     topics = [spec.topic] + ([spec.output_topic_name] if spec.eos else [])
-    create_topics(args.bootstrap, topics, args.partitions, 3, 2)
+    create_topics(args.admin_bootstrap, topics, args.partitions, 3, 2)
     store = CountingStore(connect(args.redis_url), sid)
     on_exit(store.reset)
     if not args.keep_topics:
-        on_exit(lambda: delete_topics(args.bootstrap, topics))
+        on_exit(lambda: delete_topics(args.admin_bootstrap, topics))
     timers = Timers()
     profiles: dict[str, cProfile.Profile] = {}
     if args.layout == "processes":
         host = ProcessHost(spec, args.redis_url)
     else:
-        host = RoleRunner(spec, store, roles_for(spec))
+        host = RoleRunner(open_spec(spec), store, roles_for(spec))
         for loop in host.loops:
             instrument(loop, timers)
             if args.profile:
@@ -234,7 +236,7 @@ def measure_sentinel(args, semantic: str, profile: Profile) -> Measurement:
     host.join(30)
     final = store.status() or final
     store.reset()
-    delete_topics(args.bootstrap, [] if args.keep_topics else topics)
+    delete_topics(args.admin_bootstrap, [] if args.keep_topics else topics)
 
     end = t0 + args.duration + 1
     rate, seconds = steady_rate(samples["processed"], t0 + args.warmup, end)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from dashboard.models import Cluster, Profile, Sentinel
+from workers.clientsecrets import SecretError, is_reference, is_sealed
 from workers.engine.codec import HEADER_SIZE
 from workers.engine.profiles import EXACTLY_ONCE, TRANSACTIONAL
 from workers.engine.redact import MASK, is_secret_key
@@ -62,6 +64,15 @@ def format_properties(props: dict[str, Any] | None) -> str:
     )
 
 
+def masked_text(text: str) -> str:
+    """Submitted properties as shown back: secret values (passwords, JAAS configs) masked."""
+    out = []
+    for line in text.splitlines():
+        key, sep, _ = line.partition("=")
+        out.append(f"{key}={MASK}" if sep and is_secret_key(key.strip()) else line)
+    return "\n".join(out)
+
+
 class PropertiesField(forms.CharField):
     widget = forms.Textarea(attrs={"rows": 5, "spellcheck": "false", "class": "properties"})
 
@@ -73,7 +84,8 @@ class PropertiesField(forms.CharField):
     def prepare_value(self, value: Any) -> str:
         if isinstance(value, dict):
             return format_properties(value)
-        return "" if value is None else str(value)
+        # Submitted text shown back with an error: a secret typed in it is not echoed either.
+        return "" if value is None else masked_text(str(value))
 
     def to_python(self, value: Any) -> dict[str, str]:  # type: ignore[override]
         if isinstance(value, dict):
@@ -85,11 +97,38 @@ class PropertiesField(forms.CharField):
 
 
 def keep_masked_secrets(submitted: dict[str, str], stored: dict[str, Any]) -> dict[str, Any]:
-    """A submitted ``******`` for a secret means "unchanged": put the stored value back."""
+    """A submitted ``******`` for a secret means "unchanged": put the stored value back. A
+    ``******`` with nothing stored (a form shown back with an error masks what was typed)
+    asks for the secret again."""
+    lost = [k for k, v in submitted.items() if v == MASK and is_secret_key(k) and k not in stored]
+    if lost:
+        raise ValidationError(
+            [f"{key}: type the secret again (it is never sent back to the browser)" for key in lost]
+        )
     return {
         key: stored[key] if value == MASK and is_secret_key(key) and key in stored else value
         for key, value in submitted.items()
     }
+
+
+OIDC_ENDPOINT = "sasl.oauthbearer.token.endpoint.url"
+
+
+def oidc_errors(props: dict[str, Any]) -> list[str]:
+    """What librdkafka accepts but cannot work under ``sasl.oauthbearer.method=oidc``: a token
+    endpoint that is not an https URL (http only on loopback: the client secret crosses it)."""
+    if str(props.get("sasl.oauthbearer.method", "")).lower() != "oidc":
+        return []
+    url = str(props.get(OIDC_ENDPOINT, ""))
+    if not url or is_sealed(url) or is_reference(url):
+        return []  # a missing one: librdkafka's own message says it is mandatory
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        return [f"{OIDC_ENDPOINT}: expected the identity provider's token URL, https://..."]
+    if parts.scheme == "http" and not loopback:
+        return [f"{OIDC_ENDPOINT}: must be https (the client secret is sent to it)"]
+    return []
 
 
 def _property_errors(kind: str, props: dict[str, Any]) -> list[str]:
@@ -98,25 +137,25 @@ def _property_errors(kind: str, props: dict[str, Any]) -> list[str]:
 
 def combined_errors(cluster: Cluster, profile: Profile) -> list[str]:
     """librdkafka's errors for a cluster's properties combined with a profile's."""
+    try:
+        client, data = cluster.client_config(), profile.to_data(opened=True)
+    except SecretError as exc:
+        return [str(exc)]
     errors = []
-    for kind, own in (
-        ("producer", profile.producer_properties),
-        ("consumer", profile.consumer_properties),
-    ):
-        errors += [
-            f"{kind}: {e}" for e in _property_errors(kind, {**cluster.client_properties, **own})
-        ]
+    for kind, own in (("producer", data.producer), ("consumer", data.consumer)):
+        errors += [f"{kind}: {e}" for e in _property_errors(kind, {**client, **own})]
     return errors
 
 
 def reachability_error(bootstrap: str, client_properties: dict[str, Any]) -> str | None:
     """librdkafka's message when no broker answers a metadata request in time, else None."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
+
+    from workers.roles.kafka import list_topics_in_words
 
     conf = {**client_properties, "bootstrap.servers": bootstrap, "log_level": 0}
     try:
-        AdminClient(conf).list_topics(timeout=REACHABILITY_TIMEOUT_S)
+        list_topics_in_words(conf, REACHABILITY_TIMEOUT_S)
     except (KafkaException, ValueError, TypeError) as exc:
         error = exc.args[0] if exc.args else exc
         message = getattr(error, "str", lambda: str(error))()
@@ -156,7 +195,11 @@ class ClusterForm(AtomicModelForm):
 
     def clean_client_properties(self) -> dict[str, Any]:
         stored = self.instance.client_properties if self.instance.pk else {}
-        return keep_masked_secrets(self.cleaned_data["client_properties"], stored)
+        props = keep_masked_secrets(self.cleaned_data["client_properties"], stored)
+        errors = oidc_errors(props)
+        if errors:
+            raise ValidationError(errors)
+        return props
 
     def _post_clean(self) -> None:
         super()._post_clean()  # the model's clean(): librdkafka validates the properties
@@ -170,7 +213,7 @@ class ClusterForm(AtomicModelForm):
                     )
             if self.errors:
                 return
-        error = reachability_error(self.instance.bootstrap_servers, self.instance.client_properties)
+        error = reachability_error(self.instance.bootstrap_servers, self.instance.client_config())
         if error:
             self.add_error("bootstrap_servers", error)
 

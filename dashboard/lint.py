@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
+from workers.clientsecrets import SecretError, unseal
 from workers.engine.lint import ClusterFacts, lint_report
 from workers.engine.lintclient import lint_profile
 from workers.engine.profiles import DEFAULT_PROFILES
@@ -72,9 +73,12 @@ def run(target: Target, *, timeout: float = 15.0) -> dict[str, Any]:
     started = time.time()
     try:
         facts = gather(
-            target.bootstrap_servers, target.client_properties, name=target.name, timeout=timeout
+            target.bootstrap_servers,
+            unseal(target.client_properties),
+            name=target.name,
+            timeout=timeout,
         )
-    except FactsError as exc:
+    except (FactsError, SecretError) as exc:
         report: dict[str, Any] = {
             "cluster": target.name,
             "generated_at": started,

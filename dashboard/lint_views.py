@@ -21,10 +21,10 @@ from django.views.decorators.http import require_POST
 
 from dashboard import lint
 from dashboard.api import api_view
+from dashboard.forms import masked_text
 from workers.engine.documents import SEMANTICS
 from workers.engine.lintclient import DIALECTS, LIBRDKAFKA, PRODUCER, ROLES, check_text
 from workers.engine.lintrules import VERDICT_LABELS
-from workers.engine.redact import MASK, is_secret_key
 
 MAX_CONFIG_CHARS = 64_000
 # The lint verdicts drawn in the sentinels' verdict colours.
@@ -60,15 +60,6 @@ def _check(data: Any) -> tuple[dict[str, Any], int]:
         )
     except ValueError as exc:  # ConfigSyntaxError too: a message for the user
         return {"error": str(exc)}, 400
-
-
-def _masked_text(text: str) -> str:
-    """The pasted properties as shown back: secret values (passwords, JAAS configs) masked."""
-    out = []
-    for line in text.splitlines():
-        key, sep, _ = line.partition("=")
-        out.append(f"{key}={MASK}" if sep and is_secret_key(key.strip()) else line)
-    return "\n".join(out)
 
 
 # -- JSON ---------------------------------------------------------------------------------------
@@ -133,7 +124,7 @@ def cluster_page(request: HttpRequest, cluster: str) -> HttpResponse:
     check = None
     if request.method == "POST":
         form.update({k: request.POST.get(k, v) for k, v in form.items()})
-        form["config"] = _masked_text(form["config"])
+        form["config"] = masked_text(form["config"])
         check, _ = _check(request.POST)
         if "verdict" in check:
             check["css"] = VERDICT_CLASS[check["verdict"]]

@@ -60,7 +60,7 @@ def execute_run(run: ScenarioRun, progress: ProgressFn | None = None) -> None:
             bootstrap_servers=bootstrap,
             redis_url=settings.REDIS_URL,
             cluster_name=cluster.name if cluster else "local",
-            client=dict(cluster.client_properties) if cluster else {},
+            client=dict(cluster.client_properties) if cluster else {},  # sealed: the lab opens
             local=local_cluster_for(cluster),
             progress=report,
         )

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from dashboard import forms
 from dashboard.forms import ClusterForm, ProfileForm, SentinelForm, parse_properties
 from dashboard.models import Cluster, Profile, Sentinel, ensure_defaults
+from workers.clientsecrets import unseal
 
 pytestmark = pytest.mark.django_db
 
@@ -103,10 +104,9 @@ def test_it_never_sends_a_stored_secret_back_and_keeps_it_when_unchanged(setting
     }
     form = ClusterForm(data, instance=cluster)
     form.is_valid()  # the reachability check may fail; the properties are cleaned before it
-    assert form.cleaned_data["client_properties"] == {
-        "sasl.password": "hunter2",
-        "client.id": "ds2",
-    }
+    kept = form.cleaned_data["client_properties"]
+    assert kept["sasl.password"] == cluster.client_properties["sasl.password"] != "hunter2"
+    assert unseal(kept) == {"sasl.password": "hunter2", "client.id": "ds2"}
 
 
 def test_it_refuses_a_bootstrap_list_that_is_not_host_port():
@@ -215,3 +215,40 @@ def test_it_creates_a_sentinel():
     assert form.is_valid(), form.errors
     assert form.save().topic == "sentinel.alo-2"
     assert Sentinel.objects.count() == 4
+
+
+OIDC = {
+    "security.protocol": "SASL_SSL",
+    "sasl.mechanism": "OAUTHBEARER",
+    "sasl.oauthbearer.method": "oidc",
+    "sasl.oauthbearer.client.id": "delivery-sentinel",
+    "sasl.oauthbearer.client.secret": "s3cr3t-oidc",
+    "sasl.oauthbearer.token.endpoint.url": "https://idp.example.com/oauth2/token",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"sasl.oauthbearer.token.endpoint.url": "idp.example.com/token"}, "expected the"),
+        ({"sasl.oauthbearer.token.endpoint.url": "http://idp.example.com/t"}, "must be https"),
+        ({"sasl.oauthbearer.token.endpoint.url": None}, "is mandatory when"),
+    ],
+)
+def test_it_validates_an_oauthbearer_oidc_configuration(change, message):
+    props = {k: v for k, v in {**OIDC, **change}.items() if v is not None}
+    text = "\n".join(f"{k}={v}" for k, v in props.items())
+    form = ClusterForm(
+        {"name": "cloud", "bootstrap_servers": "127.0.0.1:1", "client_properties": text}
+    )
+    assert not form.is_valid()
+    assert message in " ".join(form.errors["client_properties"]), form.errors
+
+
+def test_it_accepts_an_oauthbearer_oidc_configuration_up_to_the_reachability_check():
+    text = "\n".join(f"{k}={v}" for k, v in OIDC.items())
+    form = ClusterForm(
+        {"name": "cloud", "bootstrap_servers": "127.0.0.1:1", "client_properties": text}
+    )
+    assert not form.is_valid()
+    assert "client_properties" not in form.errors and "bootstrap_servers" in form.errors

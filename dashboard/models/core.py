@@ -1,8 +1,11 @@
 """Dashboard models: clusters, semantic profiles and sentinels.
 
 Domain logic lives here (``Sentinel.to_spec()``, ``ensure_defaults()``); views, consumers and
-tasks stay thin. Client properties may hold secrets (``sasl.password``...): they are stored as
-given, and masked wherever they are shown (``workers.engine.profiles.mask_secrets``).
+tasks stay thin. Client properties may hold secrets (``sasl.password``...): they are stored
+sealed or as references (``SealedPropertiesField``, ``workers.clientsecrets``), opened only to
+build a client (``Cluster.client_config()``, ``Profile.to_data(opened=True)``, and the sentinel
+process reading its spec), and masked wherever they are shown
+(``workers.engine.profiles.mask_secrets``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import close_old_connections, models, transaction
 
+from dashboard.models.fields import SealedPropertiesField
+from workers.clientsecrets import SecretError, seal, unseal
 from workers.engine.profiles import (
     COMMIT_STRATEGIES,
     DEFAULT_PROFILES,
@@ -38,7 +43,7 @@ class Cluster(models.Model):
     name = models.CharField(max_length=100, unique=True)
     bootstrap_servers = models.CharField(max_length=1000)
     # Cluster-wide client properties: security.protocol, sasl.*, ssl.* ...
-    client_properties = models.JSONField(default=dict, blank=True)
+    client_properties = SealedPropertiesField(default=dict, blank=True)
     is_local = models.BooleanField(default=False, help_text="the project's own local cluster")
     created = models.DateTimeField(auto_now_add=True)
 
@@ -51,8 +56,17 @@ class Cluster(models.Model):
     def masked_properties(self) -> dict:
         return mask_secrets(self.client_properties)
 
+    def client_config(self) -> dict:
+        """The client properties in clear, references resolved in this process (SecretError
+        names what cannot be opened): for building a client here, never for showing."""
+        return unseal(self.client_properties)
+
     def clean(self) -> None:
-        errors = validate_properties("producer", self.client_properties)
+        try:
+            seal(self.client_properties)
+            errors = validate_properties("producer", self.client_config())
+        except SecretError as exc:
+            raise ValidationError({"client_properties": [str(exc)]}) from None
         if errors:
             raise ValidationError({"client_properties": [f"{k}: {v}" for k, v in errors.items()]})
 
@@ -62,8 +76,8 @@ class Profile(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     semantic = models.CharField(max_length=20, choices=SEMANTIC_CHOICES)
-    producer_properties = models.JSONField(default=dict, blank=True)
-    consumer_properties = models.JSONField(default=dict, blank=True)
+    producer_properties = SealedPropertiesField(default=dict, blank=True)
+    consumer_properties = SealedPropertiesField(default=dict, blank=True)
     commit_strategy = models.CharField(max_length=30, choices=COMMIT_CHOICES)
     builtin = models.BooleanField(default=False)
 
@@ -73,17 +87,25 @@ class Profile(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def to_data(self) -> ProfileData:
+    def to_data(self, opened: bool = False) -> ProfileData:
+        """The profile as the engine knows it; secrets as stored unless ``opened`` (in clear,
+        for building a client here: SecretError names what cannot be opened)."""
+        convert = unseal if opened else dict
         return ProfileData(
             name=self.name,
             semantic=self.semantic,
-            producer=dict(self.producer_properties),
-            consumer=dict(self.consumer_properties),
+            producer=convert(self.producer_properties),
+            consumer=convert(self.consumer_properties),
             commit_strategy=self.commit_strategy,
         )
 
     def clean(self) -> None:
-        errors = validate_profile(self.to_data())
+        try:
+            seal(self.producer_properties)
+            seal(self.consumer_properties)
+            errors = validate_profile(self.to_data(opened=True))
+        except SecretError as exc:
+            raise ValidationError(str(exc)) from None
         if errors:
             by_field: dict[str, list[str]] = {}
             for key, message in errors.items():

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import ElectionType, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from workers.clientsecrets import unseal
 from workers.lab.limits import POLL_S, Timeouts
 from workers.lab.outcome import ScenarioAborted
 from workers.localkafka import LocalClusterError
@@ -45,7 +46,10 @@ class BrokerActions:
         self.bootstrap_servers = bootstrap_servers
         self.local = local
         self.cluster_name = cluster_name
-        self.client = dict(client or {})
+        # ``client`` as stored (secrets sealed or referenced): what probe spec files get; this
+        # process's own clients use it opened.
+        self.stored_client = dict(client or {})
+        self.client = unseal(self.stored_client)
         self.timeouts = timeouts
         self.scenario_name = "scenario"
         self.replication_factor = 3

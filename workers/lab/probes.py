@@ -129,7 +129,7 @@ class Probe:
             bootstrap_servers=lab.bootstrap_servers,
             topic=f"ds-scenario.{lab.scenario_name}.{key}.{token}",
             cluster=lab.cluster_name,
-            client=dict(lab.client),
+            client=dict(lab.stored_client),  # the spec file: secrets as stored, never clear
             partitions=partitions,
             replication_factor=lab.replication_factor,
             min_insync_replicas=min(2, lab.replication_factor),

@@ -1,12 +1,14 @@
 """The local cluster's command line (``python -m workers.localkafka``):
 
-    python -m workers.localkafka start   [--name dev] [--port 9092]
+    python -m workers.localkafka start   [--name dev] [--port 9092] [--secure [--secure-port P]]
     python -m workers.localkafka status  [--json]
     python -m workers.localkafka {kill,pause,resume,restart,start,stop} NODE
     python -m workers.localkafka {stop,destroy}
 
 ``--name`` and ``--port`` (the first broker port) pick the cluster: ``dev`` on 9092 is the
-one ``bin/up`` starts, ``test`` on 29092 the one ``bin/test`` starts.
+one ``bin/up`` starts, ``test`` on 29092 the one ``bin/test`` starts. ``--secure`` (at the
+first start, when the storage is formatted) adds a ``SASL_SSL`` listener on ``--secure-port``
+(default ``--port`` + 10) with SCRAM-SHA-512 users and ACLs (``workers.localkafka.security``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ def _print_status(status: dict[str, Any]) -> None:
     brokers = "no answer" if status["brokers"] is None else status["brokers"] or "none"
     controller = "-" if status["controller"] is None else status["controller"]
     print(f"brokers in metadata: {brokers}  active controller: {controller}")
+    if status["secure_bootstrap_servers"]:
+        print(
+            f"secured (SASL_SSL, SCRAM-SHA-512): {status['secure_bootstrap_servers']}  "
+            f"CA and users in {status['security_dir']}"
+        )
     for node in status["nodes"]:
         rss = f"{node['rss_bytes'] / 2**20:.0f} MiB" if node["rss_bytes"] else "-"
         print(
@@ -57,6 +64,17 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="first controller port (default: --port + 100)",
     )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="add a SASL_SSL listener with SCRAM users and ACLs (at the first start)",
+    )
+    parser.add_argument(
+        "--secure-port",
+        type=int,
+        default=None,
+        help="first SASL_SSL port (default: --port + 10)",
+    )
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait (default 120)")
     parser.add_argument("--json", action="store_true", help="status as JSON")
     return parser
@@ -71,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.command} takes no NODE")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     cluster = LocalCluster(
-        args.name, broker_base_port=args.port, controller_base_port=args.controller_port
+        args.name,
+        broker_base_port=args.port,
+        controller_base_port=args.controller_port,
+        secure=args.secure,
+        secure_base_port=args.secure_port,
     )
     started = time.monotonic()
     try:
@@ -90,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.command} {target}: done in {time.monotonic() - started:.1f}s"
         + (f" ({cluster.bootstrap_servers})" if args.command == "start" else "")
+        + (
+            f", secured: {cluster.secure_bootstrap_servers}"
+            if args.command == "start" and cluster.secure
+            else ""
+        )
     )
     return 0
 

@@ -25,8 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    NewTopic,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
+from workers.engine.acls import AclNeed, sentinel_acls
+from workers.engine.documents import EXACTLY_ONCE
 from workers.engine.spec import sentinel_topic_config
 from workers.localkafka import LocalClusterError
 from workers.localkafka.jars import KAFKA_DIR, LIBS_DIR, ensure_jars
@@ -40,6 +48,13 @@ from workers.localkafka.node import (
     rss_bytes,
     sigkill,
     wait_until,
+)
+from workers.localkafka.security import (
+    SECURE_PORT_OFFSET,
+    SENTINEL_USER,
+    Security,
+    acl_binding,
+    acl_filter,
 )
 from workers.system import terminate_pid
 
@@ -66,8 +81,15 @@ class LocalCluster:
         nodes: int = 3,
         heap_mb: int = 384,
         libs_dir: Path | None = None,
+        secure: bool = False,
+        secure_base_port: int | None = None,
     ) -> None:
-        """``base_dir`` holds the clusters' directories (default ``.local/kafka``)."""
+        """``base_dir`` holds the clusters' directories (default ``.local/kafka``).
+
+        ``secure``: the cluster gets a ``SASL_SSL`` listener (``workers.localkafka.security``)
+        on ``secure_base_port`` (default: the one chosen at its first secured start, else
+        ``broker_base_port + 10``) at its first format; a cluster formatted so stays secured
+        without the flag."""
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
         self.name = name
@@ -78,6 +100,11 @@ class LocalCluster:
             broker_base_port + 100 if controller_base_port is None else controller_base_port
         )
         self.heap_mb = heap_mb
+        self.security = Security(self.dir / "security")
+        self.secure = secure or self.security.exists
+        self.secure_base_port = (
+            secure_base_port or self.security.saved_port() or broker_base_port + SECURE_PORT_OFFSET
+        )
         self.nodes = {
             i: Node(
                 i,
@@ -86,11 +113,18 @@ class LocalCluster:
                 self.controller_base_port + i - 1,
                 libs_dir=self.libs_dir,
                 heap_mb=heap_mb,
+                secure_port=self.secure_base_port + i - 1,
+                security=self.security if self.secure else None,
             )
             for i in range(1, nodes + 1)
         }
         self.bootstrap_servers = ",".join(
             f"127.0.0.1:{node.broker_port}" for node in self.nodes.values()
+        )
+        self.secure_bootstrap_servers = (
+            ",".join(f"127.0.0.1:{node.secure_port}" for node in self.nodes.values())
+            if self.secure
+            else None
         )
         self._admin_clients: dict[str, AdminClient] = {}
         # Nodes this object launched and has not yet seen start: id -> node.log size at launch.
@@ -111,11 +145,48 @@ class LocalCluster:
         stopped = [node for node in self.nodes.values() if node.pid() is None]
         for node in stopped:  # before any slow step: a port conflict is the likeliest failure
             self._check_ports(node)
+        if self.secure and not self.security.exists:
+            formatted = [n.id for n in self.nodes.values() if n.formatted]
+            if formatted:
+                raise LocalClusterError(
+                    f"cluster {self.name!r} was formatted without --secure (its SCRAM users are "
+                    "created when its storage is formatted): destroy it, then start it --secure"
+                )
+            self.security.create(self.secure_base_port)
         ensure_jars(self.libs_dir)
         self._format([node for node in stopped if not node.formatted])
         for node in stopped:
             self.start_node(node.id)
         self.wait_ready(timeout)
+        if self.secure:
+            self.grant(f"User:{SENTINEL_USER}", sentinel_acls(EXACTLY_ONCE, "*", "*"))
+
+    def secure_client_config(self, user: str = SENTINEL_USER) -> dict[str, str]:
+        """librdkafka properties (``bootstrap.servers`` included) of a client of the secured
+        listener as SCRAM ``user``; LocalClusterError when the cluster is not secured."""
+        if self.secure_bootstrap_servers is None:
+            raise LocalClusterError(f"cluster {self.name!r} is not secured (start it --secure)")
+        return self.security.client_config(self.secure_bootstrap_servers, user)
+
+    def add_user(self, name: str, password: str) -> None:
+        """Create (or reset) the SCRAM-SHA-512 user ``name`` at run time, through the
+        plaintext listener; the cluster's own users were created at format time."""
+        upsert = UserScramCredentialUpsertion(
+            name, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), password.encode()
+        )
+        for future in self._admin().alter_user_scram_credentials([upsert]).values():
+            future.result()
+
+    def grant(self, principal: str, needs: list[AclNeed], *, revoke: bool = False) -> None:
+        """Create (or with ``revoke`` delete) ALLOW ACLs for ``principal``, through the
+        plaintext listener (its ANONYMOUS principal is a super user). Idempotent."""
+        bindings = [acl_binding(principal, need) for need in needs]
+        if revoke:
+            futures = self._admin().delete_acls([acl_filter(principal, n) for n in needs])
+        else:
+            futures = self._admin().create_acls(bindings)
+        for future in futures.values():
+            future.result()
 
     def wait_ready(self, timeout: float = 120, brokers: int | None = None) -> None:
         """Wait until the metadata lists ``brokers`` brokers (default: every node)."""
@@ -166,6 +237,8 @@ class LocalCluster:
         return {
             "name": self.name,
             "bootstrap_servers": self.bootstrap_servers,
+            "secure_bootstrap_servers": self.secure_bootstrap_servers,
+            "security_dir": str(self.security.dir) if self.secure else None,
             "cluster_id": self._stored_cluster_id(),
             "nodes": nodes,
             "brokers": self._brokers(timeout=3.0) if running else [],
@@ -337,7 +410,10 @@ class LocalCluster:
         return ",".join(f"{n.id}@127.0.0.1:{n.controller_port}" for n in self.nodes.values())
 
     def _check_ports(self, node: Node) -> None:
-        for port in (node.broker_port, node.controller_port):
+        ports = [node.broker_port, node.controller_port]
+        if self.secure:
+            ports.append(node.secure_port)
+        for port in ports:
             if not port_free(port):
                 owner = port_owner(port) or "another process"
                 raise LocalClusterError(
@@ -383,6 +459,7 @@ class LocalCluster:
                 "--config",
                 str(node.properties),
                 "--ignore-formatted",
+                *(self.security.scram_arguments() if self.secure else []),
             )
             argv[1:3] = ["-Xms64m", "-Xmx256m"]
             procs.append(

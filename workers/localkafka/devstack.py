@@ -1,6 +1,8 @@
 """Start the whole local stack in the foreground; Ctrl-C stops everything it started.
 
     bin/up            (installs, then runs ``python -m workers.localkafka.devstack``)
+    bin/up --secure   the local cluster also gets its SASL_SSL listener (SCRAM, TLS, ACLs);
+                      its first start decides: ``destroy`` a plaintext one first
 
 Order: Redis (reused when one already listens on the ``REDIS_URL`` port), the local three-node
 Kafka cluster (skipped when ``KAFKA_BOOTSTRAP_SERVERS`` points at an existing cluster), database
@@ -10,6 +12,7 @@ dies, or on SIGINT/SIGTERM, every process this command started is stopped, in re
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import shutil
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from workers.clientsecrets import generate_key
 from workers.localkafka.cluster import LocalCluster
 from workers.system import LOCAL_DIR, PROJECT_ROOT, terminate
 
@@ -104,17 +108,22 @@ class Stack:
         )
         wait_for_port("127.0.0.1", port, 30, proc)
 
-    def start_kafka(self) -> None:
+    def start_kafka(self, secure: bool = False) -> None:
         if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             log(f"using the existing Kafka cluster at {os.environ['KAFKA_BOOTSTRAP_SERVERS']}")
             return
-        cluster = LocalCluster("dev")
+        cluster = LocalCluster("dev", secure=secure)
         already = all(node["state"] == "running" for node in cluster.status()["nodes"])
         log("starting the local three-node Kafka cluster (first start formats storage)")
         cluster.start()
         if not already:
             self.cluster = cluster
         log(f"Kafka ready at {cluster.bootstrap_servers}")
+        if cluster.secure:
+            log(
+                f"secured listener (SASL_SSL, SCRAM-SHA-512) at {cluster.secure_bootstrap_servers}"
+                f"; CA and users in {cluster.security.dir} (README: a secured cluster)"
+            )
 
     def manage(self, *args: str) -> None:
         subprocess.run([str(VENV_BIN / "python"), "manage.py", *args], cwd=PROJECT_ROOT, check=True)
@@ -146,17 +155,32 @@ def local_defaults(host: str, port: int) -> dict[str, str]:
         "DS_BASE_URL": f"http://{host}:{port}",
     }
     if not os.environ.get("DJANGO_SECRET_KEY"):
-        key_file = LOCAL_DIR / "secret-key"
-        if not key_file.exists():
-            LOCAL_DIR.mkdir(parents=True, exist_ok=True)
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(50))
-        defaults["DJANGO_SECRET_KEY_FILE"] = str(key_file)
+        defaults["DJANGO_SECRET_KEY_FILE"] = _key_file("secret-key", secrets.token_urlsafe(50))
+    # Client secrets (sasl.password...) are stored encrypted under this key (see README).
+    if not os.environ.get("DS_SECRETS_KEY") and not os.environ.get("DS_SECRETS_KEY_FILE"):
+        defaults["DS_SECRETS_KEY_FILE"] = _key_file("secrets-key", generate_key())
     return defaults
 
 
-def main() -> int:
+def _key_file(name: str, fresh: str) -> str:
+    """``.local/<name>``, written once with ``fresh`` (mode 0600) and kept across starts."""
+    key_file = LOCAL_DIR / name
+    if not key_file.exists():
+        LOCAL_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(fresh)
+    return str(key_file)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bin/up", description="The whole local stack.")
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="give the local cluster its SASL_SSL listener (SCRAM users, TLS, ACLs)",
+    )
+    args = parser.parse_args(argv)
     redis_url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
     host = os.environ.get("DS_HOST", "127.0.0.1")
     port = int(os.environ.get("DS_PORT", "8000"))
@@ -171,7 +195,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         stack.start_redis(redis_url)
-        stack.start_kafka()
+        stack.start_kafka(secure=args.secure)
         stack.manage("migrate", "--noinput", "-v", "0")
         stack.manage("collectstatic", "--noinput", "-v", "0")
         stack.manage("ensure_admin")

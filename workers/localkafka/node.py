@@ -18,9 +18,11 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from workers.localkafka import LocalClusterError
 from workers.localkafka.jars import LIBS_DIR, LOG4J2_CONFIG, java_binary
+from workers.localkafka.security import LISTENER, Security
 from workers.system import terminate_pid
 
 NODE_MARKER = "-Ddeliverysentinel.node.dir="  # on every node's command line: how we know our pids
@@ -44,8 +46,13 @@ class Node:
         *,
         libs_dir: Path = LIBS_DIR,
         heap_mb: int = 384,
+        secure_port: int | None = None,
+        security: Security | None = None,
     ) -> None:
+        """With ``security``, the node also listens on ``secure_port`` (``SASL_SSL``)."""
         self.id = node_id
+        self.secure_port = secure_port
+        self.security = security
         self.cluster_name = cluster_dir.name
         self.dir = cluster_dir / f"node-{node_id}"
         self.broker_port = broker_port
@@ -214,6 +221,7 @@ class Node:
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            **self._secure_properties(),
             "log.dirs": self.data,
             # Durability, as a production cluster should have it.
             "num.partitions": 3,
@@ -253,11 +261,20 @@ class Node:
             "log.retention.bytes": 256 * 1024 * 1024,
             "metadata.log.segment.bytes": 8 * 1024 * 1024,
         }
+        if self.security is not None:
+            secure = f"{LISTENER}://127.0.0.1:{self.secure_port}"
+            props["listeners"] += f",{secure}"
+            props["advertised.listeners"] += f",{secure}"
+            props["listener.security.protocol.map"] += f",{LISTENER}:SASL_SSL"
         text = "# Written by workers/localkafka/node.py at every start; edits are overwritten.\n"
         text += "".join(f"{key}={value}\n" for key, value in props.items())
         tmp = self.properties.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.replace(self.properties)
+
+    def _secure_properties(self) -> dict[str, Any]:
+        """The secured listener's settings (``workers.localkafka.security``), if any."""
+        return {} if self.security is None else self.security.broker_properties()
 
 
 # --------------------------------------------------------------------------- processes

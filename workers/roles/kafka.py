@@ -19,6 +19,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
+from workers.engine.failures import in_words
 from workers.engine.spec import SentinelSpec
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,41 @@ def describe(exc: BaseException) -> str:
         err = exc.args[0]
         return f"{err.name()}: {err.str()}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def admin_with_errors(conf: dict[str, Any]) -> tuple[AdminClient, list[str]]:
+    """An admin client and the list its error callback appends librdkafka's errors to (read
+    by ``in_words_after``)."""
+    seen: list[str] = []
+    return AdminClient({**conf, "error_cb": lambda err: seen.append(err.str())}), seen
+
+
+def in_words_after(message: str, conf: dict[str, Any], admin: AdminClient, seen: list[str]) -> str:
+    """Why ``admin``'s request failed, in words (``workers.engine.failures``), else
+    ``message``: librdkafka's exception says only "Broker transport failure"; the cause (a
+    wrong password, an untrusted certificate) went to the error callback, served here."""
+    admin.poll(0)
+    for text in seen:
+        said = in_words(
+            text,
+            user=conf.get("sasl.username"),
+            mechanism=conf.get("sasl.mechanism") or conf.get("sasl.mechanisms"),
+        )
+        if said != text:
+            return said
+    return message
+
+
+def list_topics_in_words(conf: dict[str, Any], timeout: float) -> Any:
+    """``AdminClient(conf).list_topics()``; a failure's KafkaException says why in words."""
+    admin, seen = admin_with_errors(conf)
+    try:
+        return admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        said = in_words_after(describe(exc), conf, admin, seen)
+        if said == describe(exc):
+            raise
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, said)) from exc
 
 
 def admin_for(spec: SentinelSpec) -> AdminClient:

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, ResourceType
+from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
 
 from workers.engine import lint
 from workers.engine.lint import ClusterFacts, PartitionFacts, Setting, TopicFacts
-from workers.roles.kafka import describe
+from workers.roles.kafka import admin_with_errors, describe, in_words_after
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +88,12 @@ def gather(
     """Every topic's and the brokers' facts; raises ``FactsError`` when the cluster cannot be
     read at all. A topic whose configs cannot be described keeps an ``error`` of its own."""
     # log_level 4: librdkafka's notices (a purged background queue at close) are noise here.
-    admin = AdminClient(
-        {"log_level": 4, **(client_properties or {}), "bootstrap.servers": bootstrap_servers}
-    )
+    conf = {"log_level": 4, **(client_properties or {}), "bootstrap.servers": bootstrap_servers}
+    admin, seen = admin_with_errors(conf)
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise FactsError(describe(exc)) from exc
+        raise FactsError(in_words_after(describe(exc), conf, admin, seen)) from exc
     brokers = tuple(sorted(md.brokers))
     partitions = {
         t.topic: (

@@ -22,6 +22,8 @@ from confluent_kafka import (
     KafkaException,
 )
 
+from workers.engine.acls import AclNeed, role_acls
+from workers.engine.failures import in_words
 from workers.engine.spec import SentinelSpec
 from workers.roles.kafka import describe
 from workers.store import SentinelStore
@@ -71,12 +73,32 @@ class Loop:
     def close(self) -> None:
         pass
 
+    def acl_needs(self) -> list[AclNeed]:
+        """The ACLs this role's clients use (``workers.engine.acls``): a denial names them."""
+        return role_acls(self.role, self.spec.semantic, self.spec.id, self.spec.topic)
+
+    def in_words(self, error: str | None) -> str | None:
+        """``error`` as the sentence the status shows (``workers.engine.failures``)."""
+        if not error:
+            return error
+        client = self.spec.client
+        return in_words(
+            error,
+            user=client.get("sasl.username"),
+            mechanism=client.get("sasl.mechanism") or client.get("sasl.mechanisms"),
+            needs=self.acl_needs(),
+        )
+
     def heartbeat(self, **extra: Any) -> None:
         now = time.monotonic()
         if now - self._last_heartbeat >= HEARTBEAT_INTERVAL_S:
             self._last_heartbeat = now
             self.store.heartbeat(
-                self.role, self.error, pid=os.getpid(), host=socket.gethostname(), **extra
+                self.role,
+                self.in_words(self.error),
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                **extra,
             )
 
     def on_client_error(self, err: KafkaError) -> None:
@@ -126,7 +148,7 @@ class Loop:
                 self.start()
                 return True
             except (KafkaException, TimeoutError, redis.RedisError) as exc:
-                self.error = f"cannot start: {describe(exc)}"
+                self.error = f"cannot start: {self.in_words(describe(exc))}"
                 log.warning("%s %s: %s", self.role, self.spec.name, self.error)
                 with contextlib.suppress(redis.RedisError):
                     self.store.heartbeat(self.role, self.error, pid=os.getpid())

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import redis
 
+from workers.clientsecrets import SecretError
 from workers.engine.spec import SentinelSpec
 from workers.runtime.manifest import STATE_FILE, read_manifest, write_atomically
 from workers.runtime.publish import LivePublisher
@@ -43,6 +44,7 @@ from workers.runtime.run import (
     LeaseGuard,
     RoleRunner,
     adopt_state,
+    open_spec,
     roles_for,
 )
 from workers.store import SentinelStore, connect
@@ -99,6 +101,12 @@ class SharedHost:
         held, pttl = lease.held()
         if not held or pttl < lease.ttl_ms / 2:
             return False
+        try:
+            spec = open_spec(spec)  # the manifest holds client secrets sealed
+        except SecretError as exc:  # said where the status shows errors; retried
+            for role in roles_for(spec):
+                store.heartbeat(role, f"cannot start: {exc}", pid=os.getpid())
+            raise
         adopt_state(store, spec)
         publisher = LivePublisher(self.redis_url) if self.live else None
         runner = RoleRunner(spec, store, roles_for(spec), publisher)
@@ -148,7 +156,7 @@ class SharedHost:
                 try:
                     if not self.start(sid, hosted):
                         hosted.retry_at = time.monotonic() + SYNC_INTERVAL_S
-                except (redis.RedisError, OSError) as exc:
+                except (redis.RedisError, OSError, SecretError) as exc:
                     log.warning("sentinel %s: cannot start: %s", hosted.spec.name, exc)
                     hosted.retry_at = time.monotonic() + RESTART_BACKOFF_MAX_S
         self.write_state(synced_at)

@@ -30,9 +30,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 
 import redis
 
+from workers.clientsecrets import SecretError, unseal
 from workers.engine.env import envint
 from workers.engine.spec import SentinelSpec
 from workers.roles.consumer import SentinelConsumer
@@ -50,6 +52,7 @@ log = logging.getLogger("workers.runtime.run")
 # with EXIT_STUCK so the worker restarts the sentinel (a thread blocked in C cannot be stopped).
 STEP_DEADLINE_S = envint("DS_STEP_DEADLINE_S", 180, min=1)
 EXIT_STUCK = 70
+EXIT_SECRETS = 78  # EX_CONFIG: a client secret cannot be opened here (no key, unset variable)
 LAYOUTS = ("threads", "processes")
 
 ROLE_CLASSES = {
@@ -201,6 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown role(s) {unknown}; choose from {sorted(ROLE_CLASSES)}")
     store = SentinelStore(connect(args.redis_url), spec.id)
+    try:
+        spec = open_spec(spec)
+    except SecretError as exc:  # said where the status shows errors; the worker retries
+        log.error("sentinel %s: %s", spec.name, exc)
+        with contextlib.suppress(redis.RedisError):
+            for role in roles:
+                store.heartbeat(role, f"cannot start: {exc}", pid=os.getpid())
+        return EXIT_SECRETS
     if not args.exit_with_parent:  # the first process of the sentinel; its children follow it
         adopt_state(store, spec)
     # --layout processes: the producer and the checker in child processes, the rest here.
@@ -263,6 +274,18 @@ def main(argv: list[str] | None = None) -> int:
         print("; ".join(host.failures), file=sys.stderr)
         return 1
     return 0
+
+
+def open_spec(spec: SentinelSpec) -> SentinelSpec:
+    """``spec`` with its client secrets opened in this process: decrypted with
+    ``DS_SECRETS_KEY``, ``env:`` / ``file:`` references resolved (``workers.clientsecrets``).
+    The spec file itself holds them sealed."""
+    profile = replace(
+        spec.profile,
+        producer=unseal(spec.profile.producer),
+        consumer=unseal(spec.profile.consumer),
+    )
+    return replace(spec, client=unseal(spec.client), profile=profile)
 
 
 def adopt_state(store: SentinelStore, spec: SentinelSpec) -> None:

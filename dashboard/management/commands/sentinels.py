@@ -17,8 +17,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from dashboard.models import Sentinel, ensure_defaults
 from dashboard.status import all_statuses, placement
+from workers.clientsecrets import SecretError
 from workers.runtime.publish import LivePublisher
-from workers.runtime.run import RoleRunner, adopt_state, roles_for
+from workers.runtime.run import RoleRunner, adopt_state, open_spec, roles_for
 from workers.store import SentinelStore, connect
 
 
@@ -83,7 +84,10 @@ class Command(BaseCommand):
             sentinel = Sentinel.objects.select_related("cluster", "profile").get(name=name)
         except Sentinel.DoesNotExist:
             raise CommandError(f"no sentinel named {name!r}") from None
-        spec = sentinel.to_spec()
+        try:
+            spec = open_spec(sentinel.to_spec())  # in this process: its clients need them clear
+        except SecretError as exc:
+            raise CommandError(str(exc)) from None
         chosen = roles_for(spec) if roles == "all" else roles.split(",")
         publisher = LivePublisher(settings.REDIS_URL)
         store = SentinelStore(connect(settings.REDIS_URL), spec.id)

@@ -1,0 +1,52 @@
+"""Client failures in words, and the ACLs each semantic's sentinel needs (pure)."""
+
+from __future__ import annotations
+
+from workers.engine.acls import GROUP, TOPIC, TRANSACTIONAL_ID, role_acls, sentinel_acls
+from workers.engine.failures import in_words
+
+SCRAM_FAILURE = (
+    "_AUTHENTICATION: SASL authentication error: Authentication failed during authentication "
+    "due to invalid credentials with SASL mechanism SCRAM-SHA-512"
+)
+
+
+def test_it_names_the_user_and_mechanism_of_a_failed_login_and_keeps_librdkafkas_words():
+    said = in_words(SCRAM_FAILURE, user="ops", mechanism="SCRAM-SHA-512")
+    assert said.startswith("authentication failed for user 'ops' (SCRAM-SHA-512)")
+    assert SCRAM_FAILURE in said
+    assert in_words(said, user="ops") == said  # already in words: left alone
+
+
+def test_it_names_the_missing_operation_and_resource_of_a_denial():
+    needs = role_acls("copier", "exactly-once", 7, "orders")
+    said = in_words("Broker: Transactional Id authorization failed", user="s", needs=needs)
+    assert said.startswith(
+        "not authorized: User:s needs Write on transactional id 'delivery-sentinel.7.copier'"
+    )
+    said = in_words("GROUP_AUTHORIZATION_FAILED: Broker: Group authorization failed", needs=needs)
+    assert "needs Read on group 'delivery-sentinel.7.copier'" in said
+
+
+def test_it_explains_tls_failures_and_leaves_other_errors_as_they_are():
+    assert in_words("ssl: error:0A000086:SSL routines::certificate verify failed").startswith(
+        "TLS: the broker's certificate could not be verified"
+    )
+    plaintext = "Disconnected: might be caused by incorrect security.protocol configuration"
+    assert "does security.protocol match the listener" in in_words(plaintext)
+    assert in_words("_TRANSPORT: Connection refused") == "_TRANSPORT: Connection refused"
+
+
+def test_each_semantic_needs_its_acls_and_exactly_once_its_transactional_ids():
+    alo = {(n.resource, n.name, n.operation) for n in sentinel_acls("at-least-once", 3, "t")}
+    assert (TOPIC, "t", "Write") in alo and (GROUP, "delivery-sentinel.3", "Read") in alo
+    assert not any(r == TRANSACTIONAL_ID for r, _, _ in alo)
+    eos = {(n.resource, n.name, n.operation) for n in sentinel_acls("exactly-once", 3, "t")}
+    assert {
+        (TRANSACTIONAL_ID, "delivery-sentinel.3.producer", "Write"),
+        (TRANSACTIONAL_ID, "delivery-sentinel.3.copier", "Write"),
+        (TOPIC, "t.out", "Write"),
+        (GROUP, "delivery-sentinel.3.verifier", "Read"),
+    } <= eos
+    wildcard = sentinel_acls("exactly-once", "*", "*")
+    assert len(wildcard) == len({(n.resource, n.name, n.operation) for n in wildcard})

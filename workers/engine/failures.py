@@ -1,0 +1,64 @@
+"""Client failures in words a person on call understands (pure: texts in, a sentence out).
+
+librdkafka says "SASL authentication error: Authentication failed during authentication due to
+invalid credentials with SASL mechanism SCRAM-SHA-512" or "Broker: Group authorization
+failed"; the sentinel's errors say who could not do what, and what to check. The original
+text follows in parentheses, so nothing librdkafka said is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from workers.engine.acls import GROUP, TOPIC, TRANSACTIONAL_ID, AclNeed
+
+_DENIED = {
+    "topic authorization failed": TOPIC,
+    "group authorization failed": GROUP,
+    "transactional id authorization failed": TRANSACTIONAL_ID,
+}
+_PREFIXES = ("authentication failed", "not authorized", "TLS:", "the broker closed")
+
+
+def in_words(
+    error: str,
+    *,
+    user: str | None = None,
+    mechanism: str | None = None,
+    needs: Sequence[AclNeed] = (),
+) -> str:
+    """``error`` as a sentence naming the cause and the fix, or ``error`` itself when it is
+    none of the failures known here (or already a sentence of this function).
+
+    ``user`` and ``mechanism`` are the client's SASL login; ``needs`` the ACLs the role that
+    failed uses (``workers.engine.acls``): a denial names the ones of the denied resource."""
+    lowered = error.lower()
+    if any(error.startswith(p) or f": {p}" in error[:40] for p in _PREFIXES):
+        return error
+    for phrase, resource in _DENIED.items():
+        if phrase in lowered:
+            return _denied(error, resource, user, needs)
+    if "sasl authentication error" in lowered or "authentication failed" in lowered:
+        return (
+            f"authentication failed for user {user or '?'!r} ({mechanism or 'SASL'}): check "
+            f"sasl.username and sasl.password ({error})"
+        )
+    if "certificate verify failed" in lowered:
+        return (
+            "TLS: the broker's certificate could not be verified: its CA is not the one in "
+            "ssl.ca.location, it expired, or the host name you connect to is not in it "
+            f"({error})"
+        )
+    if "incorrect security.protocol" in lowered or "ssl handshake failed" in lowered:
+        return (
+            "the broker closed the connection during the handshake: does security.protocol "
+            f"match the listener (SSL / SASL_SSL on a TLS port)? ({error})"
+        )
+    return error
+
+
+def _denied(error: str, resource: str, user: str | None, needs: Sequence[AclNeed]) -> str:
+    principal = f"User:{user}" if user else "this client's principal"
+    missing = [str(n) for n in needs if n.resource == resource]
+    what = " or ".join(missing) if missing else f"an ACL on a {resource}"
+    return f"not authorized: {principal} needs {what} (ACL denied: {error})"
