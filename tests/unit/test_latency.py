@@ -181,15 +181,10 @@ def test_it_refuses_a_corrupt_compact_form(bad: object) -> None:
 
 
 def test_recent_latency_covers_half_to_one_span_per_key_and_forgets_the_rest() -> None:
-    def one(ms: float) -> LatencyHistogram:
-        hist = LatencyHistogram()
-        hist.record(ms)
-        return hist
-
     recent = RecentLatency(60.0)
-    recent.add(0, one(5.0), 1000.0)
-    recent.add(1, one(100.0), 1010.0)
-    recent.add(0, one(7.0), 1035.0)  # a new generation began at 1030 or later
+    recent.record_many(0, [5.0], 1000.0)
+    recent.record_many(1, [100.0], 1010.0)
+    recent.record_many(0, [7.0], 1035.0)  # a new generation began at 1030 or later
     hists = recent.histograms(1040.0)
     assert (hists[0].count, hists[0].max, hists[1].max) == (2, 7.0, 100.0)
     # At 1070 the generation of 1000-1030 is older than a span: only 1035's record is left.
@@ -198,5 +193,5 @@ def test_recent_latency_covers_half_to_one_span_per_key_and_forgets_the_rest() -
     assert recent.histograms(1200.0) == {}  # nothing recorded for a whole span
     # Memory: at most two histograms per key however many records went in.
     for t in range(2000):
-        recent.add(t % 3, one(float(t % 97) + 1), 2000.0 + t / 10)
+        recent.record_many(t % 3, [float(t % 97) + 1], 2000.0 + t / 10)
     assert len(recent.newer) <= 3 and len(recent.older) <= 3

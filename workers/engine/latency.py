@@ -304,13 +304,14 @@ class RecentLatency:
         self.older = self.newer if now - self.started < 2 * self.half else {}
         self.newer, self.started = {}, now
 
-    def add(self, key: Any, hist: LatencyHistogram, now: float) -> None:
-        """Merge ``hist`` (observations made at ``now``) into ``key``'s recent latency."""
+    def record_many(self, key: Any, values: Iterable[float], now: float) -> None:
+        """Add observations (ms) made at ``now`` to ``key``'s recent latency (straight into
+        its histogram: the check runner calls this per partition of every ledger entry)."""
         self._turn(now)
         current = self.newer.get(key)
         if current is None:
             current = self.newer[key] = LatencyHistogram()
-        current.merge(hist)
+        current.record_many(values)
 
     def histograms(self, now: float) -> dict[Any, LatencyHistogram]:
         """Per key with observations in the span, their histogram (a new one: merging into

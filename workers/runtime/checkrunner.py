@@ -254,18 +254,19 @@ class CheckRunner(Loop):
                 group = groups[(run, partition)] = ([], [])
             group[0].append(seq)
             group[1].append(processed_us - produced_us)
-        window = LatencyHistogram()
+        delays_ms: list[float] = []
         for (run, partition), (seqs, delays_us) in groups.items():
             self.checker.processed(run, partition, seqs, now)
-            part = LatencyHistogram()
-            part.record_many([d / 1000.0 for d in delays_us])  # negatives (clock skew): 0
-            self.partition_e2e.add(partition, part, now)
-            window.merge(part)
+            ms = [d / 1000.0 for d in delays_us]  # negatives (clock skew) count as 0
+            self.partition_e2e.record_many(partition, ms, now)
+            delays_ms.extend(ms)
         for run, partition, _seq in unpack_aborted(fields.get(b"a", b"")):
             self.checker.aborted_read(run, partition, 1)
         if foreign:
             self.checker.foreign(foreign)
-        if window.count:
+        if delays_ms:
+            window = LatencyHistogram()
+            window.record_many(delays_ms)
             self.e2e.merge(window)
             self.sec_e2e.merge(window)
             self.recent_e2e.append((now, window))
