@@ -180,7 +180,7 @@ def test_it_refuses_a_corrupt_compact_form(bad: object) -> None:
         LatencyHistogram.load(bad)  # type: ignore[arg-type]
 
 
-def test_recent_latency_covers_half_to_one_span_per_key_and_forgets_the_rest() -> None:
+def test_it_keeps_recent_latency_per_key_over_half_to_one_span_and_forgets_the_rest() -> None:
     recent = RecentLatency(60.0)
     recent.record_many(0, [5.0], 1000.0)
     recent.record_many(1, [100.0], 1010.0)
