@@ -173,6 +173,10 @@ class RawPipeline:
         self.timers.add(name + ".consume", time.perf_counter() - started)
         return [m for m in msgs if m.error() is None]
 
+    def _process(self, msgs: list[Any]) -> None:
+        """The pipeline's "processing" of a batch at its end: counting it."""
+        self.consumed += len(msgs)
+
     def _commit(self, consumer: Consumer) -> None:
         started = time.perf_counter()
         consumer.commit(asynchronous=False)
@@ -189,9 +193,9 @@ class RawPipeline:
                 try:
                     if commit_first:
                         self._commit(consumer)
-                        self.consumed += len(msgs)  # "processing"
+                        self._process(msgs)
                     else:
-                        self.consumed += len(msgs)
+                        self._process(msgs)
                         self._commit(consumer)
                 except KafkaException as exc:
                     self._error(exc.args[0])
@@ -244,7 +248,9 @@ class RawPipeline:
         )
         try:
             while not self.stop.is_set():
-                self.consumed += len(self._batch(consumer, 0.05, "verifier"))
+                msgs = self._batch(consumer, 0.05, "verifier")
+                if msgs:
+                    self._process(msgs)
         finally:
             consumer.close()
 

@@ -153,22 +153,34 @@ class ProcessHost:
         pass  # stop() waits
 
 
-def measure_sentinel(args, semantic: str, profile: Profile) -> Measurement:
+def bench_spec(bench: str, semantic: str, profile: Profile, args, **fields: Any) -> SentinelSpec:
+    """A sentinel of its own for one measurement: a fresh id and topic, RF 3, min.insync 2."""
     sid = bench_sentinel_id()
-    spec = SentinelSpec(
+    return SentinelSpec(
         id=sid,
-        name=f"bench-e2e-{semantic}-{sid}",
+        name=f"bench-{bench}-{semantic}-{sid}",
         profile=profile,
         bootstrap_servers=args.bootstrap,
-        client=seal(args.client),  # the spec file holds secrets sealed, as a worker's does
-        topic=f"bench-e2e-sentinel-{semantic}-{sid}",
+        client=seal(getattr(args, "client", {})),  # sealed in the spec file, as a worker's
+        topic=f"bench-{bench}-sentinel-{semantic}-{sid}",
         partitions=args.partitions,
         replication_factor=3,
         min_insync_replicas=2,
+        **fields,
+    )
+
+
+def measure_sentinel(args, semantic: str, profile: Profile) -> Measurement:
+    spec = bench_spec(
+        "e2e",
+        semantic,
+        profile,
+        args,
         rate_per_partition=0,
         record_size=args.record_size,
         batch_size=args.batch,
     )
+    sid = spec.id
     topics = [spec.topic] + ([spec.output_topic_name] if spec.eos else [])
     create_topics(args.admin_bootstrap, topics, args.partitions, 3, 2)
     store = CountingStore(connect(args.redis_url), sid)

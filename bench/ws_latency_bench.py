@@ -221,6 +221,20 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"daphne did not listen on {port} within {timeout}s")
 
 
+def start_daphne(env: dict[str, str], tmp: Path) -> tuple[subprocess.Popen, int]:
+    """Daphne serving the app on a free loopback port (log in ``tmp``); stopped at exit."""
+    port = free_port()
+    log = open(tmp / "daphne.log", "ab")  # noqa: SIM115 - the child keeps it open
+    daphne = spawn(
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "dashboard.asgi:application"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    wait_for_port(port, daphne, 60)
+    return daphne, port
+
+
 def summarize(values: list[float]) -> list[str]:
     return [
         f"{1000 * percentile(values, 50):,.0f}",
@@ -268,15 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     cookie = f"{session['cookie']}={session['key']}"
     print(f"   database migrated and session created in {time.time() - started:.1f}s ({tmp})")
 
-    port = free_port()
-    daphne_log = open(tmp / "daphne.log", "ab")  # noqa: SIM115 - the child keeps it open
-    daphne = spawn(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "dashboard.asgi:application"],
-        env=env,
-        stdout=daphne_log,
-        stderr=subprocess.STDOUT,
-    )
-    wait_for_port(port, daphne, 60)
+    daphne, port = start_daphne(env, tmp)
     print(f"   daphne pid {daphne.pid} on 127.0.0.1:{port}", flush=True)
 
     sid = bench_sentinel_id()

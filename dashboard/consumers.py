@@ -6,7 +6,9 @@ Protocol (server -> client only; client frames are ignored):
    every sentinel's compact status and a one-minute sparkline; sentinel: its status document
    and its one-second windows of the last minute);
 2. then increments: ``{"type": "window", ...}`` and ``{"type": "verdict", ...}``, relayed from the
-   sentinels' check runners (``workers.runtime.publish``);
+   sentinels' check runners (``workers.runtime.publish``); the overview batches its windows
+   into at most one ``{"type": "windows", "windows": [...]}`` a second (see
+   ``OverviewSocketConsumer``);
 3. and every ``heartbeat`` seconds (given in the state) ``{"type": "heartbeat"}``, so that a
    browser can tell a silent feed (no sentinel running) from a dead connection (a half-open
    TCP connection never fires a close event) and reconnect.
@@ -38,6 +40,7 @@ CLOSE_UNAUTHENTICATED = 4401
 # What the browser sees in the "type" field of each message.
 STATE_MESSAGE = "state"
 WINDOW_MESSAGE = "window"
+WINDOWS_MESSAGE = "windows"  # the overview's batch of window payloads
 VERDICT_MESSAGE = "verdict"
 HEARTBEAT_MESSAGE = "heartbeat"
 
@@ -112,10 +115,47 @@ class OverviewSocketConsumer(LiveSocketConsumer):
 
     State: ``sentinels`` (every sentinel's compact status, as in ``window.update``) and
     ``sparklines`` (``{id: [[t, processed per second], ...]}`` over the last minute).
+
+    Windows are batched per page: every sentinel publishes one a second, so a page with a
+    hundred sentinels would get a hundred messages a second, each a task and a repaint for the
+    browser. They are sent as at most one ``{"type": "windows", "windows": [payload, ...]}``
+    every ``batch_seconds``, in arrival order; a verdict goes at once, after the windows that
+    arrived before it (so the page never shows an older verdict over a newer one).
     """
+
+    batch_seconds = 1.0
+    _flusher: asyncio.Task | None = None
 
     def get_group_name(self) -> str:
         return OVERVIEW_GROUP
+
+    async def connect(self) -> None:
+        self._windows: list[dict[str, Any]] = []
+        await super().connect()
+        if self.group_name is not None:  # authenticated and streaming
+            self._flusher = asyncio.create_task(self._flush_every())
+
+    async def disconnect(self, code: int) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await super().disconnect(code)
+
+    async def _flush_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.batch_seconds)
+            await self.flush_windows()
+
+    async def flush_windows(self) -> None:
+        if self._windows:
+            batch, self._windows = self._windows, []
+            await self.send_json({"type": WINDOWS_MESSAGE, "windows": batch})
+
+    async def window_update(self, event: dict[str, Any]) -> None:
+        self._windows.append(event["payload"])
+
+    async def verdict_update(self, event: dict[str, Any]) -> None:
+        await self.flush_windows()
+        await super().verdict_update(event)
 
     async def get_state(self) -> dict[str, Any]:
         return {**await super().get_state(), **await database_sync_to_async(overview_state)()}

@@ -62,8 +62,9 @@ async def test_it_sends_every_sentinels_state_then_window_increments(
     publisher.offer(
         alo.pk, WINDOW_UPDATE, {"sentinel": alo.pk, "window": live_window, "status": doc}
     )
-    message = await ws.receive_json_from(timeout=TIMEOUT)
-    assert message["type"] == "window"
+    batch = await ws.receive_json_from(timeout=TIMEOUT)
+    assert batch["type"] == "windows"  # the overview batches its windows (one message a second)
+    [message] = batch["windows"]
     assert message["sentinel"] == alo.pk
     assert message["window"]["counts"]["processed"] == 31
     assert message["status"]["verdict"] == "HOLDING"

@@ -17,7 +17,8 @@ from tests.dashboard_data import (
     window,
 )
 from workers.engine.documents import Window
-from workers.store import SentinelStore, connect
+from workers.runtime.checkrunner import CheckRunner
+from workers.store import SentinelStore, connect, pack_ledger
 
 pytestmark = pytest.mark.django_db
 
@@ -272,3 +273,22 @@ def test_it_lists_verdict_changes_and_scenario_runs_in_the_timeline(store, senti
     assert events[1]["at"].tzinfo is not None
     assert events[3]["message"].endswith(": passed")
     assert events[3]["url"] == f"/scenarios/runs/{run.pk}/"
+
+
+def test_it_shows_each_partitions_p99_from_the_checker_so_a_slow_broker_shows(sentinels, redis_url):
+    sentinel = sentinels["at-least-once"]
+    runner = CheckRunner(sentinel.to_spec(), SentinelStore(connect(redis_url), sentinel.pk))
+    runner.known_runs.add(7)
+    now = time.time()
+    now_us = int(now * 1e6)
+    delays_ms = {0: 4.0, 1: 250.0, 2: 5.0}  # partition 1's leader is slow
+    items = [
+        (7, p, s, now_us - int(ms * 1000), now_us) for p, ms in delays_ms.items() for s in range(20)
+    ]
+    runner.apply_ledger({b"d": pack_ledger(items)}, now)
+    doc = runner.status(now)
+
+    rows = {row["partition"]: row for row in partitions.partition_table(sentinel, doc)["rows"]}
+    assert rows["1"]["p99"] == pytest.approx(250.0, rel=0.01)
+    assert rows["0"]["p99"] == pytest.approx(4.0, rel=0.01)
+    assert rows["2"]["p99"] == pytest.approx(5.0, rel=0.01)

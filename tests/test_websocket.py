@@ -29,7 +29,28 @@ async def test_it_sends_state_then_relays_published_windows(asgi, alice):
 
     payload = {"sentinel_id": 7, "acked": 120, "lost": 0, "partition": 2}
     await sync_to_async(publish)(OVERVIEW_GROUP, WINDOW_UPDATE, payload)
-    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "window", **payload}
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "windows", "windows": [payload]}
+
+
+async def test_it_batches_the_overviews_windows_into_one_message_a_second(asgi, alice):
+    ws = await asgi.websocket("/ws/overview/", user=alice)
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+    await ws.receive_json_from(timeout=TIMEOUT)
+    payloads = [{"sentinel": n, "window": {"t": n}} for n in range(50)]
+    for payload in payloads:
+        await sync_to_async(publish)(OVERVIEW_GROUP, WINDOW_UPDATE, payload)
+    await sync_to_async(publish)(OVERVIEW_GROUP, VERDICT_UPDATE, {"sentinel": 99, "verdict": "OK"})
+    # However the fifty windows fell across the one-second batches, the verdict comes after
+    # all of them, and no window is lost or sent twice.
+    received: list[dict] = []
+    while True:
+        message = await ws.receive_json_from(timeout=TIMEOUT)
+        if message["type"] == "verdict":
+            break
+        assert message["type"] == "windows"
+        received.extend(message["windows"])
+    assert received == payloads
+    assert message == {"type": "verdict", "sentinel": 99, "verdict": "OK"}
 
 
 async def test_it_relays_verdicts_to_the_sentinel_group_only(asgi, alice):
@@ -53,7 +74,10 @@ async def test_it_does_not_let_a_payload_override_the_message_type(asgi, alice):
     assert (await ws.connect(timeout=TIMEOUT))[0]
     await ws.receive_json_from(timeout=TIMEOUT)
     await sync_to_async(publish)(OVERVIEW_GROUP, WINDOW_UPDATE, {"type": "state", "n": 1})
-    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "window", "n": 1}
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {
+        "type": "windows",
+        "windows": [{"type": "state", "n": 1}],
+    }
 
 
 async def test_it_ignores_client_frames(asgi, alice):
@@ -98,4 +122,4 @@ async def test_it_keeps_idle_sockets_alive_past_the_redis_blocking_read(asgi, al
     # Idle for longer than the blocking read; the consumer must neither crash nor close.
     assert await ws.receive_nothing(timeout=7, interval=0.1)
     await sync_to_async(publish)(OVERVIEW_GROUP, WINDOW_UPDATE, {"n": 2})
-    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "window", "n": 2}
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "windows", "windows": [{"n": 2}]}

@@ -1,4 +1,5 @@
-"""One-second windows: what the checker runner stores per second, and what that costs."""
+"""One-second windows and checkpoints: what the check runner stores, and what that costs;
+per-partition latency in the status document."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import time
 
 import pytest
 
+from workers.engine.documents import Window, merge_windows
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
 from workers.runtime.checkrunner import CheckRunner
-from workers.store import SentinelStore, connect
+from workers.store import SentinelStore, connect, pack_ledger
 
 PARTITIONS = 1000
 RUN = 4242
@@ -61,3 +63,72 @@ def test_a_healthy_window_carries_no_per_partition_data_and_a_problem_is_kept(ru
     # The stored size does not depend on the partition count (it did: ~70 KB per window).
     sizes = [len(fields[b"d"]) for _id, fields in runner.store.r.xrange(runner.store.key("w1"))]
     assert max(sizes) < 4096, sizes
+
+
+def ledger_fields(items: list[tuple[int, int, int, int, int]]) -> dict[bytes, bytes]:
+    return {b"d": pack_ledger(items)}
+
+
+def processed(partition: int, seqs: range, delay_ms: float, now: float) -> list[tuple]:
+    """Ledger items of ``partition`` processed at ``now``, each ``delay_ms`` after its produce."""
+    now_us = int(now * 1e6)
+    return [(RUN, partition, seq, now_us - int(delay_ms * 1000), now_us) for seq in seqs]
+
+
+def test_it_stores_latency_histograms_compactly_and_still_reads_the_old_form(runner):
+    now = time.time()
+    runner.known_runs.add(RUN)
+    runner.emit_window(now, runner.status(now))
+    items = [it for p in range(3) for it in processed(p, range(10), 5.0 + p, now + 1)]
+    runner.apply_ledger(ledger_fields(items), now + 1)
+    runner.emit_window(now + 1, runner.status(now + 1))
+
+    doc = runner.store.windows(now - 1)[-1]
+    assert isinstance(doc["hist"]["e2e"], str)
+    new = Window.from_doc(doc)
+    assert new.histogram("e2e").count == 30 and new.histogram("e2e").max == pytest.approx(7.0)
+    # A window written before the compact form (a running Redis keeps an hour of them).
+    old = dict(doc, hist={k: new.histogram(k).to_dict() for k in ("e2e", "ack")})
+    assert Window.from_doc(old).histogram("e2e") == new.histogram("e2e")
+    merged = merge_windows([Window.from_doc(old), new])
+    assert merged.histogram("e2e").count == 60
+
+
+def test_it_reports_each_partitions_recent_latency_so_a_slow_broker_shows(runner):
+    now = time.time()
+    runner.known_runs.add(RUN)
+    for second in range(5):
+        t = now + second
+        seqs = range(10 * second, 10 * second + 10)
+        items = [*processed(0, seqs, 4.0, t), *processed(1, seqs, 6.0, t)]
+        items += processed(2, seqs, 180.0, t)  # partition 2's leader is slow
+        runner.apply_ledger(ledger_fields(items), t)
+
+    latency = runner.status(now + 5)["partition_latency_ms"]
+    assert set(latency) == {"0", "1", "2"}
+    assert latency["0"]["p99"] == pytest.approx(4.0, rel=0.01)
+    assert latency["1"]["p99"] == pytest.approx(6.0, rel=0.01)
+    assert latency["2"]["p99"] == pytest.approx(180.0, rel=0.01)
+    assert latency["2"]["count"] == 50
+    # A minute later without records from partition 2, it is no longer reported.
+    runner.apply_ledger(ledger_fields(processed(0, range(50, 60), 4.0, now + 70)), now + 70)
+    assert set(runner.status(now + 70)["partition_latency_ms"]) == {"0"}
+
+
+def test_it_writes_the_checker_checkpoint_only_when_it_changed(runner):
+    store, now = runner.store, time.time()
+    runner.known_runs.add(RUN)
+    runner.checker.produced(RUN, 0, 10)
+    runner.checkpoint()
+    written = store.r.hget(store.key("checker"), "state")
+    store.r.hset(store.key("checker"), "state", b"marker")  # would be overwritten by a write
+    runner.checker.tick(now + 1)  # only the checker's clock moves
+    runner.checkpoint()
+    assert store.r.hget(store.key("checker"), "state") == b"marker"
+
+    runner.checker.acked(RUN, 0, 0, 9, now + 2)
+    runner.checkpoint()
+    rewritten = store.r.hget(store.key("checker"), "state")
+    assert rewritten not in (b"marker", written)
+    doc, _acks, _ledger = store.load_checkpoint()
+    assert doc["checker"]["keys"][0]["run"] == RUN

@@ -189,7 +189,7 @@ class SentinelStore:
 
     # -- producer results ----------------------------------------------------------------
     def append_acks(
-        self, run_id: int, partitions: dict[int, dict[str, Any]], latency: dict | None
+        self, run_id: int, partitions: dict[int, dict[str, Any]], latency: str | dict | None
     ) -> None:
         doc = {"run": run_id, "p": {str(p): v for p, v in partitions.items()}}
         if latency:

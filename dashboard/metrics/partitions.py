@@ -2,7 +2,8 @@
 
 No Kafka client call happens here (nor anywhere in a request): the sentinel's check runner
 fetches the topic's metadata in a thread of its own and puts the latest result, with the time
-it was fetched, into the status document's ``metadata`` field (docs/status.md). Recent
+it was fetched, into the status document's ``metadata`` field (docs/status.md), next to each
+partition's end-to-end latency over about the last minute (``partition_latency_ms``). Recent
 problems come from the last minutes of the checker's one-second windows in Redis.
 """
 
@@ -62,7 +63,7 @@ def partition_table(sentinel: Sentinel, status: dict[str, Any]) -> dict[str, Any
                 )
         elif not metadata["error"]:
             problems.append("partition not in the topic's metadata")
-        latency = totals.get(p, {}).get("latency_ms") or {}
+        latency = (status.get("partition_latency_ms") or {}).get(p) or {}
         rows.append(
             {
                 "partition": p,

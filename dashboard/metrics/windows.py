@@ -320,4 +320,5 @@ def live_windows(
     """The last ``seconds`` of one-second windows as the websocket relays them (no hist)."""
     store = SentinelStore(client or redis_client(), sentinel_id)
     docs = store.windows(time.time() - seconds)
-    return [{k: v for k, v in doc.items() if k != "hist"} for doc in docs]
+    # Through Window: stored windows keep only their non-zero counters; the pages get them all.
+    return [Window.from_doc(doc, keep_hist=False).to_doc(hist=False) for doc in docs]

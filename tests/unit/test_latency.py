@@ -1,4 +1,5 @@
-"""Latency histogram: percentiles within the relative error, merging, JSON round trip."""
+"""Latency histogram: percentiles within the relative error, merging, JSON and compact round
+trips; recent latency per partition in bounded memory."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.engine.latency import RELATIVE_ERROR, LatencyHistogram
+from workers.engine.latency import RELATIVE_ERROR, LatencyHistogram, RecentLatency
 
 
 def exact_percentile(values: list[float], q: float) -> float:
@@ -151,3 +152,46 @@ def test_it_refuses_percentiles_outside_0_to_100(q: float) -> None:
 def test_it_refuses_an_unknown_format() -> None:
     with pytest.raises(ValueError):
         LatencyHistogram.from_dict({"v": 2})
+
+
+@settings(max_examples=200)
+@given(values=st.lists(st.floats(-10.0, 8_000_000.0), max_size=200))
+def test_it_round_trips_through_the_compact_form(values: list[float]) -> None:
+    hist = LatencyHistogram()
+    hist.record_many(values)
+    text = hist.to_compact()
+    again = LatencyHistogram.from_compact(json.loads(json.dumps(text)))
+    assert again == hist  # count, min, max and sum exactly, every bucket
+    assert LatencyHistogram.load(text) == hist
+    assert LatencyHistogram.load(hist.to_dict()) == hist  # the older form still reads
+
+
+def test_it_takes_a_fraction_of_the_json_size_in_the_compact_form() -> None:
+    hist = LatencyHistogram()
+    rng = random.Random(7)
+    hist.record_many(rng.lognormvariate(2.0, 0.6) for _ in range(30))  # a default sentinel's second
+    json_size = len(json.dumps(hist.to_dict(), separators=(",", ":")))
+    assert len(hist.to_compact()) < json_size / 2
+
+
+@pytest.mark.parametrize("bad", ["", "2:", "2:!!!", "1:AA", "2:AQ", "2:Ag" + "A" * 40, {"v": 9}])
+def test_it_refuses_a_corrupt_compact_form(bad: object) -> None:
+    with pytest.raises(ValueError):
+        LatencyHistogram.load(bad)  # type: ignore[arg-type]
+
+
+def test_it_keeps_recent_latency_per_key_over_half_to_one_span_and_forgets_the_rest() -> None:
+    recent = RecentLatency(60.0)
+    recent.record_many(0, [5.0], 1000.0)
+    recent.record_many(1, [100.0], 1010.0)
+    recent.record_many(0, [7.0], 1035.0)  # a new generation began at 1030 or later
+    hists = recent.histograms(1040.0)
+    assert (hists[0].count, hists[0].max, hists[1].max) == (2, 7.0, 100.0)
+    # At 1070 the generation of 1000-1030 is older than a span: only 1035's record is left.
+    hists = recent.histograms(1070.0)
+    assert list(hists) == [0] and (hists[0].count, hists[0].max) == (1, 7.0)
+    assert recent.histograms(1200.0) == {}  # nothing recorded for a whole span
+    # Memory: at most two histograms per key however many records went in.
+    for t in range(2000):
+        recent.record_many(t % 3, [float(t % 97) + 1], 2000.0 + t / 10)
+    assert len(recent.newer) <= 3 and len(recent.older) <= 3

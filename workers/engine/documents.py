@@ -216,13 +216,17 @@ def compact(status: dict[str, Any]) -> dict[str, Any]:
 # -- the one-second window (docs/architecture.md, "Metric windows") --------------------------
 
 
+_ZERO_COUNTS = dict.fromkeys(COUNTERS, 0)
+
+
 @dataclass(frozen=True)
 class Window:
     """A metric window, whatever its source: it covers ``[start, start + seconds)``.
 
     ``counts`` are increases over the window except ``pending``, a level at its end;
     ``partitions`` is sparse (only the non-zero ``PARTITION_EVENT_COUNTERS``); ``hist`` holds
-    the two latency histograms (``LatencyHistogram.to_dict()``) when they were kept."""
+    the two latency histograms when they were kept, each in ``LatencyHistogram.to_compact()``
+    form (windows written before it carry ``to_dict()`` dicts; ``histogram()`` reads both)."""
 
     start: float
     seconds: float
@@ -238,14 +242,18 @@ class Window:
     def end(self) -> float:
         return self.start + self.seconds
 
-    def to_doc(self, *, hist: bool = True) -> dict[str, Any]:
-        """The stored form: stamped with the time the window ends (``t``)."""
+    def to_doc(self, *, hist: bool = True, sparse: bool = False) -> dict[str, Any]:
+        """The document form, stamped with the time the window ends (``t``). ``sparse``: only
+        the non-zero ``counts`` (how the check runner stores a window: most counters of a
+        healthy window are 0, and an hour of windows is kept per sentinel); ``from_doc``
+        gives every counter back."""
+        counts = {k: n for k, n in self.counts.items() if n} if sparse else self.counts
         doc: dict[str, Any] = {
             "t": round(self.end, 3),
             "seconds": self.seconds,
             "sentinel": self.sentinel,
             "verdict": self.verdict,
-            "counts": self.counts,
+            "counts": counts,
             "partitions": self.partitions or {},
             "e2e": self.e2e,
             "ack": self.ack,
@@ -260,7 +268,7 @@ class Window:
         return cls(
             start=float(doc["t"]) - seconds,
             seconds=seconds,
-            counts=doc.get("counts") or {},
+            counts={**_ZERO_COUNTS, **(doc.get("counts") or {})},
             e2e=doc.get("e2e") or {},
             ack=doc.get("ack") or {},
             verdict=doc.get("verdict") or "",
@@ -270,9 +278,9 @@ class Window:
         )
 
     def histogram(self, name: str) -> LatencyHistogram | None:
-        """The ``e2e`` or ``ack`` histogram, when kept."""
+        """The ``e2e`` or ``ack`` histogram, when kept (either stored form)."""
         data = (self.hist or {}).get(name)
-        return LatencyHistogram.from_dict(data) if data else None
+        return LatencyHistogram.load(data) if data else None
 
 
 def merge_windows(windows: list[Window]) -> Window | None:
@@ -302,7 +310,7 @@ def merge_windows(windows: list[Window]) -> Window | None:
         e2e=hists["e2e"].summary(),
         ack=hists["ack"].summary(),
         verdict=worst([w.verdict for w in windows]),
-        hist={name: h.to_dict() for name, h in hists.items()},
+        hist={name: h.to_compact() for name, h in hists.items()},
         partitions=partitions,
         sentinel=first.sentinel,
     )

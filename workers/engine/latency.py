@@ -13,7 +13,9 @@ clamped to [min, max], so p0 and p100 are exact.
 
 from __future__ import annotations
 
+import base64
 import math
+import struct
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +27,9 @@ RELATIVE_ERROR = 0.01
 
 _frexp = math.frexp
 _FORMAT = 1
+# The compact form (``to_compact``): this prefix, then url-safe base64 (no padding) of varints.
+_COMPACT_PREFIX = "2:"
+_EXTRAS = struct.Struct("<ddd")  # min, max, sum: exact
 _TOP_INDEX = 0  # replaced below, once _index exists
 
 
@@ -218,6 +223,55 @@ class LatencyHistogram:
         hist.sum = float(doc["sum"])
         return hist
 
+    def to_compact(self) -> str:
+        """The same state as ``to_dict`` in a short string, for documents kept by the thousand
+        (the one-second windows): ``"2:"`` and url-safe base64 of unsigned LEB128 varints:
+        the count, then (when not empty) min, max and sum as three little-endian doubles, then
+        per non-empty bucket the distance of its index from the previous one and its count.
+        A typical one-second window's histogram takes a quarter of its ``to_dict`` JSON."""
+        out = bytearray()
+        _put_varint(out, self.count)
+        if self.count:
+            out += _EXTRAS.pack(self.min, self.max, self.sum)
+        previous = 0
+        for idx in sorted(self._buckets):
+            _put_varint(out, idx - previous)
+            _put_varint(out, self._buckets[idx])
+            previous = idx
+        return _COMPACT_PREFIX + base64.urlsafe_b64encode(bytes(out)).decode().rstrip("=")
+
+    @classmethod
+    def from_compact(cls, text: str) -> LatencyHistogram:
+        """Rebuild a histogram written by ``to_compact``. Raises ValueError on anything else."""
+        if not isinstance(text, str) or not text.startswith(_COMPACT_PREFIX):
+            raise ValueError("not a compact latency histogram")
+        body = text[len(_COMPACT_PREFIX) :]
+        try:
+            data = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            hist = cls()
+            hist.count, pos = _get_varint(data, 0)
+            if hist.count:
+                hist.min, hist.max, hist.sum = _EXTRAS.unpack_from(data, pos)
+                pos += _EXTRAS.size
+            idx, buckets = 0, {}
+            while pos < len(data):
+                step, pos = _get_varint(data, pos)
+                n, pos = _get_varint(data, pos)
+                idx += step
+                buckets[idx] = n
+        except (ValueError, IndexError, struct.error) as exc:
+            raise ValueError(f"corrupt compact latency histogram: {exc}") from exc
+        if sum(buckets.values()) != hist.count:
+            raise ValueError("corrupt compact latency histogram: bucket counts do not add up")
+        hist._buckets = buckets
+        return hist
+
+    @classmethod
+    def load(cls, data: str | dict[str, Any]) -> LatencyHistogram:
+        """A histogram from either stored form: ``to_compact``'s string or ``to_dict``'s dict
+        (windows written before the compact form existed)."""
+        return cls.from_compact(data) if isinstance(data, str) else cls.from_dict(data)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LatencyHistogram):
             return NotImplemented
@@ -227,3 +281,64 @@ class LatencyHistogram:
 
     def __repr__(self) -> str:
         return f"LatencyHistogram({self.summary()})"
+
+
+class RecentLatency:
+    """Per key (a partition), the latency of about the last ``span_s`` seconds, in bounded
+    memory: two generations of histograms per key, each covering half the span. When the
+    newer generation is ``span_s / 2`` old it becomes the older one and the oldest is dropped,
+    so a summary covers between ``span_s / 2`` and ``span_s`` seconds. Memory: at most two
+    histograms per key (each a few tens of buckets in practice, ~1,900 at most), whatever the
+    rate; a key with nothing recorded for ``span_s`` is forgotten."""
+
+    def __init__(self, span_s: float) -> None:
+        self.half = span_s / 2.0
+        self.started = 0.0  # when the newer generation began
+        self.newer: dict[Any, LatencyHistogram] = {}
+        self.older: dict[Any, LatencyHistogram] = {}
+
+    def _turn(self, now: float) -> None:
+        if now - self.started < self.half:
+            return
+        # Two half-spans without a turn: the newer generation is too old to keep as well.
+        self.older = self.newer if now - self.started < 2 * self.half else {}
+        self.newer, self.started = {}, now
+
+    def record_many(self, key: Any, values: Iterable[float], now: float) -> None:
+        """Add observations (ms) made at ``now`` to ``key``'s recent latency (straight into
+        its histogram: the check runner calls this per partition of every ledger entry)."""
+        self._turn(now)
+        current = self.newer.get(key)
+        if current is None:
+            current = self.newer[key] = LatencyHistogram()
+        current.record_many(values)
+
+    def histograms(self, now: float) -> dict[Any, LatencyHistogram]:
+        """Per key with observations in the span, their histogram (a new one: merging into
+        it changes nothing here)."""
+        self._turn(now)
+        out = {}
+        for key in self.older.keys() | self.newer.keys():
+            merged = out[key] = LatencyHistogram()
+            for generation in (self.older, self.newer):
+                if (hist := generation.get(key)) is not None:
+                    merged.merge(hist)
+        return out
+
+
+def _put_varint(out: bytearray, value: int) -> None:
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _get_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]  # IndexError on a truncated varint
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7

@@ -156,9 +156,13 @@ class SentinelProducer(Loop):
         elapsed, self._last_tick = now - self._last_tick, now
         if self.spec.rate_per_partition > 0:
             self.produce_due(elapsed)
-            # Serve delivery reports until the next record is due (at most 50 ms).
+            # Serve delivery reports until the next record or the next acks flush is due (at
+            # most 50 ms). Waking for the flush on time matters under exactly-once, where the
+            # flush commits the transaction: a step that overslept it kept the records
+            # invisible to read_committed readers longer than the commit interval says.
             due_in = (1.0 - self._credit) / self.spec.rate_per_partition
-            self.producer.poll(min(0.05, max(0.001, due_in)))
+            flush_in = self._last_flush + ack_flush_interval(self.partitions) - time.monotonic()
+            self.producer.poll(min(0.05, max(0.001, min(due_in, flush_in))))
         else:
             self.produce_burst()
             self.producer.poll(0)
@@ -330,7 +334,9 @@ class SentinelProducer(Loop):
                 entry["f"] = to_ranges(failed[partition])
             parts[partition] = entry
         if parts:
-            self.store.append_acks(self.run_id, parts, latency.to_dict() if latency.count else None)
+            self.store.append_acks(
+                self.run_id, parts, latency.to_compact() if latency.count else None
+            )
             if acked:
                 self.error = None if not failed else self.error
 

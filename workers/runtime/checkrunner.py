@@ -42,7 +42,7 @@ from workers.engine.documents import (
     latency_buckets,
     summary,
 )
-from workers.engine.latency import LatencyHistogram
+from workers.engine.latency import LatencyHistogram, RecentLatency
 from workers.engine.spec import SentinelSpec
 from workers.engine.verdict import evaluate
 from workers.roles.kafka import METADATA_REFRESH_S, admin_for, describe, topic_metadata
@@ -139,10 +139,13 @@ class CheckRunner(Loop):
         self.e2e = LatencyHistogram()
         self.ack_latency = LatencyHistogram()
         self.recent_e2e: deque[tuple[float, LatencyHistogram]] = deque()
+        # Per partition, so that a slow broker shows up as its partitions (the detail page).
+        self.partition_e2e = RecentLatency(LATENCY_WINDOW_S)
         self.history: deque[tuple[float, dict[str, int]]] = deque()
         self.last_progress = time.time()
         self._last_processed = 0
         self._last_checkpoint = 0.0
+        self._saved: tuple | None = None  # what the last checkpoint wrote
         self.metadata = MetadataRefresher(spec)
 
     # -- state -----------------------------------------------------------------------------
@@ -151,8 +154,8 @@ class CheckRunner(Loop):
         doc, self.acks_id, self.ledger_id = self.store.load_checkpoint()
         if doc is not None:
             self.checker = Checker.restore(doc["checker"])
-            self.e2e = LatencyHistogram.from_dict(doc["e2e"])
-            self.ack_latency = LatencyHistogram.from_dict(doc["ack"])
+            self.e2e = LatencyHistogram.load(doc["e2e"])
+            self.ack_latency = LatencyHistogram.load(doc["ack"])
         self.known_runs = set(self.checker.runs())
         self._last_processed = self.checker.totals()["processed"]
 
@@ -165,18 +168,30 @@ class CheckRunner(Loop):
         self.known_runs.clear()
         self.e2e, self.ack_latency = LatencyHistogram(), LatencyHistogram()
         self.recent_e2e.clear()
+        self.partition_e2e = RecentLatency(LATENCY_WINDOW_S)
         self.history.clear()
         self._last_processed = 0
+        self._saved = None
         self.epoch, _ = self.store.ensure_epoch()
         self.store.event("state-lost", "sentinel state in Redis was lost; counting starts afresh")
 
     def checkpoint(self) -> None:
+        """Save the checker's state with the stream positions it covers, only when it changed.
+
+        An idle or stalled sentinel's state stays the same apart from the checker's clock
+        (``now``, the last tick), and a restart from an older clock ticks again to the same
+        result, so rewriting it every second (~1 MB at 1,000 partitions) would buy nothing."""
         doc = {
             "checker": self.checker.snapshot(),
-            "e2e": self.e2e.to_dict(),
-            "ack": self.ack_latency.to_dict(),
+            "e2e": self.e2e.to_compact(),
+            "ack": self.ack_latency.to_compact(),
         }
+        unchanged = {**doc["checker"], "now": None}
+        state = (self.acks_id, self.ledger_id, doc["e2e"], doc["ack"], unchanged)
+        if state == self._saved:
+            return
         self.store.save_checkpoint(doc, self.acks_id, self.ledger_id)
+        self._saved = state
 
     # -- reading ---------------------------------------------------------------------------
     def learn_run(self, run: int) -> bool:
@@ -211,7 +226,7 @@ class CheckRunner(Loop):
             for first, last in entry.get("f", ()):
                 self.checker.failed(run, partition, first, last, now)
         if "lat" in doc:
-            hist = LatencyHistogram.from_dict(doc["lat"])
+            hist = LatencyHistogram.load(doc["lat"])
             self.ack_latency.merge(hist)
             self.sec_ack.merge(hist)
 
@@ -224,31 +239,34 @@ class CheckRunner(Loop):
         return len(entries)
 
     def apply_ledger(self, fields: dict[bytes, bytes], now: float) -> None:
-        # Per record: a set lookup, a list append and a subtraction; the latency histogram is
-        # filled once per entry (record_many), not once per record.
+        # Per record: a set lookup, two list appends and a subtraction; the latency histograms
+        # are filled once per entry and partition (record_many), not once per record.
         foreign = int(fields.get(b"f", 0))
-        groups: dict[tuple[int, int], list[int]] = {}
-        delays_us: list[int] = []
+        groups: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
         known, unknown = self.known_runs, set()
         for run, partition, seq, produced_us, processed_us in unpack_ledger(fields.get(b"d", b"")):
             if run not in known and (run in unknown or not self.learn_run(run)):
                 unknown.add(run)  # asked Redis once per entry, not once per record
                 foreign += 1
                 continue
-            seqs = groups.get((run, partition))
-            if seqs is None:
-                seqs = groups[(run, partition)] = []
-            seqs.append(seq)
-            delays_us.append(processed_us - produced_us)
-        for (run, partition), seqs in groups.items():
+            group = groups.get((run, partition))
+            if group is None:
+                group = groups[(run, partition)] = ([], [])
+            group[0].append(seq)
+            group[1].append(processed_us - produced_us)
+        delays_ms: list[float] = []
+        for (run, partition), (seqs, delays_us) in groups.items():
             self.checker.processed(run, partition, seqs, now)
+            ms = [d / 1000.0 for d in delays_us]  # negatives (clock skew) count as 0
+            self.partition_e2e.record_many(partition, ms, now)
+            delays_ms.extend(ms)
         for run, partition, _seq in unpack_aborted(fields.get(b"a", b"")):
             self.checker.aborted_read(run, partition, 1)
         if foreign:
             self.checker.foreign(foreign)
-        if delays_us:
+        if delays_ms:
             window = LatencyHistogram()
-            window.record_many([d / 1000.0 for d in delays_us])  # negatives (clock skew): 0
+            window.record_many(delays_ms)
             self.e2e.merge(window)
             self.sec_e2e.merge(window)
             self.recent_e2e.append((now, window))
@@ -305,14 +323,14 @@ class CheckRunner(Loop):
             verdict=status["verdict"],
             counts=counts,
             partitions=partitions,
-            e2e=self.sec_e2e.summary(),
-            ack=self.sec_ack.summary(),
-            hist={"e2e": self.sec_e2e.to_dict(), "ack": self.sec_ack.to_dict()},
-        ).to_doc()
+            e2e=window_summary(self.sec_e2e),
+            ack=window_summary(self.sec_ack),
+            hist={"e2e": self.sec_e2e.to_compact(), "ack": self.sec_ack.to_compact()},
+        )
         self.prev_totals, self.prev_parts = dict(totals), {p: dict(c) for p, c in parts.items()}
         self.sec_e2e, self.sec_ack = LatencyHistogram(), LatencyHistogram()
-        self.store.append_window(window, retention_s=W1_RETENTION_S)
-        self.publish(window, status)
+        self.store.append_window(window.to_doc(sparse=True), retention_s=W1_RETENTION_S)
+        self.publish(window.to_doc(hist=False), status)
 
     def publish(self, window: dict[str, Any], status: dict[str, Any]) -> None:
         changed = status["verdict"] != self.verdict
@@ -327,11 +345,10 @@ class CheckRunner(Loop):
         previous, self.verdict = self.verdict, status["verdict"]
         if self.publisher is None:
             return
-        live = {k: v for k, v in window.items() if k != "hist"}
         self.publisher.offer(
             self.spec.id,
             WINDOW_UPDATE,
-            {"sentinel": self.spec.id, "window": live, "status": compact(status)},
+            {"sentinel": self.spec.id, "window": window, "status": compact(status)},
         )
         if changed:
             self.publisher.offer(
@@ -421,12 +438,21 @@ class CheckRunner(Loop):
                 str(p): {k: counts.get(k, 0) for k in COUNTERS}
                 for p, counts in sorted(self.checker.partition_counts().items())
             },
+            "partition_latency_ms": {
+                str(p): {**summary(h), "count": h.count}
+                for p, h in sorted(self.partition_e2e.histograms(now).items())
+            },
             "metadata": self.metadata.latest,
             "errors": errors,
             "last_progress_at": self.last_progress,
             "updated_at": now,
             "checker_pid": os.getpid(),
         }
+
+
+def window_summary(hist: LatencyHistogram) -> dict[str, Any]:
+    """A window's latency summary: p50, p99 and max to the microsecond, and the count."""
+    return {**summary(hist), "count": hist.count}
 
 
 def delta(current: dict[str, int], previous: dict[str, int] | None) -> dict[str, int]:

@@ -73,6 +73,13 @@
     drawSpark(cell);
   }
 
+  function onWindow(msg) {
+    if (msg.status) update(msg.status);
+    const cell = cells.get(Number(msg.sentinel));
+    const w = msg.window;
+    if (cell && w && w.counts) pushSpark(cell, w.t, (w.counts.processed || 0) / (w.seconds || 1));
+  }
+
   DS.live("/ws/overview/", {
     state(msg) {
       for (const status of msg.sentinels || []) update(status);
@@ -83,11 +90,10 @@
         drawSpark(cell);
       }
     },
-    window(msg) {
-      if (msg.status) update(msg.status);
-      const cell = cells.get(Number(msg.sentinel));
-      const w = msg.window;
-      if (cell && w && w.counts) pushSpark(cell, w.t, (w.counts.processed || 0) / (w.seconds || 1));
+    window: onWindow,
+    // The server batches windows: one message a second for every sentinel (consumers.py).
+    windows(msg) {
+      for (const item of msg.windows || []) onWindow(item);
     },
     verdict(msg) {
       const cell = cells.get(Number(msg.sentinel));
