@@ -28,12 +28,22 @@ from dashboard.metrics import overview, partitions, timeline
 from dashboard.metrics.windows import RANGE_LABELS, summarize
 from dashboard.models import Cluster, Profile, Sentinel
 from dashboard.status import all_statuses, sentinel_status
-from workers.engine.documents import EVENT_COUNTERS, SEMANTICS
+from workers.engine.documents import (
+    EVENT_COUNTERS,
+    LATENCY_WINDOW_S,
+    SEMANTICS,
+    VERDICT_WINDOW_S,
+)
 
 logger = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 COMPARE_RANGES = ("15m", "1h", "24h", "7d")
+
+
+def minutes(seconds: float) -> str:
+    """A window's length as its label says it: ``300`` -> "5 min"."""
+    return f"{seconds / 60:g} min"
 
 
 def _sentinels() -> models.QuerySet[Sentinel]:
@@ -51,6 +61,7 @@ def home(request: HttpRequest) -> HttpResponse:
     grid = overview.overview_grid(statuses, recent)
     # Every linted topic gets a row with its lint verdicts (docs/lint.md).
     grid = overview.with_lint(grid, lint.latest_reports())
+    oncall = oncall_views.overview_context(grid)  # open incidents, silences, latched cells
     return render(
         request,
         "dashboard/overview.html",
@@ -58,7 +69,12 @@ def home(request: HttpRequest) -> HttpResponse:
             "grid": grid,
             "semantics": SEMANTICS,
             "count": len(statuses),
-            **oncall_views.overview_context(grid),  # open incidents, silences, latched cells
+            "page_state": overview.page_state(
+                [d["verdict"] for d in statuses],
+                "Overview · Delivery Sentinel",
+                oncall_views.unacknowledged(oncall["open_incidents"]),
+            ),
+            **oncall,
         },
     )
 
@@ -72,12 +88,24 @@ def sentinel_detail(request: HttpRequest, sentinel_id: int) -> HttpResponse:
     spec = sentinel.to_spec()
     status = sentinel_status(sentinel)
     config = {name: compare.masked(props) for name, props in compare.effective_config(spec).items()}
+    latched = oncall_views.latched_for(sentinel.pk)
     return render(
         request,
         "dashboard/detail.html",
         {
             "sentinel": sentinel,
             "status": status,
+            "page_state": overview.page_state(
+                [status["verdict"]],
+                f"{sentinel.name} · Delivery Sentinel",
+                oncall_views.unacknowledged([entry["incident"] for entry in latched]),
+            ),
+            "latched": latched,
+            "recent": [
+                (k, k.replace("_", " "), (status["window"].get("counts") or {}).get(k, 0))
+                for k in EVENT_COUNTERS
+            ],
+            "windows": {"verdict": minutes(VERDICT_WINDOW_S), "latency": minutes(LATENCY_WINDOW_S)},
             "totals": [(k, k.replace("_", " "), v) for k, v in status["totals"].items()],
             "config": config,
             "settings": compare.sentinel_settings(spec),
@@ -124,6 +152,7 @@ def compare_view(request: HttpRequest) -> HttpResponse:
         "selected_ids": [s.pk for s in selected],
         "range": range_name,
         "range_label": RANGE_LABELS[range_name],
+        "verdict_window": minutes(VERDICT_WINDOW_S),
         "ranges": {k: RANGE_LABELS[k] for k in COMPARE_RANGES},
         "min": compare.MIN_COLUMNS,
         "max": compare.MAX_COLUMNS,

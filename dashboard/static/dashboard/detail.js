@@ -159,8 +159,17 @@
     DS.setVerdict(panel, status.verdict);
     const reasons = panel.querySelector('[data-field="reasons"]');
     if (reasons) reasons.textContent = (status.reasons || []).join("; ");
-    for (const [key, value] of Object.entries(status.totals || {})) {
-      const node = panel.querySelector(`[data-total="${key}"]`);
+    setAll("total", status.totals || {});
+    setAll("recent", {
+      ...((status.window || {}).counts || {}),
+      p99: DS.fmt((status.recent_latency_ms || {}).p99, 1),
+    });
+    DS.pageState(status.verdict);
+  }
+
+  function setAll(kind, values) {
+    for (const [key, value] of Object.entries(values)) {
+      const node = panel.querySelector(`[data-${kind}="${key}"]`);
       if (node && node.textContent !== String(value)) node.textContent = String(value);
     }
   }
@@ -217,6 +226,7 @@
         const reasons = panel.querySelector('[data-field="reasons"]');
         if (reasons) reasons.textContent = (msg.reasons || []).join("; ");
       }
+      DS.pageState(msg.verdict);
       addTimelineEntry(msg);
     },
   });

@@ -73,9 +73,16 @@
     drawSpark(cell);
   }
 
+  /* The tab title and favicon: the worst verdict on the page. */
+  function showWorst() {
+    DS.pageState(DS.worst(Array.from(cells.values(), (c) => c.el.dataset.verdict)));
+  }
+  showWorst();
+
   DS.live("/ws/overview/", {
     state(msg) {
       for (const status of msg.sentinels || []) update(status);
+      showWorst();
       for (const [id, points] of Object.entries(msg.sparklines || {})) {
         const cell = cells.get(Number(id));
         if (!cell) continue;
@@ -85,6 +92,7 @@
     },
     window(msg) {
       if (msg.status) update(msg.status);
+      showWorst();
       const cell = cells.get(Number(msg.sentinel));
       const w = msg.window;
       if (cell && w && w.counts) pushSpark(cell, w.t, (w.counts.processed || 0) / (w.seconds || 1));
@@ -95,6 +103,7 @@
         DS.setVerdict(cell.el, msg.verdict);
         setField(cell.el, "reasons", (msg.reasons || []).join("; "));
       }
+      showWorst();
     },
   });
 })();

@@ -1,0 +1,92 @@
+"""Pages an on-call engineer trusts: every number says its window, a violation stays on the
+detail page until acknowledged, and the tab carries the worst current state (issue 16)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from dashboard.models.oncall import ACKNOWLEDGED
+from tests.dashboard_data import counts, status_doc
+from tests.test_oncall_pages import make_incident
+from workers.store import SentinelStore, connect
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def logged_in(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def publish(redis_url: str, sentinel, verdict: str, **overrides) -> None:
+    SentinelStore(connect(redis_url), sentinel.pk).set_status(
+        status_doc(sentinel, verdict, **overrides)
+    )
+
+
+def test_it_labels_every_detail_number_with_its_window(logged_in, sentinels, redis_url):
+    alo = sentinels["at-least-once"]
+    publish(
+        redis_url,
+        alo,
+        "HOLDING",
+        window={"seconds": 300, "counts": counts(processed=300, reordered=2)},
+        totals=counts(processed=900, lost=40, late=1),
+    )
+    html = logged_in.get(reverse("sentinel-detail", args=[alo.pk])).content.decode()
+    assert "judged on the last 5 min (latency: the last 1 min)" in html
+    assert re.search(
+        r'reordered <span class="win">5 min</span></dt><dd data-recent="reordered">2<', html
+    )
+    assert 'p99 ms <span class="win">1 min</span></dt><dd data-recent="p99">42.5<' in html
+    # Totals since start, one click from the overview: its cell links to them.
+    assert re.search(r'lost <span class="win">total</span></dt><dd data-total="lost">40<', html)
+    assert 'id="totals">Since start<' in html
+    overview = logged_in.get(reverse("home")).content.decode()
+    assert f'href="/sentinels/{alo.pk}/#totals">totals since start<' in overview
+
+
+def test_it_labels_the_compare_verdict_and_counters_with_their_windows(
+    logged_in, sentinels, redis_url
+):
+    alo, amo = sentinels["at-least-once"], sentinels["at-most-once"]
+    html = logged_in.get(f"/compare/?s={alo.pk}&s={amo.pk}&range=15m").content.decode()
+    assert 'verdict now <span class="small muted">(judged on the last 5 min)' in html
+    assert '<th scope="col">Measure, last 15 min</th>' in html
+
+
+def test_it_keeps_an_unacknowledged_violation_on_the_detail_page_and_in_the_tab(
+    logged_in, sentinels, redis_url
+):
+    alo, amo = sentinels["at-least-once"], sentinels["at-most-once"]
+    publish(redis_url, alo, "HOLDING")  # the violation is over: the verdict holds again
+    publish(redis_url, amo, "DEGRADED")
+    publish(redis_url, sentinels["exactly-once"], "HOLDING")
+    incident = make_incident(alo, counts={"lost": 40})
+    html = logged_in.get(reverse("sentinel-detail", args=[alo.pk])).content.decode()
+    latched = html[html.index(f'data-latched="{incident.pk}"') :]
+    assert re.match(
+        r'data-latched="\d+"><a href="/incidents/\d+/">violated at \d\d:\d\d, 40 lost, '
+        r"not acknowledged<",
+        latched,
+    )
+    assert (
+        '<title data-base="at-least-once · Delivery Sentinel" data-note="1 not acknowledged">'
+        "HOLDING · 1 not acknowledged · at-least-once · Delivery Sentinel</title>" in html
+    )
+    # The overview's tab: the worst verdict of all its cells.
+    overview = logged_in.get(reverse("home")).content.decode()
+    title = re.search(r"<title[^>]*>([^<]*)</title>", overview).group(1)
+    assert title == "DEGRADED · 1 not acknowledged · Overview · Delivery Sentinel"
+    assert 'id="favicon" href="data:," data-verdict="DEGRADED"' in overview
+    assert '<script id="ds-severity" type="application/json">' in overview
+
+    incident.state = ACKNOWLEDGED
+    incident.save()
+    html = logged_in.get(reverse("sentinel-detail", args=[alo.pk])).content.decode()
+    assert f'class="latched acked" data-latched="{incident.pk}"' in html
+    assert '<title data-base="at-least-once · Delivery Sentinel" data-note="">HOLDING · at-' in html
