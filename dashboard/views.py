@@ -82,6 +82,15 @@ def home(request: HttpRequest) -> HttpResponse:
 # -- sentinel detail ----------------------------------------------------------------------------
 
 
+# The detail page's charts (detail.js draws them): key, caption.
+CHARTS = (
+    ("rates", "Produced / processed, records per second"),
+    ("events", "Lost, duplicated, reordered, late, phantom: records per point"),
+    ("e2e", "End-to-end latency p50 / p99 (ms, log scale)"),
+    ("ack", "Produce-ack latency p50 / p99 (ms, log scale)"),
+)
+
+
 @login_required
 def sentinel_detail(request: HttpRequest, sentinel_id: int) -> HttpResponse:
     sentinel = get_object_or_404(_sentinels(), pk=sentinel_id)
@@ -89,6 +98,7 @@ def sentinel_detail(request: HttpRequest, sentinel_id: int) -> HttpResponse:
     status = sentinel_status(sentinel)
     config = {name: compare.masked(props) for name, props in compare.effective_config(spec).items()}
     latched = oncall_views.latched_for(sentinel.pk)
+    events = timeline.timeline(sentinel)
     return render(
         request,
         "dashboard/detail.html",
@@ -109,7 +119,11 @@ def sentinel_detail(request: HttpRequest, sentinel_id: int) -> HttpResponse:
             "totals": [(k, k.replace("_", " "), v) for k, v in status["totals"].items()],
             "config": config,
             "settings": compare.sentinel_settings(spec),
-            "timeline": timeline.timeline(sentinel),
+            "timeline": events,
+            "opening": timeline.opening_range(
+                events, [entry["incident"].opened_at for entry in latched]
+            ),
+            "charts": CHARTS,
             "ranges": RANGE_LABELS,
         },
     )

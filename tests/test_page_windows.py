@@ -90,3 +90,24 @@ def test_it_keeps_an_unacknowledged_violation_on_the_detail_page_and_in_the_tab(
     html = logged_in.get(reverse("sentinel-detail", args=[alo.pk])).content.decode()
     assert f'class="latched acked" data-latched="{incident.pk}"' in html
     assert '<title data-base="at-least-once · Delivery Sentinel" data-note="">HOLDING · at-' in html
+
+
+def test_it_opens_the_charts_on_the_range_of_the_last_problem(logged_in, sentinels, redis_url):
+    alo, amo = sentinels["at-least-once"], sentinels["at-most-once"]
+    store = SentinelStore(connect(redis_url), alo.pk)
+    store.event("verdict", "verdict none -> STALLED", verdict="STALLED", previous=None)
+    html = logged_in.get(reverse("sentinel-detail", args=[amo.pk])).content.decode()
+    assert 'data-default-range="live" data-default-reason=""' in html
+    html = logged_in.get(reverse("sentinel-detail", args=[alo.pk])).content.decode()
+    assert 'data-default-range="live"' in html  # a stall at start is no problem to open on
+    store.event("verdict", "verdict HOLDING -> VIOLATED", verdict="VIOLATED", previous="HOLDING")
+    html = logged_in.get(reverse("sentinel-detail", args=[alo.pk])).content.decode()
+    assert re.search(
+        r'data-default-range="15m" data-default-reason="it holds the last problem, '
+        r'VIOLATED at \d\d:\d\d:\d\d"',
+        html,
+    )
+    # Every timeline entry links the charts to its moment, and is drawn on them.
+    links = re.findall(r'href="\?range=(\w+)&amp;at=([\d.]+)#charts">show on the charts<', html)
+    assert len(links) == 2 and {r for r, _ in links} == {"15m"}
+    assert 'data-kind="verdict" data-label="verdict change" data-verdict="VIOLATED"' in html

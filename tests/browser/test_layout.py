@@ -1,0 +1,172 @@
+"""Charts that fit their data, and every page at desktop and phone width (issue 16, items 7, 10).
+
+No Kafka: Daphne over a fresh database, with ten minutes of one-second windows, status
+documents and an incident seeded the way the checker and the on-call evaluation write them
+(``tests/dashboard_data.py``). Every page is screenshotted at 1400 and 390 px wide into
+``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import ARTIFACTS, LiveApp
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+DATA_SECONDS = 600
+LOST_AGO = 200
+
+SEED = f"""
+import json, time
+from dashboard.models import Incident, ScenarioRun, Sentinel
+from dashboard.models.oncall import AlertRule
+from tests.dashboard_data import counts, seed_windows, status_doc, window
+from workers.store import SentinelStore, connect
+from django.conf import settings
+
+client = connect(settings.REDIS_URL)
+now = time.time()
+out = {{"now": now, "ids": {{}}}}
+for s in Sentinel.objects.all():
+    store = SentinelStore(client, s.pk)
+    lost = s.name == "at-least-once"
+    verdict = "VIOLATED" if lost else "HOLDING"
+    store.set_status(status_doc(
+        s, verdict, reasons=["40 acknowledged records lost on partition 2"] if lost else [],
+        window={{"seconds": 300, "counts": counts(processed=9000, lost=40 if lost else 0)}},
+        totals=counts(produced=18000, acked=18000, processed=18000, lost=40 if lost else 0),
+    ))
+    seed_windows(store, [
+        window(s.pk, now - {DATA_SECONDS} + i, processed=30, produced=30, acked=30,
+               e2e=(8.0, 12.0, 30.0 + (i % 7)), ack=(2.0, 4.0),
+               lost=40 if lost and i == {DATA_SECONDS - LOST_AGO} else 0)
+        for i in range({DATA_SECONDS})
+    ])
+    if lost:
+        store.event("verdict", "verdict HOLDING -> VIOLATED", verdict="VIOLATED",
+                    previous="HOLDING", reasons=["40 acknowledged records lost on partition 2"])
+        rule, _ = AlertRule.objects.get_or_create(sentinel=s, kind="violated",
+                                                  defaults={{"severity": "critical"}})
+        i = Incident.objects.create(rule=rule, sentinel=s, cluster=s.cluster.name, topic=s.topic,
+            semantic=s.semantic, kind="violated", severity="critical", counts={{"lost": 40}},
+            reason="at-least-once on cluster local: 40 acknowledged records lost on partition 2")
+        out["incident"] = i.pk
+    out["ids"][s.name] = s.pk
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def live_app(quiet_app: LiveApp) -> LiveApp:
+    """The app without sentinel processes (conftest.py, ``quiet_app``)."""
+    return quiet_app
+
+
+@pytest.fixture(scope="module")
+def seeded(live_app: LiveApp) -> dict[str, Any]:
+    return json.loads(live_app.manage("shell", "-c", SEED).splitlines()[-1])
+
+
+def drawn_x_range(page, chart: str) -> tuple[float, float]:
+    el = page.locator(f'[data-chart="{chart}"]')
+    expect(el).to_have_attribute("data-x-min", re.compile(r"\d"))
+    return float(el.get_attribute("data-x-min")), float(el.get_attribute("data-x-max"))
+
+
+@pytest.mark.parametrize("range_name", ["24h", "7d"])
+def test_it_starts_the_chart_axis_where_the_data_starts(page, live_app, seeded, range_name):
+    sid = seeded["ids"]["at-least-once"]
+    page.goto(f"{live_app.base_url}/sentinels/{sid}/?range={range_name}")
+    expect(page.locator("#chart-note")).to_contain_text("when data starts")
+    x_min, x_max = drawn_x_range(page, "rates")
+    data_start = seeded["now"] - DATA_SECONDS
+    # Within one bucket (at most a minute) of the first window, not a day or a week before it.
+    assert data_start - 61 <= x_min <= data_start + 61, (x_min, data_start)
+    assert x_max >= seeded["now"] - 61
+    # The range draws: its latest values are in the chart's text alternative.
+    expect(page.locator("#rates-latest")).to_contain_text(re.compile(r"processed/s 30\b"))
+    expect(page.locator("#e2e-latest")).to_contain_text("p99 ms")
+
+
+def test_it_opens_the_detail_page_on_the_range_of_the_last_problem(page, live_app, seeded):
+    sid = seeded["ids"]["at-least-once"]
+    page.goto(f"{live_app.base_url}/sentinels/{sid}/")
+    expect(page.get_by_role("button", name="15 min")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#chart-note")).to_contain_text("it holds the last problem")
+    expect(page).to_have_title(re.compile(r"^VIOLATED · \d+ not acknowledged · "))
+    expect(page.locator("#favicon")).to_have_attribute("href", re.compile("^data:image/svg"))
+    # The lost records show on the events chart: its caption names the latest point.
+    expect(page.locator("#events-latest")).to_contain_text("lost")
+    # A timeline entry links the charts to its moment.
+    entry = page.locator('#timeline li[data-kind="verdict"]').first
+    entry.get_by_role("link", name="show on the charts").click()
+    expect(page).to_have_url(re.compile(r"range=15m&at=\d+"))
+    expect(page.locator('[data-chart="rates"]')).to_have_attribute("data-marks", re.compile(r"\d"))
+
+
+PAGES = [
+    ("overview", "/"),
+    ("detail", "/sentinels/{alo}/?range=1h"),
+    ("compare", "/compare/?s={alo}&s={amo}&s={eos}&range=15m"),
+    ("manage", "/manage/"),
+    ("profile-form", "/manage/profiles/new/"),
+    ("scenarios", "/scenarios/"),
+    ("lint", "/lint/"),
+    ("incidents", "/incidents/"),
+    ("incident", "/incidents/{incident}/"),
+    ("channels", "/channels/"),
+    ("silences", "/silences/"),
+    ("tokens", "/tokens/"),
+]
+
+# Elements wider than the viewport, outside a scroll container that fits it (a wide table may
+# scroll inside its own box; nothing may widen the page).
+TOO_WIDE = """
+() => {
+  const limit = document.documentElement.clientWidth + 1;
+  const scrolls = (el) => ["auto", "scroll"].includes(getComputedStyle(el).overflowX);
+  const out = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const box = el.getBoundingClientRect();
+    if (!box.width || box.right <= limit) continue;  // left of 0: a skip link, on purpose
+    let parent = el.parentElement, clipped = false;
+    while (parent && parent !== document.body) {
+      if (scrolls(parent)) { clipped = true; break; }
+      parent = parent.parentElement;
+    }
+    if (!clipped) out.push(`${el.tagName.toLowerCase()}.${el.className} ${Math.round(box.left)}..${Math.round(box.right)}`);
+  }
+  if (document.documentElement.scrollWidth > limit) out.push("page scrolls sideways");
+  return out.slice(0, 10);
+}
+"""
+
+
+@pytest.mark.parametrize("width,height", [(1400, 1000), (390, 844)])
+def test_it_fits_every_page_in_the_viewport(page, live_app, seeded, width, height):
+    ids = seeded["ids"]
+    fill = {
+        "alo": ids["at-least-once"],
+        "amo": ids["at-most-once"],
+        "eos": ids["exactly-once"],
+        "incident": seeded["incident"],
+    }
+    page.set_viewport_size({"width": width, "height": height})
+    ARTIFACTS.mkdir(exist_ok=True)
+    problems = {}
+    for name, path in PAGES:
+        page.goto(live_app.base_url + path.format(**fill))
+        page.wait_for_load_state("load")
+        if name == "detail":
+            expect(page.locator("#rates-latest")).to_contain_text("Latest")
+        page.screenshot(path=str(ARTIFACTS / f"page-{name}-{width}.png"), full_page=True)
+        too_wide = page.evaluate(TOO_WIDE)
+        if too_wide:
+            problems[name] = too_wide
+    assert not problems, f"wider than {width} px: {problems}"
