@@ -186,19 +186,35 @@ def _comparison(selected: list[Sentinel], range_name: str) -> dict[str, Any]:
     specs = [s.to_spec() for s in selected]
     summaries = [summarize(s.pk, range_name) for s in selected]
     statuses = [sentinel_status(s) for s in selected]
+    slos = [s.slo_p99_ms for s in selected]
     return {
         "diff": compare.compare_specs(specs),
         "columns": [
-            {"sentinel": s, "status": st, "summary": sm}
+            {"sentinel": s, "status": st, "summary": sm, "over_slo": _over_slo(sm, s.slo_p99_ms)}
             for s, st, sm in zip(selected, statuses, summaries, strict=True)
         ],
-        "counter_rows": _counter_rows(summaries),
+        "counter_rows": _counter_rows(summaries, slos),
+        "compare_charts": COMPARE_CHARTS,
     }
 
 
-def _counter_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+# The charts compare draws for each sentinel, side by side (compare.js): key, caption.
+COMPARE_CHARTS = (
+    ("rates", "Throughput: records processed per second"),
+    ("problems", "Lost and duplicated records per point"),
+    ("e2e", "End-to-end latency p99 (ms, log scale), with each sentinel's SLO"),
+)
+
+
+def _over_slo(summary: dict[str, Any], slo_ms: float) -> bool:
+    p99 = summary["latency_ms"]["e2e"]["p99"]
+    return p99 is not None and p99 > slo_ms
+
+
+def _counter_rows(summaries: list[dict[str, Any]], slos: list[float]) -> list[dict[str, Any]]:
     """Rows of the side-by-side counters table: label, one value per sentinel, and whether a
-    value is a problem (an event counter above zero)."""
+    value is a problem (an event counter above zero, an end-to-end p99 over the sentinel's
+    SLO)."""
     rows = [
         {
             "label": key.replace("_", " "),
@@ -217,12 +233,18 @@ def _counter_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     )
     for kind, label in (("e2e", "end-to-end"), ("ack", "produce-ack")):
         for q in ("p50", "p99", "max"):
+            flag = kind == "e2e" and q == "p99"
             rows.append(
                 {
                     "label": f"{label} latency {q} (ms)",
-                    "values": [(s["latency_ms"][kind][q], False) for s in summaries],
+                    "values": [
+                        (s["latency_ms"][kind][q], flag and _over_slo(s, slo))
+                        for s, slo in zip(summaries, slos, strict=True)
+                    ],
+                    "problem_text": "over the SLO" if flag else "problem",
                 }
             )
+    rows.append({"label": "SLO p99 (ms)", "values": [(slo, False) for slo in slos]})
     return rows
 
 

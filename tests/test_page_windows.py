@@ -4,6 +4,7 @@ detail page until acknowledged, and the tab carries the worst current state (iss
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from django.urls import reverse
@@ -111,3 +112,26 @@ def test_it_opens_the_charts_on_the_range_of_the_last_problem(logged_in, sentine
     links = re.findall(r'href="\?range=(\w+)&amp;at=([\d.]+)#charts">show on the charts<', html)
     assert len(links) == 2 and {r for r, _ in links} == {"15m"}
     assert 'data-kind="verdict" data-label="verdict change" data-verdict="VIOLATED"' in html
+
+
+def test_it_flags_an_end_to_end_p99_over_the_slo_on_compare(logged_in, sentinels, redis_url):
+    from tests.dashboard_data import seed_windows, window
+
+    alo, amo = sentinels["at-least-once"], sentinels["at-most-once"]
+    alo.slo_p99_ms = 100
+    alo.save()
+    now = time.time()
+    for s in (alo, amo):
+        seed_windows(
+            SentinelStore(connect(redis_url), s.pk),
+            [window(s.pk, now - 60 + i, processed=10, e2e=(20.0, 250.0)) for i in range(60)],
+        )
+    html = logged_in.get(f"/compare/?s={alo.pk}&s={amo.pk}&range=15m").content.decode()
+    flags = re.findall(r"✕ p99 [\d.]+ ms over the SLO of (\d+) ms", html)
+    assert flags == ["100"]  # at-most-once's 250 ms is within its SLO of 1000 ms
+    row = html[html.index("end-to-end latency p99 (ms)") :]
+    row = row[: row.index("</tr>")]
+    assert row.count("✕ over the SLO") == 1
+    # The same three charts for each sentinel, side by side.
+    assert html.count("data-compare-chart=") == 6
+    assert "Charts, last 15 min" in html

@@ -57,6 +57,9 @@ for s in Sentinel.objects.all():
             semantic=s.semantic, kind="violated", severity="critical", counts={{"lost": 40}},
             reason="at-least-once on cluster local: 40 acknowledged records lost on partition 2")
         out["incident"] = i.pk
+    if s.name == "at-most-once":  # its p99 (~36 ms) is over this SLO: compare flags it
+        s.slo_p99_ms = 20
+        s.save()
     out["ids"][s.name] = s.pk
 print(json.dumps(out))
 """
@@ -108,6 +111,23 @@ def test_it_opens_the_detail_page_on_the_range_of_the_last_problem(page, live_ap
     entry.get_by_role("link", name="show on the charts").click()
     expect(page).to_have_url(re.compile(r"range=15m&at=\d+"))
     expect(page.locator('[data-chart="rates"]')).to_have_attribute("data-marks", re.compile(r"\d"))
+
+
+def test_it_compares_the_charts_side_by_side_on_shared_axes(page, live_app, seeded):
+    ids = seeded["ids"]
+    query = "&".join(f"s={ids[n]}" for n in ("at-least-once", "at-most-once", "exactly-once"))
+    page.goto(f"{live_app.base_url}/compare/?{query}&range=1h")
+    expect(page.locator("#compare-charts")).to_have_attribute("data-drawn", "true")
+    charts = page.locator("[data-compare-chart] .chart")
+    expect(charts).to_have_count(9)
+    x_mins = {c.get_attribute("data-x-min") for c in charts.all()}
+    assert len(x_mins) == 1 and float(x_mins.pop()) >= seeded["now"] - DATA_SECONDS - 61
+    flag = page.locator(f'[data-compare-chart="e2e"][data-sentinel="{ids["at-most-once"]}"]')
+    expect(flag.locator(".over-slo")).to_contain_text("over the SLO of 20 ms")
+    expect(page.locator(".over-slo")).to_have_count(1)
+    # Three columns side by side at 1400 px: the charts of one row share a top edge.
+    tops = {round(c.bounding_box()["y"]) for c in charts.all()[:3]}
+    assert len(tops) == 1, tops
 
 
 PAGES = [
@@ -165,6 +185,8 @@ def test_it_fits_every_page_in_the_viewport(page, live_app, seeded, width, heigh
         page.wait_for_load_state("load")
         if name == "detail":
             expect(page.locator("#rates-latest")).to_contain_text("Latest")
+        if name == "compare":
+            expect(page.locator("#compare-charts")).to_have_attribute("data-drawn", "true")
         page.screenshot(path=str(ARTIFACTS / f"page-{name}-{width}.png"), full_page=True)
         too_wide = page.evaluate(TOO_WIDE)
         if too_wide:

@@ -8,7 +8,8 @@
  * (kind "latency") use a log scale; event charts mark only the windows where something
  * happened, never the zeros; an optional SLO draws as a dashed horizontal line. Each chart
  * keeps a text alternative in the element named by its figure's aria-describedby: the
- * latest value of every series. */
+ * latest value of every series. Charts compared side by side pass ``shared: {x(), y()}``:
+ * the x range ([min, max]) and the largest y value of all of them, so they line up. */
 (function () {
   "use strict";
 
@@ -97,10 +98,14 @@
     const events = options.kind === "events";
     let marks = [];
     let slo = options.slo ?? null;
+    // Charts compared side by side share their axes (options.shared: {x(), y()}).
+    const shared = options.shared || {};
+    const top = () => (shared.y && shared.y()) || 0;
+
     // The SLO stays in view: the line is the point of the chart when latency is far below it.
     function logRange(u, min, max) {
       let lo = min;
-      let hi = max;
+      let hi = max == null ? max : Math.max(max, top());
       if (slo != null) {
         lo = lo == null ? slo : Math.min(lo, slo);
         hi = hi == null ? slo : Math.max(hi, slo);
@@ -118,10 +123,10 @@
         height: HEIGHT,
         tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
         scales: {
-          x: { time: true },
+          x: { time: true, range: (u, min, max) => (shared.x && shared.x()) || [min, max] },
           y: log
             ? { distr: 3, range: logRange }
-            : { range: (u, min, max) => [0, Math.max(max || 0, events ? 1 : 0.001)] },
+            : { range: (u, min, max) => [0, Math.max(max || 0, top(), events ? 1 : 0.001)] },
         },
         series: [
           { value: (u, t) => (t == null ? "—" : utc(t, "full")) },
