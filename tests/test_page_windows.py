@@ -135,3 +135,12 @@ def test_it_flags_an_end_to_end_p99_over_the_slo_on_compare(logged_in, sentinels
     # The same three charts for each sentinel, side by side.
     assert html.count("data-compare-chart=") == 6
     assert "Charts, last 15 min" in html
+
+
+def test_it_asks_before_disabling_a_sentinel_or_starting_a_scenario(logged_in, sentinels):
+    manage = logged_in.get(reverse("manage")).content.decode()
+    assert manage.count('data-confirm="Disable sentinel ') == len(sentinels)
+    scenarios = logged_in.get("/scenarios/").content.decode()
+    starts = scenarios.count(">Start</button>")
+    assert starts and scenarios.count('data-confirm="Start “') == starts
+    assert "/static/dashboard/forms.js" in manage  # what asks, on every page

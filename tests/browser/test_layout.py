@@ -192,3 +192,63 @@ def test_it_fits_every_page_in_the_viewport(page, live_app, seeded, width, heigh
         if too_wide:
             problems[name] = too_wide
     assert not problems, f"wider than {width} px: {problems}"
+
+
+CONTRAST = """
+(pairs) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => {
+    const [r, g, b] = rgb(c).map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  return pairs.map(([fg, bg]) => {
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    return (a + 0.05) / (b + 0.05);
+  });
+}
+"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_it_keeps_badges_and_chart_lines_at_4_5_to_1(page, live_app, seeded, scheme):
+    page.emulate_media(color_scheme=scheme)
+    page.goto(f"{live_app.base_url}/sentinels/{seeded['ids']['at-least-once']}/?range=1h")
+    expect(page.locator("#rates-latest")).to_contain_text("Latest")
+    badge = page.evaluate(
+        "() => { const el = document.createElement('span');"
+        " el.className = 'verdict verdict-holding'; document.body.append(el);"
+        " const s = getComputedStyle(el); const out = [s.color, s.backgroundColor];"
+        " el.remove(); return out; }"
+    )
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    # uPlot draws each series' legend marker in the series' own stroke colour.
+    lines = page.locator("#charts .u-series:not(:first-child) .u-marker").evaluate_all(
+        "els => els.map(el => getComputedStyle(el).borderColor)"
+    )
+    assert len(lines) == 11
+    ratios = page.evaluate(CONTRAST, [badge, *[[line, background] for line in lines]])
+    assert min(ratios) >= 4.5, dict(zip(["HOLDING badge", *lines], ratios, strict=True))
+
+
+def test_it_focuses_the_error_summary_and_confirms_before_disabling(page, live_app, seeded):
+    page.goto(live_app.base_url + "/manage/profiles/new/")
+    page.get_by_role("button", name="Save profile").click()
+    summary = page.locator("#form-errors")
+    expect(summary).to_contain_text("Nothing was saved")
+    expect(summary).to_be_focused()
+
+    page.goto(live_app.base_url + "/manage/")
+    row = page.locator(f"#sentinel-row-{seeded['ids']['exactly-once']}")
+    questions = []
+    page.once("dialog", lambda d: (questions.append(d.message), d.dismiss()))
+    row.get_by_role("button", name=re.compile("^Disable")).click()
+    expect(row.get_by_role("button", name=re.compile("^Disable"))).to_be_visible()
+    assert questions and "Disable sentinel exactly-once?" in questions[0]
+    page.once("dialog", lambda d: d.accept())
+    row.get_by_role("button", name=re.compile("^Disable")).click()
+    expect(row).to_contain_text("disabled")
+    row.get_by_role("button", name=re.compile("^Enable")).click()  # no question to turn it on
+    expect(row).to_contain_text("enabled")

@@ -44,7 +44,10 @@
     return shown;
   }
 
+  /* A colour given as a custom property ("--line-blue", dashboard.css: light and dark values
+   * that keep 4.5:1 against the page) resolved to its value; any other colour as it is. */
   function css(name, fallback) {
+    if (!String(name).startsWith("--")) return name;
     return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
   }
 
@@ -59,8 +62,8 @@
     for (const mark of marks) {
       if (mark.t < u.scales.x.min || mark.t > u.scales.x.max) continue;
       const x = Math.round(u.valToPos(mark.t, "x", true));
-      ctx.strokeStyle = mark.colour;
-      ctx.fillStyle = mark.colour;
+      ctx.strokeStyle = css(mark.colour, "#57606a");
+      ctx.fillStyle = ctx.strokeStyle;
       ctx.lineWidth = (mark.strong ? 3 : 1.5) * devicePixelRatio;
       ctx.setLineDash(mark.strong ? [] : [4 * devicePixelRatio, 3 * devicePixelRatio]);
       ctx.beginPath();
@@ -132,7 +135,7 @@
           { value: (u, t) => (t == null ? "—" : utc(t, "full")) },
           ...defs.map(([, label, colour]) => ({
             label,
-            stroke: colour,
+            stroke: css(colour, colour),
             width: 1.5,
             points: events ? { show: true, filter: nonZero, size: 7 } : { show: false },
           })),
@@ -184,5 +187,5 @@
     };
   }
 
-  window.DS = Object.assign(window.DS || {}, { chart, utc });
+  window.DS = Object.assign(window.DS || {}, { chart, utc, css });
 })();

@@ -27,12 +27,12 @@
   if (!root) return;
   const range = root.dataset.range;
   const DEFS = {
-    rates: [["processed_per_s", "processed/s", "#198754"]],
+    rates: [["processed_per_s", "processed/s", "--line-green"]],
     problems: [
-      ["lost", "lost", "#b42318"],
-      ["duplicated", "duplicated", "#c2255c"],
+      ["lost", "lost", "--line-red"],
+      ["duplicated", "duplicated", "--line-pink"],
     ],
-    e2e: [["e2e_p99", "p99 ms", "#0a58ca"]],
+    e2e: [["e2e_p99", "p99 ms", "--line-blue"]],
   };
   const KINDS = { problems: "events", e2e: "latency" };
   const figures = Array.from(root.querySelectorAll("[data-compare-chart]"));

@@ -18,23 +18,23 @@
 
   const SERIES = {
     rates: [
-      ["produced_per_s", "produced/s", "#0a58ca"],
-      ["processed_per_s", "processed/s", "#198754"],
+      ["produced_per_s", "produced/s", "--line-blue"],
+      ["processed_per_s", "processed/s", "--line-green"],
     ],
     events: [
-      ["lost", "lost", "#b42318"],
-      ["duplicated", "duplicated", "#c2255c"],
-      ["reordered", "reordered", "#e8590c"],
-      ["late", "late", "#7048e8"],
-      ["phantom", "phantom", "#0c8599"],
+      ["lost", "lost", "--line-red"],
+      ["duplicated", "duplicated", "--line-pink"],
+      ["reordered", "reordered", "--line-orange"],
+      ["late", "late", "--line-purple"],
+      ["phantom", "phantom", "--line-teal"],
     ],
     e2e: [
-      ["e2e_p50", "p50 ms", "#0a58ca"],
-      ["e2e_p99", "p99 ms", "#b42318"],
+      ["e2e_p50", "p50 ms", "--line-blue"],
+      ["e2e_p99", "p99 ms", "--line-red"],
     ],
     ack: [
-      ["ack_p50", "p50 ms", "#0a58ca"],
-      ["ack_p99", "p99 ms", "#b42318"],
+      ["ack_p50", "p50 ms", "--line-blue"],
+      ["ack_p99", "p99 ms", "--line-red"],
     ],
   };
 
@@ -59,17 +59,14 @@
     });
   }
 
-  const MARK_COLOURS = { scenario: "#7048e8", selected: "#0a58ca" };
+  const MARK_COLOURS = { scenario: "--line-purple", selected: "--line-blue" };
 
   /* The timeline's entries (server-rendered and live) as annotation lines on every chart. */
   function marks() {
-    const style = getComputedStyle(document.documentElement);
     const out = [];
     for (const li of document.querySelectorAll("#timeline li[data-ts]")) {
       const verdict = li.dataset.verdict;
-      const colour = verdict
-        ? style.getPropertyValue("--" + verdict.toLowerCase()).trim()
-        : MARK_COLOURS[li.dataset.kind] || style.getPropertyValue("--stalled").trim();
+      const colour = verdict ? "--" + verdict.toLowerCase() : MARK_COLOURS[li.dataset.kind] || "--stalled";
       out.push({ t: Number(li.dataset.ts), label: verdict || li.dataset.label, colour });
     }
     if (at) out.push({ t: at, label: "selected", colour: MARK_COLOURS.selected, strong: true });
