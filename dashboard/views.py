@@ -61,6 +61,9 @@ def home(request: HttpRequest) -> HttpResponse:
     grid = overview.overview_grid(statuses, recent)
     # Every linted topic gets a row with its lint verdicts (docs/lint.md).
     grid = overview.with_lint(grid, lint.latest_reports())
+    clusters = dict(Cluster.objects.values_list("name", "pk"))
+    for group in grid:
+        group["cluster_id"] = clusters.get(group["cluster"])  # its cluster page
     oncall = oncall_views.overview_context(grid)  # open incidents, silences, latched cells
     return render(
         request,

@@ -144,3 +144,59 @@ def test_it_asks_before_disabling_a_sentinel_or_starting_a_scenario(logged_in, s
     starts = scenarios.count(">Start</button>")
     assert starts and scenarios.count('data-confirm="Start “') == starts
     assert "/static/dashboard/forms.js" in manage  # what asks, on every page
+
+
+def test_it_shows_a_clusters_brokers_leaders_and_errors_in_words(logged_in, sentinels, redis_url):
+    from workers.engine.brokers import track
+
+    seen = {"1": "127.0.0.1:9092", "2": "127.0.0.1:9093", "3": "127.0.0.1:9094"}
+    brokers = track({}, seen, {"1": None, "2": "Connection refused", "3": None}, now=3600.0)
+    metadata = {
+        "error": None,
+        "controller": 1,
+        "brokers": brokers,
+        "updated_at": time.time(),
+        "partitions": {
+            "0": {
+                "leader": 2,
+                "leader_host": "127.0.0.1:9093",
+                "replicas": [2, 3, 1],
+                "isr": [2, 3, 1],
+            },
+            "1": {
+                "leader": 3,
+                "leader_host": "127.0.0.1:9094",
+                "replicas": [3, 1, 2],
+                "isr": [3, 1],
+            },
+        },
+    }
+    alo = sentinels["at-least-once"]
+    publish(
+        redis_url,
+        alo,
+        "STALLED",
+        metadata=metadata,
+        errors=["consumer: _TRANSPORT: 127.0.0.1:9093/2: Connect failed: Connection refused"],
+    )
+    html = logged_in.get(reverse("cluster", args=[alo.cluster_id])).content.decode()
+    down = html[html.index('data-broker="2"') :]
+    down = down[: down.index("</li>\n")]
+    assert 'data-reachable="false"' in down
+    assert "broker 2 (127.0.0.1:9093) unreachable since 01:00:00: Connection refused" in down
+    assert "leads 1 sentinel partition" in down
+    assert "consumer: connection failed: 127.0.0.1:9093/2: Connect failed" in down
+    assert "_TRANSPORT" not in html
+    three = html[html.index('data-broker="3"') :]
+    assert "1 under-replicated" in three[: three.index("</li>")]
+    assert re.search(
+        r'data-broker="1"[^>]*>\s*<strong data-field="state">broker 1 \(127.0.0.1:9092\) '
+        r'up</strong> <span class="badge">controller</span>',
+        html,
+    )
+    assert "leader unreachable" in html
+    # The detail page's partition table says so too, before the metadata moves the leader.
+    part = logged_in.get(reverse("sentinel-partitions", args=[alo.pk])).content.decode()
+    assert "leader broker 2 (127.0.0.1:9093) unreachable since 01:00:00" in part
+    # The overview's cluster heading leads to the cluster page.
+    assert f'href="/clusters/{alo.cluster_id}/"' in logged_in.get(reverse("home")).content.decode()
