@@ -10,23 +10,21 @@ import pytest
 from django.urls import reverse
 
 from dashboard.models.oncall import ACKNOWLEDGED
-from tests.dashboard_data import counts, status_doc
+from tests.dashboard_data import counts
 from tests.test_oncall_pages import make_incident
+from tests.test_views import publish_status
 from workers.store import SentinelStore, connect
 
 pytestmark = pytest.mark.django_db
+
+
+publish = publish_status
 
 
 @pytest.fixture
 def logged_in(client, alice):
     client.force_login(alice)
     return client
-
-
-def publish(redis_url: str, sentinel, verdict: str, **overrides) -> None:
-    SentinelStore(connect(redis_url), sentinel.pk).set_status(
-        status_doc(sentinel, verdict, **overrides)
-    )
 
 
 def test_it_labels_every_detail_number_with_its_window(logged_in, sentinels, redis_url):
