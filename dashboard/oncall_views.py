@@ -76,6 +76,18 @@ def latched_text(incident: Incident) -> str:
     return ", ".join(parts)
 
 
+def unacknowledged(unresolved: list[Incident]) -> int:
+    return sum(1 for incident in unresolved if incident.state == OPEN)
+
+
+def latched_for(sentinel_id: int) -> list[dict[str, Any]]:
+    """The sentinel's unresolved incidents as its pages show them: ``incident`` and ``text``."""
+    return [
+        {"incident": incident, "text": latched_text(incident)}
+        for incident in unresolved_incidents().filter(sentinel_id=sentinel_id)
+    ]
+
+
 def overview_context(grid: list[dict[str, Any]]) -> dict[str, Any]:
     """The overview's on-call block (unresolved incidents, active silences), and each cell's
     latched problems (``latched``: one entry per unresolved incident of its sentinel)."""

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from dashboard import api, lint_views, prometheus, tokens_views, views
+from dashboard import api, cluster_views, lint_views, prometheus, tokens_views, views
 from dashboard.api_v1 import api as api_v1
 
 urlpatterns = [
@@ -23,6 +23,12 @@ urlpatterns = [
         name="sentinel-partitions",
     ),
     path("compare/", views.compare_view, name="compare"),
+    path("clusters/<int:cluster_id>/", cluster_views.cluster_page, name="cluster"),
+    path(
+        "clusters/<int:cluster_id>/state/",
+        cluster_views.cluster_state_part,
+        name="cluster-state",
+    ),
     path("manage/", views.manage, name="manage"),
     path("manage/clusters/new/", views.manage_edit, {"kind": "cluster"}, name="cluster-new"),
     path("manage/clusters/<int:pk>/", views.manage_edit, {"kind": "cluster"}, name="cluster-edit"),

@@ -28,12 +28,22 @@ from dashboard.metrics import overview, partitions, timeline
 from dashboard.metrics.windows import RANGE_LABELS, summarize
 from dashboard.models import Cluster, Profile, Sentinel
 from dashboard.status import all_statuses, placement, sentinel_status
-from workers.engine.documents import EVENT_COUNTERS, SEMANTICS
+from workers.engine.documents import (
+    EVENT_COUNTERS,
+    LATENCY_WINDOW_S,
+    SEMANTICS,
+    VERDICT_WINDOW_S,
+)
 
 logger = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 COMPARE_RANGES = ("15m", "1h", "24h", "7d")
+
+
+def minutes(seconds: float) -> str:
+    """A window's length as its label says it: ``300`` -> "5 min"."""
+    return f"{seconds / 60:g} min"
 
 
 def _sentinels() -> models.QuerySet[Sentinel]:
@@ -51,6 +61,10 @@ def home(request: HttpRequest) -> HttpResponse:
     grid = overview.overview_grid(statuses, recent)
     # Every linted topic gets a row with its lint verdicts (docs/lint.md).
     grid = overview.with_lint(grid, lint.latest_reports())
+    clusters = dict(Cluster.objects.values_list("name", "pk"))
+    for group in grid:
+        group["cluster_id"] = clusters.get(group["cluster"])  # its cluster page
+    oncall = oncall_views.overview_context(grid)  # open incidents, silences, latched cells
     return render(
         request,
         "dashboard/overview.html",
@@ -58,12 +72,26 @@ def home(request: HttpRequest) -> HttpResponse:
             "grid": grid,
             "semantics": SEMANTICS,
             "count": len(statuses),
-            **oncall_views.overview_context(grid),  # open incidents, silences, latched cells
+            "page_state": overview.page_state(
+                [d["verdict"] for d in statuses],
+                "Overview · Delivery Sentinel",
+                oncall_views.unacknowledged(oncall["open_incidents"]),
+            ),
+            **oncall,
         },
     )
 
 
 # -- sentinel detail ----------------------------------------------------------------------------
+
+
+# The detail page's charts (detail.js draws them): key, caption.
+CHARTS = (
+    ("rates", "Produced / processed, records per second"),
+    ("events", "Lost, duplicated, reordered, late, phantom: records per point"),
+    ("e2e", "End-to-end latency p50 / p99 (ms, log scale)"),
+    ("ack", "Produce-ack latency p50 / p99 (ms, log scale)"),
+)
 
 
 @login_required
@@ -72,16 +100,33 @@ def sentinel_detail(request: HttpRequest, sentinel_id: int) -> HttpResponse:
     spec = sentinel.to_spec()
     status = sentinel_status(sentinel)
     config = {name: compare.masked(props) for name, props in compare.effective_config(spec).items()}
+    latched = oncall_views.latched_for(sentinel.pk)
+    events = timeline.timeline(sentinel)
     return render(
         request,
         "dashboard/detail.html",
         {
             "sentinel": sentinel,
             "status": status,
+            "page_state": overview.page_state(
+                [status["verdict"]],
+                f"{sentinel.name} · Delivery Sentinel",
+                oncall_views.unacknowledged([entry["incident"] for entry in latched]),
+            ),
+            "latched": latched,
+            "recent": [
+                (k, k.replace("_", " "), (status["window"].get("counts") or {}).get(k, 0))
+                for k in EVENT_COUNTERS
+            ],
+            "windows": {"verdict": minutes(VERDICT_WINDOW_S), "latency": minutes(LATENCY_WINDOW_S)},
             "totals": [(k, k.replace("_", " "), v) for k, v in status["totals"].items()],
             "config": config,
             "settings": compare.sentinel_settings(spec),
-            "timeline": timeline.timeline(sentinel),
+            "timeline": events,
+            "opening": timeline.opening_range(
+                events, [entry["incident"].opened_at for entry in latched]
+            ),
+            "charts": CHARTS,
             "ranges": RANGE_LABELS,
         },
     )
@@ -124,6 +169,7 @@ def compare_view(request: HttpRequest) -> HttpResponse:
         "selected_ids": [s.pk for s in selected],
         "range": range_name,
         "range_label": RANGE_LABELS[range_name],
+        "verdict_window": minutes(VERDICT_WINDOW_S),
         "ranges": {k: RANGE_LABELS[k] for k in COMPARE_RANGES},
         "min": compare.MIN_COLUMNS,
         "max": compare.MAX_COLUMNS,
@@ -143,19 +189,35 @@ def _comparison(selected: list[Sentinel], range_name: str) -> dict[str, Any]:
     specs = [s.to_spec() for s in selected]
     summaries = [summarize(s.pk, range_name) for s in selected]
     statuses = [sentinel_status(s) for s in selected]
+    slos = [s.slo_p99_ms for s in selected]
     return {
         "diff": compare.compare_specs(specs),
         "columns": [
-            {"sentinel": s, "status": st, "summary": sm}
+            {"sentinel": s, "status": st, "summary": sm, "over_slo": _over_slo(sm, s.slo_p99_ms)}
             for s, st, sm in zip(selected, statuses, summaries, strict=True)
         ],
-        "counter_rows": _counter_rows(summaries),
+        "counter_rows": _counter_rows(summaries, slos),
+        "compare_charts": COMPARE_CHARTS,
     }
 
 
-def _counter_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+# The charts compare draws for each sentinel, side by side (compare.js): key, caption.
+COMPARE_CHARTS = (
+    ("rates", "Throughput: records processed per second"),
+    ("problems", "Lost and duplicated records per point"),
+    ("e2e", "End-to-end latency p99 (ms, log scale), with each sentinel's SLO"),
+)
+
+
+def _over_slo(summary: dict[str, Any], slo_ms: float) -> bool:
+    p99 = summary["latency_ms"]["e2e"]["p99"]
+    return p99 is not None and p99 > slo_ms
+
+
+def _counter_rows(summaries: list[dict[str, Any]], slos: list[float]) -> list[dict[str, Any]]:
     """Rows of the side-by-side counters table: label, one value per sentinel, and whether a
-    value is a problem (an event counter above zero)."""
+    value is a problem (an event counter above zero, an end-to-end p99 over the sentinel's
+    SLO)."""
     rows = [
         {
             "label": key.replace("_", " "),
@@ -174,12 +236,18 @@ def _counter_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     )
     for kind, label in (("e2e", "end-to-end"), ("ack", "produce-ack")):
         for q in ("p50", "p99", "max"):
+            flag = kind == "e2e" and q == "p99"
             rows.append(
                 {
                     "label": f"{label} latency {q} (ms)",
-                    "values": [(s["latency_ms"][kind][q], False) for s in summaries],
+                    "values": [
+                        (s["latency_ms"][kind][q], flag and _over_slo(s, slo))
+                        for s, slo in zip(summaries, slos, strict=True)
+                    ],
+                    "problem_text": "over the SLO" if flag else "problem",
                 }
             )
+    rows.append({"label": "SLO p99 (ms)", "values": [(slo, False) for slo in slos]})
     return rows
 
 

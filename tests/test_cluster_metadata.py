@@ -123,6 +123,11 @@ def test_it_reads_leaders_from_the_real_cluster_into_the_status_document(redis_u
         first = runner.metadata.fetch()
         assert first["error"] is None
         assert sorted(first["partitions"]) == ["0", "1"]
+        # The brokers, each tried: all up, addresses as the metadata names them; a controller.
+        hosts = {b.strip() for b in bootstrap.split(",")}
+        assert {b["host"] for b in first["brokers"].values()} == hosts
+        assert all(b["reachable"] and b["in_metadata"] for b in first["brokers"].values())
+        assert str(first["controller"]) in first["brokers"]
         assert first["partitions"]["0"]["leader_host"].startswith("127.0.0.1:")
         assert runner.status(time.time())["metadata"] == first  # what the pages read
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -71,7 +72,9 @@ def test_it_reads_an_hour_from_the_one_second_windows_in_redis(store):
     seed_windows(store, [outside, *recent])
     data = metrics.windows_for_range(store.sid, "1h", now=now)
     assert data["source"] == "redis"
-    assert data["step"] == 5
+    assert data["step"] == 1  # the axis starts at the data: 30 s of it, in one-second points
+    assert data["data_since"] == pytest.approx(now - 31, abs=0.01)
+    assert data["series"]["t"][0] == math.floor(now - 31)
     assert data["windows"] == 30
     rates = [v for v in data["series"]["processed_per_s"] if v is not None]
     assert rates and set(rates) == {30.0}
@@ -103,7 +106,7 @@ def test_it_reads_24_hours_from_rollups_topped_up_with_recent_windows(store, sen
     data = metrics.windows_for_range(sentinel.pk, "24h", now=now)
     assert data["source"] == "database+redis"
     assert data["windows"] == 101
-    assert data["step"] == 120
+    assert data["step"] == 60  # 100 minutes of data, not 24 hours: one-minute points
     assert sum(v or 0 for v in data["series"]["lost"]) == 1
     assert max(v or 0 for v in data["series"]["e2e_p99"]) == 30.0
 
@@ -138,6 +141,29 @@ def test_it_reads_a_range_longer_than_the_one_second_retention_from_the_rollups(
     data = metrics.windows_for_range(other.sid, "15m", now=now)
     assert data["source"] == "database+redis"
     assert data["windows"] == 1
+
+
+def test_it_starts_a_young_sentinels_week_where_its_data_starts(store, sentinels):
+    now = time.time()
+    sentinel = sentinels["at-least-once"]
+    seed_windows(store, [window(store.sid, now - 600 + i, processed=30) for i in range(600)])
+    data = metrics.windows_for_range(sentinel.pk, "7d", now=now)
+    assert data["since"] == now - 7 * 86400
+    assert data["data_since"] == pytest.approx(now - 601, abs=0.01)
+    assert data["step"] == metrics.ROLLUP_RESOLUTION_S
+    assert data["series"]["t"][0] >= now - 601 - 60
+    drawn = [v for v in data["series"]["processed_per_s"] if v is not None]
+    assert len(drawn) >= 10 and set(drawn) == {30.0}  # a line, not one dot in an empty week
+
+
+def test_it_opens_on_the_shortest_range_holding_the_moment():
+    now = 1_800_000_000.0
+    assert metrics.range_containing(None, now) == "live"
+    assert metrics.range_containing(now - 200, now) == "15m"
+    assert metrics.range_containing(now - 890, now) == "1h"  # a minute to spare
+    assert metrics.range_containing(now - 5 * 3600, now) == "24h"
+    assert metrics.range_containing(now - 3 * 86400, now) == "7d"
+    assert metrics.range_containing(now - 8 * 86400, now) == "live"
 
 
 def test_it_refuses_an_unknown_range():

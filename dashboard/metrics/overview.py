@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from dashboard.metrics.windows import redis_client
-from workers.engine.documents import SEMANTICS
+from workers.engine.documents import SEMANTICS, SEVERITY, severity
 from workers.store import SentinelStore
 
 
@@ -31,6 +31,18 @@ def sparklines(
             for doc in docs
         ]
         for sid, docs in windows.items()
+    }
+
+
+def page_state(verdicts: Iterable[str], base: str, unacknowledged: int = 0) -> dict[str, Any]:
+    """What the tab says (base.html, ``DS.pageState``): the worst of ``verdicts`` in its title
+    and favicon, with the count of incidents nobody has acknowledged yet."""
+    worst = max(verdicts, key=severity, default="")
+    return {
+        "verdict": worst,
+        "note": f"{unacknowledged} not acknowledged" if unacknowledged else "",
+        "base": base,
+        "severity": SEVERITY,
     }
 
 

@@ -16,6 +16,7 @@ import redis
 
 from dashboard.metrics.windows import redis_windows
 from dashboard.models import Sentinel
+from workers.engine.brokers import broker_state
 from workers.engine.documents import COUNTERS, EVENT_COUNTERS
 
 RECENT_S = 300  # "the last 5 minutes" of the partition table
@@ -55,8 +56,15 @@ def partition_table(sentinel: Sentinel, status: dict[str, Any]) -> dict[str, Any
             if n
         ]
         if meta is not None:
+            leader = (metadata.get("brokers") or {}).get(str(meta["leader"])) or {}
             if meta["leader"] is None or meta["leader"] < 0:
                 problems.append("no leader")
+            elif not leader.get("reachable", True):
+                # The metadata names a killed leader until the controller fences it (~10 s);
+                # the check runner's connection attempt knows within its 5 s refresh.
+                problems.append(
+                    broker_state(str(meta["leader"]), leader).replace("broker", "leader broker", 1)
+                )
             elif len(meta["isr"]) < len(meta["replicas"]):
                 problems.append(
                     f"under-replicated: {len(meta['isr'])}/{len(meta['replicas'])} in sync"

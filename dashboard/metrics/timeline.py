@@ -8,6 +8,7 @@ database. Newest first.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,8 +17,9 @@ from django.db import DatabaseError
 from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 
-from dashboard.metrics.windows import redis_client
+from dashboard.metrics.windows import range_containing, redis_client
 from dashboard.models import ScenarioRun, Sentinel
+from workers.engine.documents import Verdict
 from workers.store import SentinelStore
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,34 @@ def timeline(
         out.append(entry)
     out.extend(scenario_runs(sentinel, limit))
     out.sort(key=lambda e: e["ts"], reverse=True)
+    now = time.time()
+    for entry in out[:limit]:
+        entry["range"] = range_containing(entry["ts"], now)  # its "show on the charts" link
     return out[:limit]
+
+
+# Verdicts a page opens its charts on. STALLED is not one: every start and restart stalls for
+# a moment, and a stall loses nothing.
+PROBLEMS = (Verdict.DEGRADED, Verdict.VIOLATED)
+
+
+def opening_range(
+    entries: list[dict[str, Any]], latched: list[datetime], now: float | None = None
+) -> dict[str, str]:
+    """The range the detail page opens on: the shortest that holds the sentinel's last
+    problem (a verdict change to DEGRADED or VIOLATED, or an unresolved incident), with
+    the reason the page gives; "live" when there is none in the last 7 days."""
+    problems = [
+        (e["ts"], f"{e['verdict']} at {e['at']:%H:%M:%S}")
+        for e in entries
+        if e.get("kind") == "verdict" and e.get("verdict") in PROBLEMS
+    ]
+    problems += [(at.timestamp(), f"an incident opened at {at:%H:%M:%S}") for at in latched]
+    if not problems:
+        return {"range": "live", "reason": ""}
+    t, what = max(problems)
+    name = range_containing(t, now)
+    return {"range": name, "reason": f"it holds the last problem, {what}" if name != "live" else ""}
 
 
 def scenario_runs(sentinel: Sentinel, limit: int = 20) -> list[dict[str, Any]]:

@@ -263,12 +263,16 @@ def windows_for_range(
     until = time.time() if now is None else now
     since = until - span
     windows, native, source = load_windows(sentinel_id, since, until)
-    step = choose_step(span, native)
-    series = build_series(windows, since, until, step)
+    # The axis starts where the data starts: a young sentinel's 7 days are its first minutes,
+    # in buckets fine enough to draw lines, not one point in an empty week.
+    data_since = max(since, min((w.start for w in windows), default=since))
+    step = choose_step(until - data_since, native)
+    series = build_series(windows, data_since, until, step)
     return {
         "sentinel": sentinel_id,
         "range": range_name,
         "since": since,
+        "data_since": data_since,
         "until": until,
         "step": step,
         "source": source,
@@ -276,6 +280,19 @@ def windows_for_range(
         "points": len(series["t"]),
         "series": series,
     }
+
+
+# The ranges a page may open on to show a past moment, shortest first ("live" follows now).
+PAST_RANGES = ("15m", "1h", "24h", "7d")
+
+
+def range_containing(t: float | None, now: float | None = None) -> str:
+    """The shortest range that still shows the moment ``t`` (with a minute to spare), or
+    "live" for no moment or one older than the longest range."""
+    if t is None:
+        return "live"
+    age = (time.time() if now is None else now) - t + 60
+    return next((name for name in PAST_RANGES if RANGES[name] >= age), "live")
 
 
 def summarize(sentinel_id: int, range_name: str, now: float | None = None) -> dict[str, Any]:

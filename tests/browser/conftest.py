@@ -140,11 +140,13 @@ def _required_env(name: str) -> str:
     return value
 
 
-def serve_app(tmp: Path, *, bootstrap: str = "", run_sentinels: bool = False) -> LiveApp:
+def serve_app(
+    tmp: Path, *, bootstrap: str = "", run_sentinels: bool = False, redis_db: int = BROWSER_REDIS_DB
+) -> LiveApp:
     """Daphne over a fresh, migrated database (admin user, the default sentinels' rows) and a
     flushed Redis database of its own; with ``run_sentinels``, the default sentinels running on
     ``bootstrap`` too. The caller stops it (``stop_all``); a failed start stops what it began."""
-    redis_url = with_db(_required_env("REDIS_URL"), BROWSER_REDIS_DB)
+    redis_url = with_db(_required_env("REDIS_URL"), redis_db)
     flush = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
     try:
         flush.flushdb()
@@ -213,6 +215,18 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
         bootstrap=_required_env("KAFKA_BOOTSTRAP_SERVERS"),
         run_sentinels=True,
     )
+    try:
+        yield app
+    finally:
+        app.stop_all()
+
+
+@pytest.fixture(scope="session")
+def quiet_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    """Daphne over a fresh database with the default sentinels' rows and no sentinel process
+    (nothing needs Kafka), on a Redis database of its own so the modules with running
+    sentinels never flush it. Started once for the modules that seed their own data."""
+    app = serve_app(tmp_path_factory.mktemp("quiet-browser"), redis_db=BROWSER_REDIS_DB + 1)
     try:
         yield app
     finally:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ARTIFACTS, USERNAME, LiveApp, serve_app
+from tests.browser.conftest import ARTIFACTS, USERNAME, LiveApp
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -32,14 +31,9 @@ print(json.dumps({"id": i.pk}))
 
 
 @pytest.fixture(scope="module")
-def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
-    """Daphne over a fresh, migrated database with the admin user and the default
-    sentinels' rows (no sentinel process: nothing here needs Kafka)."""
-    app = serve_app(tmp_path_factory.mktemp("oncall-browser"))
-    try:
-        yield app
-    finally:
-        app.stop_all()
+def live_app(quiet_app: LiveApp) -> LiveApp:
+    """The app without sentinel processes (conftest.py, ``quiet_app``)."""
+    return quiet_app
 
 
 def test_it_acknowledges_an_incident_from_its_page_and_the_overview_shows_it(

@@ -5,6 +5,7 @@ commits, and ground-truth reads for tests and the lab."""
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -79,19 +80,24 @@ def admin_for(spec: SentinelSpec) -> AdminClient:
 def topic_metadata(admin: AdminClient, topic: str, timeout: float) -> dict[str, Any]:
     """Leaders, replicas and in-sync replicas of ``topic``, or why they are unknown.
 
-    ``{"error": str | None, "partitions": {"0": {"leader", "leader_host", "replicas", "isr"}}}``
-    (``leader`` -1: none); an unreachable cluster costs at most ``timeout`` seconds."""
+    ``{"error": str | None, "partitions": {"0": {"leader", "leader_host", "replicas", "isr"}},
+    "brokers": {"1": "host:port"}, "controller": int | None}`` (``leader`` -1: none; brokers
+    as the metadata names them); an unreachable cluster costs at most ``timeout`` seconds."""
     try:
         meta = admin.list_topics(topic, timeout=timeout)
     except (KafkaException, ValueError, TypeError) as exc:
         error = exc.args[0] if exc.args else exc
         return {"error": getattr(error, "str", lambda: str(error))(), "partitions": {}}
     brokers = {b.id: f"{b.host}:{b.port}" for b in meta.brokers.values()}
+    cluster = {
+        "brokers": {str(bid): host for bid, host in brokers.items()},
+        "controller": meta.controller_id if meta.controller_id >= 0 else None,
+    }
     topic_meta = meta.topics.get(topic)
     if topic_meta is None:
-        return {"error": f"topic {topic} not found", "partitions": {}}
+        return {"error": f"topic {topic} not found", "partitions": {}, **cluster}
     if topic_meta.error is not None:
-        return {"error": topic_meta.error.str(), "partitions": {}}
+        return {"error": topic_meta.error.str(), "partitions": {}, **cluster}
     partitions = {
         str(p.id): {
             "leader": p.leader,
@@ -101,7 +107,21 @@ def topic_metadata(admin: AdminClient, topic: str, timeout: float) -> dict[str, 
         }
         for p in topic_meta.partitions.values()
     }
-    return {"error": None, "partitions": partitions}
+    return {"error": None, "partitions": partitions, **cluster}
+
+
+def connect_error(address: str, timeout: float) -> str | None:
+    """Why a TCP connection to a broker's ``host:port`` fails (None: it accepted one).
+
+    Learns in milliseconds that a killed broker is gone, where the cluster metadata keeps
+    naming it until the controller fences it. A paused (SIGSTOP) broker still accepts
+    connections: its clients' errors and the metadata tell that one."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except (OSError, ValueError) as exc:
+        return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 def ensure_topic(admin: AdminClient, spec: SentinelSpec, topic: str, partitions: int) -> int:

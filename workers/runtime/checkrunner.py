@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import replace
 from typing import Any
 
+from workers.engine import brokers
 from workers.engine.checker import Checker
 from workers.engine.documents import (
     CHECKPOINT_INTERVAL_S,
@@ -45,7 +46,13 @@ from workers.engine.documents import (
 from workers.engine.latency import LatencyHistogram, RecentLatency
 from workers.engine.spec import SentinelSpec
 from workers.engine.verdict import evaluate
-from workers.roles.kafka import METADATA_REFRESH_S, admin_for, describe, topic_metadata
+from workers.roles.kafka import (
+    METADATA_REFRESH_S,
+    admin_for,
+    connect_error,
+    describe,
+    topic_metadata,
+)
 from workers.roles.loop import Loop
 from workers.runtime.publish import LivePublisher
 from workers.store import SentinelStore, unpack_aborted, unpack_ledger
@@ -55,6 +62,8 @@ log = logging.getLogger(__name__)
 READ_COUNT = 200
 # How long one metadata fetch may wait for an unreachable cluster.
 METADATA_TIMEOUT_S = 2.0
+# How long a connection attempt to one broker may take (each is tried every refresh).
+CONNECT_TIMEOUT_S = 1.0
 
 
 class MetadataRefresher:
@@ -74,6 +83,7 @@ class MetadataRefresher:
         self.interval = interval
         self.timeout = timeout
         self.latest: dict[str, Any] | None = None
+        self.brokers: dict[str, dict[str, Any]] = {}  # workers.engine.brokers.track
         self._admin: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,7 +120,15 @@ class MetadataRefresher:
             result = topic_metadata(self._admin, self.spec.topic, self.timeout)
         except Exception as exc:  # e.g. a client property librdkafka refuses: say so, go on
             result = {"error": describe(exc), "partitions": {}}
-        self.latest = {**result, "updated_at": time.time()}
+        now = time.time()
+        seen = result.get("brokers") or {}
+        # Every broker ever seen is tried, so one that left the metadata is still shown.
+        known = {**{bid: b["host"] for bid, b in self.brokers.items()}, **seen}
+        failures = {
+            bid: connect_error(host, CONNECT_TIMEOUT_S) for bid, host in known.items() if host
+        }
+        self.brokers = brokers.track(self.brokers, seen, failures, now)
+        self.latest = {**result, "brokers": self.brokers, "updated_at": now}
         return self.latest
 
 

@@ -18,70 +18,66 @@
 
   const SERIES = {
     rates: [
-      ["produced_per_s", "produced/s", "#0a58ca"],
-      ["processed_per_s", "processed/s", "#198754"],
+      ["produced_per_s", "produced/s", "--line-blue"],
+      ["processed_per_s", "processed/s", "--line-green"],
     ],
     events: [
-      ["lost", "lost", "#b42318"],
-      ["duplicated", "duplicated", "#c2255c"],
-      ["reordered", "reordered", "#e8590c"],
-      ["late", "late", "#7048e8"],
-      ["phantom", "phantom", "#0c8599"],
+      ["lost", "lost", "--line-red"],
+      ["duplicated", "duplicated", "--line-pink"],
+      ["reordered", "reordered", "--line-orange"],
+      ["late", "late", "--line-purple"],
+      ["phantom", "phantom", "--line-teal"],
     ],
     e2e: [
-      ["e2e_p50", "p50 ms", "#0a58ca"],
-      ["e2e_p99", "p99 ms", "#b42318"],
+      ["e2e_p50", "p50 ms", "--line-blue"],
+      ["e2e_p99", "p99 ms", "--line-red"],
     ],
     ack: [
-      ["ack_p50", "p50 ms", "#0a58ca"],
-      ["ack_p99", "p99 ms", "#b42318"],
+      ["ack_p50", "p50 ms", "--line-blue"],
+      ["ack_p99", "p99 ms", "--line-red"],
     ],
   };
 
-  let range = new URLSearchParams(window.location.search).get("range");
-  if (!RANGES.includes(range)) range = "live";
+  const params = new URLSearchParams(window.location.search);
+  const defaultRange = RANGES.includes(root.dataset.defaultRange) ? root.dataset.defaultRange : "live";
+  let range = params.get("range");
+  if (!RANGES.includes(range)) range = defaultRange;
+  const at = Number(params.get("at")) || null; // a timeline entry's moment, marked on the charts
   let liveWindows = [];
   let refreshTimer = null;
   const charts = {};
+  const KINDS = { events: "events", e2e: "latency", ack: "latency" };
+  const slo = Number(root.dataset.slo) || null;
 
-  // -- charts ---------------------------------------------------------------------------------
-  const textColour = getComputedStyle(document.body).color;
-  const gridColour = "rgba(128, 128, 128, 0.2)";
-
-  function makeChart(el, key) {
-    const defs = SERIES[key];
-    const axis = { stroke: textColour, grid: { stroke: gridColour }, ticks: { stroke: gridColour } };
-    const opts = {
-      width: Math.max(300, el.clientWidth),
-      height: 200,
-      scales: { x: { time: true } },
-      series: [
-        {},
-        ...defs.map(([, label, colour]) => ({
-          label,
-          stroke: colour,
-          width: 1.5,
-          points: { show: key === "events" },
-        })),
-      ],
-      axes: [axis, { ...axis, size: 56 }],
-    };
-    return new uPlot(opts, [[], ...defs.map(() => [])], el);
-  }
-
+  // -- charts (dashboard/charts.js) -------------------------------------------------------------
   for (const el of root.querySelectorAll("[data-chart]")) {
-    charts[el.dataset.chart] = { el, plot: makeChart(el, el.dataset.chart) };
+    const key = el.dataset.chart;
+    charts[key] = DS.chart(el, SERIES[key], {
+      kind: KINDS[key],
+      slo: key === "e2e" ? slo : null,
+      caption: document.getElementById(`${key}-latest`),
+    });
   }
 
-  window.addEventListener("resize", () => {
-    for (const { el, plot } of Object.values(charts)) {
-      plot.setSize({ width: Math.max(300, el.clientWidth), height: 200 });
+  const MARK_COLOURS = { scenario: "--line-purple", selected: "--line-blue" };
+
+  /* The timeline's entries (server-rendered and live) as annotation lines on every chart. */
+  function marks() {
+    const out = [];
+    for (const li of document.querySelectorAll("#timeline li[data-ts]")) {
+      const verdict = li.dataset.verdict;
+      const colour = verdict ? "--" + verdict.toLowerCase() : MARK_COLOURS[li.dataset.kind] || "--stalled";
+      out.push({ t: Number(li.dataset.ts), label: verdict || li.dataset.label, colour });
     }
-  });
+    if (at) out.push({ t: at, label: "selected", colour: MARK_COLOURS.selected, strong: true });
+    return out;
+  }
 
   function draw(series) {
-    for (const [key, { plot }] of Object.entries(charts)) {
-      plot.setData([series.t, ...SERIES[key].map(([name]) => series[name])]);
+    const annotations = marks();
+    for (const chart of Object.values(charts)) {
+      chart.draw(series);
+      chart.setMarks(annotations);
     }
   }
 
@@ -106,7 +102,9 @@
 
   function drawLive() {
     draw(windowsToSeries(liveWindows));
-    note.textContent = `Live: the last ${liveWindows.length} one-second windows, one more every second.`;
+    note.textContent =
+      `Live: the last ${liveWindows.length} one-second windows, one more every second.` +
+      openedNote("live");
   }
 
   async function load(rangeName) {
@@ -126,9 +124,16 @@
     const data = await response.json();
     if (range !== rangeName) return; // the user picked another range meanwhile
     draw(data.series);
+    const from = data.windows ? `, from ${DS.utc(data.data_since, "full")} when data starts` : "";
     note.textContent =
-      `${data.points} points of ${data.step} s from ${data.windows} stored windows ` +
-      `(${data.source}).`;
+      `${data.points} points of ${data.step} s${from} (${data.windows} stored windows, ` +
+      `${data.source}).` + openedNote(rangeName);
+  }
+
+  /* Why the page opened on this range, while it still shows it. */
+  function openedNote(rangeName) {
+    if (params.get("range") || rangeName !== defaultRange || !root.dataset.defaultReason) return "";
+    return ` Opened on this range: ${root.dataset.defaultReason}.`;
   }
 
   function select(rangeName) {
@@ -138,7 +143,7 @@
       button.setAttribute("aria-pressed", String(button.dataset.range === rangeName));
     }
     const url = new URL(window.location.href);
-    if (rangeName === "live") url.searchParams.delete("range");
+    if (rangeName === "live" && defaultRange === "live") url.searchParams.delete("range");
     else url.searchParams.set("range", rangeName);
     window.history.replaceState(null, "", url);
     if (rangeName === "live") {
@@ -159,8 +164,17 @@
     DS.setVerdict(panel, status.verdict);
     const reasons = panel.querySelector('[data-field="reasons"]');
     if (reasons) reasons.textContent = (status.reasons || []).join("; ");
-    for (const [key, value] of Object.entries(status.totals || {})) {
-      const node = panel.querySelector(`[data-total="${key}"]`);
+    setAll("total", status.totals || {});
+    setAll("recent", {
+      ...((status.window || {}).counts || {}),
+      p99: DS.fmt((status.recent_latency_ms || {}).p99, 1),
+    });
+    DS.pageState(status.verdict);
+  }
+
+  function setAll(kind, values) {
+    for (const [key, value] of Object.entries(values)) {
+      const node = panel.querySelector(`[data-${kind}="${key}"]`);
       if (node && node.textContent !== String(value)) node.textContent = String(value);
     }
   }
@@ -168,12 +182,13 @@
   function addTimelineEntry(msg) {
     const list = document.getElementById("timeline");
     document.getElementById("timeline-empty")?.remove();
-    const at = new Date((msg.t || Date.now() / 1000) * 1000);
+    const ts = msg.t || Date.now() / 1000;
     const item = document.createElement("li");
     item.className = "event-verdict";
+    Object.assign(item.dataset, { ts: String(ts), kind: "verdict", verdict: msg.verdict });
     const time = document.createElement("time");
-    time.dateTime = at.toISOString();
-    time.textContent = at.toISOString().replace("T", " ").slice(0, 19) + " UTC";
+    time.dateTime = new Date(ts * 1000).toISOString();
+    time.textContent = DS.utc(ts, "full");
     const kind = document.createElement("span");
     kind.className = "event-kind";
     kind.textContent = "verdict change";
@@ -186,8 +201,13 @@
     message.textContent =
       `verdict ${msg.previous || "none"} -> ${msg.verdict}` +
       (msg.reasons && msg.reasons.length ? `: ${msg.reasons.join("; ")}` : "");
-    item.append(time, " ", kind, " ", badge, " ", message);
+    const link = document.createElement("a");
+    link.className = "to-charts small";
+    link.href = `?range=15m&at=${ts}#charts`;
+    link.textContent = "show on the charts";
+    item.append(time, " ", kind, " ", badge, " ", message, " ", link);
     list.prepend(item);
+    for (const chart of Object.values(charts)) chart.setMarks(marks());
   }
 
   // -- live feed ------------------------------------------------------------------------------
@@ -217,6 +237,7 @@
         const reasons = panel.querySelector('[data-field="reasons"]');
         if (reasons) reasons.textContent = (msg.reasons || []).join("; ");
       }
+      DS.pageState(msg.verdict);
       addTimelineEntry(msg);
     },
   });

@@ -160,5 +160,35 @@
     }
   }
 
-  window.DS = Object.assign(window.DS || {}, { live, fmt, setVerdict, VERDICTS });
+  /* The tab carries the worst current state: its title starts with the verdict and the
+   * favicon is a dot in the verdict's colour with its icon, so a background tab shows it. */
+  const ICONS = { HOLDING: "✓", DEGRADED: "!", VIOLATED: "✕", STALLED: "‖" };
+
+  function pageState(verdict, note) {
+    const title = document.querySelector("title");
+    const base = title.dataset.base;
+    if (note === undefined) note = title.dataset.note;
+    if (base) document.title = (verdict ? `${verdict}${note ? " · " + note : ""} · ` : "") + base;
+    const icon = document.getElementById("favicon");
+    if (!icon || !verdict) return;
+    const css = getComputedStyle(document.documentElement);
+    const colour = css.getPropertyValue("--" + verdict.toLowerCase()).trim() || "#57606a";
+    const svg =
+      '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">' +
+      `<circle cx="8" cy="8" r="7.5" fill="${colour}"/>` +
+      '<text x="8" y="12" font-size="11" font-family="sans-serif" font-weight="700" ' +
+      `text-anchor="middle" fill="#fff">${ICONS[verdict] || "?"}</text></svg>`;
+    icon.href = "data:image/svg+xml," + encodeURIComponent(svg);
+    icon.dataset.verdict = verdict;
+  }
+
+  /* The most severe of ``verdicts``, by the order the server sends (documents.SEVERITY). */
+  function worst(verdicts) {
+    const order = JSON.parse(document.getElementById("ds-severity")?.textContent || "{}");
+    let out = null;
+    for (const v of verdicts) if (v && (out === null || (order[v] || 0) > (order[out] || 0))) out = v;
+    return out;
+  }
+
+  window.DS = Object.assign(window.DS || {}, { live, fmt, setVerdict, VERDICTS, pageState, worst });
 })();

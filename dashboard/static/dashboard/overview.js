@@ -80,9 +80,16 @@
     if (cell && w && w.counts) pushSpark(cell, w.t, (w.counts.processed || 0) / (w.seconds || 1));
   }
 
+  /* The tab title and favicon: the worst verdict on the page. */
+  function showWorst() {
+    DS.pageState(DS.worst(Array.from(cells.values(), (c) => c.el.dataset.verdict)));
+  }
+  showWorst();
+
   DS.live("/ws/overview/", {
     state(msg) {
       for (const status of msg.sentinels || []) update(status);
+      showWorst();
       for (const [id, points] of Object.entries(msg.sparklines || {})) {
         const cell = cells.get(Number(id));
         if (!cell) continue;
@@ -90,10 +97,14 @@
         drawSpark(cell);
       }
     },
-    window: onWindow,
+    window(msg) {
+      onWindow(msg);
+      showWorst();
+    },
     // The server batches windows: one message a second for every sentinel (consumers.py).
     windows(msg) {
       for (const item of msg.windows || []) onWindow(item);
+      showWorst();
     },
     verdict(msg) {
       const cell = cells.get(Number(msg.sentinel));
@@ -101,6 +112,7 @@
         DS.setVerdict(cell.el, msg.verdict);
         setField(cell.el, "reasons", (msg.reasons || []).join("; "));
       }
+      showWorst();
     },
   });
 })();
