@@ -50,6 +50,10 @@ log = logging.getLogger("workers.runtime.run")
 # with EXIT_STUCK so the worker restarts the sentinel (a thread blocked in C cannot be stopped).
 STEP_DEADLINE_S = envint("DS_STEP_DEADLINE_S", 180, min=1)
 EXIT_STUCK = 70
+# Stopped by its LeaseGuard: not a clean stop, so a role process's parent stops the sentinel
+# too (a producer stopped alone while the rest went on would leave a sentinel that produces
+# nothing) and the worker starts it again if it holds the lease.
+EXIT_LEASE = 71
 LAYOUTS = ("threads", "processes")
 
 ROLE_CLASSES = {
@@ -262,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     if host.failures:
         print("; ".join(host.failures), file=sys.stderr)
         return 1
+    if guard is not None and guard.reason:
+        return EXIT_LEASE
     return 0
 
 
