@@ -32,7 +32,7 @@ from workers.roles.kafka import (
     records_ever_written,
 )
 from workers.roles.loop import Loop, RestartRole, now_us
-from workers.store import SentinelStore, to_ranges
+from workers.store import SentinelStore, StateLost, to_ranges
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class SentinelProducer(Loop):
                 )
             try:
                 self.flush_acks(force=True)
-            except (KafkaException, RestartRole) as exc:
+            except (KafkaException, RestartRole, StateLost) as exc:
                 log.warning("sentinel %s: last transaction: %s", self.spec.name, exc)
         self.producer = None
 

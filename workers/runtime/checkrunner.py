@@ -294,6 +294,8 @@ class CheckRunner(Loop):
         try:
             self.checkpoint()
             self.store.set_status(self.status(time.time()))
+        except StateLost:  # nothing of ours to save: Redis lost it as we stopped
+            pass
         finally:
             if self.publisher is not None:
                 self.publisher.stop()
