@@ -158,3 +158,21 @@ def test_it_cancels_a_running_run_from_its_page_and_restores_the_cluster(
     assert [n["state"] for n in status["nodes"]] == ["running"] * 3, status
     assert status["brokers"] == [1, 2, 3], status
     assert LabLock(client_redis, LOCK_TTL_MS).holder() is None
+
+
+def test_it_cancels_through_the_api_with_a_write_token_only(client, alice, client_redis):
+    from dashboard.models.tokens import ApiToken
+
+    run = ScenarioRun.objects.create(scenario="leader-kill")
+    _row, read = ApiToken.issue(alice, "read", "read")
+    _row, write = ApiToken.issue(alice, "write", "write")
+    url = f"/api/v1/scenarios/runs/{run.pk}/cancel"
+    assert client.post(url, headers={"Authorization": f"Bearer {read}"}).status_code == 403
+    response = client.post(url, headers={"Authorization": f"Bearer {write}"})
+    assert response.status_code == 202, response.content
+    assert response.json()["state"] == ABORTED
+    assert response.json()["reason"] == "cancelled by alice before it started"
+    missing = client.post(
+        "/api/v1/scenarios/runs/999999/cancel", headers={"Authorization": f"Bearer {write}"}
+    )
+    assert missing.status_code == 404
