@@ -11,6 +11,7 @@ urlpatterns = [
     path("start/", views.scenario_start, name="start"),
     path("runs/<int:pk>/", views.run_detail, name="run"),
     path("runs/<int:pk>.json", views.run_json, name="run-json"),
+    path("runs/<int:pk>/cancel/", views.run_cancel, name="cancel"),
     path("matrix/", views.matrix_page, name="matrix"),
     path("matrix.json", views.matrix_json, name="matrix-json"),
 ]

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
+import redis
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.models import Cluster, ScenarioRun
 from dashboard.models.scenarios import matrix
+from dashboard.scenario_runs import cancel_run, reap_if_dead
 from dashboard.tasks import run_scenario
 from workers.lab.catalogue import SCENARIOS, catalog
 from workers.lab.outcome import ABORTED
@@ -75,8 +79,17 @@ def queue_run(name: str, cluster_value: str) -> tuple[ScenarioRun | None, str | 
 @login_required
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(ScenarioRun.objects.select_related("cluster"), pk=pk)
-    return render(request, "scenarios/run.html", {"run": run})
+    run = _checked_run(pk)
+    return render(request, "scenarios/run.html", {"run": run, "notice": request.GET.get("n")})
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    """Cancel the run (its page's Cancel button); back to its page, saying what happened."""
+    run = get_object_or_404(ScenarioRun, pk=pk)
+    notice = cancel_run(run, request.user.get_username())
+    return redirect(f"{reverse('scenarios:run', args=[run.pk])}?{urlencode({'n': notice})}")
 
 
 @login_required
@@ -108,7 +121,7 @@ def matrix_page(request: HttpRequest) -> HttpResponse:
 @require_GET
 def run_json(request: HttpRequest, pk: int) -> JsonResponse:
     """The run as JSON (polled for progress); ``?download=1`` makes it an attachment."""
-    run = get_object_or_404(ScenarioRun.objects.select_related("cluster"), pk=pk)
+    run = _checked_run(pk)
     return _json(run.to_dict(), request, f"scenario-run-{run.pk}.json")
 
 
@@ -120,6 +133,16 @@ def matrix_json(request: HttpRequest) -> JsonResponse:
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+def _checked_run(pk: int) -> ScenarioRun:
+    """The run, marked aborted first when its runner died (the page notices within seconds)."""
+    run = get_object_or_404(ScenarioRun.objects.select_related("cluster"), pk=pk)
+    try:
+        reap_if_dead(run)
+    except redis.RedisError as exc:  # the page still shows what the database knows
+        log.warning("scenario run %s: heartbeat unknown: %s", pk, exc)
+    return run
 
 
 def _render_list(request: HttpRequest, error: str | None = None, status: int = 200) -> HttpResponse:

@@ -7,13 +7,16 @@ and ``execute_run()`` (shared with ``manage.py scenario run``) runs the scenario
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
+import redis
 from celery import shared_task
 from django.conf import settings
 
 from workers.lab import runner
 from workers.lab.outcome import ABORTED, ProgressFn
+from workers.store import ScenarioRuns
 
 if TYPE_CHECKING:
     from dashboard.models import ScenarioRun
@@ -45,6 +48,7 @@ def execute_run(run: ScenarioRun, progress: ProgressFn | None = None) -> None:
     ``KAFKA_BOOTSTRAP_SERVERS``), and store the outcome on the row.
 
     Progress goes to the row at once, then to ``progress`` too."""
+    from dashboard.metrics.windows import redis_client
     from dashboard.models.scenarios import local_cluster_for
 
     def report(phase: str, percent: int) -> None:
@@ -54,6 +58,9 @@ def execute_run(run: ScenarioRun, progress: ProgressFn | None = None) -> None:
 
     cluster = run.cluster
     bootstrap = cluster.bootstrap_servers if cluster else settings.KAFKA_BOOTSTRAP_SERVERS
+    beats = ScenarioRuns(redis_client())
+    with contextlib.suppress(redis.RedisError):  # without Redis the lab reports the trouble
+        beats.forget(str(run.pk))  # a cancel left by a former database's run of this id
     try:
         outcome = runner.run_against(
             run.scenario,
@@ -63,11 +70,23 @@ def execute_run(run: ScenarioRun, progress: ProgressFn | None = None) -> None:
             client=dict(cluster.client_properties) if cluster else {},  # sealed: the lab opens
             local=local_cluster_for(cluster),
             progress=report,
+            run_id=str(run.pk),  # its heartbeat and cancel requests (dashboard.scenario_runs)
         )
     except Exception as exc:  # the lab or the local cluster could not be built: aborted
         run.finish(ABORTED, f"{exc}")
     else:
         run.finish(outcome.state, outcome.reason, [r.to_dict() for r in outcome.results])
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            beats.forget(str(run.pk))
+
+
+@shared_task(ignore_result=True)
+def reap_scenario_runs() -> list[int]:
+    """Mark running scenario runs whose runner stopped beating as aborted (beat)."""
+    from dashboard.scenario_runs import reap_dead_runs
+
+    return reap_dead_runs()
 
 
 @shared_task

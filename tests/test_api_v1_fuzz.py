@@ -54,6 +54,7 @@ ENDPOINTS = [
     ("get", "/api/v1/scenarios/runs"),
     ("post", "/api/v1/scenarios/runs"),
     ("get", "/api/v1/scenarios/runs/{run_id}"),
+    ("post", "/api/v1/scenarios/runs/{run_id}/cancel"),
 ]
 
 

@@ -290,7 +290,7 @@ def test_it_lists_verdict_changes_and_scenario_runs_in_the_timeline(store, senti
     events = timeline.timeline(sentinel)
     assert [e["label"] for e in events] == [
         "stuck, restarted",
-        "state lost",
+        "sentinel state lost",
         "verdict change",
         "scenario run",
     ]

@@ -5,9 +5,14 @@ dashboard all go through this module.
 
 Keys of one sentinel, all under ``ds:{sentinel id}:``:
 
-- ``epoch``      token written when the sentinel's state is first created. A missing epoch
-                 while a process holds one in memory means Redis lost its data (flush): the
-                 producer starts a new run and the checker starts afresh, saying so.
+- ``epoch``      the state epoch: a token (``{created ms}-{random}``) written when the
+                 sentinel's state is created. Every write of the state below (runs, acks,
+                 ledger, offsets, checkpoint) is made only while the epoch is still the one
+                 its writer joined (``StateLost`` otherwise), so a Redis that lost the state
+                 (a restart without persistence, FLUSHALL, eviction) never mixes old and new.
+- ``writes``     count of the guarded writes of this epoch; a count that goes back (a failover
+                 to a replica that was behind) declares the state lost too.
+- ``lost``       set once the epoch's ``state-lost`` event is recorded (one event per loss).
 - ``runs``       hash run id -> JSON metadata of every producer run.
 - ``acks``       stream of the producer's delivery results (JSON, one entry per ~100 ms).
 - ``ledger``     stream of processed records: the durable effect of "processing".
@@ -27,6 +32,7 @@ Keys of one sentinel, all under ``ds:{sentinel id}:``:
 
 Global keys: ``ds:workers`` (``WorkerRegistry``: the workers hosting sentinels, for placement);
 ``ds:scenario-lock`` (``LabLock``: one scenario at a time per Redis);
+``ds:scenario-run:{run}:beat`` and ``:cancel`` (``ScenarioRuns``: a run's heartbeat, a cancel);
 ``ds:lint:{cluster}`` and ``ds:lint:{cluster}:running`` (``LintStore``: guarantee lint reports).
 """
 
@@ -41,16 +47,57 @@ from typing import Any
 
 import redis
 
+from workers.engine.documents import STATE_LOST
+
 LEDGER_ITEM = struct.Struct("<QIQQQ")  # run, partition, seq, produce_ts_us, processed_ts_us
 ABORTED_ITEM = struct.Struct("<QIQ")  # run, partition, seq
 EVENTS_KEPT = 200
 PREFIX = "ds:"
 LAB_LOCK_KEY = PREFIX + "scenario-lock"
 WORKERS_KEY = PREFIX + "workers"
+SCRIPT_ARGS_MAX = 4000
+# What a state epoch covers: forgotten together when a new epoch begins.
+EPOCH_STATE_KEYS = (
+    "runs", "acks", "ledger", "offsets", "aborted", "txn", "checker", "writes", "lost",
+)  # fmt: skip
 
 # Renew / release only while we still hold the lease (compare-and-set).
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+# A write of the sentinel's state, made only while the epoch is the writer's: KEYS[1] epoch,
+# KEYS[2] writes, KEYS[3..] the keys written; ARGV[1] the writer's token, then per command its
+# name, its key's index in KEYS, its argument count and arguments. Returns the epoch's write
+# count, or nil when the epoch is gone or another one.
+_GUARDED = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return false end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 2])
+  redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
+  i = i + 3 + n
+end
+return redis.call('incr', KEYS[2])
+"""
+# Begin a new epoch, forgetting the state keys (KEYS[2..]), when there is none (ARGV[2] == "")
+# or it is still ARGV[2]; returns the epoch in force afterwards.
+_NEW_EPOCH = """
+local current = redis.call('get', KEYS[1])
+if (current or '') ~= ARGV[2] then return current end
+redis.call('del', unpack(KEYS, 2))
+redis.call('set', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+
+
+class StateLost(Exception):
+    """Redis no longer holds the state epoch this writer joined: it lost the sentinel's state
+    (or another role found that out first and began a new epoch). The write was not made."""
+
+
+def epoch_started_ms(token: str | None) -> int:
+    """When the epoch ``token`` began (ms since the Unix epoch); 0 when unknown."""
+    head = (token or "").partition("-")[0]
+    return int(head) if head.isdigit() else 0
 
 
 def connect(url: str) -> redis.Redis:
@@ -94,6 +141,16 @@ class SentinelStore:
         self.r = client
         self.sid = sentinel_id
         self.prefix = self.key_for(sentinel_id, "")
+        # The epoch this writer joined (None: not yet, it joins at its first write) and the
+        # epoch's write count at its last write.
+        self.token: str | None = None
+        self.writes = 0
+        self._guard = client.register_script(_GUARDED)
+
+    def for_writer(self) -> SentinelStore:
+        """A store on the same connection with an epoch of its own to join: each role must
+        notice a loss itself (its in-memory state belongs to the epoch it joined)."""
+        return type(self)(self.r, self.sid)
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -107,13 +164,46 @@ class SentinelStore:
 
     # -- epoch: detecting that Redis lost our state -------------------------------------
     def ensure_epoch(self) -> tuple[str, bool]:
-        """The current epoch token, and whether this call had to create it."""
-        token = uuid.uuid4().hex
-        created = bool(self.r.set(self.key("epoch"), token, nx=True))
-        if created:
-            return token, True
-        current = self.r.get(self.key("epoch"))
-        return (current.decode() if current else token), False
+        """Join the current epoch, beginning one when there is none (then forgetting whatever
+        state keys were left without one); returns its token and whether this call began it."""
+        current, created = self.epoch(), False
+        if current is None:
+            current, created = self._new_epoch(expected="")
+        self.token, self.writes = current, 0
+        return current, created
+
+    def declare_lost(self, reason: str) -> None:
+        """The state is not trustworthy although the epoch is (Redis went back in time): begin
+        a new epoch, unless another writer already did; every writer then sees ``StateLost``."""
+        if self.token is not None:
+            self._new_epoch(expected=self.token)
+        raise StateLost(reason)
+
+    def _new_epoch(self, expected: str) -> tuple[str, bool]:
+        """Begin an epoch if the current one is ``expected`` ("": none); the epoch in force
+        afterwards, and whether it is the one begun here."""
+        token = f"{int(time.time() * 1000)}-{uuid.uuid4().hex}"
+        keys = [self.key("epoch"), *(self.key(name) for name in EPOCH_STATE_KEYS)]
+        current = self.r.eval(_NEW_EPOCH, len(keys), *keys, token, expected)
+        current = current.decode() if isinstance(current, bytes) else current
+        return current, current == token
+
+    def _guarded(self, *commands: tuple[str, str, list[Any]]) -> None:
+        """Run ``(command, key name, args)`` in one script, only while our epoch holds."""
+        if self.token is None:
+            self.ensure_epoch()
+        keys = [self.key("epoch"), self.key("writes")]
+        args: list[Any] = [self.token]
+        for command, name, values in commands:
+            if self.key(name) not in keys:
+                keys.append(self.key(name))
+            args += [command, keys.index(self.key(name)) + 1, len(values), *values]
+        writes = self._guard(keys=keys, args=args)
+        if writes is None:
+            raise StateLost("the sentinel's state epoch in Redis is gone or was replaced")
+        if writes <= self.writes:
+            self.declare_lost(f"Redis went back in time (write {writes} after {self.writes})")
+        self.writes = writes
 
     def adopt(self, incarnation: str) -> bool:
         """Make the state this sentinel's: when it was another sentinel's under the same id
@@ -127,13 +217,21 @@ class SentinelStore:
         self.r.set(self.key("incarnation"), incarnation)
         return True
 
+    def note_state_lost(self, message: str) -> bool:
+        """Record the ``state-lost`` event of the current epoch, unless it is recorded
+        already (several roles find out about one loss); True when this call recorded it."""
+        if not self.r.set(self.key("lost"), self.token or "", nx=True):
+            return False
+        self.event(STATE_LOST, message, epoch=self.token)
+        return True
+
     def epoch(self) -> str | None:
         value = self.r.get(self.key("epoch"))
         return value.decode() if value else None
 
     # -- runs ----------------------------------------------------------------------------
     def register_run(self, run_id: int, meta: dict[str, Any]) -> None:
-        self.r.hset(self.key("runs"), str(run_id), json.dumps(meta))
+        self._guarded(("hset", "runs", [str(run_id), json.dumps(meta)]))
 
     def runs(self) -> dict[int, dict[str, Any]]:
         return {int(k): json.loads(v) for k, v in self.r.hgetall(self.key("runs")).items()}
@@ -194,7 +292,7 @@ class SentinelStore:
         doc = {"run": run_id, "p": {str(p): v for p, v in partitions.items()}}
         if latency:
             doc["lat"] = latency
-        self.r.xadd(self.key("acks"), {"d": json.dumps(doc, separators=(",", ":"))})
+        self._guarded(("xadd", "acks", ["*", "d", json.dumps(doc, separators=(",", ":"))]))
 
     def read_acks(self, after_id: str, count: int) -> list[tuple[str, dict[bytes, bytes]]]:
         """Acks entries after ``after_id``, oldest first: ``[(entry id, fields), ...]``."""
@@ -219,18 +317,16 @@ class SentinelStore:
         topic: str = "",
     ) -> None:
         """Append one processed batch; with ``offsets``, store them in the same transaction."""
-        fields: dict[str, Any] = {"d": pack_ledger(items)}
+        fields: list[Any] = ["*", "d", pack_ledger(items)]
         if foreign:
-            fields["f"] = foreign
+            fields += ["f", foreign]
         if aborted:
-            fields["a"] = pack_aborted(aborted)
-        if offsets is None:
-            self.r.xadd(self.key("ledger"), fields)
-            return
-        pipe = self.r.pipeline(transaction=True)
-        pipe.xadd(self.key("ledger"), fields)
-        pipe.hset(self.key("offsets"), mapping={f"{topic}:{p}": o for p, o in offsets.items()})
-        pipe.execute()
+            fields += ["a", pack_aborted(aborted)]
+        commands = [("xadd", "ledger", fields)]
+        pairs = [v for p, o in (offsets or {}).items() for v in (f"{topic}:{p}", o)]
+        for start in range(0, len(pairs), SCRIPT_ARGS_MAX):  # Lua unpacks ~8,000 values at most
+            commands.append(("hset", "offsets", pairs[start : start + SCRIPT_ARGS_MAX]))
+        self._guarded(*commands)
 
     def read_ledger(
         self, after_id: str, count: int, block_ms: int | None = None
@@ -265,19 +361,13 @@ class SentinelStore:
 
     # -- checker checkpoint and status ----------------------------------------------------
     def save_checkpoint(self, doc: dict[str, Any], acks_id: str, ledger_id: str) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(
-            self.key("checker"),
-            mapping={
-                "state": json.dumps(doc, separators=(",", ":")),
-                "acks_id": acks_id,
-                "ledger_id": ledger_id,
-            },
+        state = json.dumps(doc, separators=(",", ":"))
+        self._guarded(
+            ("hset", "checker", ["state", state, "acks_id", acks_id, "ledger_id", ledger_id]),
+            # Entries up to the checkpoint are folded into the snapshot: keep Redis memory flat.
+            ("xtrim", "acks", ["MINID", _next_id(acks_id)]),
+            ("xtrim", "ledger", ["MINID", _next_id(ledger_id)]),
         )
-        # Entries up to the checkpoint are folded into the snapshot: keep Redis memory flat.
-        pipe.xtrim(self.key("acks"), minid=_next_id(acks_id))
-        pipe.xtrim(self.key("ledger"), minid=_next_id(ledger_id))
-        pipe.execute()
 
     def load_checkpoint(self) -> tuple[dict[str, Any] | None, str, str]:
         doc = self.r.hgetall(self.key("checker"))
@@ -432,28 +522,78 @@ class WorkerRegistry:
 
 
 class LabLock:
-    """One scenario at a time per Redis: faults of two runs would corrupt both."""
+    """One scenario at a time per Redis: faults of two runs would corrupt both. The lock
+    expires unless its holder renews it (``renew``), so a dead runner's lock frees itself."""
 
     def __init__(self, client: redis.Redis, ttl_ms: int) -> None:
         self.r = client
         self.ttl_ms = ttl_ms
 
-    def acquire(self, token: str, scenario: str) -> str | None:
-        """Take the lock for ``scenario``; None when taken, else the scenario holding it."""
-        value = json.dumps({"token": token, "scenario": scenario, "at": time.time()})
-        if self.r.set(LAB_LOCK_KEY, value, nx=True, px=self.ttl_ms):
+    def acquire(self, token: str, scenario: str, run_id: str | None = None) -> str | None:
+        """Take the lock for ``scenario`` (of run ``run_id``, when the caller keeps runs);
+        None when taken, else the scenario holding it."""
+        held = {"token": token, "scenario": scenario, "run": run_id, "at": time.time()}
+        if self.r.set(LAB_LOCK_KEY, json.dumps(held), nx=True, px=self.ttl_ms):
             return None
-        held = self.holder()
-        return (held or {}).get("scenario", "?")
+        holder = self.holder()
+        return (holder or {}).get("scenario", "?")
 
     def holder(self) -> dict[str, Any] | None:
         held = self.r.get(LAB_LOCK_KEY)
         return json.loads(held) if held else None
 
+    def renew(self, token: str) -> bool:
+        """Extend the lock by its time, if ``token`` still holds it."""
+        held = self.holder()
+        return bool(
+            held and held.get("token") == token and self.r.pexpire(LAB_LOCK_KEY, self.ttl_ms)
+        )
+
     def release(self, token: str) -> None:
         held = self.holder()
         if held and held.get("token") == token:
             self.r.delete(LAB_LOCK_KEY)
+
+    def release_run(self, run_id: str) -> bool:
+        """Free the lock held for run ``run_id`` (its runner died); True when it was."""
+        held = self.holder()
+        if held and held.get("run") == run_id:
+            self.r.delete(LAB_LOCK_KEY)
+            return True
+        return False
+
+
+class ScenarioRuns:
+    """Scenario runs in progress: the runner's heartbeat (``ds:scenario-run:{id}:beat``, the
+    time of its last beat) and cancel requests (``ds:scenario-run:{id}:cancel``, who asked)."""
+
+    KEEP_S = 3600  # both keys outlive any run, then go
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    @staticmethod
+    def _key(run_id: str, what: str) -> str:
+        return f"{PREFIX}scenario-run:{run_id}:{what}"
+
+    def beat(self, run_id: str, now: float | None = None) -> None:
+        self.r.set(
+            self._key(run_id, "beat"), repr(time.time() if now is None else now), ex=self.KEEP_S
+        )
+
+    def last_beat(self, run_id: str) -> float | None:
+        value = self.r.get(self._key(run_id, "beat"))
+        return float(value) if value else None
+
+    def request_cancel(self, run_id: str, by: str) -> None:
+        self.r.set(self._key(run_id, "cancel"), by, ex=self.KEEP_S)
+
+    def cancel_requested(self, run_id: str) -> str | None:
+        value = self.r.get(self._key(run_id, "cancel"))
+        return value.decode() if value else None
+
+    def forget(self, run_id: str) -> None:
+        self.r.delete(self._key(run_id, "beat"), self._key(run_id, "cancel"))
 
 
 class LintStore:

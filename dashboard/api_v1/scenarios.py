@@ -1,4 +1,4 @@
-"""``/api/v1/scenarios/runs``: failure scenario runs (list, start, get).
+"""``/api/v1/scenarios/runs``: failure scenario runs (list, start, get, cancel).
 
 Starting a run goes through ``dashboard.scenario_views.queue_run``, as the Scenarios page does;
 the Celery task ``dashboard.tasks.run_scenario`` executes it."""
@@ -13,6 +13,7 @@ from pydantic import Field
 from dashboard.api_v1.auth import require_write
 from dashboard.api_v1.schemas import ERRORS, ScenarioRunIn, ScenarioRunOut
 from dashboard.models import ScenarioRun
+from dashboard.scenario_runs import cancel_run
 from dashboard.scenario_views import queue_run
 from workers.lab.catalogue import SCENARIOS
 
@@ -47,7 +48,24 @@ def start_run(request: HttpRequest, body: ScenarioRunIn) -> Status:
 
 @router.get("/runs/{run_id}", response={200: ScenarioRunOut, **ERRORS}, summary="One run")
 def get_run(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)) -> dict:
+    return _run(run_id).to_dict()
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    response={202: ScenarioRunOut, **ERRORS},
+    summary="Cancel a run (write scope): it stops and restores the cluster",
+)
+def cancel(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)) -> Status:
+    require_write(request)
+    run = _run(run_id)
+    cancel_run(run, request.user.get_username() if request.user.is_authenticated else "api")
+    run.refresh_from_db()
+    return Status(202, run.to_dict())
+
+
+def _run(run_id: int) -> ScenarioRun:
     run = ScenarioRun.objects.select_related("cluster").filter(pk=run_id).first()
     if run is None:
         raise HttpError(404, f"run_id: no scenario run with id {run_id}")
-    return run.to_dict()
+    return run

@@ -19,20 +19,10 @@ from django.urls import NoReverseMatch, reverse
 
 from dashboard.metrics.windows import range_containing, redis_client
 from dashboard.models import ScenarioRun, Sentinel
-from workers.engine.documents import Verdict
+from workers.engine.documents import SENTINEL_EVENTS, Verdict
 from workers.store import SentinelStore
 
 log = logging.getLogger(__name__)
-
-TIMELINE_KINDS = {
-    "verdict": "verdict change",
-    "run": "producer run",
-    "state-lost": "state lost",
-    "fenced": "fenced",
-    "stuck": "stuck, restarted",
-    "txn-aborted": "copier transaction aborted",
-    "producer-txn-aborted": "producer transaction aborted",
-}
 
 
 def timeline(
@@ -44,7 +34,7 @@ def timeline(
     out = []
     for event in store.events(limit):
         kind = str(event.get("kind", ""))
-        label = TIMELINE_KINDS.get(kind) or (
+        label = SENTINEL_EVENTS.get(kind) or (
             "scenario run" if kind.startswith("scenario") else kind
         )
         ts = float(event.get("ts", 0))

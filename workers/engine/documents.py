@@ -331,3 +331,23 @@ CHANNEL_LAYER_EXPIRY_S = envint("CHANNEL_LAYER_EXPIRY", 30, min=1)
 def sentinel_group(sentinel_id: int) -> str:
     """Name of the group that receives the updates of one sentinel."""
     return f"sentinel.{int(sentinel_id)}"
+
+
+# -- sentinel events (``SentinelStore.event``: the capped list the detail page's timeline shows)
+
+VERDICT_EVENT = "verdict"
+RUN_EVENT = "run"
+# Redis lost the sentinel's state (a restart without persistence, FLUSHALL, a failover to a
+# replica that was behind): a new state epoch and a new run begin; nothing before counts.
+STATE_LOST = "state-lost"
+# Timeline labels of the event kinds (an unknown kind shows as itself).
+SENTINEL_EVENTS: dict[str, str] = {
+    VERDICT_EVENT: "verdict change",
+    RUN_EVENT: "producer run",
+    STATE_LOST: "sentinel state lost",
+    "state-reset": "state of a former sentinel cleared",
+    "fenced": "fenced",
+    "stuck": "stuck, restarted",
+    "txn-aborted": "copier transaction aborted",
+    "producer-txn-aborted": "producer transaction aborted",
+}

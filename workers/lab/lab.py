@@ -17,6 +17,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,12 +31,15 @@ from workers.lab.outcome import ProgressFn, ScenarioAborted
 from workers.lab.probes import Probe, RoleProcess
 from workers.localkafka import LocalClusterError
 from workers.localkafka.cluster import LocalCluster
-from workers.store import LabLock, connect
+from workers.store import LabLock, ScenarioRuns, connect
 from workers.system import terminate_all
 
 log = logging.getLogger(__name__)
 
-LOCK_TTL_MS = 3600 * 1000
+# The lab lock lives this long unless renewed: the run's keeper renews it every BEAT_S, so
+# the lock of a runner that died frees itself within a minute.
+LOCK_TTL_MS = 60_000
+BEAT_S = 2.0
 
 
 class Lab(BrokerActions):
@@ -59,8 +63,10 @@ class Lab(BrokerActions):
         workdir: Path | None = None,
         python: str = sys.executable,
         keep: bool = False,
+        run_id: str | None = None,
     ) -> None:
-        """``keep`` leaves the topics and the sentinels' Redis keys for inspection."""
+        """``keep`` leaves the topics and the sentinels' Redis keys for inspection; ``run_id``
+        names the caller's record of the run (its heartbeat and cancel requests in Redis)."""
         super().__init__(
             bootstrap_servers=bootstrap_servers,
             local=local,
@@ -84,10 +90,13 @@ class Lab(BrokerActions):
         self._percent = 0
         self.last_restart = 0.0  # monotonic time of the last supervised restart
         self._t0 = time.monotonic()
+        self.run_id = run_id
+        self.cancelled: str | None = None  # why, once somebody asked to cancel the run
 
     # -- progress and waiting ---------------------------------------------------------------
     def progress(self, phase: str, percent: int) -> None:
         """Report a phase; the percent never goes backwards and stays within 0..100."""
+        self.check_cancelled()
         self._percent = max(self._percent, min(100, int(percent)))
         log.info("scenario %s: %s (%d%%)", self.scenario_name, phase, self._percent)
         if self._progress is not None:
@@ -104,6 +113,7 @@ class Lab(BrokerActions):
         started = time.monotonic()
         deadline = started + timeout
         while True:
+            self.check_cancelled()
             self.supervise()
             value = condition()
             if value:
@@ -213,19 +223,48 @@ class Lab(BrokerActions):
             if pending:
                 probe.notes.append(f"{pending} acked records were never passed by the consumer")
 
-    # -- lock --------------------------------------------------------------------------------
+    def check_cancelled(self) -> None:
+        """End the run (aborted, then ``close()`` restores the cluster) once cancelled."""
+        if self.cancelled:
+            raise ScenarioAborted(self.cancelled)
+
+    # -- lock and heartbeat --------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """One scenario at a time per Redis: faults of two runs would corrupt both."""
+        """One scenario at a time per Redis: faults of two runs would corrupt both. While
+        held, a keeper thread renews it and the run's heartbeat, and watches for a cancel."""
         token = secrets.token_hex(8)
         lock = LabLock(self.redis, LOCK_TTL_MS)
-        other = lock.acquire(token, self.scenario_name)
+        other = lock.acquire(token, self.scenario_name, run_id=self.run_id)
         if other is not None:
             raise ScenarioAborted(f"another scenario ({other}) is running; one at a time")
+        done = threading.Event()
+        keeper = threading.Thread(
+            target=self._keep, args=(lock, token, done), name="lab-keeper", daemon=True
+        )
+        keeper.start()
         try:
             yield
         finally:
+            done.set()
+            keeper.join(10)
             lock.release(token)
+
+    def _keep(self, lock: LabLock, token: str, done: threading.Event) -> None:
+        """Every ``BEAT_S``: renew the lock, beat the run's heartbeat, take a cancel request.
+        Runs in a thread, so a step that blocks for long (a broker restart) still beats."""
+        runs = ScenarioRuns(self.redis)
+        while not done.is_set():
+            try:
+                lock.renew(token)
+                if self.run_id is not None:
+                    runs.beat(self.run_id)
+                    if (by := runs.cancel_requested(self.run_id)) and not self.cancelled:
+                        log.warning("scenario %s: cancelled by %s", self.scenario_name, by)
+                        self.cancelled = f"cancelled by {by}"
+            except redis.RedisError as exc:  # the lock's own time limit covers a long outage
+                log.warning("scenario %s: heartbeat: %s", self.scenario_name, exc)
+            done.wait(BEAT_S)
 
     # -- cleanup -----------------------------------------------------------------------------
     def stop_processes(self) -> None:

@@ -61,6 +61,8 @@ class RoleProcess:
             self.roles,
             "--redis-url",
             self.probe.lab.redis_url,
+            # A runner that dies (SIGKILL, a lost worker) leaves no sentinel running behind.
+            "--exit-with-parent",
         ]
         with open(self.log_path, "ab") as out:  # the child keeps its own descriptor
             return subprocess.Popen(

@@ -33,7 +33,7 @@ from workers.roles.kafka import (
     partition_count,
 )
 from workers.roles.loop import Loop, RestartRole, now_us
-from workers.store import SentinelStore
+from workers.store import SentinelStore, StateLost
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class AssignedConsumer(Loop):
         return self.spec.consumer_conf(error_cb=self.on_client_error)
 
     def start(self) -> None:
+        self.join_epoch()
         self.consumer = Consumer(self.consumer_conf())
         self.assigned = 0
         self.follow_partitions(force=True)
@@ -130,11 +131,18 @@ class AssignedConsumer(Loop):
         the loop is asked to stop does it give up, ``LEDGER_RETRY_AT_SHUTDOWN_S`` later, so a
         sentinel stopping without Redis ends instead of lingering.
         """
-        backoff, stop_by = 0.2, None
+        backoff, stop_by, lost = 0.2, None, None
         while True:
             try:
+                if lost is not None:
+                    # Redis lost the state: the batch goes into the new epoch all the same
+                    # (records of a run begun since count; those of older runs do not).
+                    self.on_state_lost(lost)
+                    lost = None
                 self.store.append_ledger(items, **kwargs)
                 return
+            except StateLost as exc:
+                lost = str(exc)
             except redis.RedisError as exc:
                 self.error = f"processing ledger unavailable: {describe(exc)}"
                 log.warning("%s %s: %s", self.role, self.spec.name, self.error)

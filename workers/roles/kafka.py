@@ -18,7 +18,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic, OffsetSpec
 
 from workers.engine.failures import in_words
 from workers.engine.spec import SentinelSpec
@@ -122,6 +122,17 @@ def connect_error(address: str, timeout: float) -> str | None:
             return None
     except (OSError, ValueError) as exc:
         return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def records_ever_written(admin: AdminClient, topic: str, timeout: float = 10) -> int:
+    """The sum of ``topic``'s high watermarks: how many records were ever written to it (0 for
+    a missing topic). Raises ``KafkaException`` when the cluster does not answer."""
+    meta = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        return 0
+    wanted = {TopicPartition(topic, p): OffsetSpec.latest() for p in meta.partitions}
+    futures = admin.list_offsets(wanted, request_timeout=timeout)
+    return sum(max(0, future.result(timeout).offset) for future in futures.values())
 
 
 def ensure_topic(admin: AdminClient, spec: SentinelSpec, topic: str, partitions: int) -> int:

@@ -26,7 +26,7 @@ from workers.engine.acls import AclNeed, role_acls
 from workers.engine.failures import in_words
 from workers.engine.spec import SentinelSpec
 from workers.roles.kafka import describe
-from workers.store import SentinelStore
+from workers.store import SentinelStore, StateLost
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ class Loop:
 
     def __init__(self, spec: SentinelSpec, store: SentinelStore) -> None:
         self.spec = spec
-        self.store = store
+        # A store of its own: this role joins the state epoch and notices its loss itself.
+        self.store = store.for_writer()
         self.shutdown = threading.Event()
         self.error: str | None = None
         self.busy_since: float | None = None
@@ -106,6 +107,43 @@ class Loop:
         self.error = f"{err.name()}: {err.str()}"
         log.warning("%s %s: %s", self.role, self.spec.name, self.error)
 
+    def join_epoch(self) -> str:
+        """Join the sentinel's state epoch (``SentinelStore.ensure_epoch``); the role that
+        begins a new one while it held an epoch itself knows the state was lost, and says so
+        (the producer also finds out at start, see ``SentinelProducer.new_run``)."""
+        had = self.store.token
+        token, created = self.store.ensure_epoch()
+        if created and had is not None:
+            self.note_state_lost("Redis lost it")
+        return token
+
+    def note_state_lost(self, how: str) -> None:
+        """Record the ``state-lost`` event, once per epoch whoever finds out first."""
+        message = f"sentinel state in Redis was lost ({how}): a new run starts, and nothing "
+        message += "from before counts as lost or duplicated"
+        if self.store.note_state_lost(message):
+            log.warning("%s %s: %s", self.role, self.spec.name, message)
+
+    def on_state_lost(self, reason: str) -> None:
+        """Redis lost the state this role was writing to: join the new epoch. Roles whose
+        in-memory state belongs to the old one (the producer's run, the checker) override."""
+        log.warning("%s %s: %s", self.role, self.spec.name, reason)
+        self.join_epoch()
+
+    def recover_state(self, reason: str) -> None:
+        """``on_state_lost`` until it went through (Redis may lose the state again meanwhile);
+        Redis or cluster trouble is left to the next step, which meets the loss again."""
+        while not self.shutdown.is_set():
+            try:
+                self.on_state_lost(reason)
+                return
+            except StateLost as exc:
+                reason = str(exc)
+            except (KafkaException, redis.RedisError) as exc:
+                self.error = describe(exc)
+                self.shutdown.wait(1.0)
+                return
+
     def progress(self) -> None:
         """Inside a step: still working (a retry came back), not stuck."""
         self.busy_since = time.monotonic()
@@ -124,6 +162,9 @@ class Loop:
                     log.warning("%s %s: %s", self.role, self.spec.name, self.error)
                     self.busy_since = None
                     self.shutdown.wait(1.0)
+                except StateLost as exc:
+                    self.busy_since = None
+                    self.recover_state(str(exc))
                 except RestartRole as exc:
                     self.error = f"restarting: {exc}"
                     log.warning("%s %s: %s", self.role, self.spec.name, self.error)
@@ -147,6 +188,9 @@ class Loop:
             try:
                 self.start()
                 return True
+            except StateLost as exc:  # Redis lost the state while we started: start again
+                log.warning("%s %s: %s", self.role, self.spec.name, exc)
+                continue
             except (KafkaException, TimeoutError, redis.RedisError) as exc:
                 self.error = f"cannot start: {self.in_words(describe(exc))}"
                 log.warning("%s %s: %s", self.role, self.spec.name, self.error)

@@ -19,6 +19,7 @@ from confluent_kafka import (
 )
 
 from workers.engine import codec
+from workers.engine.documents import RUN_EVENT
 from workers.engine.latency import LatencyHistogram
 from workers.engine.spec import SentinelSpec
 from workers.roles.faults import FaultHook
@@ -28,9 +29,10 @@ from workers.roles.kafka import (
     commit_transaction_with_retries,
     ensure_topic,
     partition_count,
+    records_ever_written,
 )
 from workers.roles.loop import Loop, RestartRole, now_us
-from workers.store import SentinelStore, to_ranges
+from workers.store import SentinelStore, StateLost, to_ranges
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ def ack_flush_interval(partitions: int) -> float:
 
 
 _U64 = struct.Struct(">Q")
+AFTER_STATE_LOSS = "after Redis lost the sentinel state"
 
 
 class SentinelProducer(Loop):
@@ -72,7 +75,6 @@ class SentinelProducer(Loop):
     def __init__(self, spec: SentinelSpec, store: SentinelStore) -> None:
         super().__init__(spec, store)
         self.run_id = 0
-        self.epoch: str | None = None
         self.partitions = 0
         self.next_seq: dict[int, int] = {}
         self._credit = 0.0  # records due per partition (every partition has the same rate)
@@ -99,12 +101,8 @@ class SentinelProducer(Loop):
             extra["transactional.id"] = self.spec.producer_transactional_id
         self.producer = Producer(self.spec.producer_conf(**extra))
         # A restart (RestartRole) begins afresh: close() sent what the last run had.
-        self.run_id, self._in_txn, self._txn_acked = 0, False, defaultdict(list)
-        self._acked, self._failed, self._produced = (
-            defaultdict(list),
-            defaultdict(list),
-            defaultdict(int),
-        )
+        self.run_id, self._in_txn = 0, False
+        self.forget_reports()
         if self.transactional:
             # Fences a previous instance and aborts the transaction it left open.
             self.producer.init_transactions(60)
@@ -116,20 +114,18 @@ class SentinelProducer(Loop):
         if self.producer is not None and self.run_id:
             self.producer.flush(10)
             self.flush_acks(force=True)
-        self.epoch, created = self.store.ensure_epoch()
-        self.run_id = codec.new_run_id()
+        self.join_epoch()
+        if not self.store.runs() and self.topic_holds_records():
+            # The first run of an epoch on a topic with records: the state was there and is
+            # gone (Redis restarted empty while no role of ours was running to notice).
+            self.note_state_lost("none in Redis for a topic that already holds records")
+        run = codec.new_run_id()
+        meta = {"started": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
+        self.store.register_run(run, {**meta, "reason": reason})
+        self.run_id = run
         self.next_seq = {p: 0 for p in range(self.partitions)}
         self._credit = 0.0
-        self.store.register_run(
-            self.run_id,
-            {
-                "started": time.time(),
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "reason": reason,
-            },
-        )
-        self.store.event("run", f"producer run {self.run_id} {reason}", run=self.run_id)
+        self.store.event(RUN_EVENT, f"producer run {self.run_id} {reason}", run=self.run_id)
         log.info("sentinel %s: producer run %s %s", self.spec.name, self.run_id, reason)
 
     def close(self) -> None:
@@ -141,18 +137,19 @@ class SentinelProducer(Loop):
                 )
             try:
                 self.flush_acks(force=True)
-            except (KafkaException, RestartRole) as exc:
+            except (KafkaException, RestartRole, StateLost) as exc:
                 log.warning("sentinel %s: last transaction: %s", self.spec.name, exc)
         self.producer = None
 
     # -- work ------------------------------------------------------------------------------
     def step(self) -> None:
         assert self.producer is not None
+        if not self.run_id:  # the new run after a state loss is not registered yet
+            self.new_run(AFTER_STATE_LOSS)
         now = time.monotonic()
         if now - self._last_metadata >= METADATA_REFRESH_S:
             self._last_metadata = now
             self.follow_partitions()
-            self.check_epoch()
         elapsed, self._last_tick = now - self._last_tick, now
         if self.spec.rate_per_partition > 0:
             self.produce_due(elapsed)
@@ -348,8 +345,27 @@ class SentinelProducer(Loop):
                 self.next_seq[partition] = 0
             self.partitions = count
 
-    def check_epoch(self) -> None:
-        """Redis lost our state (flushed): start a new run rather than report the old one lost."""
-        if self.store.epoch() != self.epoch or not self.store.run_registered(self.run_id):
-            self.store.event("state-lost", "sentinel state in Redis was lost; starting a new run")
-            self.new_run("after Redis lost the sentinel state")
+    def topic_holds_records(self) -> bool:
+        try:
+            return records_ever_written(admin_for(self.spec), self.spec.topic) > 0
+        except KafkaException as exc:  # not knowing is no reason for an alarm
+            log.warning("sentinel %s: cannot read the topic's offsets: %s", self.spec.name, exc)
+            return False
+
+    def on_state_lost(self, reason: str) -> None:
+        """Redis lost the state: what this run reported is gone with it, and the records not
+        yet reported belong to a run Redis no longer knows. A new run starts in the new epoch
+        (the old run's records still arriving count for nothing: they predate the epoch)."""
+        log.warning("sentinel %s: %s; starting a new run", self.spec.name, reason)
+        self.forget_reports()
+        self.run_id = 0  # no run until the new one is registered (step() retries it)
+        self.new_run(AFTER_STATE_LOSS)
+
+    def forget_reports(self) -> None:
+        """Drop the delivery reports not yet on the acks stream."""
+        self._acked, self._failed, self._produced = (
+            defaultdict(list),
+            defaultdict(list),
+            defaultdict(int),
+        )
+        self._txn_acked, self._ack_seconds = defaultdict(list), []

@@ -11,8 +11,10 @@ A thread of its own (``MetadataRefresher``) fetches the topic's cluster metadata
 replicas, in-sync replicas) every few seconds for the status document's ``metadata`` field, so
 that no page asks Kafka and an unreachable cluster never delays a step.
 
-If Redis loses the sentinel's state (the epoch token disappears), the checker starts afresh and
-records a ``state-lost`` event instead of reporting the forgotten run's records as lost.
+If Redis loses the sentinel's state (its epoch is gone or replaced: ``workers.store``), the
+checker starts afresh in the new epoch: records of runs begun before it (still in the topics,
+or written by a producer that has not noticed yet) count for nothing, neither as lost nor
+duplicated nor foreign; the role that began the epoch records a ``state-lost`` event.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from typing import Any
 
 from workers.engine import brokers
 from workers.engine.checker import Checker
+from workers.engine.codec import run_started_ms
 from workers.engine.documents import (
     CHECKPOINT_INTERVAL_S,
     COUNTERS,
     LATENCY_BUCKETS_S,
     LATENCY_WINDOW_S,
     PARTITION_EVENT_COUNTERS,
+    VERDICT_EVENT,
     VERDICT_UPDATE,
     VERDICT_WINDOW_S,
     W1_RETENTION_S,
@@ -55,7 +59,7 @@ from workers.roles.kafka import (
 )
 from workers.roles.loop import Loop
 from workers.runtime.publish import LivePublisher
-from workers.store import SentinelStore, unpack_aborted, unpack_ledger
+from workers.store import SentinelStore, StateLost, epoch_started_ms, unpack_aborted, unpack_ledger
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +158,7 @@ class CheckRunner(Loop):
         self.ledger_id = "0-0"
         self.epoch: str | None = None
         self.known_runs: set[int] = set()
+        self.earlier_runs: set[int] = set()  # runs begun before the epoch: they count for nothing
         self.e2e = LatencyHistogram()
         self.ack_latency = LatencyHistogram()
         self.recent_e2e: deque[tuple[float, LatencyHistogram]] = deque()
@@ -168,7 +173,7 @@ class CheckRunner(Loop):
 
     # -- state -----------------------------------------------------------------------------
     def load(self) -> None:
-        self.epoch, created = self.store.ensure_epoch()
+        self.epoch = self.join_epoch()
         doc, self.acks_id, self.ledger_id = self.store.load_checkpoint()
         if doc is not None:
             self.checker = Checker.restore(doc["checker"])
@@ -177,21 +182,23 @@ class CheckRunner(Loop):
         self.known_runs = set(self.checker.runs())
         self._last_processed = self.checker.totals()["processed"]
 
-    def reset_after_state_loss(self) -> None:
-        log.warning(
-            "sentinel %s: Redis lost the sentinel state; checker starts afresh", self.spec.name
-        )
+    def on_state_lost(self, reason: str) -> None:
+        """Start afresh in the new epoch: what was counted belonged to the lost state."""
+        log.warning("sentinel %s: %s; the checker starts afresh", self.spec.name, reason)
+        self.epoch = self.join_epoch()
         self.checker = Checker(grace_seconds=self.spec.grace_seconds)
         self.acks_id = self.ledger_id = "0-0"
         self.known_runs.clear()
+        self.earlier_runs.clear()
         self.e2e, self.ack_latency = LatencyHistogram(), LatencyHistogram()
+        self.sec_e2e, self.sec_ack = LatencyHistogram(), LatencyHistogram()
         self.recent_e2e.clear()
         self.partition_e2e = RecentLatency(LATENCY_WINDOW_S)
         self.history.clear()
+        # The next window starts from zero again: never a negative increase.
+        self.prev_totals, self.prev_parts = None, {}
         self._last_processed = 0
-        self._saved = None
-        self.epoch, _ = self.store.ensure_epoch()
-        self.store.event("state-lost", "sentinel state in Redis was lost; counting starts afresh")
+        self._saved = None  # the next checkpoint is written whatever it holds
 
     def checkpoint(self) -> None:
         """Save the checker's state with the stream positions it covers, only when it changed.
@@ -219,6 +226,8 @@ class CheckRunner(Loop):
             self.known_runs.add(run)
             self.checker.register_run(run)
             return True
+        if run_started_ms(run) < epoch_started_ms(self.epoch):
+            self.earlier_runs.add(run)
         return False
 
     def read_acks(self) -> int:
@@ -262,10 +271,12 @@ class CheckRunner(Loop):
         foreign = int(fields.get(b"f", 0))
         groups: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
         known, unknown = self.known_runs, set()
+        earlier = self.earlier_runs
         for run, partition, seq, produced_us, processed_us in unpack_ledger(fields.get(b"d", b"")):
             if run not in known and (run in unknown or not self.learn_run(run)):
                 unknown.add(run)  # asked Redis once per entry, not once per record
-                foreign += 1
+                if run not in earlier:  # a run from before the state was lost: not foreign
+                    foreign += 1
                 continue
             group = groups.get((run, partition))
             if group is None:
@@ -279,7 +290,8 @@ class CheckRunner(Loop):
             self.partition_e2e.record_many(partition, ms, now)
             delays_ms.extend(ms)
         for run, partition, _seq in unpack_aborted(fields.get(b"a", b"")):
-            self.checker.aborted_read(run, partition, 1)
+            if run in known or self.learn_run(run) or run not in earlier:
+                self.checker.aborted_read(run, partition, 1)
         if foreign:
             self.checker.foreign(foreign)
         if delays_ms:
@@ -292,7 +304,7 @@ class CheckRunner(Loop):
     # -- loop ------------------------------------------------------------------------------
     def step(self, block_ms: int | None = 200) -> None:
         if self.store.epoch() != self.epoch:
-            self.reset_after_state_loss()
+            raise StateLost("the sentinel's state epoch in Redis is gone or was replaced")
         while self.read_acks() == READ_COUNT:
             pass
         while self.read_ledger(block_ms) == READ_COUNT:
@@ -318,6 +330,8 @@ class CheckRunner(Loop):
         try:
             self.checkpoint()
             self.store.set_status(self.status(time.time()))
+        except StateLost:  # nothing of ours to save: Redis lost it as we stopped
+            pass
         finally:
             if self.publisher is not None:
                 self.publisher.stop()
@@ -354,7 +368,7 @@ class CheckRunner(Loop):
         changed = status["verdict"] != self.verdict
         if changed:
             self.store.event(
-                "verdict",
+                VERDICT_EVENT,
                 f"verdict {self.verdict or 'none'} -> {status['verdict']}",
                 verdict=status["verdict"],
                 previous=self.verdict,

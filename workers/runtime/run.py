@@ -53,6 +53,10 @@ log = logging.getLogger("workers.runtime.run")
 STEP_DEADLINE_S = envint("DS_STEP_DEADLINE_S", 180, min=1)
 EXIT_STUCK = 70
 EXIT_SECRETS = 78  # EX_CONFIG: a client secret cannot be opened here (no key, unset variable)
+# Stopped by its LeaseGuard: not a clean stop, so a role process's parent stops the sentinel
+# too (a producer stopped alone while the rest went on would leave a sentinel that produces
+# nothing) and the worker starts it again if it holds the lease.
+EXIT_LEASE = 71
 LAYOUTS = ("threads", "processes")
 
 ROLE_CLASSES = {
@@ -273,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     if host.failures:
         print("; ".join(host.failures), file=sys.stderr)
         return 1
+    if guard is not None and guard.reason:
+        return EXIT_LEASE
     return 0
 
 
