@@ -63,6 +63,7 @@ class Hosted:
     entry: dict
     runner: RoleRunner | None = None
     guard: LeaseGuard | None = None
+    client: redis.Redis | None = None
     failures: int = 0
     retry_at: float = 0.0
     started: float = field(default_factory=time.monotonic)
@@ -76,7 +77,7 @@ class SharedHost:
     def __init__(self, directory: Path, redis_url: str, live: bool) -> None:
         self.dir = directory
         self.redis_url = redis_url
-        self.client = connect(redis_url)
+        self.client = connect(redis_url)  # this process's own writes (stuck events)
         self.live = live
         self.sentinels: dict[int, Hosted] = {}
         self.shutdown = threading.Event()
@@ -96,7 +97,10 @@ class SharedHost:
         """Start it when its lease holds our token with at least half its time left (the
         lease guard then watches it); False (and nothing started) otherwise."""
         spec = hosted.spec
-        store = SentinelStore(self.client, sid)
+        # A Redis client (and so a connection pool) of its own: one sentinel's threads can
+        # never take the connections another needs (a pool is capped, 100 by default).
+        store = SentinelStore(hosted.client or connect(self.redis_url), sid)
+        hosted.client = store.r
         lease = store.lease(hosted.entry["lease_token"], hosted.entry["lease_ms"])
         held, pttl = lease.held()
         if not held or pttl < lease.ttl_ms / 2:
@@ -122,6 +126,8 @@ class SharedHost:
         if hosted.runner is not None:
             hosted.runner.stop()
             hosted.runner.join(timeout)
+        if hosted.client is not None:
+            hosted.client.close()
 
     def ended(self, sid: int, hosted: Hosted) -> None:
         """Its roles are all gone (a failure, or its lease guard stopped it)."""
