@@ -59,6 +59,7 @@ class Loop:
         self.store = store
         self.shutdown = threading.Event()
         self.error: str | None = None
+        self._step_error: str | None = None  # the error a failed step set, until one succeeds
         self.busy_since: float | None = None
         self._last_heartbeat = 0.0
 
@@ -98,18 +99,26 @@ class Loop:
                     self.step()
                 except (KafkaException, redis.RedisError) as exc:
                     # Cluster or Redis trouble: report it (the verdict becomes STALLED), wait, go on.
-                    self.error = describe(exc)
+                    self.error = self._step_error = describe(exc)
                     log.warning("%s %s: %s", self.role, self.spec.name, self.error)
                     self.busy_since = None
                     self.shutdown.wait(1.0)
                 except RestartRole as exc:
-                    self.error = f"restarting: {exc}"
+                    self.error = self._step_error = f"restarting: {exc}"
                     log.warning("%s %s: %s", self.role, self.spec.name, self.error)
                     self.busy_since = None
                     with contextlib.suppress(Exception):
                         self.close()
                     if not self.start_with_retries():
                         return
+                else:
+                    # A step went through: the trouble a failed step reported is over (else
+                    # the sentinel stays STALLED for good after, e.g., a Redis restart). An
+                    # error the role reported itself (librdkafka's error_cb) is the role's to
+                    # clear when its own work succeeds.
+                    if self._step_error is not None and self.error == self._step_error:
+                        self.error = None
+                    self._step_error = None
                 self.busy_since = None
                 self.heartbeat()
         finally:
@@ -126,7 +135,7 @@ class Loop:
                 self.start()
                 return True
             except (KafkaException, TimeoutError, redis.RedisError) as exc:
-                self.error = f"cannot start: {describe(exc)}"
+                self.error = self._step_error = f"cannot start: {describe(exc)}"
                 log.warning("%s %s: %s", self.role, self.spec.name, self.error)
                 with contextlib.suppress(redis.RedisError):
                     self.store.heartbeat(self.role, self.error, pid=os.getpid())
