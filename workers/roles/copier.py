@@ -3,9 +3,11 @@ topic in transactions, offsets sent to each transaction."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
+import redis
 from confluent_kafka import (
     KafkaError,
     KafkaException,
@@ -104,8 +106,9 @@ class TransactionalCopier(AssignedConsumer):
             return
         self.txn_seq += 1
         token = f"{self.instance}:{self.txn_seq}"
-        self.store.set_txn_state("open", token)
+        committed = False
         try:
+            self.store.set_txn_state("open", token)
             self.producer.begin_transaction()
             for msg in msgs:
                 self.produce_copy(msg, token)
@@ -116,10 +119,19 @@ class TransactionalCopier(AssignedConsumer):
                 raise_abortable()
             self.store.set_txn_state("committing", token)
             self.commit_transaction()
+            committed = True
             self.store.set_txn_state("committed", token)
             self.error = None
         except KafkaException as exc:
             self.handle_txn_error(exc.args[0], token, msgs)
+        except redis.RedisError:
+            # Redis went away mid-batch (the loop reports it and steps again). The consumer is
+            # past the batch: before the commit, abort its transaction and read it again, or
+            # the next transaction would commit offsets past records it never copied (a loss
+            # Kafka never caused).
+            if not committed:
+                self.abandon(token, msgs)
+            raise
 
     def produce_copy(self, msg: Any, token: str) -> None:
         assert self.producer is not None
@@ -188,6 +200,20 @@ class TransactionalCopier(AssignedConsumer):
         self.store.set_txn_state("aborted", token)
         self.rewind(msgs)
         self.error = f"transaction aborted, batch read again: {err.str()}"
+
+    def abandon(self, token: str, msgs: list[Any]) -> None:
+        """Abort the batch's transaction (if one is open) and read the batch again, without
+        Redis: the token stays "open" there, which a restarted copier treats as aborted."""
+        assert self.producer is not None
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._STATE:  # _STATE: no transaction was open
+                raise RestartRole(f"abort_transaction failed: {describe(exc)}") from exc
+        else:
+            with contextlib.suppress(redis.RedisError):
+                self.store.add_aborted_txn(token)
+        self.rewind(msgs)
 
     def rewind(self, msgs: list[Any]) -> None:
         """After an abort, read the batch again from its first offsets."""
