@@ -54,9 +54,12 @@ log = logging.getLogger(__name__)
 # Each sentinel writes 10 records/s per partition (the default of a sentinel): six of them,
 # 21 partitions, ~210 records/s in all, on a 2-core machine shared with the cluster.
 LOAD = Load(rate_per_partition=10.0, grace_seconds=10.0, progress_records=20)
-# The end: producers stopped, checkers settled, topics read, the cluster restored.
-CLOSE_RESERVE_S = 75.0
-SETTLE_S = 120.0
+
+
+def close_reserve_s(minutes: float) -> float:
+    """Time kept for the end: producers stopped, checkers settled, workers stopped, every
+    topic read to its end (longer the longer the soak), the topics deleted."""
+    return 25.0 + minutes
 
 
 def variants() -> list[tuple[str, Profile, int, bool]]:
@@ -162,7 +165,7 @@ class Soak:
                 self.lab.replication_factor = min(3, len(self.lab.check_reachable()))
                 self.start()
                 self.lab.progress("records flowing; faults start", 5)
-                self.run_plan(deadline - CLOSE_RESERVE_S)
+                self.run_plan(deadline - close_reserve_s(self.minutes))
                 self.lab.progress("stopping the producers; waiting for the checkers", 85)
                 report = self.finish()
         except ScenarioAborted as exc:

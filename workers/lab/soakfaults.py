@@ -60,10 +60,10 @@ PAUSE_S = 20.0
 COST_S = {
     LEADER_KILL: 60,
     BROKER_PAUSE: 35,
-    ROLLING_RESTART: 150,
+    ROLLING_RESTART: 300,
     SENTINEL_KILL: 15,
-    WORKER_KILL: 40,
-    REDIS_RESTART: 20,
+    WORKER_KILL: 30,
+    REDIS_RESTART: 15,
     RESTART_ALL: 60,
 }
 # A sentinel process starting on this machine: Python, its imports, librdkafka clients, a

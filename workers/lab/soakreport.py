@@ -4,7 +4,8 @@ The page has the judged checks, the faults with their takeover times, and for ea
 four plots over the same time axis, with the fault timeline drawn across them: throughput
 (records processed per second, with the verdict of each second as a strip under it), lag
 (pending records, and end-to-end latency p99), and the problem counters (cumulative lost,
-duplicated, aborted reads). Inline SVG, no script, no external file.
+duplicated, aborted reads). Inline SVG, no script, no external file; a long soak's seconds
+are merged into at most ``MAX_POINTS`` points per line (throughput averaged, lag at its max).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from workers.engine.documents import Verdict
 
 W, H, LEFT, RIGHT, TOP, BOTTOM = 900, 110, 60, 10, 8, 18
+MAX_POINTS = 450  # per line: two pixels each
 VERDICT_COLOURS = {
     Verdict.HOLDING: "#2e9e4f",
     Verdict.DEGRADED: "#e0a800",
@@ -49,13 +51,18 @@ def _x(t: float, t0: float, t1: float) -> float:
     return LEFT + (W - LEFT - RIGHT) * (t - t0) / max(1e-9, t1 - t0)
 
 
-def _smooth(values: list[float], n: int = 5) -> list[float]:
-    out, acc = [], 0.0
-    for i, v in enumerate(values):
-        acc += v
-        if i >= n:
-            acc -= values[i - n]
-        out.append(acc / min(i + 1, n))
+def _buckets(points: list[tuple[float, float]], how: str) -> list[tuple[float, float]]:
+    """At most ``MAX_POINTS`` points: consecutive points merged by ``how`` (mean or max), so a
+    30-minute plot stays light and a one-second spike (max) still shows."""
+    if len(points) <= MAX_POINTS:
+        return points
+    size = -(-len(points) // MAX_POINTS)
+    out = []
+    for i in range(0, len(points), size):
+        chunk = points[i : i + size]
+        values = [v for _t, v in chunk]
+        merged = max(values) if how == "max" else sum(values) / len(values)
+        out.append((chunk[-1][0], merged))
     return out
 
 
@@ -109,6 +116,8 @@ def line_chart(
         )
     if strip:
         y = TOP + plot_h + 2
+        # One rectangle per run of equal verdicts.
+        strip = [p for i, p in enumerate(strip) if i == 0 or p[1] != strip[i - 1][1]]
         for (t, verdict), nxt in zip(strip, [*strip[1:], (t1, "")], strict=True):
             x0, x1 = _x(t, t0, t1), _x(nxt[0], t0, t1)
             parts.append(
@@ -126,54 +135,40 @@ def sentinel_plots(key: str, doc: dict[str, Any], report: dict[str, Any]) -> str
     t0, t1 = report["started_at"], report["finished_at"]
     faults = report.get("faults", [])
     ws = doc.get("windows", [])
-    times = [w[T] for w in ws]
-    rate = _smooth([float(w[PROCESSED]) for w in ws])
+    rate = _buckets([(w[T], float(w[PROCESSED])) for w in ws], "mean")
+    pending = _buckets([(w[T], float(w[PENDING])) for w in ws], "max")
+    p99 = _buckets([(w[T], float(w[P99])) for w in ws if w[P99] is not None], "max")
     cum: dict[int, list[tuple[float, float]]] = {LOST: [], DUPLICATED: [], ABORTED: []}
     totals = dict.fromkeys(cum, 0.0)
     for w in ws:
         for i in cum:
             totals[i] += w[i] or 0
             cum[i].append((w[T], totals[i]))
+    cum = {i: _buckets(pts, "max") for i, pts in cum.items()}
     judged = "judged" if doc.get("judged") else "reported, not judged"
     head = (
         f'<h3 id="{escape(key)}">{escape(key)}: {escape(doc["profile"])} '
         f"({doc['partitions']} partitions; {judged})</h3>"
     )
+    strip = [(w[T], w[VERDICT]) for w in ws]
+    counters = [
+        ("lost", "#d62728", cum[LOST]),
+        ("duplicated", "#ff7f0e", cum[DUPLICATED]),
+        ("aborted reads", "#7f7f7f", cum[ABORTED]),
+    ]
     return head + "".join(
         [
             line_chart(
-                "throughput, processed/s (5 s mean); verdict strip below",
-                [("processed/s", "#1f77b4", list(zip(times, rate, strict=True)))],
+                "throughput, processed/s; verdict strip below",
+                [("processed/s", "#1f77b4", rate)],
                 t0,
                 t1,
                 faults,
-                strip=[(w[T], w[VERDICT]) for w in ws],
+                strip=strip,
             ),
-            line_chart(
-                "lag: pending records",
-                [("pending", "#8c564b", [(w[T], float(w[PENDING])) for w in ws])],
-                t0,
-                t1,
-                faults,
-            ),
-            line_chart(
-                "end-to-end latency p99, ms",
-                [("e2e p99", "#9467bd", [(w[T], float(w[P99])) for w in ws if w[P99] is not None])],
-                t0,
-                t1,
-                faults,
-            ),
-            line_chart(
-                "counters (cumulative over the soak)",
-                [
-                    ("lost", "#d62728", cum[LOST]),
-                    ("duplicated", "#ff7f0e", cum[DUPLICATED]),
-                    ("aborted reads", "#7f7f7f", cum[ABORTED]),
-                ],
-                t0,
-                t1,
-                faults,
-            ),
+            line_chart("lag: pending records", [("pending", "#8c564b", pending)], t0, t1, faults),
+            line_chart("end-to-end latency p99, ms", [("e2e p99", "#9467bd", p99)], t0, t1, faults),
+            line_chart("counters (cumulative over the soak)", counters, t0, t1, faults),
         ]
     )
 
