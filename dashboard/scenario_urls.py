@@ -3,6 +3,7 @@
 from django.urls import path
 
 from dashboard import scenario_views as views
+from dashboard import soak_views
 
 app_name = "scenarios"
 
@@ -13,4 +14,6 @@ urlpatterns = [
     path("runs/<int:pk>.json", views.run_json, name="run-json"),
     path("matrix/", views.matrix_page, name="matrix"),
     path("matrix.json", views.matrix_json, name="matrix-json"),
+    path("soak/", soak_views.soak_start, name="soak-start"),
+    path("runs/<int:pk>/soak.html", soak_views.report, name="soak-report"),
 ]

@@ -13,13 +13,12 @@ soak's. Measured here: ~185 s on the loaded 2-core development machine.
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
 from workers.lab.soak import Soak
 from workers.lab.soakfaults import REDIS_RESTART, SENTINEL_KILL, WORKER_KILL
-from workers.lab.soakprocs import sentinel_processes
+from workers.lab.soakprocs import free_port, sentinel_processes
 from workers.localkafka.cluster import LocalCluster
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -33,12 +32,6 @@ def env(name: str) -> str:
     if not value:
         pytest.fail(f"{name} is not set: run the suite with bin/test", pytrace=False)
     return value
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_it_keeps_every_promise_through_three_minutes_of_faults(tmp_path):

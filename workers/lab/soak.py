@@ -62,6 +62,11 @@ def close_reserve_s(minutes: float) -> float:
     return 25.0 + minutes
 
 
+def report_dir_for(name: str) -> Path:
+    """Where a soak named ``name`` keeps its report (and its Redis' files while it runs)."""
+    return LOCAL_DIR / "soak" / name
+
+
 def variants() -> list[tuple[str, Profile, int, bool]]:
     """``(key, profile, partitions, weak)``: the three defaults, then the variants."""
     alo = DEFAULT_PROFILES[AT_LEAST_ONCE]
@@ -110,15 +115,19 @@ class Soak:
         work = report_dir / "work"
         self.redis = SoakRedis(redis_port, work / "redis")
         self.redis.start()
-        self.lab = Lab(
-            bootstrap_servers=bootstrap_servers,
-            redis_url=self.redis.url,
-            local=local,
-            load=LOAD,
-            timeouts=Timeouts(),
-            progress=progress,
-            workdir=work,
-        )
+        try:
+            self.lab = Lab(
+                bootstrap_servers=bootstrap_servers,
+                redis_url=self.redis.url,
+                local=local,
+                load=LOAD,
+                timeouts=Timeouts(),
+                progress=progress,
+                workdir=work,
+            )
+        except Exception:
+            self.redis.stop()
+            raise
         self.lab.scenario_name = "soak"
         self.client = connect(self.redis.url)
         self.workers = SoakWorkers(work, self.redis.url)
@@ -380,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.minutes < 2:
         parser.error("--minutes must be at least 2")
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    report_dir = args.report or LOCAL_DIR / "soak" / time.strftime("%Y%m%d-%H%M%S")
+    report_dir = args.report or report_dir_for(time.strftime("%Y%m%d-%H%M%S"))
     soak = Soak(
         minutes=args.minutes,
         seed=seed,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,13 @@ LEASE_MS = 15_000
 RESPAWN_FIRST_BACKOFF_S = 2.0
 STOP_TIMEOUT_S = 60.0
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now (for the soak's own Redis)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def rss_bytes(pid: int) -> int | None:

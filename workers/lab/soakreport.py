@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.engine.documents import Verdict
+from workers.lab.outcome import SemanticResult
 
 W, H, LEFT, RIGHT, TOP, BOTTOM = 900, 110, 60, 10, 8, 18
 MAX_POINTS = 450  # per line: two pixels each
@@ -45,6 +46,32 @@ def write_report(report: dict[str, Any], directory: Path) -> tuple[Path, Path]:
     json_path.write_text(json.dumps(report, indent=1, default=str))
     html_path.write_text(render(report))
     return json_path, html_path
+
+
+def as_results(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report as the scenario lab's per-sentinel results (``SemanticResult``), so a soak
+    run is kept and shown like a scenario run: its counters, its checks, whether all held."""
+    faults = ", ".join(f["kind"] for f in report.get("faults", []))
+    out = []
+    for key, doc in report.get("sentinels", {}).items():
+        mine = [c for c in report.get("checks", []) if c["sentinel"] == key]
+        out.append(
+            SemanticResult(
+                semantic=doc["semantic"],
+                profile=f"{key}: {doc['profile']}" + ("" if doc["judged"] else " (reported)"),
+                fault=f"soak, seed {report.get('seed')}: {faults}",
+                fault_at=None,
+                counters=doc["totals"],
+                expected=[f"{c['name']} ({c['expected']})" for c in mine],
+                matched=all(c["ok"] for c in mine),
+                notes=[
+                    f"{c['name']}: saw {json.dumps(c['seen'], default=str)[:200]}"
+                    for c in mine
+                    if not c["ok"]
+                ],
+            ).to_dict()
+        )
+    return out
 
 
 def _x(t: float, t0: float, t1: float) -> float:
