@@ -155,3 +155,38 @@ def test_it_clears_a_failed_steps_error_once_a_step_succeeds(redis_url):
     # Step 2 ran while the error of step 1 was still reported; step 3 after it was cleared.
     assert errors_seen == [None, "ConnectionError: Connection closed by server.", None]
     loop.store.reset()
+
+
+def test_it_keeps_stepping_when_a_heartbeat_cannot_reach_redis():
+    """A heartbeat is best effort: Redis restarting (connection refused, loading its data)
+    must not end the role (it did: every sentinel restarted with each Redis restart)."""
+    import threading
+
+    from workers.roles.loop import Loop
+
+    spec = SentinelSpec(
+        id=990_005,
+        name="no-heartbeat",
+        profile=DEFAULT_PROFILES[AT_LEAST_ONCE],
+        bootstrap_servers="127.0.0.1:1",
+        topic="no-heartbeat",
+    )
+
+    class Stepping(Loop):
+        role = "checker"
+
+        def __init__(self) -> None:
+            super().__init__(spec, SentinelStore(connect("redis://127.0.0.1:1/0"), spec.id))
+            self.steps = 0
+
+        def step(self) -> None:
+            self.steps += 1
+            self._last_heartbeat = 0.0  # a heartbeat after every step
+            if self.steps == 3:
+                self.shutdown.set()
+
+    loop = Stepping()
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive() and loop.steps == 3

@@ -76,9 +76,12 @@ class Loop:
         now = time.monotonic()
         if now - self._last_heartbeat >= HEARTBEAT_INTERVAL_S:
             self._last_heartbeat = now
-            self.store.heartbeat(
-                self.role, self.error, pid=os.getpid(), host=socket.gethostname(), **extra
-            )
+            # Best effort: Redis restarting (refused, loading its data) must not end the role;
+            # the next beat a second later gets through, and the work itself retries.
+            with contextlib.suppress(redis.RedisError):
+                self.store.heartbeat(
+                    self.role, self.error, pid=os.getpid(), host=socket.gethostname(), **extra
+                )
 
     def on_client_error(self, err: KafkaError) -> None:
         """librdkafka's error_cb: connectivity trouble is reported as STALLED, never as loss."""
