@@ -21,11 +21,13 @@ import uuid
 from pathlib import Path
 
 from workers.engine.spec import SPECS_FILE_ENV, SentinelSpec
+from workers.lab.limits import HANG_AFTER_S
 from workers.localkafka.devstack import port_open, redis_server_argv, wait_for_port
 from workers.system import PROJECT_ROOT, terminate
 
 # How the soak's workers host sentinels. A short tick and lease make takeovers quick enough to
-# see many in half an hour; the bounds the soak judges them by derive from these values.
+# see many in half an hour; the bounds the soak judges them by derive from these values (and
+# from the step deadline, ``env()``).
 SUPERVISOR_TICK_S = 1.0
 LEASE_MS = 15_000
 # The supervisor's back-off after a sentinel's first exit (workers/runtime/supervisor.py: 2**1 s).
@@ -145,6 +147,10 @@ class SoakWorkers:
             SPECS_FILE_ENV: str(self.specs_file),
             "DS_LEASE_MS": str(LEASE_MS),
             "DS_SUPERVISOR_TICK_S": str(SUPERVISOR_TICK_S),
+            # A step stuck in a librdkafka call that ignores its timeout (librdkafka#5456: the
+            # copier's send_offsets_to_transaction across a broker restart) ends its process
+            # after the scenario lab's hang limit, not the production default of 180 s.
+            "DS_STEP_DEADLINE_S": str(int(HANG_AFTER_S)),
             # Never used (the workers take no task that needs it), but never the dashboard's.
             "DATABASE_URL": f"sqlite:///{self.workdir / 'unused.sqlite3'}",
         }
