@@ -111,6 +111,17 @@ def test_processing_retries_while_redis_is_away_and_gives_up_only_when_stopping(
     assert len(outcome) == 1 and isinstance(outcome[0], RestartRole), outcome
 
 
+def offline_spec(sid: int, name: str) -> SentinelSpec:
+    """An at-least-once spec whose cluster never answers (for loops that need no Kafka)."""
+    return SentinelSpec(
+        id=sid,
+        name=name,
+        profile=DEFAULT_PROFILES[AT_LEAST_ONCE],
+        bootstrap_servers="127.0.0.1:1",
+        topic=name,
+    )
+
+
 def test_it_clears_a_failed_steps_error_once_a_step_succeeds(redis_url):
     """A step that failed on Redis or Kafka reports its error (the verdict turns STALLED);
     the next step that succeeds ends it. Before, the error stayed until the process restarted,
@@ -121,13 +132,7 @@ def test_it_clears_a_failed_steps_error_once_a_step_succeeds(redis_url):
 
     from workers.roles.loop import Loop
 
-    spec = SentinelSpec(
-        id=990_004,
-        name="flaky-step",
-        profile=DEFAULT_PROFILES[AT_LEAST_ONCE],
-        bootstrap_servers="127.0.0.1:1",
-        topic="flaky-step",
-    )
+    spec = offline_spec(990_004, "flaky-step")
     errors_seen: list[str | None] = []
 
     class Flaky(Loop):
@@ -164,13 +169,7 @@ def test_it_keeps_stepping_when_a_heartbeat_cannot_reach_redis():
 
     from workers.roles.loop import Loop
 
-    spec = SentinelSpec(
-        id=990_005,
-        name="no-heartbeat",
-        profile=DEFAULT_PROFILES[AT_LEAST_ONCE],
-        bootstrap_servers="127.0.0.1:1",
-        topic="no-heartbeat",
-    )
+    spec = offline_spec(990_005, "no-heartbeat")
 
     class Stepping(Loop):
         role = "checker"
