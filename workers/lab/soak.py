@@ -243,10 +243,21 @@ class Soak:
             self.lab.hold(seconds, what)
 
     def finish(self) -> dict[str, Any]:
-        for (_sid, role), pid in sentinel_processes(set(self.names)).items():
-            if role == "producer":  # alone: the consumer and the checker drain what is left
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
+        producers = [
+            pid
+            for (_sid, role), pid in sentinel_processes(set(self.names)).items()
+            if role == "producer"
+        ]
+        for pid in producers:  # alone: the consumer and the checker drain what is left
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        # Their last delivery reports reach the acks stream only as they exit (a producer
+        # with retries may take its delivery timeout): settling starts after that.
+        self.lab.wait(
+            lambda: not any(_alive(pid) for pid in producers),
+            self.lab.timeouts.stop + 30,
+            "the producers to exit",
+        )
         self.lab.settle(self.probes)
         self.workers.stop_all()
         assert self.watcher is not None and self.tap is not None
@@ -335,6 +346,15 @@ class Soak:
         problems = self.lab.close()
         self.redis.stop()
         return problems
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` still runs (not our child: the worker's sentinel reaps it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def takeover_max(records: list[Record]) -> dict[str, float | None]:

@@ -187,6 +187,14 @@ class TransactionalCopier(AssignedConsumer):
 
     def abort_and_rewind(self, token: str, msgs: list[Any], err: KafkaError) -> None:
         """Abort the batch's transaction and read the batch again from its first offsets."""
+        self.abandon(token, msgs)
+        self.store.set_txn_state("aborted", token)
+        self.error = f"transaction aborted, batch read again: {err.str()}"
+
+    def abandon(self, token: str, msgs: list[Any]) -> None:
+        """Abort the batch's transaction (if one is open) and read the batch again from its
+        first offsets. Needs no Redis (when Redis is what failed, the token stays "open"
+        there, which a restarted copier treats as aborted)."""
         assert self.producer is not None
         try:
             self.producer.abort_transaction(30)
@@ -194,21 +202,6 @@ class TransactionalCopier(AssignedConsumer):
             if exc.args[0].code() != KafkaError._STATE:  # _STATE: no transaction was open
                 # The consumer is past the batch and its transaction is in an unknown state:
                 # start again from the committed offsets (init_transactions aborts it).
-                raise RestartRole(f"abort_transaction failed: {describe(exc)}") from exc
-        else:
-            self.store.add_aborted_txn(token)
-        self.store.set_txn_state("aborted", token)
-        self.rewind(msgs)
-        self.error = f"transaction aborted, batch read again: {err.str()}"
-
-    def abandon(self, token: str, msgs: list[Any]) -> None:
-        """Abort the batch's transaction (if one is open) and read the batch again, without
-        Redis: the token stays "open" there, which a restarted copier treats as aborted."""
-        assert self.producer is not None
-        try:
-            self.producer.abort_transaction(30)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._STATE:  # _STATE: no transaction was open
                 raise RestartRole(f"abort_transaction failed: {describe(exc)}") from exc
         else:
             with contextlib.suppress(redis.RedisError):
