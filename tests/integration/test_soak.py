@@ -1,4 +1,4 @@
-"""A three-minute soak on the real local cluster: the same runner and judging as the
+"""A short soak (2.5 minutes) on the real local cluster: the same runner and judging as the
 30-minute one (``python -m workers.lab.soak``, docs/reliability.md), with fewer faults.
 
 Six sentinels hosted by two real Celery workers on a Redis of the soak's own; a fixed seed
@@ -7,7 +7,7 @@ every judged check must pass: nothing acked lost, nothing duplicated or aborted 
 exactly-once, never VIOLATED, back to progress within each fault's bound, counters that never
 fall, and every sentinel's counts equal to the ground truth recounted from the raw streams.
 The broker faults are the scenario lab's (tests/integration/test_scenarios.py) and the long
-soak's. Measured here: ~185 s on the loaded 2-core development machine.
+soak's. Each fault runs once (no repeats).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from workers.localkafka.cluster import LocalCluster
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 SEED = 20261129
+# The soak's whole wall time, start to report: within the suite's 200 s budget for it.
+MINUTES = 2.5
 FAULTS = (SENTINEL_KILL, WORKER_KILL, REDIS_RESTART)
 
 
@@ -34,10 +36,10 @@ def env(name: str) -> str:
     return value
 
 
-def test_it_keeps_every_promise_through_three_minutes_of_faults(tmp_path):
+def test_it_keeps_every_promise_through_a_short_soak_of_faults(tmp_path):
     local = LocalCluster(env("LOCAL_KAFKA_NAME"), broker_base_port=int(env("LOCAL_KAFKA_PORT")))
     soak = Soak(
-        minutes=3,
+        minutes=MINUTES,
         seed=SEED,
         report_dir=tmp_path / "soak",
         bootstrap_servers=env("KAFKA_BOOTSTRAP_SERVERS"),
@@ -45,6 +47,7 @@ def test_it_keeps_every_promise_through_three_minutes_of_faults(tmp_path):
         redis_port=free_port(),
         kinds=FAULTS,
         quiet=(8.0, 12.0),
+        repeat=False,
     )
     report = soak.run()
 

@@ -104,12 +104,15 @@ class Soak:
         redis_port: int,
         kinds: tuple[str, ...] = KINDS,
         quiet: tuple[float, float] = (45.0, 90.0),
+        repeat: bool = True,
         progress: ProgressFn | None = None,
     ) -> None:
+        """``repeat``: after every kind ran once, repeat the second half's faults as time
+        allows (a short soak that must fit its time runs each fault once)."""
         self.minutes = minutes
         self.seed = seed
         self.report_dir = report_dir
-        self.plan: Plan = plan(seed, kinds, quiet)
+        self.plan: Plan = plan(seed, kinds, quiet, repeat=repeat)
         self.kinds = kinds
         self.report_dir.mkdir(parents=True, exist_ok=True)
         work = report_dir / "work"

@@ -118,7 +118,10 @@ class Plan:
         )
 
 
-def plan(seed: int, kinds: tuple[str, ...], quiet: tuple[float, float]) -> Plan:
+def plan(
+    seed: int, kinds: tuple[str, ...], quiet: tuple[float, float], *, repeat: bool = True
+) -> Plan:
+    """The plan for ``seed``: every kind once, then (``repeat``) the second half's faults."""
     rng = random.Random(seed)
 
     def step(kind: str) -> Step:
@@ -126,7 +129,7 @@ def plan(seed: int, kinds: tuple[str, ...], quiet: tuple[float, float]) -> Plan:
 
     first = [step(k) for k in rng.sample(list(kinds), len(kinds))]
     again = [k for k in kinds if k in KEEP_PROCESSES]
-    second = [step(rng.choice(again)) for _ in range(60)] if again else []
+    second = [step(rng.choice(again)) for _ in range(60)] if again and repeat else []
     return Plan(seed, first, second)
 
 
