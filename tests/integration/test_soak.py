@@ -46,7 +46,7 @@ def test_it_keeps_every_promise_through_a_short_soak_of_faults(tmp_path):
         local=local,
         redis_port=free_port(),
         kinds=FAULTS,
-        quiet=(8.0, 12.0),
+        quiet=(5.0, 8.0),
         repeat=False,
     )
     report = soak.run()
