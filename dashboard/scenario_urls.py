@@ -3,6 +3,7 @@
 from django.urls import path
 
 from dashboard import scenario_views as views
+from dashboard import soak_views
 
 app_name = "scenarios"
 
@@ -14,4 +15,6 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", views.run_cancel, name="cancel"),
     path("matrix/", views.matrix_page, name="matrix"),
     path("matrix.json", views.matrix_json, name="matrix-json"),
+    path("soak/", soak_views.soak_start, name="soak-start"),
+    path("runs/<int:pk>/soak.html", soak_views.report, name="soak-report"),
 ]

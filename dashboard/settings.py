@@ -202,8 +202,9 @@ KAFKA_BOOTSTRAP_SERVERS = envbootstrap(
 
 # Sentinel hosting: every Celery worker supervises the enabled sentinels (workers/runtime/supervisor.py).
 SENTINELS_ENABLED = envbool("SENTINELS_ENABLED", True)
-# What a worker's sentinel supervisor calls for the enabled sentinels' specs, by id.
-SENTINEL_SPECS = "dashboard.models.enabled_specs"
+# What a worker's sentinel supervisor calls for the enabled sentinels' specs, by id: the
+# database's enabled sentinels, or (the soak's workers) "workers.engine.spec.specs_from_file".
+SENTINEL_SPECS = envstr("SENTINEL_SPECS", "dashboard.models.enabled_specs")
 # One-minute metric windows are kept this long (one-second windows: DS_W1_RETENTION_S in Redis).
 METRIC_RETENTION_DAYS = envint("METRIC_RETENTION_DAYS", 30, min=1)
 # Scrapers allowed on /metrics without a token (addresses or networks); empty: token only.

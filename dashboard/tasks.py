@@ -140,3 +140,52 @@ def lint_clusters(cluster: str | None = None) -> list[str]:
         if lint.run_claimed(target) is not None:
             done.append(target.name)
     return done
+
+
+# A soak is minutes long by request; its task may take that plus its start and end.
+SOAK_MAX_MINUTES = 120
+SOAK_SLACK_S = 900
+
+
+@shared_task(ignore_result=True)
+def run_soak(run_id: int, minutes: float, seed: int) -> str:
+    """Run the soak ``run_id`` (a ScenarioRun with scenario "soak") if it is still queued;
+    its final state ("skipped" when another task already claimed it). Queue it with a time
+    limit of ``minutes`` plus ``SOAK_SLACK_S`` (``dashboard.soak_views``)."""
+    from dashboard.models import ScenarioRun
+
+    run = ScenarioRun.claim(run_id)
+    if run is None:
+        return "skipped"
+    execute_soak(run, minutes, seed)
+    return run.state
+
+
+def execute_soak(run: ScenarioRun, minutes: float, seed: int) -> None:
+    """Run the soak (``workers.lab.soak``) on the local cluster now, in this process: progress
+    goes to the row; at the end the row keeps one result per sentinel and the report stays
+    in ``report_dir_for(f"run-{pk}")`` (served by ``dashboard.soak_views.report``)."""
+    from dashboard.models.scenarios import local_cluster_for
+    from workers.lab.outcome import FAILED, PASSED
+    from workers.lab.soak import Soak, report_dir_for
+    from workers.lab.soakprocs import free_port
+    from workers.lab.soakreport import as_results
+
+    local = local_cluster_for(None)
+    try:
+        soak = Soak(
+            minutes=minutes,
+            seed=seed,
+            report_dir=report_dir_for(f"run-{run.pk}"),
+            bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+            local=local,
+            redis_port=free_port(),
+            progress=run.set_progress,
+        )
+        report = soak.run()
+    except Exception as exc:  # its Redis or workers could not start: aborted, with the reason
+        run.finish(ABORTED, f"{type(exc).__name__}: {exc}")
+        return
+    failed = [c for c in report.get("checks", []) if not c["ok"]]
+    reason = "; ".join(f"{c['sentinel']}: {c['name']}" for c in failed[:10])
+    run.finish(PASSED if report.get("passed") else FAILED, reason, as_results(report))

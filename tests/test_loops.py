@@ -109,3 +109,83 @@ def test_processing_retries_while_redis_is_away_and_gives_up_only_when_stopping(
     worker.join(10)
     assert not worker.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], RestartRole), outcome
+
+
+def offline_spec(sid: int, name: str) -> SentinelSpec:
+    """An at-least-once spec whose cluster never answers (for loops that need no Kafka)."""
+    return SentinelSpec(
+        id=sid,
+        name=name,
+        profile=DEFAULT_PROFILES[AT_LEAST_ONCE],
+        bootstrap_servers="127.0.0.1:1",
+        topic=name,
+    )
+
+
+def test_it_clears_a_failed_steps_error_once_a_step_succeeds(redis_url):
+    """A step that failed on Redis or Kafka reports its error (the verdict turns STALLED);
+    the next step that succeeds ends it. Before, the error stayed until the process restarted,
+    so a restart of Redis that lost nothing left every checker STALLED for good."""
+    import threading
+
+    import redis as redis_lib
+
+    from workers.roles.loop import Loop
+
+    spec = offline_spec(990_004, "flaky-step")
+    errors_seen: list[str | None] = []
+
+    class Flaky(Loop):
+        role = "checker"
+
+        def __init__(self) -> None:
+            super().__init__(spec, SentinelStore(connect(redis_url), spec.id))
+            self.steps = 0
+            self.done = threading.Event()
+
+        def step(self) -> None:
+            self.steps += 1
+            errors_seen.append(self.error)
+            if self.steps == 1:
+                raise redis_lib.ConnectionError("Connection closed by server.")
+            if self.steps == 3:
+                self.shutdown.set()
+                self.done.set()
+
+    loop = Flaky()
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    assert loop.done.wait(30), "the loop did not take three steps"
+    thread.join(10)
+    # Step 2 ran while the error of step 1 was still reported; step 3 after it was cleared.
+    assert errors_seen == [None, "ConnectionError: Connection closed by server.", None]
+    loop.store.reset()
+
+
+def test_it_keeps_stepping_when_a_heartbeat_cannot_reach_redis():
+    """A heartbeat is best effort: Redis restarting (connection refused, loading its data)
+    must not end the role (it did: every sentinel restarted with each Redis restart)."""
+    import threading
+
+    from workers.roles.loop import Loop
+
+    spec = offline_spec(990_005, "no-heartbeat")
+
+    class Stepping(Loop):
+        role = "checker"
+
+        def __init__(self) -> None:
+            super().__init__(spec, SentinelStore(connect("redis://127.0.0.1:1/0"), spec.id))
+            self.steps = 0
+
+        def step(self) -> None:
+            self.steps += 1
+            self._last_heartbeat = 0.0  # a heartbeat after every step
+            if self.steps == 3:
+                self.shutdown.set()
+
+    loop = Stepping()
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive() and loop.steps == 3

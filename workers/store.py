@@ -29,6 +29,8 @@ Keys of one sentinel, all under ``ds:{sentinel id}:``:
 - ``lease``      token of the worker process that runs the sentinel (``Lease``).
 - ``fault``      hash ``point``, ``after``, ``action``: a crash point armed by the lab.
 - ``alerting``   what alert evaluation remembers between runs (``alert_state``).
+- ``audit``      hash ``acks``, ``ledger``: the stream ids an auditor (the soak's ground truth)
+                 has read up to; the checker trims no further (expires unless renewed).
 
 Global keys: ``ds:workers`` (``WorkerRegistry``: the workers hosting sentinels, for placement);
 ``ds:scenario-lock`` (``LabLock``: one scenario at a time per Redis);
@@ -306,6 +308,19 @@ class SentinelStore:
             return []
         return [(entry_id.decode(), fields) for entry_id, fields in entries[0][1]]
 
+    def stream_added(self, name: str) -> int:
+        """Entries ever appended to this sentinel's ``acks`` or ``ledger`` stream (XINFO's
+        entries-added: kept across trims and a restart of a persisting Redis), so that a reader
+        tailing the stream can prove it saw every entry before the checker trimmed it; 0 for
+        a stream that does not exist."""
+        if name not in ("acks", "ledger"):
+            raise ValueError(f"not a sentinel stream: {name!r}")
+        try:
+            info = self.r.xinfo_stream(self.key(name))
+        except redis.ResponseError:  # no such key
+            return 0
+        return int(info["entries-added"])
+
     # -- processing ledger ---------------------------------------------------------------
     def append_ledger(
         self,
@@ -362,12 +377,28 @@ class SentinelStore:
     # -- checker checkpoint and status ----------------------------------------------------
     def save_checkpoint(self, doc: dict[str, Any], acks_id: str, ledger_id: str) -> None:
         state = json.dumps(doc, separators=(",", ":"))
+        # Entries up to the checkpoint are folded into the snapshot: keep Redis memory flat;
+        # but never trim what a registered auditor (``audit_read``) has not read yet.
+        audited = self.r.hmget(self.key("audit"), "acks", "ledger")
+        trim_acks, trim_ledger = (
+            _min_id(mine, theirs.decode() if theirs else None)
+            for mine, theirs in zip((acks_id, ledger_id), audited, strict=True)
+        )
         self._guarded(
             ("hset", "checker", ["state", state, "acks_id", acks_id, "ledger_id", ledger_id]),
-            # Entries up to the checkpoint are folded into the snapshot: keep Redis memory flat.
-            ("xtrim", "acks", ["MINID", _next_id(acks_id)]),
-            ("xtrim", "ledger", ["MINID", _next_id(ledger_id)]),
+            ("xtrim", "acks", ["MINID", _next_id(trim_acks)]),
+            ("xtrim", "ledger", ["MINID", _next_id(trim_ledger)]),
         )
+
+    def audit_read(self, acks_id: str, ledger_id: str, ttl_ms: int) -> None:
+        """An auditor (the soak's ground truth, ``workers.lab.soaktruth``) has read the ``acks``
+        and ``ledger`` streams up to these ids: the checker trims no further than that, so
+        the auditor sees every entry however slow it is. The mark expires after ``ttl_ms``
+        unless renewed, so an auditor that died holds nothing back for long."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.key("audit"), mapping={"acks": acks_id, "ledger": ledger_id})
+        pipe.pexpire(self.key("audit"), ttl_ms)
+        pipe.execute()
 
     def load_checkpoint(self) -> tuple[dict[str, Any] | None, str, str]:
         doc = self.r.hgetall(self.key("checker"))
@@ -629,6 +660,14 @@ class LintStore:
 def _stream_ms(t: float) -> str:
     """Unix seconds as a stream id bound: ids are milliseconds, never below 0."""
     return str(max(0, int(t * 1000)))
+
+
+def _min_id(a: str, b: str | None) -> str:
+    """The lower of two stream ids (``b`` None: ``a``)."""
+    if b is None:
+        return a
+    key = [tuple(int(x) for x in i.split("-")) for i in (a, b)]
+    return a if key[0] <= key[1] else b
 
 
 def _next_id(stream_id: str) -> str:

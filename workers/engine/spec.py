@@ -6,9 +6,11 @@ tests take one directly. JSON round-trips, so a spec can be handed to a subproce
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from workers.engine.env import envstr
 from workers.engine.profiles import EXACTLY_ONCE, Profile
 
 # How a worker may host a sentinel (``SentinelSpec.hosting``).
@@ -124,3 +126,25 @@ class SentinelSpec:
         doc = dict(doc)
         doc["profile"] = Profile.from_dict(doc["profile"])
         return cls(**doc)
+
+
+# Names the JSON file ``specs_from_file()`` reads: ``{"<id>": <SentinelSpec.to_dict()>, ...}``.
+SPECS_FILE_ENV = "DS_SENTINEL_SPECS_FILE"
+
+
+def specs_from_file() -> dict[int, SentinelSpec]:
+    """The enabled sentinels' specs by id, from the JSON file named by ``DS_SENTINEL_SPECS_FILE``.
+
+    A spec source for workers that host sentinels without the dashboard's database (the
+    soak, ``workers.lab.soak``): point the ``SENTINEL_SPECS`` setting at this function. Read
+    on every call, so whoever owns the file enables and disables sentinels by rewriting it
+    (atomically: write a temporary file, then rename it). A missing file means none."""
+    path = envstr(SPECS_FILE_ENV, "")
+    if not path:
+        raise ValueError(f"{SPECS_FILE_ENV} is not set: no file to read the sentinel specs from")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    return {int(sid): SentinelSpec.from_dict(spec) for sid, spec in doc.items()}

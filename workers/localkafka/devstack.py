@@ -57,6 +57,31 @@ def wait_for_port(
     raise RuntimeError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
 
 
+def redis_server_argv(port: int, data: Path) -> list[str]:
+    """The command line of a project-started Redis on 127.0.0.1:``port`` keeping its files in
+    ``data``: persisting, because the sentinels' ledger, acks and checkpoints live there, so a
+    restart must not lose them (at most the last second with ``everysec``; nothing on a clean
+    shutdown, which fsyncs the append-only file)."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise RuntimeError("redis-server is not installed: run bin/install")
+    return [
+        server,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(data),
+        "--logfile",
+        str(data / "redis.log"),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+    ]
+
+
 class Stack:
     """The children started by this command, stopped in reverse order."""
 
@@ -81,31 +106,9 @@ class Stack:
             return
         if host not in ("127.0.0.1", "localhost"):
             raise RuntimeError(f"REDIS_URL points at {host}:{port}, which does not answer")
-        server = shutil.which("redis-server")
-        if server is None:
-            raise RuntimeError("redis-server is not installed: run bin/install")
         data = LOCAL_DIR / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        proc = self.spawn(
-            "redis",
-            [
-                server,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dir",
-                str(data),
-                "--logfile",
-                str(data / "redis.log"),
-                # The sentinels' ledger, acks and checkpoints live here: a restart must not
-                # lose them (at most the last second with everysec).
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-            ],
-        )
+        proc = self.spawn("redis", redis_server_argv(port, data))
         wait_for_port("127.0.0.1", port, 30, proc)
 
     def start_kafka(self, secure: bool = False) -> None:

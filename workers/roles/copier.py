@@ -3,9 +3,11 @@ topic in transactions, offsets sent to each transaction."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
+import redis
 from confluent_kafka import (
     KafkaError,
     KafkaException,
@@ -106,8 +108,9 @@ class TransactionalCopier(AssignedConsumer):
             return
         self.txn_seq += 1
         token = f"{self.instance}:{self.txn_seq}"
-        self.store.set_txn_state("open", token)
+        committed = False
         try:
+            self.store.set_txn_state("open", token)
             self.producer.begin_transaction()
             for msg in msgs:
                 self.produce_copy(msg, token)
@@ -118,10 +121,19 @@ class TransactionalCopier(AssignedConsumer):
                 raise_abortable()
             self.store.set_txn_state("committing", token)
             self.commit_transaction()
+            committed = True
             self.store.set_txn_state("committed", token)
             self.error = None
         except KafkaException as exc:
             self.handle_txn_error(exc.args[0], token, msgs)
+        except redis.RedisError:
+            # Redis went away mid-batch (the loop reports it and steps again). The consumer is
+            # past the batch: before the commit, abort its transaction and read it again, or
+            # the next transaction would commit offsets past records it never copied (a loss
+            # Kafka never caused).
+            if not committed:
+                self.abandon(token, msgs)
+            raise
 
     def produce_copy(self, msg: Any, token: str) -> None:
         assert self.producer is not None
@@ -177,6 +189,14 @@ class TransactionalCopier(AssignedConsumer):
 
     def abort_and_rewind(self, token: str, msgs: list[Any], err: KafkaError) -> None:
         """Abort the batch's transaction and read the batch again from its first offsets."""
+        self.abandon(token, msgs)
+        self.store.set_txn_state("aborted", token)
+        self.error = f"transaction aborted, batch read again: {err.str()}"
+
+    def abandon(self, token: str, msgs: list[Any]) -> None:
+        """Abort the batch's transaction (if one is open) and read the batch again from its
+        first offsets. Needs no Redis (when Redis is what failed, the token stays "open"
+        there, which a restarted copier treats as aborted)."""
         assert self.producer is not None
         try:
             self.producer.abort_transaction(30)
@@ -186,10 +206,9 @@ class TransactionalCopier(AssignedConsumer):
                 # start again from the committed offsets (init_transactions aborts it).
                 raise RestartRole(f"abort_transaction failed: {describe(exc)}") from exc
         else:
-            self.store.add_aborted_txn(token)
-        self.store.set_txn_state("aborted", token)
+            with contextlib.suppress(redis.RedisError):
+                self.store.add_aborted_txn(token)
         self.rewind(msgs)
-        self.error = f"transaction aborted, batch read again: {err.str()}"
 
     def rewind(self, msgs: list[Any]) -> None:
         """After an abort, read the batch again from its first offsets."""

@@ -62,6 +62,7 @@ class Loop:
         self.store = store.for_writer()
         self.shutdown = threading.Event()
         self.error: str | None = None
+        self._step_error: str | None = None  # the error a failed step set, until one succeeds
         self.busy_since: float | None = None
         self._last_heartbeat = 0.0
 
@@ -94,13 +95,16 @@ class Loop:
         now = time.monotonic()
         if now - self._last_heartbeat >= HEARTBEAT_INTERVAL_S:
             self._last_heartbeat = now
-            self.store.heartbeat(
-                self.role,
-                self.in_words(self.error),
-                pid=os.getpid(),
-                host=socket.gethostname(),
-                **extra,
-            )
+            # Best effort: Redis restarting (refused, loading its data) must not end the role;
+            # the next beat a second later gets through, and the work itself retries.
+            with contextlib.suppress(redis.RedisError):
+                self.store.heartbeat(
+                    self.role,
+                    self.in_words(self.error),
+                    pid=os.getpid(),
+                    host=socket.gethostname(),
+                    **extra,
+                )
 
     def on_client_error(self, err: KafkaError) -> None:
         """librdkafka's error_cb: connectivity trouble is reported as STALLED, never as loss."""
@@ -158,7 +162,7 @@ class Loop:
                     self.step()
                 except (KafkaException, redis.RedisError) as exc:
                     # Cluster or Redis trouble: report it (the verdict becomes STALLED), wait, go on.
-                    self.error = describe(exc)
+                    self.error = self._step_error = describe(exc)
                     log.warning("%s %s: %s", self.role, self.spec.name, self.error)
                     self.busy_since = None
                     self.shutdown.wait(1.0)
@@ -166,13 +170,21 @@ class Loop:
                     self.busy_since = None
                     self.recover_state(str(exc))
                 except RestartRole as exc:
-                    self.error = f"restarting: {exc}"
+                    self.error = self._step_error = f"restarting: {exc}"
                     log.warning("%s %s: %s", self.role, self.spec.name, self.error)
                     self.busy_since = None
                     with contextlib.suppress(Exception):
                         self.close()
                     if not self.start_with_retries():
                         return
+                else:
+                    # A step went through: the trouble a failed step reported is over (else
+                    # the sentinel stays STALLED for good after, e.g., a Redis restart). An
+                    # error the role reported itself (librdkafka's error_cb) is the role's to
+                    # clear when its own work succeeds.
+                    if self._step_error is not None and self.error == self._step_error:
+                        self.error = None
+                    self._step_error = None
                 self.busy_since = None
                 self.heartbeat()
         finally:
@@ -192,7 +204,7 @@ class Loop:
                 log.warning("%s %s: %s", self.role, self.spec.name, exc)
                 continue
             except (KafkaException, TimeoutError, redis.RedisError) as exc:
-                self.error = f"cannot start: {self.in_words(describe(exc))}"
+                self.error = self._step_error = f"cannot start: {self.in_words(describe(exc))}"
                 log.warning("%s %s: %s", self.role, self.spec.name, self.error)
                 with contextlib.suppress(redis.RedisError):
                     self.store.heartbeat(self.role, self.error, pid=os.getpid())

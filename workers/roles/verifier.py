@@ -54,10 +54,11 @@ class CommittedVerifier(AssignedConsumer):
         ]
 
     def step(self) -> None:
+        # Before the poll: a Redis error here must not drop a batch the consumer is past.
+        self.refresh_aborted()
         msgs = self.poll_batch()
         if not msgs:
             return
-        self.refresh_aborted()
         clean, aborted = [], []
         for msg in msgs:
             token = dict(msg.headers() or []).get(TXN_HEADER)

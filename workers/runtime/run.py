@@ -146,9 +146,14 @@ class LeaseGuard(threading.Thread):
     so another worker takes over at once instead of after the lease time.
     """
 
-    def __init__(self, host: RoleRunner, lease: Lease) -> None:
+    def __init__(self, host: RoleRunner, lease: Lease, *, role_process: bool = False) -> None:
+        """``role_process``: this is a role process (``--exit-with-parent``) whose parent is the
+        sentinel's first process, not the worker: when that parent dies (a crash of the
+        sentinel), the worker still holds the lease and restarts the sentinel itself, so the
+        lease is not ours to release."""
         super().__init__(name="lease-guard", daemon=True)
         self.host, self.lease = host, lease
+        self.role_process = role_process
         self.parent = os.getppid()
         self.orphaned = False
         self.reason: str | None = None
@@ -157,8 +162,12 @@ class LeaseGuard(threading.Thread):
         last_ok = time.monotonic()
         while self.host.alive() and self.reason is None:
             if os.getppid() != self.parent:
-                self.orphaned = True
-                self.reason = "the worker that started this sentinel is gone"
+                self.orphaned = not self.role_process
+                self.reason = (
+                    "the sentinel process that started this role is gone"
+                    if self.role_process
+                    else "the worker that started this sentinel is gone"
+                )
                 break
             try:
                 held, pttl = self.lease.held()
@@ -245,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         ).start()
     guard = None
     if args.lease_token:
-        guard = LeaseGuard(host, store.lease(args.lease_token, args.lease_ms))
+        guard = LeaseGuard(
+            host, store.lease(args.lease_token, args.lease_ms), role_process=args.exit_with_parent
+        )
         guard.start()
     exit_code = 0
     while host.alive():

@@ -1,0 +1,73 @@
+"""A short soak (2.5 minutes) on the real local cluster: the same runner and judging as the
+30-minute one (``python -m workers.lab.soak``, docs/reliability.md), with fewer faults.
+
+Six sentinels hosted by two real Celery workers on a Redis of the soak's own; a fixed seed
+orders the faults (a sentinel process SIGKILLed, a whole worker SIGKILLed, Redis restarted);
+every judged check must pass: nothing acked lost, nothing duplicated or aborted read under
+exactly-once, never VIOLATED, back to progress within each fault's bound, counters that never
+fall, and every sentinel's counts equal to the ground truth recounted from the raw streams.
+The broker faults are the scenario lab's (tests/integration/test_scenarios.py) and the long
+soak's. Each fault runs once (no repeats).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from workers.lab.soak import Soak
+from workers.lab.soakfaults import REDIS_RESTART, SENTINEL_KILL, WORKER_KILL
+from workers.lab.soakprocs import free_port, sentinel_processes
+from workers.localkafka.cluster import LocalCluster
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+SEED = 20261129
+# The soak's whole wall time, start to report: within the suite's 200 s budget for it.
+MINUTES = 2.5
+FAULTS = (SENTINEL_KILL, WORKER_KILL, REDIS_RESTART)
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: run the suite with bin/test", pytrace=False)
+    return value
+
+
+def test_it_keeps_every_promise_through_a_short_soak_of_faults(tmp_path):
+    local = LocalCluster(env("LOCAL_KAFKA_NAME"), broker_base_port=int(env("LOCAL_KAFKA_PORT")))
+    soak = Soak(
+        minutes=MINUTES,
+        seed=SEED,
+        report_dir=tmp_path / "soak",
+        bootstrap_servers=env("KAFKA_BOOTSTRAP_SERVERS"),
+        local=local,
+        redis_port=free_port(),
+        kinds=FAULTS,
+        quiet=(5.0, 8.0),
+        repeat=False,
+    )
+    report = soak.run()
+
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert report["passed"] and not failed, failed
+    # Every planned fault ran and each affected sentinel was measured back to progress.
+    assert sorted(f["kind"] for f in report["faults"]) == sorted(FAULTS), report["faults"]
+    assert all(f["takeovers"] for f in report["faults"]), report["faults"]
+    # The judged sentinels were judged on every claim, the others on their counts alone.
+    judged = {k for k, s in report["sentinels"].items() if s["judged"]}
+    assert judged == {"alo", "eos", "eos-6p"}
+    for key in judged:
+        names = {c["name"] for c in report["checks"] if c["sentinel"] == key}
+        assert {"lost = 0", "never VIOLATED", "counts equal the ground truth"} <= names, names
+    for key, doc in report["sentinels"].items():
+        assert doc["totals"]["processed"] > 1000, (key, doc["totals"])
+        assert doc["comparison"]["differ"] == [], (key, doc["comparison"])
+    html = (tmp_path / "soak" / "soak.html").read_text()
+    assert html.count("<svg") == 4 * len(report["sentinels"])
+    # Nothing left behind: no sentinel process, the cluster whole.
+    assert not sentinel_processes({s["id"] for s in report["sentinels"].values()})
+    status = local.status()
+    assert [n["state"] for n in status["nodes"]] == ["running"] * 3, status

@@ -1,0 +1,105 @@
+"""The soak's parts that need no cluster: the auditor's hold on stream trimming, the spec
+file workers read, the seeded plan, the ground-truth recount and the judging."""
+
+from __future__ import annotations
+
+import json
+
+from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
+from workers.engine.spec import SPECS_FILE_ENV, SentinelSpec, specs_from_file
+from workers.lab.soakfaults import KEEP_PROCESSES, KINDS, plan
+from workers.lab.soaktruth import Truth, compare
+from workers.lab.soakwatch import monotonic_checks
+from workers.store import SentinelStore, connect, pack_ledger
+
+
+def spec(sid: int = 990_010) -> SentinelSpec:
+    return SentinelSpec(
+        id=sid,
+        name="soak-part",
+        profile=DEFAULT_PROFILES[AT_LEAST_ONCE],
+        bootstrap_servers="127.0.0.1:1",
+        topic="soak-part",
+    )
+
+
+def test_it_trims_the_streams_no_further_than_an_auditor_has_read(redis_url):
+    store = SentinelStore(connect(redis_url), 990_011)
+    store.reset()
+    try:
+        # Trimming is approximate (whole stream nodes of 100 entries): enough entries to see it.
+        ids = [store.r.xadd(store.key("acks"), {"d": str(i)}).decode() for i in range(350)]
+        store.audit_read(ids[50], "0-0", ttl_ms=60_000)
+        store.save_checkpoint({}, ids[340], "0-0")  # the checker is further than the auditor
+        left = [i.decode() for i, _f in store.r.xrange(store.key("acks"))]
+        assert left[-300:] == ids[50:]  # nothing the auditor has not read was trimmed
+        store.r.delete(store.key("audit"))  # no auditor: the checkpoint decides again
+        store.save_checkpoint({}, ids[340], "0-0")
+        assert len(store.r.xrange(store.key("acks"))) <= 110
+        assert store.stream_added("acks") == 350 and store.stream_added("ledger") == 0
+    finally:
+        store.reset()
+
+
+def test_it_reads_worker_specs_from_the_file_named_by_the_environment(tmp_path, monkeypatch):
+    path = tmp_path / "specs.json"
+    monkeypatch.setenv(SPECS_FILE_ENV, str(path))
+    assert specs_from_file() == {}  # no file yet: no sentinel
+    path.write_text(json.dumps({"990010": spec().to_dict()}))
+    assert specs_from_file() == {990_010: spec()}
+
+
+def test_it_draws_the_same_plan_from_the_same_seed():
+    a, b = plan(42, KINDS, (10, 20)), plan(42, KINDS, (10, 20))
+    assert a.to_dict() == b.to_dict()
+    assert a.to_dict() != plan(43, KINDS, (10, 20)).to_dict()
+    assert sorted(s.kind for s in a.first) == sorted(KINDS)  # every kind once, first
+    assert {s.kind for s in a.second} <= set(KEEP_PROCESSES)
+    assert all(10 <= s.quiet_s <= 20 for s in a.first + a.second)
+
+
+def test_it_recounts_the_checkers_counters_from_the_raw_streams():
+    truth = Truth(spec())
+    # Run 7, partition 0: seqs 0-4 acked, 5 failed; 5 never reported by the producer.
+    truth.add_acks(
+        {b"d": json.dumps({"run": 7, "p": {"0": {"n": 7, "a": [[0, 4]], "f": [[5, 5]]}}}).encode()}
+    )
+    truth.add_acks({b"d": json.dumps({"run": 7, "p": {"0": {"a": [[5, 5]]}}}).encode()})  # too late
+    # Processed: 0, 1, 1 (a duplicate), 3, 5 (a phantom: failed, then processed); 2 and 4 not.
+    items = [(7, 0, s, 1, 2) for s in (0, 1, 1, 3, 5)]
+    truth.add_ledger({b"d": pack_ledger(items)})
+    counts = truth.counts({7})
+    assert counts == {
+        "produced": 7,
+        "acked": 5,
+        "failed": 1,
+        "processed": 5,
+        "duplicated": 1,
+        "unprocessed": 2,
+        "phantom": 1,
+        "aborted_read": 0,
+    }
+    assert truth.counts(set())["processed"] == 0  # an unregistered run's records are foreign
+    totals = {
+        "produced": 7,
+        "acked": 5,
+        "failed": 1,
+        "processed": 5,
+        "duplicated": 1,
+        "lost": 1,
+        "pending": 1,
+        "phantom": 1,
+    }
+    assert compare(counts, totals)["differ"] == []
+    assert compare(counts, {**totals, "duplicated": 0})["differ"] == ["duplicated"]
+
+
+def test_it_finds_a_counter_that_fell_but_lets_lost_move_to_late():
+    def sample(t, **totals):
+        return {"t": t, "totals": totals}
+
+    fine = [sample(1, processed=5, lost=2, late=0), sample(2, processed=6, lost=1, late=1)]
+    assert monotonic_checks("s", fine)[0].ok
+    fell = [sample(1, processed=5), sample(2, processed=4)]
+    (check,) = monotonic_checks("s", fell)
+    assert not check.ok and check.seen[0]["counter"] == "processed"
