@@ -54,6 +54,7 @@ from _common import (
 
 from workers.engine.documents import W1_RETENTION_S
 from workers.store import PREFIX, connect
+from workers.system import hosting_worker_argv
 
 MB = 1024 * 1024
 
@@ -130,24 +131,9 @@ class Stack:
             log = (self.tmp / f"worker-{i}.log").open("ab")
             self.workers.append(
                 spawn(
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "workers.runtime.celery",
-                        "worker",
-                        "--pool=solo",
-                        "-Q",
-                        f"density-{uuid.uuid4().hex[:8]}",
-                        "-n",
-                        f"density{i}@%h",
-                        "--without-gossip",
-                        "--without-mingle",
-                        "--without-heartbeat",
-                        "-l",
-                        "warning",
-                    ],  # fmt: skip
+                    hosting_worker_argv(
+                        f"density{i}", f"density-{uuid.uuid4().hex[:8]}", "warning"
+                    ),
                     env=self.env,
                     stdout=log,
                     stderr=log,

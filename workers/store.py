@@ -40,6 +40,7 @@ Global keys: ``ds:workers`` (``WorkerRegistry``: the workers hosting sentinels, 
 
 from __future__ import annotations
 
+import copy
 import json
 import struct
 import time
@@ -151,8 +152,11 @@ class SentinelStore:
 
     def for_writer(self) -> SentinelStore:
         """A store on the same connection with an epoch of its own to join: each role must
-        notice a loss itself (its in-memory state belongs to the epoch it joined)."""
-        return type(self)(self.r, self.sid)
+        notice a loss itself (its in-memory state belongs to the epoch it joined). A copy,
+        so that a store of a subclass (a test's) stays what it is."""
+        writer = copy.copy(self)
+        writer.token, writer.writes = None, 0
+        return writer
 
     def key(self, name: str) -> str:
         return self.prefix + name

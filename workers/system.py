@@ -1,4 +1,4 @@
-"""Where the project lives on disk, and how its processes are stopped.
+"""Where the project lives on disk, how a hosting worker is started, and how processes stop.
 
 Used by every layer that starts processes (the runtime, the lab, the local cluster tooling);
 imports nothing of the project.
@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,6 +18,17 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Everything the project writes at run time (git-ignored): jars, cluster data, spec files.
 LOCAL_DIR = PROJECT_ROOT / ".local"
+
+
+def hosting_worker_argv(name: str, queue: str, loglevel: str = "info") -> list[str]:
+    """The command line of a Celery worker that hosts sentinels and takes tasks only from
+    ``queue`` (the soak, the hosting tests and the density benchmark start such workers):
+    solo pool, no gossip, mingle or heartbeat, so that it starts fast and alone."""
+    return [
+        sys.executable, "-m", "celery", "-A", "workers.runtime.celery", "worker",
+        "--pool=solo", "-Q", queue, "-n", f"{name}@%h",
+        "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", loglevel,
+    ]  # fmt: skip
 
 
 def terminate(proc: subprocess.Popen, timeout: float, *, group: bool = False) -> bool:

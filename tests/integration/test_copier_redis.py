@@ -29,11 +29,16 @@ class FailingOnce(SentinelStore):
     def __init__(self, client: redis.Redis, sid: int, fail_at: str) -> None:
         super().__init__(client, sid)
         self.fail_at = fail_at
-        self.failed = False
+        # Shared by the writer copies each role takes (``for_writer``): fails once in all.
+        self.injected: list[bool] = []
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.injected)
 
     def set_txn_state(self, state: str, token: str) -> None:
-        if state == self.fail_at and not self.failed:
-            self.failed = True
+        if state == self.fail_at and not self.injected:
+            self.injected.append(True)
             raise redis.ConnectionError("Connection closed by server.")
         super().set_txn_state(state, token)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -22,6 +21,7 @@ from tests.integration.test_engine import read_topic
 from tests.sentinels import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
 from workers.store import SentinelStore, WorkerRegistry, connect
+from workers.system import hosting_worker_argv
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -50,24 +50,7 @@ class Workers:
         log = self.tmp / f"worker-{name}.log"
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "workers.runtime.celery",
-                    "worker",
-                    "--pool=solo",
-                    "-Q",
-                    f"hosting-{uuid.uuid4().hex[:8]}",
-                    "-n",
-                    f"{name}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "-l",
-                    "info",
-                ],
+                hosting_worker_argv(name, f"hosting-{uuid.uuid4().hex[:8]}"),
                 cwd=ROOT,
                 env=env,
                 stdout=out,

@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 from workers.engine.spec import SPECS_FILE_ENV, SentinelSpec
 from workers.lab.limits import HANG_AFTER_S
 from workers.localkafka.devstack import port_open, redis_server_argv, wait_for_port
-from workers.system import PROJECT_ROOT, terminate
+from workers.system import PROJECT_ROOT, hosting_worker_argv, terminate
 
 # How the soak's workers host sentinels. A short tick and lease make takeovers quick enough to
 # see many in half an hour; the bounds the soak judges them by derive from these values (and
@@ -162,24 +161,7 @@ class SoakWorkers:
     def start(self, name: str) -> subprocess.Popen:
         with (self.workdir / f"worker-{name}.log").open("ab") as out:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "workers.runtime.celery",
-                    "worker",
-                    "--pool=solo",
-                    "-Q",
-                    self.queue,
-                    "-n",
-                    f"{name}-{self.queue}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "-l",
-                    "info",
-                ],
+                hosting_worker_argv(f"{name}-{self.queue}", self.queue),
                 cwd=PROJECT_ROOT,
                 env=self.env(),
                 stdout=out,
