@@ -295,10 +295,16 @@ def restart_and_settle(procs: SentinelProcesses, roles: str) -> dict[str, int]:
     """Start ``roles`` again after a crash, see records flow, stop the producer, let the rest
     drain; every problem counter must be 0. Returns the settled totals."""
     before = procs.status()["totals"]["processed"]
+    runs_before = set(procs.store.runs())
     procs.start(roles)
-    procs.wait_status(
-        lambda d: d["totals"]["processed"] > before + 30, 90, "progress after the restart"
-    )
+
+    # Progress alone may be records a killed producer left in flight: with the producer
+    # restarted, wait for its new run too (registered after its SIGTERM handler is in place).
+    def restarted(d: dict) -> bool:
+        new_run = "producer" not in roles.split(",") or set(procs.store.runs()) - runs_before
+        return d["totals"]["processed"] > before + 30 and bool(new_run)
+
+    procs.wait_status(restarted, 90, "progress after the restart")
     assert procs.stop("producer") == 0
     totals = procs.wait_settled(90)["totals"]
     for name in ZERO_COUNTERS:
