@@ -8,6 +8,7 @@ tests/integration/test_hosting.py), so that many sentinels and several workers c
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -15,10 +16,12 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 
+from tests.sentinels import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
 from workers.runtime.supervisor import SentinelSupervisor
 from workers.store import Lease, WorkerRegistry, connect, lease_holders
+from workers.system import RESPAWN_BACKOFF_MAX_S, RESPAWN_FIRST_BACKOFF_S, respawn_backoff
 
 FIRST_ID = 880_000
 
@@ -132,6 +135,39 @@ def test_it_gives_a_stopped_workers_sentinels_to_the_others(fleet):
     assert "host:a:0" not in WorkerRegistry(client).alive(60_000)  # it said goodbye
     rounds([b], client, 1)
     assert held([b]) == [5]
+
+
+def test_it_restarts_a_crashed_sentinel_after_its_back_off_without_waiting_for_a_tick(fleet):
+    """A sentinel process that exits makes the supervisor tick at once (``due``); it keeps the
+    lease and starts the sentinel again when the back-off is over, not a tick later."""
+    enable, worker, client = fleet
+    enable(1)
+    (sid,) = range(FIRST_ID, FIRST_ID + 1)
+    a = worker("a")
+    rounds([a], client, 1)
+    assert not a.due()  # running: nothing to do before the next tick
+    token = a.leases[sid].token
+    first = a.children[sid].proc
+    first.kill()
+    wait_until(a.due, 10, "the exit noticed between ticks")
+    a.tick()  # notes the exit: the back-off starts, the lease is kept
+    assert sid not in a.children and a.leases[sid].token == token
+    count, retry_at = a.failures[sid]
+    assert count == 1
+    a.failures[sid] = (count, time.monotonic() + 60)
+    assert not a.due()  # the back-off is not over
+    a.failures[sid] = (count, time.monotonic() - 0.1)
+    wait_until(a.due, 10, "due once the back-off is over and the old process has gone")
+    a.tick()
+    assert a.running() == {sid} and a.children[sid].proc.pid != first.pid
+    assert lease_holders(client, [sid])[sid] == a.worker_id
+
+
+def test_it_doubles_the_back_off_of_a_sentinel_that_keeps_crashing():
+    assert [respawn_backoff(n) for n in (1, 2, 3, 4)] == [
+        RESPAWN_FIRST_BACKOFF_S * k for k in (1, 2, 4, 8)
+    ]
+    assert respawn_backoff(50) == RESPAWN_BACKOFF_MAX_S
 
 
 @pytest.mark.django_db

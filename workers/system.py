@@ -18,6 +18,16 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Everything the project writes at run time (git-ignored): jars, cluster data, spec files.
 LOCAL_DIR = PROJECT_ROOT / ".local"
+# A sentinel that exits is started again after a back-off that doubles with each quick exit
+# in a row: 1 s after a first crash (the worker keeps the lease meanwhile), at most 30 s.
+RESPAWN_FIRST_BACKOFF_S = 1.0
+RESPAWN_BACKOFF_MAX_S = 30.0
+
+
+def respawn_backoff(exits: int) -> float:
+    """Seconds to wait before starting a sentinel again after ``exits`` quick exits in a row
+    (the worker's supervisor for a sentinel's processes, the shared host for its threads)."""
+    return min(RESPAWN_BACKOFF_MAX_S, RESPAWN_FIRST_BACKOFF_S * 2.0 ** max(0, exits - 1))
 
 
 def hosting_worker_argv(name: str, queue: str, loglevel: str = "info") -> list[str]:

@@ -25,11 +25,11 @@ from confluent_kafka import KafkaException
 from workers.lab.limits import POLL_S
 from workers.lab.soakprocs import (
     LEASE_MS,
-    RESPAWN_FIRST_BACKOFF_S,
     SUPERVISOR_TICK_S,
     lease_holder_pid,
 )
 from workers.localkafka import LocalClusterError
+from workers.system import RESPAWN_FIRST_BACKOFF_S
 
 if TYPE_CHECKING:
     from workers.lab.soak import Soak

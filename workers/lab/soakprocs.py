@@ -29,8 +29,6 @@ from workers.system import PROJECT_ROOT, hosting_worker_argv, terminate
 # from the step deadline, ``env()``).
 SUPERVISOR_TICK_S = 1.0
 LEASE_MS = 15_000
-# The supervisor's back-off after a sentinel's first exit (workers/runtime/supervisor.py: 2**1 s).
-RESPAWN_FIRST_BACKOFF_S = 2.0
 STOP_TIMEOUT_S = 60.0
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 

@@ -48,11 +48,11 @@ from workers.runtime.run import (
     roles_for,
 )
 from workers.store import SentinelStore, connect
+from workers.system import RESPAWN_BACKOFF_MAX_S, respawn_backoff
 
 log = logging.getLogger("workers.runtime.host")
 
 SYNC_INTERVAL_S = 1.0
-RESTART_BACKOFF_MAX_S = 30.0
 STOP_TIMEOUT_S = 20.0
 
 
@@ -142,7 +142,7 @@ class SharedHost:
             return
         quick = time.monotonic() - hosted.started < 60
         hosted.failures = hosted.failures + 1 if quick else 1
-        delay = min(RESTART_BACKOFF_MAX_S, 2.0**hosted.failures)
+        delay = respawn_backoff(hosted.failures)
         hosted.retry_at = time.monotonic() + delay
         why = "; ".join(runner.failures) if runner is not None else "?"
         log.warning("sentinel %s failed (%s); restarting in %.0f s", hosted.spec.name, why, delay)
@@ -164,7 +164,7 @@ class SharedHost:
                         hosted.retry_at = time.monotonic() + SYNC_INTERVAL_S
                 except (redis.RedisError, OSError, SecretError) as exc:
                     log.warning("sentinel %s: cannot start: %s", hosted.spec.name, exc)
-                    hosted.retry_at = time.monotonic() + RESTART_BACKOFF_MAX_S
+                    hosted.retry_at = time.monotonic() + RESPAWN_BACKOFF_MAX_S
         self.write_state(synced_at)
 
     def stuck(self) -> list[tuple[int, list[str]]]:

@@ -1,8 +1,9 @@
 """Hosting sentinels inside Celery workers: leases, one process per sentinel, failover.
 
 Every worker runs a ``SentinelSupervisor`` thread (a worker bootstep, ``workers/runtime/celery.py``).
-Each tick (2 s) it reads the enabled sentinels from the database and, for each one, tries to
-take or renew its **lease** (``workers.store.Lease``: ``SET NX PX``, renewed only by its holder). The holder runs the sentinel in a child process
+Each tick (2 s, and at once when one of its sentinel processes exits or a back-off ends) it
+reads the enabled sentinels from the database and, for each one, tries to take or renew its
+**lease** (``workers.store.Lease``: ``SET NX PX``, renewed only by its holder). The holder runs the sentinel in a child process
 (``python -m workers.runtime.run``, fork+exec, so librdkafka is never forked); everyone else leaves it.
 
 Why a child process and not a pool task: a task that never returns blocks a pool slot and is
@@ -48,7 +49,7 @@ from workers.engine.env import envchoice, envint
 from workers.engine.spec import SentinelSpec
 from workers.runtime.manifest import entry_path, read_state, write_entry
 from workers.store import Lease, SentinelStore, WorkerRegistry
-from workers.system import LOCAL_DIR, PROJECT_ROOT, terminate, terminate_all
+from workers.system import LOCAL_DIR, PROJECT_ROOT, respawn_backoff, terminate, terminate_all
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,10 @@ TICK_S = float(os.environ.get("DS_SUPERVISOR_TICK_S", "2.0"))
 SHARED_MAX_RATE = envint("DS_SHARED_MAX_RATE", 1000, min=0)
 # At most this many sentinels per worker (0: no cap); sentinels beyond every worker's cap wait.
 MAX_SENTINELS = envint("DS_WORKER_MAX_SENTINELS", 0, min=0)
-RESPAWN_BACKOFF_MAX_S = 30.0
+# Between ticks the supervisor looks this often for a sentinel process that exited or a
+# back-off that ended, and ticks at once for it: a crashed sentinel is back after its back-off
+# plus its start, not a tick later.
+WATCH_S = 0.2
 # A sentinel asked to stop gets this long before SIGKILL.
 STOP_TIMEOUT_S = 20.0
 
@@ -158,12 +162,30 @@ class SentinelSupervisor:
 
     def run(self) -> None:
         log.info("sentinel supervisor %s started", self.worker_id)
+        next_tick = 0.0
         while not self.shutdown.is_set():
-            try:
-                self.tick()
-            except Exception:  # a bad tick (DB or Redis down) must not end supervision
-                log.exception("sentinel supervisor tick failed")
-            self.shutdown.wait(TICK_S)
+            if time.monotonic() >= next_tick or self.due():
+                try:
+                    self.tick()
+                except Exception:  # a bad tick (DB or Redis down) must not end supervision
+                    log.exception("sentinel supervisor tick failed")
+                next_tick = time.monotonic() + TICK_S
+            self.shutdown.wait(max(0.0, min(WATCH_S, next_tick - time.monotonic())))
+
+    def due(self) -> bool:
+        """Whether something needs a tick before the next one: a sentinel process of ours
+        exited, or one waiting to start again may start now (its back-off is over and what
+        was left of its processes has gone). Cheap: no Redis, no database."""
+        if any(child.proc.poll() is not None for child in self.children.values()):
+            return True
+        now = time.monotonic()
+        return any(
+            sid not in self.children
+            and sid in self.leases
+            and now >= retry_at
+            and not (sid in self.leftovers and signal_group(self.leftovers[sid][0], 0))
+            for sid, (_, retry_at) in self.failures.items()
+        )
 
     # -- one unit of work --------------------------------------------------------------------
     def tick(self) -> None:
@@ -282,10 +304,10 @@ class SentinelSupervisor:
     def note_exit(self, sid: int, child: Child) -> None:
         count, _ = self.failures.get(sid, (0, 0.0))
         count = count + 1 if time.monotonic() - child.started < 60 else 1
-        delay = min(RESPAWN_BACKOFF_MAX_S, 2.0**count)
+        delay = respawn_backoff(count)
         self.failures[sid] = (count, time.monotonic() + delay)
         log.warning(
-            "sentinel %s exited with %s; restarting in %.0fs",
+            "sentinel %s exited with %s; restarting in %.1fs",
             child.spec.name,
             child.proc.returncode,
             delay,
