@@ -99,6 +99,20 @@ def held(workers: list[Worker]) -> list[int]:
     return [len(w.leases) for w in workers]
 
 
+def balance(workers: list[Worker], client: redis.Redis, want: list[int]) -> None:
+    """Tick rounds until the workers hold ``want`` (sorted counts), then a few more rounds,
+    which must change nothing. A hand-over completes only once the stopped process has
+    exited, which takes more rounds on a busy machine: wait for it, never count on it."""
+    wait_until(
+        lambda: rounds(workers, client, 1) or sorted(held(workers)) == want,
+        30,
+        f"the workers to hold {want}",
+        interval=0.05,
+    )
+    rounds(workers, client, 4)
+    assert sorted(held(workers)) == want
+
+
 def test_it_hands_a_share_to_a_worker_that_joins_without_running_anything_twice(fleet):
     enable, worker, client = fleet
     enable(7)
@@ -106,11 +120,9 @@ def test_it_hands_a_share_to_a_worker_that_joins_without_running_anything_twice(
     rounds([a], client, 1)
     assert held([a]) == [7]  # alone, it runs them all: nothing is left unrun
     b = worker("b")
-    rounds([a, b], client, 12)
-    assert sorted(held([a, b])) == [3, 4]
+    balance([a, b], client, [3, 4])
     c = worker("c")
-    rounds([a, b, c], client, 12)
-    assert sorted(held([a, b, c])) == [2, 2, 3]
+    balance([a, b, c], client, [2, 2, 3])
     assert set().union(*(w.running() for w in (a, b, c))) == set(range(FIRST_ID, FIRST_ID + 7))
 
 
@@ -129,12 +141,37 @@ def test_it_gives_a_stopped_workers_sentinels_to_the_others(fleet):
     enable, worker, client = fleet
     enable(5)
     a, b = worker("a"), worker("b")
-    rounds([a, b], client, 8)
-    assert sorted(held([a, b])) == [2, 3]
+    balance([a, b], client, [2, 3])
     a.stop(timeout=5)
     assert "host:a:0" not in WorkerRegistry(client).alive(60_000)  # it said goodbye
     rounds([b], client, 1)
     assert held([b]) == [5]
+
+
+def test_it_takes_a_dead_workers_sentinels_once_it_misses_three_beats(fleet):
+    """A worker that died (SIGKILL: no goodbye in the registry) still looks like it holds its
+    share until its entry ages out; its sentinel processes released their leases as they
+    stopped. The others take all of them as soon as it has missed three of its beats, not
+    one more each until the lease time has passed."""
+    enable, worker, client = fleet
+    enable(6)
+    a, b = worker("a"), worker("b")
+    a.tick_s = 0.1  # its beats say so
+    balance([a, b], client, [3, 3])
+    for child in a.children.values():  # what its orphaned sentinels do (run.LeaseGuard)
+        child.proc.kill()
+        child.proc.wait()
+        child.lease.release()
+    a.children.clear()
+    a.leases.clear()
+    assert "host:a:0" in WorkerRegistry(client).alive(60_000)  # no goodbye
+    wait_until(
+        lambda: "host:a:0" not in WorkerRegistry(client).alive(60_000, ticks=3),
+        10,
+        "a gone for placing after three missed beats",
+    )
+    rounds([b], client, 1)
+    assert held([b]) == [6]
 
 
 def test_it_restarts_a_crashed_sentinel_after_its_back_off_without_waiting_for_a_tick(fleet):

@@ -534,17 +534,22 @@ class WorkerRegistry:
         seconds, micros = self.r.time()
         return seconds * 1000 + micros // 1000
 
-    def beat(self, worker_id: str, cap: int, held: Iterable[int]) -> None:
-        doc = {"at": self.now_ms(), "cap": cap, "held": sorted(held)}
+    def beat(self, worker_id: str, cap: int, held: Iterable[int], tick_ms: int = 0) -> None:
+        """``tick_ms``: how often this worker beats (0: unknown)."""
+        doc = {"at": self.now_ms(), "cap": cap, "held": sorted(held), "tick_ms": tick_ms}
         self.r.hset(WORKERS_KEY, worker_id, json.dumps(doc, separators=(",", ":")))
 
-    def alive(self, within_ms: int) -> dict[str, dict[str, Any]]:
-        """Workers that beat in the last ``within_ms``; entries ten times older are removed."""
+    def alive(self, within_ms: int, *, ticks: int = 0) -> dict[str, dict[str, Any]]:
+        """Workers that beat in the last ``within_ms``, and (``ticks``) within that many of
+        their own beat periods; entries ten times ``within_ms`` old are removed."""
         now = self.now_ms()
         alive, stale = {}, []
         for worker, raw in self.r.hgetall(WORKERS_KEY).items():
             doc = json.loads(raw)
-            if now - doc["at"] <= within_ms:
+            limit = within_ms
+            if ticks and doc.get("tick_ms"):
+                limit = min(limit, ticks * doc["tick_ms"])
+            if now - doc["at"] <= limit:
                 alive[worker.decode()] = doc
             elif now - doc["at"] > 10 * within_ms:
                 stale.append(worker)

@@ -16,7 +16,9 @@ taken by the least loaded live worker under its cap (equals race; the lease deci
 holding two or more than another one with room hands one over per tick (stops it cleanly and
 releases its lease; the other takes it on its next tick). So the counts of live workers
 differ by at most one (caps aside), a worker that joins gets its share within a few ticks,
-and nothing is left unrun while any worker has room.
+and nothing is left unrun while any worker has room. A worker that has missed three of its
+beats (``PLACEMENT_TICKS``) no longer counts for placing: when one dies, the others take all
+that its sentinels released at once, without waiting for its registry entry to age out.
 
 Safety: the child watches the lease itself (``LeaseGuard`` in ``workers/runtime/run.py``) and stops when
 its token is gone or has less than half the lease time left (its worker is paused, dead or cut
@@ -67,6 +69,8 @@ MAX_SENTINELS = envint("DS_WORKER_MAX_SENTINELS", 0, min=0)
 # back-off that ended, and ticks at once for it: a crashed sentinel is back after its back-off
 # plus its start, not a tick later.
 WATCH_S = 0.2
+# For placing sentinels, a worker whose last beat is older than this many of its ticks is gone.
+PLACEMENT_TICKS = 3
 # A sentinel asked to stop gets this long before SIGKILL.
 STOP_TIMEOUT_S = 20.0
 
@@ -125,6 +129,7 @@ class SentinelSupervisor:
         self.live = live
         self.cap = MAX_SENTINELS if cap is None else cap
         self.registry = WorkerRegistry(client)
+        self.tick_s = TICK_S
         self.children: dict[int, Child] = {}
         self.leases: dict[int, Lease] = {}
         # Process groups of exited sentinels whose role processes may still be stopping.
@@ -169,7 +174,7 @@ class SentinelSupervisor:
                     self.tick()
                 except Exception:  # a bad tick (DB or Redis down) must not end supervision
                     log.exception("sentinel supervisor tick failed")
-                next_tick = time.monotonic() + TICK_S
+                next_tick = time.monotonic() + self.tick_s
             self.shutdown.wait(max(0.0, min(WATCH_S, next_tick - time.monotonic())))
 
     def due(self) -> bool:
@@ -201,10 +206,13 @@ class SentinelSupervisor:
         try:
             self.place(specs)
         finally:  # what we hold now, for the others' next decisions and for `placement`
-            self.registry.beat(self.worker_id, self.cap, self.leases)
+            self.registry.beat(self.worker_id, self.cap, self.leases, int(self.tick_s * 1000))
 
     def place(self, specs: dict[int, SentinelSpec]) -> None:
-        alive = self.registry.alive(LEASE_MS)
+        # A worker that has missed three of its beats is dead or stalled for placing: what it
+        # held, its sentinels released (or will, at the latest when their leases expire), so
+        # the others must not wait for it to have its share, nor hand it any.
+        alive = self.registry.alive(LEASE_MS, ticks=PLACEMENT_TICKS)
         others = self.others_with_room(alive)
         held_by_all = len(self.leases) + sum(
             len(doc["held"]) for worker, doc in alive.items() if worker != self.worker_id
