@@ -62,3 +62,61 @@ def _denied(error: str, resource: str, user: str | None, needs: Sequence[AclNeed
     missing = [str(n) for n in needs if n.resource == resource]
     what = " or ".join(missing) if missing else f"an ACL on a {resource}"
     return f"not authorized: {principal} needs {what} (ACL denied: {error})"
+
+
+def redis_in_words(error: str, url: str) -> str:
+    """A Redis client's ``error`` (redis-py's text) as a sentence naming the cause and the fix.
+
+    ``url`` is the Redis URL the client used: only its scheme, host and port are named, never
+    its password. The original text follows in parentheses (redis-py never puts the password
+    in it)."""
+    where = _redis_where(url)
+    lowered = error.lower()
+    for phrases, words in _REDIS_FAILURES:
+        if any(phrase in lowered for phrase in phrases):
+            return f"Redis at {where}: {words} ({error})"
+    return f"Redis at {where}: {error}"
+
+
+_REDIS_FAILURES = (
+    (
+        ("wrongpass", "invalid username-password pair", "invalid password"),
+        "authentication failed: check the password (and user) in REDIS_URL",
+    ),
+    (
+        ("noauth", "authentication required", "must be called with the client already auth"),
+        "Redis requires a password and REDIS_URL gives none (redis://:PASSWORD@host:port/0)",
+    ),
+    (
+        ("hostname mismatch", "doesn't match", "ip address mismatch"),
+        "TLS: Redis's certificate is not valid for this host name (hostname mismatch): connect "
+        "to a name or address in its subject alternative names",
+    ),
+    (
+        ("certificate has expired", "certificate expired"),
+        "TLS: Redis's certificate has expired",
+    ),
+    (
+        ("certificate verify failed",),
+        "TLS: Redis's certificate is not signed by a CA this client trusts: name your CA's "
+        "file in REDIS_URL (rediss://...?ssl_ca_certs=/path/ca.pem)",
+    ),
+    (
+        ("wrong version number", "record layer failure", "packet length too long"),
+        "TLS to a port that does not speak it: use redis:// there, or Redis's --tls-port",
+    ),
+    (
+        ("connection reset by peer", "connection closed by server"),
+        "Redis closed the connection: if it listens with TLS, use a rediss:// URL",
+    ),
+    (
+        ("connection refused", "timeout connecting", "name or service not known"),
+        "nothing answers there: is Redis running, and is REDIS_URL's host and port right?",
+    ),
+)
+
+
+def _redis_where(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    hostport = rest.rpartition("@")[2].partition("/")[0].partition("?")[0]
+    return f"{scheme}://{hostport or 'localhost'}"
