@@ -3,7 +3,7 @@
 from django.db import migrations
 
 import dashboard.models.fields
-from dashboard.models.fields import transform_rows
+from dashboard.models.fields import CLIENT_PROPERTIES, transform_rows
 from workers.clientsecrets import seal_counted, unseal_tokens
 
 
@@ -11,11 +11,11 @@ from workers.clientsecrets import seal_counted, unseal_tokens
 # existing rows (DS_SECRETS_KEY must be set when there are any), backward decrypts them again
 # (references stay references).
 def seal_existing(apps, schema_editor):
-    transform_rows(apps.get_model, seal_counted)
+    transform_rows(apps.get_model, seal_counted, CLIENT_PROPERTIES)
 
 
 def open_existing(apps, schema_editor):
-    transform_rows(apps.get_model, unseal_tokens)
+    transform_rows(apps.get_model, unseal_tokens, CLIENT_PROPERTIES)
 
 
 class Migration(migrations.Migration):
