@@ -7,68 +7,30 @@ A real redis-server listens on a TLS port only (``--port 0 --tls-port``), with
 
 from __future__ import annotations
 
-import socket
 import subprocess
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
-import redis
 from channels_redis.core import RedisChannelLayer
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from tests.integration.test_hosting import Workers, make_sentinel
 from tests.sentinels import wait_until
+from tests.tlsserver import TlsServer, tls_server
 from workers.engine.documents import Verdict
 from workers.engine.profiles import AT_LEAST_ONCE
-from workers.localkafka.security import write_ca, write_tls_files
+from workers.localkafka.security import write_ca
 from workers.runtime.publish import channel_layer_config
 from workers.store import SentinelStore, connect
-from workers.system import terminate
 
 PASSWORD = "tls-redis-Pa55word"
 
 
-@dataclass(frozen=True)
-class TlsRedis:
-    port: int
-    ca: Path
-
-    def url(self, password: str = PASSWORD, ca: Path | None = None) -> str:
-        return f"rediss://:{password}@127.0.0.1:{self.port}/0?ssl_ca_certs={ca or self.ca}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def tls_redis(tmp_path_factory) -> TlsRedis:
-    work = tmp_path_factory.mktemp("tls-redis")
-    files = write_tls_files(work)
-    server = TlsRedis(free_port(), files.ca)
-    argv = ["redis-server", "--bind", "127.0.0.1", "--port", "0", "--tls-port", str(server.port)]
-    argv += ["--tls-cert-file", str(files.cert), "--tls-key-file", str(files.key)]
-    argv += ["--tls-ca-cert-file", str(files.ca), "--tls-auth-clients", "no"]
-    argv += ["--requirepass", PASSWORD, "--save", "", "--appendonly", "no", "--dir", str(work)]
-    with (work / "redis.log").open("ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    client = connect(server.url())
-
-    def answers() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-
-    try:
-        wait_until(answers, 20, f"TLS redis-server on {server.port}")
+def tls_redis(tmp_path_factory) -> Iterator[TlsServer]:
+    with tls_server(tmp_path_factory.mktemp("tls-redis"), PASSWORD) as server:
         yield server
-    finally:
-        terminate(proc, 10)
 
 
 @pytest.mark.kafka

@@ -87,3 +87,35 @@ def test_it_says_what_is_wrong_with_redis_without_its_password(case, words):
     said = redis_in_words(REDIS_SAID[case], "rediss://:hunter2@127.0.0.1:6380/0?ssl_ca_certs=/ca")
     assert said.startswith("Redis at rediss://127.0.0.1:6380: ") and words in said
     assert REDIS_SAID[case] in said and "hunter2" not in said
+
+
+# librdkafka 2.16's words for an expired certificate, an untrusted CA and a hostname mismatch
+# alike (captured from real handshakes); OpenSSL's reasons as Python's ssl gives them.
+UNVERIFIED = (
+    "_SSL: ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: error:0A000086:SSL routines::"
+    "certificate verify failed: broker certificate could not be verified, verify that "
+    "ssl.ca.location is correctly configured or root CA certificates are installed (install "
+    "ca-certificates package) (after 3ms in state SSL_HANDSHAKE)"
+)
+
+
+@pytest.mark.parametrize(
+    ("reason", "words"),
+    [
+        ("certificate has expired", "it has expired (certificate expired, OpenSSL: certificate"),
+        (
+            "Hostname mismatch, certificate is not valid for 'localhost'.",
+            "not valid for the host name connected to (hostname mismatch, OpenSSL: Hostname",
+        ),
+        (
+            "IP address mismatch, certificate is not valid for '10.0.0.1'.",
+            "(hostname mismatch, OpenSSL: IP address mismatch",
+        ),
+        ("self-signed certificate in certificate chain", "not signed by a CA this client trusts"),
+        (None, "untrusted certificate, expired certificate or hostname mismatch (librdkafka"),
+    ],
+)
+def test_it_names_why_a_brokers_certificate_failed_when_openssl_said_it(reason, words):
+    said = in_words(UNVERIFIED, tls=reason)
+    assert said.startswith("TLS: the broker's certificate could not be verified: ")
+    assert words in said and said.endswith(f"({UNVERIFIED})")

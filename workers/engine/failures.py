@@ -26,12 +26,16 @@ def in_words(
     user: str | None = None,
     mechanism: str | None = None,
     needs: Sequence[AclNeed] = (),
+    tls: str | None = None,
 ) -> str:
     """``error`` as a sentence naming the cause and the fix, or ``error`` itself when it is
     none of the failures known here (or already a sentence of this function).
 
     ``user`` and ``mechanism`` are the client's SASL login; ``needs`` the ACLs the role that
-    failed uses (``workers.engine.acls``): a denial names the ones of the denied resource."""
+    failed uses (``workers.engine.acls``): a denial names the ones of the denied resource;
+    ``tls`` OpenSSL's reason a certificate failed verification, which librdkafka does not give
+    (``workers.roles.tlsprobe``): without it an expired certificate, an untrusted CA and a
+    hostname mismatch read the same."""
     lowered = error.lower()
     if any(error.startswith(p) or f": {p}" in error[:40] for p in _PREFIXES):
         return error
@@ -44,17 +48,36 @@ def in_words(
             f"sasl.username and sasl.password ({error})"
         )
     if "certificate verify failed" in lowered:
-        return (
-            "TLS: the broker's certificate could not be verified: its CA is not the one in "
-            "ssl.ca.location, it expired, or the host name you connect to is not in it "
-            f"({error})"
-        )
+        return f"TLS: the broker's certificate could not be verified: {_unverified(tls)} ({error})"
     if "incorrect security.protocol" in lowered or "ssl handshake failed" in lowered:
         return (
             "the broker closed the connection during the handshake: does security.protocol "
             f"match the listener (SSL / SASL_SSL on a TLS port)? ({error})"
         )
     return error
+
+
+def _unverified(reason: str | None) -> str:
+    said = (reason or "").lower()
+    if "expired" in said:
+        return (
+            f"it has expired (certificate expired, OpenSSL: {reason}): the brokers need a new one"
+        )
+    if "mismatch" in said:
+        return (
+            f"it is not valid for the host name connected to (hostname mismatch, OpenSSL: "
+            f"{reason}): connect to a name or address in its subject alternative names"
+        )
+    if reason:
+        return (
+            f"it is not signed by a CA this client trusts (untrusted certificate, OpenSSL: "
+            f"{reason}): check ssl.ca.location"
+        )
+    return (
+        "untrusted certificate, expired certificate or hostname mismatch (librdkafka does not "
+        "say which): check that its CA is the one in ssl.ca.location, that it is still valid "
+        "and that it names the host you connect to"
+    )
 
 
 def _denied(error: str, resource: str, user: str | None, needs: Sequence[AclNeed]) -> str:
