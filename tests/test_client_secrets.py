@@ -158,35 +158,38 @@ def test_pages_api_and_logs_never_show_a_configured_secret(client, alice, caplog
     assert PASSWORD not in caplog.text and "T0KEN-c0ffee" not in caplog.text
 
 
-@pytest.mark.django_db
-def test_the_cluster_form_refuses_a_secret_it_cannot_store_encrypted(client, alice, monkeypatch):
-    monkeypatch.delenv("DS_SECRETS_KEY_FILE", raising=False)
-    monkeypatch.delenv("DS_SECRETS_KEY", raising=False)
-    client.force_login(alice)
-    response = client.post(
+FORMS_WITH_A_SECRET = {
+    "cluster": (
         "/manage/clusters/new/",
         {
             "name": "c2",
             "bootstrap_servers": "127.0.0.1:9",
             "client_properties": f"sasl.password={PASSWORD}",
         },
-    )
-    html = response.content.decode()
-    assert response.status_code == 200 and "DS_SECRETS_KEY is not set" in html
-    assert PASSWORD not in html and not Cluster.objects.filter(name="c2").exists()
+        PASSWORD,
+        Cluster,
+    ),
+    "channel": (
+        "/channels/new/",
+        {"name": "hook", "kind": "webhook", "webhook__url": HOOK_URL},
+        "T0KEN-c0ffee",
+        Channel,
+    ),
+}
 
 
 @pytest.mark.django_db
-def test_the_channel_form_refuses_a_secret_it_cannot_store_encrypted(client, alice, monkeypatch):
+@pytest.mark.parametrize("form", FORMS_WITH_A_SECRET)
+def test_a_form_refuses_a_secret_it_cannot_store_encrypted(form, client, alice, monkeypatch):
+    path, data, secret, model = FORMS_WITH_A_SECRET[form]
     monkeypatch.delenv("DS_SECRETS_KEY_FILE", raising=False)
     monkeypatch.delenv("DS_SECRETS_KEY", raising=False)
     client.force_login(alice)
-    response = client.post(
-        "/channels/new/", {"name": "hook", "kind": "webhook", "webhook__url": HOOK_URL}
-    )
+    existing = model.objects.count()
+    response = client.post(path, data)
     html = response.content.decode()
     assert response.status_code == 200 and "DS_SECRETS_KEY is not set" in html
-    assert "T0KEN-c0ffee" not in html and not Channel.objects.exists()
+    assert secret not in html and model.objects.count() == existing
 
 
 @pytest.mark.django_db
