@@ -20,6 +20,7 @@ from tests.sentinels import wait_until
 from tests.tlsserver import TlsServer, tls_server
 from workers.engine.documents import Verdict
 from workers.engine.profiles import AT_LEAST_ONCE
+from workers.engine.redact import MASK
 from workers.localkafka.security import write_ca
 from workers.runtime.publish import channel_layer_config
 from workers.store import SentinelStore, connect
@@ -56,6 +57,9 @@ def test_it_hosts_a_sentinel_with_celery_and_its_state_in_a_tls_redis(tls_redis,
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{store.status()}\n{workers.logs()}") from None
         assert doc["totals"]["lost"] == 0, doc["totals"]
+        # Celery's broker connection went through TLS too (the log masks the password).
+        broker = f"Connected to rediss://:{MASK}@127.0.0.1:{tls_redis.port}/0"
+        wait_until(lambda: broker in workers.logs(), 30, "Celery connected to the TLS Redis")
         # The password travels in the environment: no command line of ours shows it.
         assert not [line for line in _command_lines() if PASSWORD in line]
         assert PASSWORD not in workers.logs()
