@@ -81,6 +81,6 @@ def test_it_tells_the_certificate_failures_apart_when_a_cluster_is_checked(
         "untrusted": tls_client(valid, **{"ssl.ca.location": str(write_ca(tmp_path / "ca.pem"))}),
     }[case]
     with pytest.raises(KafkaException) as raised:
-        list_topics_in_words(conf, timeout=3)
+        list_topics_in_words(conf, timeout=2)
     said = str(raised.value)
     assert "TLS: the broker's certificate could not be verified: " in said and words in said
