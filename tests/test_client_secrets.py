@@ -195,16 +195,17 @@ def test_a_form_refuses_a_secret_it_cannot_store_encrypted(form, client, alice, 
 @pytest.mark.django_db
 def test_existing_rows_are_sealed_by_the_migration_and_opened_by_its_reverse():
     migration = importlib.import_module("dashboard.migrations.0007_client_secrets")
+    seal_existing = migration.Migration.operations[0].code
     with connection.cursor() as cursor:  # a row as 0006 stored it: the secret in clear
         cursor.execute(
             "INSERT INTO dashboard_cluster (name, bootstrap_servers, client_properties, is_local,"
             " created) VALUES (%s, %s, %s, %s, %s)",
             ["legacy", "h:1", json.dumps({"sasl.password": PASSWORD}), False, "2026-01-01"],
         )
-    migration.seal_existing(apps, None)
+    seal_existing(apps, None)
     stored = Cluster.objects.get(name="legacy").client_properties["sasl.password"]
     assert is_sealed(stored) and unseal({"sasl.password": stored})["sasl.password"] == PASSWORD
-    migration.seal_existing(apps, None)  # a second run changes nothing
+    seal_existing(apps, None)  # a second run changes nothing
     assert Cluster.objects.get(name="legacy").client_properties["sasl.password"] == stored
     assert unseal_tokens({"sasl.password": stored, "x": "env:Y"}) == (
         {"sasl.password": PASSWORD, "x": "env:Y"},
@@ -215,6 +216,7 @@ def test_existing_rows_are_sealed_by_the_migration_and_opened_by_its_reverse():
 @pytest.mark.django_db
 def test_existing_channels_are_sealed_by_migration_0009_and_opened_by_its_reverse(settings):
     migration = importlib.import_module("dashboard.migrations.0009_channel_secrets")
+    sealing = migration.Migration.operations[0]
     with connection.cursor() as cursor:  # a row as 0008 stored it: the webhook URL in clear
         cursor.execute(
             "INSERT INTO dashboard_channel (name, kind, config, enabled, disabled_reason,"
@@ -231,12 +233,12 @@ def test_existing_channels_are_sealed_by_migration_0009_and_opened_by_its_revers
     # changes, backwards after it changed back.
     settings.MIGRATION_MODULES = {}  # the test database is built without them: load them
     before = MigrationLoader(connection).project_state(("dashboard", "0008_sentinel_hosting"))
-    migration.seal_existing(before.apps, None)
+    sealing.code(before.apps, None)
     sealed = stored()
     assert is_sealed(sealed) and transport_for(Channel.objects.get()).config["url"] == HOOK_URL
-    migration.seal_existing(before.apps, None)  # a second run changes nothing
+    sealing.code(before.apps, None)  # a second run changes nothing
     assert stored() == sealed
-    migration.open_existing(before.apps, None)
+    sealing.reverse_code(before.apps, None)
     assert stored() == HOOK_URL
 
 

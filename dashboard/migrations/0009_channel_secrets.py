@@ -3,22 +3,11 @@
 from django.db import migrations
 
 import dashboard.models.fields
-from dashboard.models.fields import transform_rows
-from workers.clientsecrets import seal_counted, unseal_tokens
+from dashboard.models.fields import sealing
 
 # The secret settings of on-call channels when this migration was written (a later
 # integration's secrets are sealed by saving, or by `manage.py secrets rotate`).
 CHANNEL_SECRETS = (("Channel", ("config",), ("routing_key", "url")),)
-
-
-# As 0007 for client properties: forward seals the clear secrets of existing channels
-# (DS_SECRETS_KEY must be set when there are any), backward decrypts them again.
-def seal_existing(apps, schema_editor):
-    transform_rows(apps.get_model, seal_counted, CHANNEL_SECRETS)
-
-
-def open_existing(apps, schema_editor):
-    transform_rows(apps.get_model, unseal_tokens, CHANNEL_SECRETS)
 
 
 class Migration(migrations.Migration):
@@ -27,7 +16,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(seal_existing, open_existing),
+        # As 0007 for client properties: seals the clear secrets of existing channels;
+        # reversed, decrypts them again.
+        sealing(CHANNEL_SECRETS),
         migrations.AlterField(
             model_name="channel",
             name="config",

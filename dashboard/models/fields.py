@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-from django.db import models
+from django.db import migrations, models
 
 from dashboard.transports import SECRET_SETTINGS
-from workers.clientsecrets import seal
+from workers.clientsecrets import seal, seal_counted, unseal_tokens
 
 
 class SealedPropertiesField(models.JSONField):
@@ -84,6 +84,21 @@ def transform_rows(
             if updates:
                 model.objects.filter(pk=row.pk).update(**updates)
     return changed
+
+
+def sealing(fields: SealedFields) -> migrations.RunPython:
+    """A migration's operation that seals the clear secrets of ``fields`` in existing rows
+    (``DS_SECRETS_KEY`` must be set when there are any) and, reversed, decrypts them again
+    (references stay references). It runs on the historical models before the fields become
+    sealed ones, and reversed after they became plain JSON fields again."""
+
+    def seal_existing(apps: Any, schema_editor: Any) -> None:
+        transform_rows(apps.get_model, seal_counted, fields)
+
+    def open_existing(apps: Any, schema_editor: Any) -> None:
+        transform_rows(apps.get_model, unseal_tokens, fields)
+
+    return migrations.RunPython(seal_existing, open_existing)
 
 
 SEALED_FIELDS = CLIENT_PROPERTIES + CHANNEL_SETTINGS
