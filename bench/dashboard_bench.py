@@ -232,6 +232,7 @@ def main() -> int:
         from django.contrib.auth import get_user_model
         from django.test import Client
 
+        from workers.engine.env import mask_url
         from workers.store import SentinelStore, connect
 
         started = time.perf_counter()
@@ -240,7 +241,7 @@ def main() -> int:
         print(
             f"seeded {len(sentinels)} sentinels in {time.perf_counter() - started:.0f} s: "
             f"{len(sentinels) * args.hours * 60:,} one-minute rows, {args.w1_seconds} s of "
-            f"one-second windows each in {args.redis_url}",
+            f"one-second windows each in {mask_url(args.redis_url)}",
             flush=True,
         )
         if args.freeze_gc:

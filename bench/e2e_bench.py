@@ -63,6 +63,7 @@ from _e2e import Measurement
 from e2e_raw import measure_raw
 from e2e_sentinel import measure_sentinel
 
+from workers.engine.env import mask_url
 from workers.engine.profiles import DEFAULT_PROFILES, SEMANTICS
 from workers.engine.spec import SentinelSpec
 from workers.localkafka.cluster import LocalCluster
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.partitions} partitions RF3 min.insync 2, records of {args.record_size} B, "
         f"consume batches of {args.batch}"
     )
-    print(f"   bootstrap {args.bootstrap}, redis {args.redis_url}", flush=True)
+    print(f"   bootstrap {args.bootstrap}, redis {mask_url(args.redis_url)}", flush=True)
     if args.client:
         print(f"   {args.client['security.protocol']} {args.client['sasl.mechanism']}, TLS")
     if args.profile:

@@ -60,6 +60,7 @@ from e2e_raw import RawPipeline
 from e2e_sentinel import ProcessHost, bench_spec
 
 from workers.engine.documents import Window, merge_windows
+from workers.engine.env import mask_url
 from workers.engine.latency import LatencyHistogram
 from workers.engine.profiles import DEFAULT_PROFILES, EXACTLY_ONCE, SEMANTICS, Profile
 from workers.engine.spec import SentinelSpec
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"   {args.duration:.0f}s per semantic ({args.warmup:.0f}s warm-up skipped), "
         f"{args.partitions} partitions RF3 min.insync 2, {args.rate:g} rec/s per partition, "
-        f"bootstrap {args.bootstrap}, redis {args.redis_url}",
+        f"bootstrap {args.bootstrap}, redis {mask_url(args.redis_url)}",
         flush=True,
     )
     results: dict[str, list[dict[str, Any]]] = {s: [] for s in semantics}

@@ -4,7 +4,8 @@ A channel's settings are rendered from its integration's ``fields``
 (``dashboard.transports.TRANSPORTS``) and checked by its ``validate()``. Secret settings
 (``secret_fields``) never go back to the browser: a saved one is shown as ``******``, a
 submitted ``******`` keeps the stored value, and a secret typed into a form that fails
-validation is not echoed back either (it has to be typed again).
+validation is not echoed back either (it has to be typed again). They are stored sealed
+(``SealedChannelConfigField``); the form opens the stored ones to check them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from django.utils import timezone
 
 from dashboard.models import Channel, Cluster, Sentinel, Silence
 from dashboard.models.oncall import AlertRule
-from dashboard.transports import TRANSPORTS
+from dashboard.transports import SECRET_SETTINGS, TRANSPORTS
+from workers.clientsecrets import SecretError, seal, unseal
 from workers.engine import alerts
 from workers.engine.redact import MASK
 
@@ -56,8 +58,8 @@ class ChannelForm(forms.Form):
             if instance.kind in TRANSPORTS:
                 initial.update(
                     {
-                        setting_field(instance.kind, k): v
-                        for k, v in instance.masked_config().items()
+                        setting_field(instance.kind, k): MASK if k in SECRET_SETTINGS and v else v
+                        for k, v in instance.config.items()
                     }
                 )
             kwargs.setdefault("initial", initial)
@@ -101,7 +103,11 @@ class ChannelForm(forms.Form):
             return data
         transport = TRANSPORTS[kind]
         same_kind = self.instance is not None and self.instance.kind == kind
-        stored = self.instance.config if same_kind else {}
+        try:  # stored secrets opened: what is checked and saved is the clear value
+            stored = unseal(self.instance.config, references=False) if same_kind else {}
+        except SecretError as exc:
+            self.add_error(None, str(exc))
+            return data
         # Settings the form does not show (e.g. a PagerDuty endpoint set in the admin) stay.
         config = {k: v for k, v in stored.items() if k not in transport.fields}
         for name in transport.fields:
@@ -115,6 +121,10 @@ class ChannelForm(forms.Form):
         for name, message in transport(config).validate().items():
             field = setting_field(kind, name)
             self.add_error(field if field in self.fields else None, message)
+        try:  # saving seals the secrets: say now, not with a 500, that it cannot
+            seal(config, keys=SECRET_SETTINGS)
+        except SecretError as exc:
+            self.add_error(None, str(exc))
         data["config"] = config
         return data
 

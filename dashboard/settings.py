@@ -25,6 +25,7 @@ from workers.engine.env import (
     envsecret,
     envstr,
     mask_url,
+    redis_tls_options,
 )
 from workers.runtime.publish import channel_layer_config
 
@@ -165,6 +166,9 @@ CHANNEL_LAYERS = {
 
 CELERY_BROKER_URL = envredisurl("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = envredisurl("CELERY_RESULT_BACKEND", REDIS_URL)
+# TLS (rediss://) comes from each URL's query (README: "Redis with a password and TLS").
+CELERY_BROKER_USE_SSL = redis_tls_options(CELERY_BROKER_URL)
+CELERY_REDIS_BACKEND_USE_SSL = redis_tls_options(CELERY_RESULT_BACKEND)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis redelivers a task not acked within visibility_timeout; keep it well above any task's
 # run time. Long-running sentinel loops must not be plain tasks (see DESIGN.md).

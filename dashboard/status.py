@@ -16,6 +16,7 @@ from django.conf import settings
 
 from dashboard.models import Sentinel
 from workers.engine.documents import STATUS_VERSION, Verdict, empty_status
+from workers.engine.failures import redis_in_words
 from workers.runtime.supervisor import LEASE_MS
 from workers.store import SentinelStore, WorkerRegistry, connect, lease_holders
 
@@ -98,6 +99,22 @@ def shared_client() -> redis.Redis:
     return _client
 
 
+def redis_problem(timeout: float) -> str | None:
+    """None when the Redis of ``REDIS_URL`` answers a PING within ``timeout`` seconds, else
+    what is wrong, in words (a wrong password, an untrusted certificate...; never the
+    password). A client of its own: the shared one may be waiting on a dead connection."""
+    client = redis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    try:
+        client.ping()
+        return None
+    except (redis.RedisError, OSError) as exc:
+        return redis_in_words(str(exc), settings.REDIS_URL)
+    finally:
+        client.close()
+
+
 def all_statuses() -> list[dict[str, Any]]:
     """Every sentinel's status document, ordered by name, with one Redis round trip."""
     sentinels = list(Sentinel.objects.select_related("cluster", "profile").order_by("name"))
@@ -110,7 +127,8 @@ def all_statuses() -> list[dict[str, Any]]:
         reports = [json.loads(r) if r else None for r in raw]
         reason = None
     except redis.RedisError as exc:
-        reports, reason = [None] * len(sentinels), f"Redis unavailable: {exc}"
+        reason = f"Redis unavailable: {redis_in_words(str(exc), settings.REDIS_URL)}"
+        reports = [None] * len(sentinels)
     return [
         complete(s, doc, reason or no_report_reason(s))
         for s, doc in zip(sentinels, reports, strict=True)

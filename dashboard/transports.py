@@ -28,6 +28,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from workers.clientsecrets import SecretError, unseal
 from workers.engine.alerts import (
     ACKNOWLEDGE,
     RESOLVE,
@@ -36,6 +37,7 @@ from workers.engine.alerts import (
     pagerduty_body,
     slack_body,
 )
+from workers.engine.redact import MASK
 
 RETRIES = 3
 BACKOFF_S = 0.5
@@ -237,12 +239,32 @@ TRANSPORTS: dict[str, type[Transport]] = {
 }
 
 
+# Every setting some integration keeps secret: sealed at rest (``SealedChannelConfigField``).
+SECRET_SETTINGS = frozenset(name for cls in TRANSPORTS.values() for name in cls.secret_fields)
+
+
 def transport_for(channel) -> Transport:
+    """The integration of ``channel``, with its settings opened (the only place they are)."""
     try:
         cls = TRANSPORTS[channel.kind]
     except KeyError:
         raise TransportError(f"unknown channel kind {channel.kind!r}", permanent=True) from None
-    return cls(channel.config, receiver=channel.name)
+    try:
+        config = unseal(channel.config, keys=SECRET_SETTINGS)
+    except SecretError as exc:  # this process's keys, not the channel: not permanent
+        raise TransportError(str(exc)) from None
+    return cls(config, receiver=channel.name)
+
+
+def masked_setting(value: Any) -> str:
+    """A secret setting as pages show it: a URL's scheme and host (its path and query may
+    carry a token), the last four characters of a longer key (to tell keys apart), else
+    ``******``; never enough to use it."""
+    text = str(value or "")
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return f"{parts.scheme}://{parts.hostname}/{MASK}"
+    return f"{MASK}{text[-4:]}" if len(text) >= 20 else MASK
 
 
 def timed_send(transport: Transport, notice: Notice) -> tuple[int | None, float]:

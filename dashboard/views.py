@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection, models
@@ -27,7 +25,7 @@ from dashboard.forms import ClusterForm, ProfileForm, SentinelForm
 from dashboard.metrics import overview, partitions, timeline
 from dashboard.metrics.windows import RANGE_LABELS, summarize
 from dashboard.models import Cluster, Profile, Sentinel
-from dashboard.status import all_statuses, placement, sentinel_status
+from dashboard.status import all_statuses, placement, redis_problem, sentinel_status
 from workers.engine.documents import (
     EVENT_COUNTERS,
     LATENCY_WINDOW_S,
@@ -345,18 +343,10 @@ def _database_ok() -> bool:
 
 
 def _redis_ok() -> bool:
-    client = redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_timeout=HEALTH_TIMEOUT_SECONDS,
-        socket_connect_timeout=HEALTH_TIMEOUT_SECONDS,
-    )
-    try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError) as exc:
-        logger.warning("healthz: redis check failed: %s", exc)
-        return False
-    finally:
-        client.close()
+    problem = redis_problem(HEALTH_TIMEOUT_SECONDS)
+    if problem:
+        logger.warning("healthz: redis check failed: %s", problem)
+    return problem is None
 
 
 @never_cache

@@ -14,8 +14,10 @@ import pytest
 from django.apps import apps
 from django.core.management import call_command
 from django.db import connection
+from django.db.migrations.loader import MigrationLoader
 
-from dashboard.models import ApiToken, Cluster, Profile, Sentinel, ensure_defaults
+from dashboard.models import ApiToken, Channel, Cluster, Profile, Sentinel, ensure_defaults
+from dashboard.transports import transport_for
 from workers.clientsecrets import (
     SecretError,
     generate_key,
@@ -30,6 +32,8 @@ from workers.runtime.run import open_spec
 
 PASSWORD = "correct-horse-7f3a9c2e"  # distinctive: grepped for in bytes, pages and logs
 KEY_PASSWORD = "pem-key-pass-51d0b8"
+HOOK_URL = "https://hooks.example.com/services/T0KEN-c0ffee-91ab"  # an on-call webhook's
+ROUTING_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"  # a PagerDuty integration key
 
 
 def test_it_seals_secrets_and_opens_them_again_leaving_other_properties_alone():
@@ -101,15 +105,23 @@ def test_it_never_writes_a_secret_in_clear_to_the_database_file_or_a_dump():
     )
     Cluster.objects.filter(pk=cluster.pk).update(client_properties={"sasl.password": PASSWORD})
     assert unseal(Cluster.objects.get(pk=cluster.pk).client_properties)["sasl.password"] == PASSWORD
+    Channel.objects.create(name="hook", kind="webhook", config={"url": HOOK_URL})
+    Channel.objects.bulk_create(
+        [Channel(name="pager", kind="pagerduty", config={"routing_key": ROUTING_KEY})]
+    )
+    assert transport_for(Channel.objects.get(name="pager")).config["routing_key"] == ROUTING_KEY
     connection.close()  # everything on disk: nothing left in a connection's cache
     db_file = Path(connection.settings_dict["NAME"])
     data = b"".join(p.read_bytes() for p in db_file.parent.glob(db_file.name + "*"))
     assert b"secured" in data  # the file read is the one written
-    assert PASSWORD.encode() not in data and KEY_PASSWORD.encode() not in data
+    for secret in (PASSWORD, KEY_PASSWORD, "T0KEN-c0ffee", ROUTING_KEY):
+        assert secret.encode() not in data, secret
     dump = io.StringIO()
     call_command("dumpdata", "dashboard", stdout=dump)
     assert "secured" in dump.getvalue() and "fernet:" in dump.getvalue()
-    assert PASSWORD not in dump.getvalue() and KEY_PASSWORD not in dump.getvalue()
+    assert "hooks.example.com" not in dump.getvalue()
+    for secret in (PASSWORD, KEY_PASSWORD, "T0KEN-c0ffee", ROUTING_KEY):
+        assert secret not in dump.getvalue(), secret
 
 
 @pytest.mark.django_db
@@ -122,50 +134,78 @@ def test_pages_api_and_logs_never_show_a_configured_secret(client, alice, caplog
     sentinel = Sentinel.objects.first()
     client.force_login(alice)
     token = ApiToken.issue(alice, "reader", "read")
+    hook = Channel.objects.create(name="hook", kind="webhook", config={"url": HOOK_URL})
+    pager = Channel.objects.create(
+        name="pager", kind="pagerduty", config={"routing_key": ROUTING_KEY}
+    )
     pages = [
         client.get("/manage/"),
         client.get(f"/manage/clusters/{cluster.pk}/"),
+        client.get("/channels/"),
+        client.get(f"/channels/{hook.pk}/"),
+        client.get(f"/channels/{pager.pk}/"),
         client.get(f"/sentinels/{sentinel.pk}/"),
         client.get("/api/v1/clusters", HTTP_AUTHORIZATION=f"Bearer {token}"),
     ]
     for response in pages:
         assert response.status_code == 200
-        assert PASSWORD not in response.content.decode()
+        for secret in (PASSWORD, "T0KEN-c0ffee", ROUTING_KEY):
+            assert secret not in response.content.decode()
     assert "sasl.password=******" in pages[1].content.decode()
-    assert PASSWORD not in caplog.text
+    # The channel list shows a masked form, as healthchecks does: enough to tell them apart.
+    assert "url=https://hooks.example.com/******" in pages[2].content.decode()
+    assert "routing_key=******8f90" in pages[2].content.decode()
+    assert PASSWORD not in caplog.text and "T0KEN-c0ffee" not in caplog.text
 
 
-@pytest.mark.django_db
-def test_the_cluster_form_refuses_a_secret_it_cannot_store_encrypted(client, alice, monkeypatch):
-    monkeypatch.delenv("DS_SECRETS_KEY_FILE", raising=False)
-    monkeypatch.delenv("DS_SECRETS_KEY", raising=False)
-    client.force_login(alice)
-    response = client.post(
+FORMS_WITH_A_SECRET = {
+    "cluster": (
         "/manage/clusters/new/",
         {
             "name": "c2",
             "bootstrap_servers": "127.0.0.1:9",
             "client_properties": f"sasl.password={PASSWORD}",
         },
-    )
+        PASSWORD,
+        Cluster,
+    ),
+    "channel": (
+        "/channels/new/",
+        {"name": "hook", "kind": "webhook", "webhook__url": HOOK_URL},
+        "T0KEN-c0ffee",
+        Channel,
+    ),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("form", FORMS_WITH_A_SECRET)
+def test_a_form_refuses_a_secret_it_cannot_store_encrypted(form, client, alice, monkeypatch):
+    path, data, secret, model = FORMS_WITH_A_SECRET[form]
+    monkeypatch.delenv("DS_SECRETS_KEY_FILE", raising=False)
+    monkeypatch.delenv("DS_SECRETS_KEY", raising=False)
+    client.force_login(alice)
+    existing = model.objects.count()
+    response = client.post(path, data)
     html = response.content.decode()
     assert response.status_code == 200 and "DS_SECRETS_KEY is not set" in html
-    assert PASSWORD not in html and not Cluster.objects.filter(name="c2").exists()
+    assert secret not in html and model.objects.count() == existing
 
 
 @pytest.mark.django_db
 def test_existing_rows_are_sealed_by_the_migration_and_opened_by_its_reverse():
     migration = importlib.import_module("dashboard.migrations.0007_client_secrets")
+    seal_existing = migration.Migration.operations[0].code
     with connection.cursor() as cursor:  # a row as 0006 stored it: the secret in clear
         cursor.execute(
             "INSERT INTO dashboard_cluster (name, bootstrap_servers, client_properties, is_local,"
             " created) VALUES (%s, %s, %s, %s, %s)",
             ["legacy", "h:1", json.dumps({"sasl.password": PASSWORD}), False, "2026-01-01"],
         )
-    migration.seal_existing(apps, None)
+    seal_existing(apps, None)
     stored = Cluster.objects.get(name="legacy").client_properties["sasl.password"]
     assert is_sealed(stored) and unseal({"sasl.password": stored})["sasl.password"] == PASSWORD
-    migration.seal_existing(apps, None)  # a second run changes nothing
+    seal_existing(apps, None)  # a second run changes nothing
     assert Cluster.objects.get(name="legacy").client_properties["sasl.password"] == stored
     assert unseal_tokens({"sasl.password": stored, "x": "env:Y"}) == (
         {"sasl.password": PASSWORD, "x": "env:Y"},
@@ -173,20 +213,51 @@ def test_existing_rows_are_sealed_by_the_migration_and_opened_by_its_reverse():
     )
 
 
+@pytest.mark.django_db
+def test_existing_channels_are_sealed_by_migration_0009_and_opened_by_its_reverse(settings):
+    migration = importlib.import_module("dashboard.migrations.0009_channel_secrets")
+    sealing = migration.Migration.operations[0]
+    with connection.cursor() as cursor:  # a row as 0008 stored it: the webhook URL in clear
+        cursor.execute(
+            "INSERT INTO dashboard_channel (name, kind, config, enabled, disabled_reason,"
+            " created) VALUES (%s, %s, %s, %s, %s, %s)",
+            ["legacy", "webhook", json.dumps({"url": HOOK_URL}), True, "", "2026-01-01"],
+        )
+
+    def stored() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT config FROM dashboard_channel WHERE name = 'legacy'")
+            return json.loads(cursor.fetchone()[0])["url"]
+
+    # Both run on the models as of 0008 (config a plain JSONField): forwards before the field
+    # changes, backwards after it changed back.
+    settings.MIGRATION_MODULES = {}  # the test database is built without them: load them
+    before = MigrationLoader(connection).project_state(("dashboard", "0008_sentinel_hosting"))
+    sealing.code(before.apps, None)
+    sealed = stored()
+    assert is_sealed(sealed) and transport_for(Channel.objects.get()).config["url"] == HOOK_URL
+    sealing.code(before.apps, None)  # a second run changes nothing
+    assert stored() == sealed
+    sealing.reverse_code(before.apps, None)
+    assert stored() == HOOK_URL
+
+
 @pytest.mark.django_db(transaction=True)
 def test_rotating_the_key_reencrypts_every_secret_under_the_new_key(monkeypatch):
     Cluster.objects.create(
         name="r", bootstrap_servers="h:1", client_properties={"sasl.password": PASSWORD}
     )
+    Channel.objects.create(name="hook", kind="webhook", config={"url": HOOK_URL})
     old_key = Path(os.environ["DS_SECRETS_KEY_FILE"]).read_text().strip()
     new_key = generate_key()
     monkeypatch.delenv("DS_SECRETS_KEY_FILE")
     monkeypatch.setenv("DS_SECRETS_KEY", f"{new_key},{old_key}")
     out = io.StringIO()
     call_command("secrets", "rotate", stdout=out)
-    assert out.getvalue().startswith("1 secret(s) re-encrypted")
+    assert out.getvalue().startswith("2 secret(s) re-encrypted")
     monkeypatch.setenv("DS_SECRETS_KEY", new_key)  # the old key dropped
     assert Cluster.objects.get(name="r").client_config()["sasl.password"] == PASSWORD
+    assert transport_for(Channel.objects.get(name="hook")).config["url"] == HOOK_URL
 
 
 def test_the_scenario_lab_uses_secrets_opened_and_hands_its_probes_them_sealed():

@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from dashboard.models import Channel, Incident, IncidentEvent, Silence
 from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED, AlertRule, ensure_rules
+from dashboard.transports import transport_for
+from workers.clientsecrets import is_sealed
 from workers.engine import alerts
 from workers.engine.redact import MASK
 
@@ -187,7 +189,8 @@ def test_it_never_sends_a_saved_secret_back_to_the_browser(logged_in, sentinels)
     )
     channel = Channel.objects.get(name="team-hook")
     assert response.status_code == 302
-    assert channel.config["url"] == HOOK_SECRET
+    assert is_sealed(channel.config["url"])  # at rest; opened only to send
+    assert transport_for(channel).config["url"] == HOOK_SECRET
     # "notify for every existing rule": every rule there is notifies it.
     assert channel.rules.count() == AlertRule.objects.count() > 0
 
@@ -198,6 +201,7 @@ def test_it_never_sends_a_saved_secret_back_to_the_browser(logged_in, sentinels)
     for page in pages:
         assert "T0K3N-5ecret" not in page
     assert f'value="{MASK}"' in pages[0]
+    assert f"url=https://hooks.example/{MASK}" in pages[1]  # enough to tell channels apart
 
     # Submitted back unchanged (the mask): the stored secret stays.
     response = logged_in.post(
@@ -206,7 +210,7 @@ def test_it_never_sends_a_saved_secret_back_to_the_browser(logged_in, sentinels)
     )
     assert response.status_code == 302
     channel.refresh_from_db()
-    assert (channel.name, channel.config["url"]) == ("team-hook-2", HOOK_SECRET)
+    assert (channel.name, transport_for(channel).config["url"]) == ("team-hook-2", HOOK_SECRET)
 
 
 def test_it_shows_the_integrations_validation_errors_without_echoing_secrets(logged_in):

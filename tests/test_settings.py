@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import ssl
 import subprocess
 import sys
 from io import StringIO
@@ -25,6 +27,7 @@ from workers.engine.env import (
     envredisurl,
     envsecret,
     envstr,
+    redis_tls_options,
 )
 from workers.engine.redact import MASK, RedactingFilter, is_secret_key, redact_config, redact_text
 
@@ -261,6 +264,40 @@ def test_it_rejects_bad_redis_urls(monkeypatch, url, message):
     monkeypatch.setenv("DS_REDIS", url)
     with pytest.raises(EnvError, match=rf"^DS_REDIS: {message}"):
         envredisurl("DS_REDIS", "redis://unused")
+
+
+def test_it_accepts_a_tls_redis_url_naming_a_readable_ca_file(monkeypatch, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    url = f"rediss://:pw@cache:6380/0?ssl_ca_certs={ca}"
+    monkeypatch.setenv("DS_REDIS", url)
+    assert envredisurl("DS_REDIS", "redis://unused") == url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("rediss://cache:6380/0?ssl_ca_certs=/no/such/ca.pem", "ssl_ca_certs='/no/such/ca.pem' is"),
+        ("rediss://cache/0?ssl_cert_reqs=REQUIRED", "ssl_cert_reqs must be one of required,"),
+        ("redis://:pw@cache/0?ssl_cert_reqs=none", "ssl_cert_reqs need a rediss:// URL"),
+    ],
+)
+def test_it_rejects_bad_redis_tls_options_without_showing_the_password(monkeypatch, url, message):
+    monkeypatch.setenv("DS_REDIS", url)
+    with pytest.raises(EnvError, match=rf"^DS_REDIS: {re.escape(message)}") as raised:
+        envredisurl("DS_REDIS", "redis://unused")
+    assert "pw" not in str(raised.value)
+
+
+def test_it_derives_celerys_tls_options_from_the_redis_url(tmp_path):
+    assert redis_tls_options("redis://:pw@cache:6379/0") is None
+    # Without options kombu would trust any certificate (CERT_NONE): required by default.
+    assert redis_tls_options("rediss://:pw@cache:6380/0") == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    url = f"rediss://cache/0?ssl_ca_certs={tmp_path}/ca.pem&ssl_cert_reqs=optional"
+    assert redis_tls_options(url) == {
+        "ssl_ca_certs": f"{tmp_path}/ca.pem",
+        "ssl_cert_reqs": ssl.CERT_OPTIONAL,
+    }
 
 
 def test_it_reads_redis_urls_from_files(monkeypatch, tmp_path):

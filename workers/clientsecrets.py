@@ -15,13 +15,14 @@ A client property whose key is secret by the one rule (``workers.engine.redact.i
 
 :func:`seal` turns clear values into tokens (idempotent: tokens and references pass through),
 :func:`unseal` gives the clear configuration a client needs. Neither ever puts a secret value
-into an exception message.
+into an exception message. Settings that are not client properties (an on-call channel's
+webhook URL or routing key) are sealed the same way, with their secret ``keys`` named.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,17 +73,29 @@ def is_reference(value: Any) -> bool:
     return isinstance(value, str) and value.startswith((ENV_REF, FILE_REF))
 
 
-def needs_sealing(key: str, value: Any) -> bool:
-    """Whether ``key=value`` is a secret held in clear."""
-    return is_secret_key(key) and not is_sealed(value) and not is_reference(value)
+def is_secret(key: str, keys: Collection[str] | None = None) -> bool:
+    """Whether ``key`` names a secret: one of ``keys``, or by the one rule of client properties
+    (``is_secret_key``) when ``keys`` is None."""
+    return is_secret_key(key) if keys is None else key in keys
 
 
-def seal(props: Mapping[str, Any] | None, ring: MultiFernet | None = None) -> dict[str, Any]:
-    """``props`` with every secret in clear encrypted; sealed values and references kept.
+def needs_sealing(key: str, value: Any, keys: Collection[str] | None = None) -> bool:
+    """Whether ``key=value`` is a secret (``is_secret``) held in clear."""
+    return is_secret(key, keys) and not is_sealed(value) and not is_reference(value)
+
+
+def seal(
+    props: Mapping[str, Any] | None,
+    ring: MultiFernet | None = None,
+    *,
+    keys: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """``props`` with every secret (``is_secret``) in clear encrypted; sealed values and
+    references kept.
 
     Raises SecretError when there is a secret to seal and no key is configured."""
     props = dict(props or {})
-    clear = [key for key, value in props.items() if needs_sealing(key, value)]
+    clear = [key for key, value in props.items() if needs_sealing(key, value, keys)]
     if not clear:
         return props
     ring = ring or keyring()
@@ -101,33 +114,41 @@ def unseal(
     ring: MultiFernet | None = None,
     *,
     references: bool = True,
+    keys: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """``props`` with every sealed value decrypted and, unless not ``references``, every
-    reference resolved here."""
+    reference of a secret (``is_secret``) resolved here."""
     props = dict(props or {})
     for key, value in props.items():
         if is_sealed(value):
             ring = ring or keyring()
             props[key] = _decrypt(key, value, ring)
-        elif references and is_secret_key(key) and is_reference(value):
+        elif references and is_secret(key, keys) and is_reference(value):
             props[key] = _resolve(key, value)
     return props
 
 
-def seal_counted(props: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
-    """``seal(props)`` and the number of values it sealed."""
-    count = sum(needs_sealing(k, v) for k, v in (props or {}).items())
-    return (seal(props) if count else dict(props or {})), count
+def seal_counted(
+    props: Mapping[str, Any] | None, keys: Collection[str] | None = None
+) -> tuple[dict[str, Any], int]:
+    """``seal(props, keys=keys)`` and the number of values it sealed."""
+    count = sum(needs_sealing(k, v, keys) for k, v in (props or {}).items())
+    return (seal(props, keys=keys) if count else dict(props or {})), count
 
 
-def unseal_tokens(props: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
-    """``props`` with tokens decrypted, references left as they are; the number decrypted."""
+def unseal_tokens(
+    props: Mapping[str, Any] | None, keys: Collection[str] | None = None
+) -> tuple[dict[str, Any], int]:
+    """``props`` with tokens decrypted, references left as they are; the number decrypted
+    (``keys``: unused, every token is opened; the signature of the other transforms)."""
     count = sum(is_sealed(v) for v in (props or {}).values())
     return (unseal(props, references=False) if count else dict(props or {})), count
 
 
 def rotate(
-    props: Mapping[str, Any] | None, ring: MultiFernet | None = None
+    props: Mapping[str, Any] | None,
+    ring: MultiFernet | None = None,
+    keys: Collection[str] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """``props`` with every token re-encrypted under the first key (and any clear secret
     sealed); the number of values rewritten."""
@@ -143,7 +164,7 @@ def rotate(
             except InvalidToken:
                 raise _undecryptable(key) from None
             props[key], changed = SEALED + token, changed + 1
-        elif needs_sealing(key, value):
+        elif needs_sealing(key, value, keys):
             props[key], changed = SEALED + ring.encrypt(str(value).encode()).decode(), changed + 1
     return props, changed
 

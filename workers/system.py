@@ -30,6 +30,14 @@ def respawn_backoff(exits: int) -> float:
     return min(RESPAWN_BACKOFF_MAX_S, RESPAWN_FIRST_BACKOFF_S * 2.0 ** max(0, exits - 1))
 
 
+def redis_env(redis_url: str) -> dict[str, str]:
+    """The environment of a child process that opens Redis: this one's, with ``REDIS_URL``.
+
+    The URL carries the Redis password: in the environment (readable by the process's owner
+    only), never on a command line, which every local user reads with ``ps``."""
+    return {**os.environ, "REDIS_URL": redis_url}
+
+
 def hosting_worker_argv(name: str, queue: str, loglevel: str = "info") -> list[str]:
     """The command line of a Celery worker that hosts sentinels and takes tasks only from
     ``queue`` (the soak, the hosting tests and the density benchmark start such workers):

@@ -3,19 +3,7 @@
 from django.db import migrations
 
 import dashboard.models.fields
-from dashboard.models.fields import transform_rows
-from workers.clientsecrets import seal_counted, unseal_tokens
-
-
-# Runs before the fields change, on plain JSONFields: forward seals the clear secrets of
-# existing rows (DS_SECRETS_KEY must be set when there are any), backward decrypts them again
-# (references stay references).
-def seal_existing(apps, schema_editor):
-    transform_rows(apps.get_model, seal_counted)
-
-
-def open_existing(apps, schema_editor):
-    transform_rows(apps.get_model, unseal_tokens)
+from dashboard.models.fields import CLIENT_PROPERTIES, sealing
 
 
 class Migration(migrations.Migration):
@@ -24,7 +12,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(seal_existing, open_existing),
+        # On the plain JSONFields: seals the clear secrets of existing rows (DS_SECRETS_KEY must
+        # be set when there are any); reversed, decrypts them again.
+        sealing(CLIENT_PROPERTIES),
         migrations.AlterField(
             model_name="cluster",
             name="client_properties",

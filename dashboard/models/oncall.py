@@ -15,6 +15,8 @@ from django.db import models
 from django.utils import timezone
 
 from dashboard.models.core import Cluster, Sentinel
+from dashboard.models.fields import SealedChannelConfigField
+from workers.clientsecrets import SecretError, unseal
 from workers.engine.alerts import RULE_KINDS, SEVERITIES, default_rules
 from workers.engine.redact import MASK
 
@@ -28,9 +30,10 @@ class Channel(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20)
-    # The integration's settings (URLs, routing keys, addresses); secret ones are masked
-    # wherever they are shown (``masked_config``) and never logged.
-    config = models.JSONField(default=dict, blank=True)
+    # The integration's settings (URLs, routing keys, addresses). Secret ones are sealed at
+    # rest (``fernet:`` tokens, or env: / file: references), opened only to send
+    # (``transport_for``), masked wherever they are shown (``masked_config``), never logged.
+    config = SealedChannelConfigField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=500, blank=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -48,8 +51,20 @@ class Channel(models.Model):
         return transport_for(self)
 
     def masked_config(self) -> dict[str, Any]:
-        secret = set(self.transport.secret_fields)
-        return {k: (MASK if k in secret and v else v) for k, v in self.config.items()}
+        """The settings as pages show them: each secret in its masked form
+        (``masked_setting``), ``******`` when this process cannot open it."""
+        from dashboard.transports import SECRET_SETTINGS, masked_setting
+
+        out = {}
+        for key, value in self.config.items():
+            if key not in SECRET_SETTINGS or not value:
+                out[key] = value
+                continue
+            try:
+                out[key] = masked_setting(unseal({key: value}, references=False)[key])
+            except SecretError:
+                out[key] = MASK
+        return out
 
 
 class AlertRule(models.Model):

@@ -197,5 +197,8 @@ def test_the_cluster_form_and_the_lint_say_why_a_secured_cluster_refuses_them(se
         in (form.errors["bootstrap_servers"][0])
     )
     untrusted = {**good, "ssl.ca.location": str(write_ca(tmp_path / "other-ca.pem"))}
-    with pytest.raises(FactsError, match="TLS: the broker's certificate could not be verified"):
+    with pytest.raises(FactsError, match="not signed by a CA this client trusts"):
         gather(bootstrap, untrusted, timeout=3)
+    # The brokers' certificate names IP:127.0.0.1 only: "localhost" is a hostname mismatch.
+    with pytest.raises(FactsError, match=r"not valid for the host name connected to \(hostname"):
+        gather(bootstrap.replace("127.0.0.1", "localhost"), good, timeout=3)

@@ -17,9 +17,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "EnvError",
@@ -33,11 +35,20 @@ __all__ = [
     "envsecret",
     "envstr",
     "mask_url",
+    "redis_tls_options",
 ]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+# TLS options a rediss:// URL may carry in its query (redis-py's names, which Celery and kombu
+# take too); the files must be readable by every process that opens the URL.
+_REDIS_TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+_REDIS_CERT_REQS = {
+    "required": ssl.CERT_REQUIRED,
+    "optional": ssl.CERT_OPTIONAL,
+    "none": ssl.CERT_NONE,
+}
 # host:port where host is a name, an IPv4 address or a bracketed IPv6 address.
 _HOSTPORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]+)$")
 
@@ -165,7 +176,40 @@ def envredisurl(name: str, default: str) -> str:
         raise EnvError(f"{name}: URL has no host: {mask_url(value)!r}")
     elif port == 0:
         raise EnvError(f"{name}: port must be 1-65535, got {mask_url(value)!r}")
+    _check_redis_tls(name, parts.scheme, parse_qs(parts.query))
     return value
+
+
+def _check_redis_tls(name: str, scheme: str, query: dict[str, list[str]]) -> None:
+    tls = [key for key in (*_REDIS_TLS_FILES, "ssl_cert_reqs") if key in query]
+    if tls and scheme != "rediss":
+        raise EnvError(f"{name}: {', '.join(tls)} need a rediss:// URL (TLS), not {scheme}://")
+    for key in _REDIS_TLS_FILES:
+        path = query.get(key, [""])[0]
+        if key in query and not os.access(path, os.R_OK):
+            raise EnvError(f"{name}: {key}={path!r} is not a readable file")
+    reqs = query.get("ssl_cert_reqs", ["required"])[0]
+    if reqs not in _REDIS_CERT_REQS:  # redis-py reads the query too, and only these
+        raise EnvError(f"{name}: ssl_cert_reqs must be one of {', '.join(_REDIS_CERT_REQS)}")
+
+
+def redis_tls_options(url: str) -> dict[str, Any] | None:
+    """Celery's ``broker_use_ssl`` and ``redis_backend_use_ssl`` for the Redis ``url``.
+
+    ``None`` unless ``url`` is ``rediss://``. Then the files its query names (``ssl_ca_certs``,
+    ``ssl_certfile``, ``ssl_keyfile``) and ``ssl_cert_reqs`` (``required`` unless the query
+    says otherwise): without them kombu connects with ``CERT_NONE``, trusting any certificate,
+    and Celery's result backend refuses to start. redis-py and channels-redis read the same
+    query themselves, so the URL is the one place TLS is configured.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return None
+    query = parse_qs(parts.query)
+    options: dict[str, Any] = {key: query[key][0] for key in _REDIS_TLS_FILES if key in query}
+    reqs = query.get("ssl_cert_reqs", ["required"])[0]
+    options["ssl_cert_reqs"] = _REDIS_CERT_REQS.get(reqs, ssl.CERT_REQUIRED)
+    return options
 
 
 def envbootstrap(name: str, default: str) -> str:

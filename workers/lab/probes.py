@@ -26,7 +26,7 @@ from workers.lab.limits import HANG_AFTER_S
 from workers.lab.outcome import Expect, SemanticResult
 from workers.roles.kafka import TXN_HEADER, read_to_end
 from workers.store import SentinelStore
-from workers.system import PROJECT_ROOT, terminate
+from workers.system import PROJECT_ROOT, redis_env, terminate
 
 if TYPE_CHECKING:
     from workers.lab.lab import Lab
@@ -59,8 +59,6 @@ class RoleProcess:
             str(self.probe.spec_path),
             "--roles",
             self.roles,
-            "--redis-url",
-            self.probe.lab.redis_url,
             # A runner that dies (SIGKILL, a lost worker) leaves no sentinel running behind.
             "--exit-with-parent",
         ]
@@ -71,6 +69,7 @@ class RoleProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env=redis_env(self.probe.lab.redis_url),
             )
 
     @property

@@ -213,13 +213,18 @@ def make_ca(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
 
 
 def make_certificate(
-    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, ip: str
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    ip: str,
+    *,
+    expired: bool = False,
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    """A server key and certificate for ``ip`` (its only subject alternative name)."""
+    """A server key and certificate for ``ip`` (its only subject alternative name);
+    ``expired``: one that expired yesterday (how a test makes an expired certificate)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
     cert = (
-        _builder(subject, ca_cert.subject, key.public_key())
+        _builder(subject, ca_cert.subject, key.public_key(), expired=expired)
         .add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
         )
@@ -235,6 +240,28 @@ def make_certificate(
     return key, cert
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a TLS server: the CA that signed it, its certificate and its key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def write_tls_files(directory: Path, ip: str = "127.0.0.1", *, expired: bool = False) -> TlsFiles:
+    """A fresh CA, and a server certificate for ``ip`` signed by it, as ``ca.pem``,
+    ``cert.pem`` and ``key.pem`` (mode 0600) in ``directory`` (a TLS Redis, say)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = make_ca("Delivery Sentinel test CA")
+    key, cert = make_certificate(ca_key, ca_cert, ip, expired=expired)
+    files = TlsFiles(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
+    _write(files.ca, ca_cert.public_bytes(serialization.Encoding.PEM))
+    _write(files.cert, cert.public_bytes(serialization.Encoding.PEM))
+    _write(files.key, _pkcs8(key))
+    return files
+
+
 def write_ca(path: Path, name: str = "an untrusted CA") -> Path:
     """Write a fresh CA certificate (PEM) to ``path``; returns ``path``."""
     _, cert = make_ca(name)
@@ -242,8 +269,12 @@ def write_ca(path: Path, name: str = "an untrusted CA") -> Path:
     return path
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public_key: Any) -> x509.CertificateBuilder:
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key: Any, *, expired: bool = False
+) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
+    if expired:
+        now -= datetime.timedelta(days=CERT_DAYS + 1)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)

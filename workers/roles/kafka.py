@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic, OffsetSp
 
 from workers.engine.failures import in_words
 from workers.engine.spec import SentinelSpec
+from workers.roles.tlsprobe import verify_reason
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def in_words_after(message: str, conf: dict[str, Any], admin: AdminClient, seen:
             text,
             user=conf.get("sasl.username"),
             mechanism=conf.get("sasl.mechanism") or conf.get("sasl.mechanisms"),
+            tls=verify_reason(text, conf),
         )
         if said != text:
             return said

@@ -26,6 +26,7 @@ from workers.engine.acls import AclNeed, role_acls
 from workers.engine.failures import in_words
 from workers.engine.spec import SentinelSpec
 from workers.roles.kafka import describe
+from workers.roles.tlsprobe import verify_reason
 from workers.store import SentinelStore, StateLost
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class Loop:
             user=client.get("sasl.username"),
             mechanism=client.get("sasl.mechanism") or client.get("sasl.mechanisms"),
             needs=self.acl_needs(),
+            tls=verify_reason(error, client),
         )
 
     def heartbeat(self, **extra: Any) -> None:

@@ -227,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--manifest", required=True, type=Path)
     parser.add_argument(
-        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="default: REDIS_URL, where a password belongs (ps shows every command line)",
     )
     parser.add_argument("--live", action="store_true", help="publish windows to the dashboard")
     args = parser.parse_args(argv)

@@ -44,7 +44,7 @@ from workers.roles.verifier import CommittedVerifier
 from workers.runtime.checkrunner import CheckRunner
 from workers.runtime.publish import LivePublisher
 from workers.store import Lease, SentinelStore, connect
-from workers.system import terminate_all
+from workers.system import redis_env, terminate_all
 
 log = logging.getLogger("workers.runtime.run")
 
@@ -197,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", required=True, help="path of a SentinelSpec JSON document")
     parser.add_argument("--roles", default="all")
     parser.add_argument(
-        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="default: REDIS_URL, where a password belongs (ps shows every command line)",
     )
     parser.add_argument("--live", action="store_true", help="publish windows to the dashboard")
     parser.add_argument(
@@ -316,12 +318,12 @@ def adopt_state(store: SentinelStore, spec: SentinelSpec) -> None:
 def start_role_process(args: argparse.Namespace, role: str) -> subprocess.Popen:
     """``role`` in a child ``workers.runtime.run``, with this process's options."""
     argv = [sys.executable, "-m", "workers.runtime.run", "--spec", args.spec, "--roles", role]
-    argv += ["--redis-url", args.redis_url, "--layout", "threads", "--exit-with-parent"]
+    argv += ["--layout", "threads", "--exit-with-parent"]
     if args.live:
         argv.append("--live")
     if args.lease_token:
         argv += ["--lease-token", args.lease_token, "--lease-ms", str(args.lease_ms)]
-    return subprocess.Popen(argv)
+    return subprocess.Popen(argv, env=redis_env(args.redis_url))
 
 
 def _stop_when_orphaned(host: RoleRunner, parent: int) -> None:

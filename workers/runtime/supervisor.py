@@ -51,7 +51,14 @@ from workers.engine.env import envchoice, envint
 from workers.engine.spec import SentinelSpec
 from workers.runtime.manifest import entry_path, read_state, write_entry
 from workers.store import Lease, SentinelStore, WorkerRegistry
-from workers.system import LOCAL_DIR, PROJECT_ROOT, respawn_backoff, terminate, terminate_all
+from workers.system import (
+    LOCAL_DIR,
+    PROJECT_ROOT,
+    redis_env,
+    respawn_backoff,
+    terminate,
+    terminate_all,
+)
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +366,9 @@ class SentinelSupervisor:
         with os.fdopen(fd, "w") as fh:
             json.dump(spec.to_dict(), fh)
         argv = self.child_argv(path, lease)
-        proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv, cwd=PROJECT_ROOT, env=redis_env(self.redis_url), start_new_session=True
+        )
         self.children[spec.id] = Child(spec, spec_digest(spec), proc, lease)
         log.info(
             "sentinel %s started in process %s (worker %s)", spec.name, proc.pid, self.worker_id
@@ -376,13 +385,17 @@ class SentinelSupervisor:
         for path in self.host_dir.iterdir():
             if not (path.suffix == ".json" and int(path.stem) in self.children):
                 path.unlink(missing_ok=True)
-        self.host = subprocess.Popen(self.host_argv(), cwd=PROJECT_ROOT, start_new_session=True)
+        self.host = subprocess.Popen(
+            self.host_argv(),
+            cwd=PROJECT_ROOT,
+            env=redis_env(self.redis_url),
+            start_new_session=True,
+        )
         log.info("shared sentinel host started in process %s", self.host.pid)
         return self.host
 
     def host_argv(self) -> list[str]:
         argv = [sys.executable, "-m", "workers.runtime.host", "--manifest", str(self.host_dir)]
-        argv += ["--redis-url", self.redis_url]
         return argv + (["--live"] if self.live else [])
 
     def ask_to_stop(self, child: Child) -> None:
@@ -423,8 +436,6 @@ class SentinelSupervisor:
             "workers.runtime.run",
             "--spec",
             str(spec_path),
-            "--redis-url",
-            self.redis_url,
             "--lease-token",
             lease.token,
             "--lease-ms",

@@ -1,4 +1,4 @@
-"""Client secrets at rest (``workers.clientsecrets``):
+"""Client secrets and on-call channel secrets at rest (``workers.clientsecrets``):
 
     manage.py secrets newkey    print a new Fernet key for DS_SECRETS_KEY
     manage.py secrets rotate    re-encrypt every stored secret under the first key
@@ -17,7 +17,7 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from dashboard.models.fields import transform_rows
+from dashboard.models.fields import SEALED_FIELDS, transform_rows
 from workers.clientsecrets import SecretError, generate_key, keyring, rotate, unseal_tokens
 from workers.engine.env import EnvError
 
@@ -38,7 +38,9 @@ class Command(BaseCommand):
                 raise CommandError("DS_SECRETS_KEY (or DS_SECRETS_KEY_FILE) is not set")
             with transaction.atomic():
                 if options["action"] == "rotate":
-                    count = transform_rows(apps.get_model, lambda p: rotate(p, ring))
+                    count = transform_rows(
+                        apps.get_model, lambda p, keys: rotate(p, ring, keys), SEALED_FIELDS
+                    )
                     self.stdout.write(f"{count} secret(s) re-encrypted under the first key")
                 else:
                     count = sum(unseal_tokens(p)[1] for p in _all_properties())
@@ -48,10 +50,8 @@ class Command(BaseCommand):
 
 
 def _all_properties() -> list[dict[str, Any]]:
-    from dashboard.models.fields import SEALED_FIELDS
-
     out = []
-    for model_name, fields in SEALED_FIELDS:
+    for model_name, fields, _keys in SEALED_FIELDS:
         for row in apps.get_model("dashboard", model_name).objects.all():
             out += [getattr(row, name) or {} for name in fields]
     return out

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from dashboard.models import Sentinel, ensure_defaults
-from dashboard.status import all_statuses, placement
+from dashboard.status import all_statuses, placement, redis_problem
 from workers.clientsecrets import SecretError
 from workers.runtime.publish import LivePublisher
 from workers.runtime.run import RoleRunner, adopt_state, open_spec, roles_for
@@ -41,6 +41,9 @@ class Command(BaseCommand):
         getattr(self, "handle_" + action.replace("-", "_"))(**options)
 
     def handle_status(self, json: bool = False, **_: Any) -> None:  # noqa: A002
+        problem = redis_problem(5.0)
+        if problem:  # every status lives in Redis: say why there is none, not "no report"
+            raise CommandError(problem)
         docs = all_statuses()
         if json:
             self.stdout.write(_dumps({"sentinels": docs}))
