@@ -4,10 +4,14 @@ file workers read, the seeded plan, the ground-truth recount and the judging."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SPECS_FILE_ENV, SentinelSpec, specs_from_file
 from workers.lab.soakfaults import KEEP_PROCESSES, KINDS, plan
+from workers.lab.soakprocs import process_age_s
 from workers.lab.soaktruth import Truth, compare
 from workers.lab.soakwatch import monotonic_checks
 from workers.store import SentinelStore, connect, pack_ledger
@@ -103,3 +107,16 @@ def test_it_finds_a_counter_that_fell_but_lets_lost_move_to_late():
     fell = [sample(1, processed=5), sample(2, processed=4)]
     (check,) = monotonic_checks("s", fell)
     assert not check.ok and check.seen[0]["counter"] == "processed"
+
+
+def test_it_tells_a_process_that_just_started_from_one_running_for_long():
+    """The sentinel kill picks a process older than a quick exit by its age."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        young = process_age_s(proc.pid)
+        assert young is not None and 0 <= young < 30
+        assert process_age_s(os.getppid()) >= young  # our parent started before us
+    finally:
+        proc.kill()
+        proc.wait()
+    assert process_age_s(proc.pid) is None  # gone

@@ -22,6 +22,8 @@ LOCAL_DIR = PROJECT_ROOT / ".local"
 # in a row: 1 s after a first crash (the worker keeps the lease meanwhile), at most 30 s.
 RESPAWN_FIRST_BACKOFF_S = 1.0
 RESPAWN_BACKOFF_MAX_S = 30.0
+# An exit within this long of the sentinel's start counts as one more in a row.
+QUICK_EXIT_S = 60.0
 
 
 def respawn_backoff(exits: int) -> float:

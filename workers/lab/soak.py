@@ -136,6 +136,7 @@ class Soak:
         self.workers = SoakWorkers(work, self.redis.url)
         self.probes: list[Probe] = []
         self.weak: dict[str, bool] = {}
+        self.first_pids: dict[int, int | None] = {}  # each sentinel's first process
         self.names: dict[int, str] = {}
         self._t0 = time.time()
         self.faults = Faults(self)
@@ -217,6 +218,8 @@ class Soak:
         self.workers.publish([p.spec for p in self.probes])
         self.workers.start_all()
         self.lab.wait_flow(self.probes)
+        # Each sentinel's first process, as flowing began: one that never exited.
+        self.first_pids = {p.spec.id: self.main_pid(p.spec.id) for p in self.probes}
 
     def run_plan(self, until: float) -> None:
         middle = self._t0 + (until - self._t0) / 2

@@ -27,11 +27,13 @@ from workers.lab.soakprocs import (
     LEASE_MS,
     SUPERVISOR_TICK_S,
     lease_holder_pid,
+    process_age_s,
 )
 from workers.localkafka import LocalClusterError
-from workers.system import RESPAWN_FIRST_BACKOFF_S
+from workers.system import QUICK_EXIT_S, RESPAWN_FIRST_BACKOFF_S
 
 if TYPE_CHECKING:
+    from workers.lab.probes import Probe
     from workers.lab.soak import Soak
 
 log = logging.getLogger(__name__)
@@ -195,9 +197,26 @@ class Faults:
         self.await_progress(record, base, set(base), new_run=False)
 
     def sentinel_kill(self, pick: int, record: Record) -> None:
-        probe = self.soak.probes[pick % len(self.soak.probes)]
-        pid = self.lab.wait(
-            lambda: self.soak.main_pid(probe.spec.id), 60, f"{probe.key}'s sentinel process"
+        """SIGKILL the first process of a sentinel, one that never exited before or has run
+        for longer than a quick exit (``QUICK_EXIT_S``): its worker restarts it after the
+        first back-off, which the bound assumes. (A crash loop's doubling back-off is the
+        supervisor's tests' to check, not a takeover.) The pick's sentinel, or the next such
+        one in turn; when none is, the first to become one."""
+        count = len(self.soak.probes)
+        probes = [self.soak.probes[(pick + i) % count] for i in range(count)]
+
+        def victim() -> tuple[Probe, int] | None:
+            for probe in probes:
+                pid = self.soak.main_pid(probe.spec.id)
+                if pid is None:
+                    continue
+                first = self.soak.first_pids.get(probe.spec.id) == pid
+                if first or (process_age_s(pid) or 0) > QUICK_EXIT_S:
+                    return probe, pid
+            return None
+
+        probe, pid = self.lab.wait(
+            victim, QUICK_EXIT_S + 60, "a sentinel process that never exited or ran a minute"
         )
         record.detail.update(sentinel=probe.key, pid=pid)
         base = self.mark()

@@ -49,6 +49,18 @@ def rss_bytes(pid: int) -> int | None:
         return None
 
 
+def process_age_s(pid: int) -> float | None:
+    """Seconds since process ``pid`` started (None when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+
+
 def cmdline(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:

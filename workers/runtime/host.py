@@ -48,7 +48,7 @@ from workers.runtime.run import (
     roles_for,
 )
 from workers.store import SentinelStore, connect
-from workers.system import RESPAWN_BACKOFF_MAX_S, respawn_backoff
+from workers.system import QUICK_EXIT_S, RESPAWN_BACKOFF_MAX_S, respawn_backoff
 
 log = logging.getLogger("workers.runtime.host")
 
@@ -140,7 +140,7 @@ class SharedHost:
             log.warning("sentinel %s stopped: %s", hosted.spec.name, guard.reason)
             hosted.retry_at = time.monotonic() + SYNC_INTERVAL_S
             return
-        quick = time.monotonic() - hosted.started < 60
+        quick = time.monotonic() - hosted.started < QUICK_EXIT_S
         hosted.failures = hosted.failures + 1 if quick else 1
         delay = respawn_backoff(hosted.failures)
         hosted.retry_at = time.monotonic() + delay

@@ -54,6 +54,7 @@ from workers.store import Lease, SentinelStore, WorkerRegistry
 from workers.system import (
     LOCAL_DIR,
     PROJECT_ROOT,
+    QUICK_EXIT_S,
     redis_env,
     respawn_backoff,
     terminate,
@@ -318,7 +319,7 @@ class SentinelSupervisor:
 
     def note_exit(self, sid: int, child: Child) -> None:
         count, _ = self.failures.get(sid, (0, 0.0))
-        count = count + 1 if time.monotonic() - child.started < 60 else 1
+        count = count + 1 if time.monotonic() - child.started < QUICK_EXIT_S else 1
         delay = respawn_backoff(count)
         self.failures[sid] = (count, time.monotonic() + delay)
         log.warning(
