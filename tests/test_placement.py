@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 
+from tests.sentinels import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
 from workers.runtime.supervisor import SentinelSupervisor
@@ -132,6 +133,37 @@ def test_it_gives_a_stopped_workers_sentinels_to_the_others(fleet):
     assert "host:a:0" not in WorkerRegistry(client).alive(60_000)  # it said goodbye
     rounds([b], client, 1)
     assert held([b]) == [5]
+
+
+def test_it_hands_twenty_sentinels_of_a_dead_worker_over_within_the_lease_period(
+    fleet, monkeypatch
+):
+    """Two workers share 20 sentinels; one dies (its sentinel processes with it, its leases
+    left to expire): the other runs all 20 once the leases are out, not before, and none
+    ever runs in two places."""
+    lease_ms = 3000
+    monkeypatch.setattr("workers.runtime.supervisor.LEASE_MS", lease_ms)
+    enable, worker, client = fleet
+    enable(0)
+    a, b = worker("a"), worker("b")
+    rounds([a, b], client, 1)  # both beating first: each takes its share, no hand-overs
+    enable(20)
+    rounds([a, b], client, 10)
+    assert held([a, b]) == [10, 10]
+    orphaned = set(a.leases)
+    for child in a.children.values():
+        child.proc.kill()
+        child.proc.wait()
+    rounds([b], client, 1)
+    assert not orphaned & b.running()  # a's leases still hold: nothing taken early
+
+    def b_runs_all() -> bool:
+        rounds([b], client, 1)
+        return held([b]) == [20]
+
+    # Within the lease period and a few ticks (slack for a loaded machine spawning processes).
+    wait_until(b_runs_all, lease_ms / 1000 + 10, "b runs all 20", interval=0.1)
+    assert b.running() == set(range(FIRST_ID, FIRST_ID + 20))
 
 
 @pytest.mark.django_db
