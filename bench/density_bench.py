@@ -216,10 +216,13 @@ def sample(stack: Stack, r: redis.Redis, ids: list[int]) -> dict:
 def run_phase(args, stack: Stack, r: redis.Redis, ids: list[int], workers: int) -> dict:
     print(f"\n== {len(ids)} sentinels on {workers} worker(s)", flush=True)
     stack.start_workers(workers)
-    started = time.monotonic()
+    started, since = time.monotonic(), time.time()
     while True:
         docs = statuses(r, ids)
-        running = sum(1 for d in docs if d and d["totals"]["processed"] > 0)
+        # Reports of this phase's workers (a former phase's statuses are still there).
+        running = sum(
+            1 for d in docs if d and d["totals"]["processed"] > 0 and d["updated_at"] > since
+        )
         if running == len(ids):
             break
         if time.monotonic() - started > 600:
