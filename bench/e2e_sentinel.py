@@ -74,7 +74,7 @@ TIMED = {
     "consumer": ("step", "poll_batch", "decode_batch", "process", "commit"),
     "copier": ("step", "poll_batch", "commit_transaction"),
     "verifier": ("step", "poll_batch", "decode_batch", "process"),
-    "checker": ("step", "read_acks", "read_ledger", "checkpoint", "status", "emit_window"),
+    "checker": ("step", "read_all", "checkpoint", "status", "emit_window"),
 }
 
 

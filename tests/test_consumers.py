@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from dashboard.consumers import CLOSE_UNAUTHENTICATED, LiveSocketConsumer
 from tests.dashboard_data import seed_windows, status_doc, window
 from workers.engine.documents import VERDICT_UPDATE, WINDOW_UPDATE, compact
-from workers.runtime.publish import LivePublisher
+from workers.runtime.publish import QUEUE_SIZE, LivePublisher
 from workers.store import SentinelStore, connect
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_url")]
@@ -176,3 +176,18 @@ async def test_logging_out_in_another_tab_closes_the_live_sockets(asgi, alice, s
             "code": CLOSE_UNAUTHENTICATED,
         }
     assert await other.receive_nothing(timeout=0.5)
+
+
+def test_it_shares_one_publisher_thread_until_its_last_user_stops(redis_url):
+    """A shared host's check runners share one publisher: the first start starts its thread,
+    the last stop ends it, and its queue holds a sentinel's share per user."""
+    pub = LivePublisher(redis_url)
+    pub.start()
+    pub.start()
+    thread = pub._thread
+    assert pub.queue.maxsize == 2 * QUEUE_SIZE
+    pub.stop()
+    assert pub._thread is thread and thread.is_alive() and pub.queue.maxsize == QUEUE_SIZE
+    pub.stop()
+    assert pub._thread is None and not thread.is_alive()
+    pub.stop()  # one stop too many is harmless

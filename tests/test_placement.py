@@ -207,6 +207,37 @@ def test_it_doubles_the_back_off_of_a_sentinel_that_keeps_crashing():
     assert respawn_backoff(50) == RESPAWN_BACKOFF_MAX_S
 
 
+def test_it_hands_twenty_sentinels_of_a_dead_worker_over_within_the_lease_period(
+    fleet, monkeypatch
+):
+    """Two workers share 20 sentinels; one dies (its sentinel processes with it, its leases
+    left to expire): the other runs all 20 once the leases are out, not before, and none
+    ever runs in two places."""
+    lease_ms = 3000
+    monkeypatch.setattr("workers.runtime.supervisor.LEASE_MS", lease_ms)
+    enable, worker, client = fleet
+    enable(0)
+    a, b = worker("a"), worker("b")
+    rounds([a, b], client, 1)  # both beating first: each takes its share, no hand-overs
+    enable(20)
+    rounds([a, b], client, 10)
+    assert held([a, b]) == [10, 10]
+    orphaned = set(a.leases)
+    for child in a.children.values():
+        child.proc.kill()
+        child.proc.wait()
+    rounds([b], client, 1)
+    assert not orphaned & b.running()  # a's leases still hold: nothing taken early
+
+    def b_runs_all() -> bool:
+        rounds([b], client, 1)
+        return held([b]) == [20]
+
+    # Within the lease period and a few ticks (slack for a loaded machine spawning processes).
+    wait_until(b_runs_all, lease_ms / 1000 + 10, "b runs all 20", interval=0.1)
+    assert b.running() == set(range(FIRST_ID, FIRST_ID + 20))
+
+
 @pytest.mark.django_db
 def test_it_says_which_worker_runs_each_sentinel(redis_url, tmp_path, client, alice):
     import io

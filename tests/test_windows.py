@@ -132,3 +132,42 @@ def test_it_writes_the_checker_checkpoint_only_when_it_changed(runner):
     assert rewritten not in (b"marker", written)
     doc, _acks, _ledger = store.load_checkpoint()
     assert doc["checker"]["keys"][0]["run"] == RUN
+
+
+def test_it_reads_everything_written_since_the_last_cut_in_one_step(runner, monkeypatch):
+    """The check runner reads the streams once per cut, all of them even past one read's
+    count, acks after the ledger, and counts every record exactly once."""
+    monkeypatch.setattr("workers.runtime.checkrunner.READ_COUNT", 2)
+    producer, consumer = runner.store.for_writer(), runner.store.for_writer()
+    producer.register_run(RUN, {"started": time.time()})
+    now = time.time()
+    for batch in range(5):  # 5 ledger entries and 5 acks entries: three reads of two
+        seqs = range(3 * batch, 3 * batch + 3)
+        consumer.append_ledger(processed(0, seqs, 4.0, now))
+        producer.append_acks(RUN, {0: {"n": 3, "a": [[seqs[0], seqs[-1]]]}}, None)
+    runner._last_checkpoint = 0.0  # a cut is due
+
+    runner.step()
+    totals = runner.store.status()["totals"]
+    assert (totals["produced"], totals["acked"], totals["processed"]) == (15, 15, 15)
+    assert (totals["pending"], totals["lost"], totals["duplicated"]) == (0, 0, 0)
+    assert runner.recent_latency(time.time()).count == 15
+
+    consumer.append_ledger(processed(0, range(14, 15), 4.0, now))  # one record again
+    runner._last_checkpoint = 0.0
+    runner.step()
+    totals = runner.store.status()["totals"]
+    assert (totals["processed"], totals["duplicated"]) == (16, 1)
+
+
+def test_it_waits_for_the_next_cut_and_stops_without_reading(runner):
+    producer = runner.store.for_writer()
+    producer.register_run(RUN, {"started": time.time()})
+    producer.append_acks(RUN, {0: {"n": 1, "a": [[0, 0]]}}, None)
+    runner._last_checkpoint = time.time()  # the next cut is a second away
+    runner.shutdown.set()
+    runner.busy_since = time.monotonic()  # as Loop.run sets it for every step
+
+    runner.step()  # returns at once: asked to stop while waiting
+    assert runner.store.status() is None and runner.acks_id == "0-0"
+    assert runner.busy_since is None  # waiting for the cut is not a step stuck

@@ -312,6 +312,23 @@ class SentinelStore:
             return []
         return [(entry_id.decode(), fields) for entry_id, fields in entries[0][1]]
 
+    def read_streams(
+        self, acks_id: str, ledger_id: str, count: int
+    ) -> tuple[str | None, list[tuple[str, dict[bytes, bytes]]], list[tuple[str, dict]]]:
+        """``(epoch, acks entries, ledger entries)`` after the given ids, at most ``count`` of
+        each, in one round trip. The ledger is read before the acks, so every delivery report
+        written before a ledger entry read here is read too (unless ``count`` cut it off)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.key("epoch"))
+        pipe.xread({self.key("ledger"): ledger_id}, count=count)
+        pipe.xread({self.key("acks"): acks_id}, count=count)
+        epoch, ledger, acks = pipe.execute()
+
+        def entries(reply: Any) -> list[tuple[str, dict[bytes, bytes]]]:
+            return [(i.decode(), fields) for i, fields in reply[0][1]] if reply else []
+
+        return (epoch.decode() if epoch else None), entries(acks), entries(ledger)
+
     def stream_added(self, name: str) -> int:
         """Entries ever appended to this sentinel's ``acks`` or ``ledger`` stream (XINFO's
         entries-added: kept across trims and a restart of a persisting Redis), so that a reader

@@ -46,7 +46,6 @@ class TransactionalCopier(AssignedConsumer):
     # Each batch is a transaction, begun as soon as a record is there (``consume_batch``): at a
     # low rate the input's records arrive together, one producer transaction at a time, and
     # under a backlog a transaction takes what arrived during the previous one.
-    poll_timeout_s = 0.1
 
     def __init__(self, spec: SentinelSpec, store: SentinelStore) -> None:
         super().__init__(spec, store)

@@ -37,17 +37,21 @@ from workers.store import SentinelStore, StateLost, to_ranges
 log = logging.getLogger(__name__)
 
 
+# Under exactly-once each flush commits the producer's transaction: its records are invisible
+# to read_committed readers until then, so this interval is end-to-end latency.
 ACK_FLUSH_INTERVAL_S = 0.1
+# Without transactions a flush only reports delivery, which the checker reads at its
+# one-second cut: flushing more often than twice a second was Redis round trips for nothing.
+ACK_REPORT_INTERVAL_S = 0.5
 # Each flush writes one acks entry for every partition with news; with many partitions a
 # longer interval keeps that cost per record, not per partition (0.5 s at 1,000 partitions).
 ACK_FLUSH_INTERVAL_MAX_S = 1.0
 ACK_FLUSH_PARTITIONS_PER_S = 2000
 
 
-def ack_flush_interval(partitions: int) -> float:
-    return min(
-        ACK_FLUSH_INTERVAL_MAX_S, max(ACK_FLUSH_INTERVAL_S, partitions / ACK_FLUSH_PARTITIONS_PER_S)
-    )
+def ack_flush_interval(partitions: int, transactional: bool = True) -> float:
+    shortest = ACK_FLUSH_INTERVAL_S if transactional else ACK_REPORT_INTERVAL_S
+    return min(ACK_FLUSH_INTERVAL_MAX_S, max(shortest, partitions / ACK_FLUSH_PARTITIONS_PER_S))
 
 
 _U64 = struct.Struct(">Q")
@@ -59,8 +63,8 @@ class SentinelProducer(Loop):
 
     Every ``start()`` is a new run with its own id; sequence numbers restart at 0 per partition.
     Delivery reports are folded into acked / failed ranges and appended to the acks stream
-    every ~100 ms (longer with many partitions, see ``ack_flush_interval``), with the
-    produce-ack latency histogram of the same period.
+    every ~500 ms, ~100 ms under exactly-once (longer with many partitions, see
+    ``ack_flush_interval``), with the produce-ack latency histogram of the same period.
 
     Under exactly-once the producer is transactional (its own ``transactional.id``), one
     transaction per acks flush: a record counts as acked only once its transaction committed, and
@@ -158,7 +162,11 @@ class SentinelProducer(Loop):
             # flush commits the transaction: a step that overslept it kept the records
             # invisible to read_committed readers longer than the commit interval says.
             due_in = (1.0 - self._credit) / self.spec.rate_per_partition
-            flush_in = self._last_flush + ack_flush_interval(self.partitions) - time.monotonic()
+            flush_in = (
+                self._last_flush
+                + ack_flush_interval(self.partitions, self.transactional)
+                - time.monotonic()
+            )
             self.producer.poll(min(0.05, max(0.001, min(due_in, flush_in))))
         else:
             self.produce_burst()
@@ -306,7 +314,9 @@ class SentinelProducer(Loop):
 
     def flush_acks(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._last_flush < ack_flush_interval(self.partitions):
+        if not force and now - self._last_flush < ack_flush_interval(
+            self.partitions, self.transactional
+        ):
             return
         self._last_flush = now
         if self.transactional:

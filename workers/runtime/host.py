@@ -78,7 +78,8 @@ class SharedHost:
         self.dir = directory
         self.redis_url = redis_url
         self.client = connect(redis_url)  # this process's own writes (stuck events)
-        self.live = live
+        # One publisher for every sentinel here (its start and stop are counted).
+        self.publisher = LivePublisher(redis_url) if live else None
         self.sentinels: dict[int, Hosted] = {}
         self.shutdown = threading.Event()
 
@@ -112,8 +113,7 @@ class SharedHost:
                 store.heartbeat(role, f"cannot start: {exc}", pid=os.getpid())
             raise
         adopt_state(store, spec)
-        publisher = LivePublisher(self.redis_url) if self.live else None
-        runner = RoleRunner(spec, store, roles_for(spec), publisher)
+        runner = RoleRunner(spec, store, roles_for(spec), self.publisher)
         hosted.runner, hosted.guard = runner, LeaseGuard(runner, lease)
         hosted.started = time.monotonic()
         runner.start()

@@ -43,26 +43,50 @@ def channel_layer_config(redis_url: str) -> dict[str, Any]:
 
 
 class LivePublisher:
+    """One thread sending what its users offer. Users may share it (the check runners of a
+    shared host, ``workers.runtime.host``: one thread, one event loop and one connection pool
+    instead of one of each per sentinel): ``start()`` and ``stop()`` are counted, the thread
+    runs from the first start to the last stop, and the queue holds ``QUEUE_SIZE`` updates
+    per user."""
+
     def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
         self.queue: queue.Queue[tuple[list[str], dict[str, Any]] | None] = queue.Queue(QUEUE_SIZE)
         self.dropped = 0
         self.sent = 0
         self._thread: threading.Thread | None = None
+        self._users = 0
+        self._lock = threading.Lock()
+
+    def _resize(self) -> None:
+        with self.queue.mutex:
+            self.queue.maxsize = QUEUE_SIZE * max(1, self._users)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="live-publisher", daemon=True)
-        self._thread.start()
+        with self._lock:
+            self._users += 1
+            self._resize()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="live-publisher", daemon=True
+                )
+                self._thread.start()
 
     def stop(self) -> None:
-        if self._thread is None:
-            return
+        with self._lock:
+            if self._thread is None:
+                return
+            self._users = max(0, self._users - 1)
+            self._resize()
+            if self._users:
+                return
+            thread, self._thread = self._thread, None
         try:
             self.queue.put_nowait(None)
         except queue.Full:
             self._drain_one()
             self.queue.put_nowait(None)
-        self._thread.join(5)
+        thread.join(5)
 
     def offer(self, sentinel_id: int, event_type: str, payload: dict[str, Any]) -> None:
         """Queue ``payload`` for the sentinel's group and the overview group; never blocks."""
