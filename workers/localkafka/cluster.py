@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     NewTopic,
@@ -61,6 +61,38 @@ from workers.system import terminate_pid
 DEFAULT_REPLICATION_FACTOR = 3
 
 log = logging.getLogger(__name__)
+
+
+# Errors of a request that says nothing about the request itself: a broker handle the client
+# replaced (a bootstrap connection, once the metadata named the brokers), a connection that
+# dropped, a timeout. Just after a start, an admin request meets these at random.
+TRANSIENT = {
+    KafkaError._DESTROY_BROKER,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError._ALL_BROKERS_DOWN,
+}
+
+
+def transient(exc: KafkaException) -> bool:
+    err = exc.args[0] if exc.args else None
+    return isinstance(err, KafkaError) and (err.retriable() or err.code() in TRANSIENT)
+
+
+def with_retries(send: Any, timeout: float = 30.0) -> None:
+    """``send()`` an idempotent admin request (it returns futures) and wait for every result,
+    sending it again after a transient error until ``timeout``; other errors are raised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            for future in send().values():
+                future.result()
+            return
+        except KafkaException as exc:
+            if not transient(exc) or time.monotonic() >= deadline:
+                raise
+            log.info("admin request failed (%s): sending it again", exc.args[0])
+            time.sleep(0.5)
 
 
 class LocalCluster:
@@ -174,19 +206,17 @@ class LocalCluster:
         upsert = UserScramCredentialUpsertion(
             name, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), password.encode()
         )
-        for future in self._admin().alter_user_scram_credentials([upsert]).values():
-            future.result()
+        with_retries(lambda: self._admin().alter_user_scram_credentials([upsert]))
 
     def grant(self, principal: str, needs: list[AclNeed], *, revoke: bool = False) -> None:
         """Create (or with ``revoke`` delete) ALLOW ACLs for ``principal``, through the
         plaintext listener (its ANONYMOUS principal is a super user). Idempotent."""
-        bindings = [acl_binding(principal, need) for need in needs]
         if revoke:
-            futures = self._admin().delete_acls([acl_filter(principal, n) for n in needs])
+            filters = [acl_filter(principal, n) for n in needs]
+            with_retries(lambda: self._admin().delete_acls(filters))
         else:
-            futures = self._admin().create_acls(bindings)
-        for future in futures.values():
-            future.result()
+            bindings = [acl_binding(principal, need) for need in needs]
+            with_retries(lambda: self._admin().create_acls(bindings))
 
     def wait_ready(self, timeout: float = 120, brokers: int | None = None) -> None:
         """Wait until the metadata lists ``brokers`` brokers (default: every node)."""

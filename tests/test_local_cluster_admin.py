@@ -1,0 +1,47 @@
+"""The local cluster tooling's admin requests (ACLs, SCRAM users) just after a start: a request
+that meets a transient client error is sent again; any other error is raised at once."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from workers.localkafka.cluster import transient, with_retries
+
+
+def done(value=None, error: KafkaException | None = None) -> dict[str, Future]:
+    future: Future = Future()
+    if error is None:
+        future.set_result(value)
+    else:
+        future.set_exception(error)
+    return {"request": future}
+
+
+def failure(code: int) -> KafkaException:
+    return KafkaException(KafkaError(code, "as librdkafka says it"))
+
+
+def test_it_sends_an_admin_request_again_after_a_replaced_broker_handle():
+    replies = [done(error=failure(KafkaError._DESTROY_BROKER)), done()]
+    with_retries(lambda: replies.pop(0), timeout=10)
+    assert replies == []  # sent twice, the second answer taken
+
+
+def test_it_raises_an_error_that_is_about_the_request_at_once():
+    replies = [done(error=failure(KafkaError.SECURITY_DISABLED)), done()]
+    with pytest.raises(KafkaException):
+        with_retries(lambda: replies.pop(0), timeout=10)
+    assert len(replies) == 1  # not sent again
+
+
+def test_it_gives_up_on_a_transient_error_after_its_timeout():
+    with pytest.raises(KafkaException):
+        with_retries(lambda: done(error=failure(KafkaError._TRANSPORT)), timeout=0)
+
+
+def test_it_tells_transient_errors_from_the_others():
+    assert transient(failure(KafkaError._TIMED_OUT))
+    assert not transient(failure(KafkaError.TOPIC_AUTHORIZATION_FAILED))
