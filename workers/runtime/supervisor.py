@@ -191,13 +191,9 @@ class SentinelSupervisor:
         was left of its processes has gone). Cheap: no Redis, no database."""
         if any(child.proc.poll() is not None for child in self.children.values()):
             return True
-        now = time.monotonic()
         return any(
-            sid not in self.children
-            and sid in self.leases
-            and now >= retry_at
-            and not (sid in self.leftovers and signal_group(self.leftovers[sid][0], 0))
-            for sid, (_, retry_at) in self.failures.items()
+            sid not in self.children and sid in self.leases and self.may_spawn(sid)
+            for sid in list(self.failures)
         )
 
     # -- one unit of work --------------------------------------------------------------------
