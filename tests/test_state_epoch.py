@@ -4,11 +4,16 @@ failover to a replica that was behind) is noticed by every writer instead of mix
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 
+from tests.sentinels import make_spec
 from workers.engine.documents import STATE_LOST
-from workers.store import SentinelStore, StateLost, connect, epoch_started_ms
+from workers.engine.profiles import AT_LEAST_ONCE
+from workers.roles.producer import SentinelProducer
+from workers.store import SentinelStore, StateLost, connect, epoch_started_ms, unpack_ledger
 
 SID = 990_301
 
@@ -68,3 +73,98 @@ def test_it_records_one_state_lost_event_per_epoch(client):
     assert first.note_state_lost("lost") is True
     assert second.note_state_lost("lost") is False
     assert [e["kind"] for e in first.events()] == [STATE_LOST]
+
+
+class FailedWrites:
+    """The sentinel's guarded writes (EVALSHA) failing with a ``ConnectionError``: with
+    ``made``, Redis ran the script, then the connection dropped before its reply arrived (what
+    a Redis shutting down, a failover or a network cut does to the commands in flight);
+    without, Redis never got it. The writer cannot tell which and sends the same write again
+    (the consumer keeps sending a batch's ledger entry until Redis takes it; the producer
+    keeps its unsent delivery report)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, count: int, *, made: bool = True):
+        self.left = count
+        self.failed = 0
+        send = redis.Redis._send_command_parse_response
+
+        def send_command_parse_response(client, conn, command_name, *args, **options):
+            if command_name != "EVALSHA" or self.left <= 0:
+                return send(client, conn, command_name, *args, **options)
+            self.left -= 1
+            self.failed += 1
+            if made:
+                send(client, conn, command_name, *args, **options)
+            conn.disconnect()
+            raise redis.ConnectionError("Connection closed by server.")
+
+        monkeypatch.setattr(
+            redis.Redis, "_send_command_parse_response", send_command_parse_response
+        )
+
+
+def ledger_items(client: redis.Redis, store: SentinelStore) -> list[tuple]:
+    return [
+        item
+        for _id, fields in client.xrange(store.key("ledger"))
+        for item in unpack_ledger(fields[b"d"])
+    ]
+
+
+def test_a_ledger_entry_sent_again_after_its_reply_was_lost_is_made_once(client, monkeypatch):
+    """Found by the soak: at a Redis restart the ledger held one processed record twice, and
+    exactly-once reported a duplicate Kafka never made."""
+    consumer = SentinelStore(client, SID)
+    consumer.ensure_epoch()
+    failed = FailedWrites(monkeypatch, count=2)
+    batch = [(1, 0, 0, 10, 20), (1, 0, 1, 11, 21)]
+
+    for _attempt in range(2):
+        with pytest.raises(redis.ConnectionError):
+            consumer.append_ledger(batch)
+    consumer.append_ledger(batch)
+
+    assert failed.failed == 2
+    assert ledger_items(client, consumer) == batch
+    consumer.append_ledger(batch)  # the same items again are another write, not a resend
+    assert ledger_items(client, consumer) == batch + batch
+    assert int(client.get(consumer.key("writes"))) == 2
+
+
+def test_a_write_sent_again_into_a_new_epoch_is_made(client, monkeypatch):
+    """A write whose reply was lost, then Redis lost the state: the batch belongs in the new
+    epoch (``AssignedConsumer.process``), so sending it again there makes it."""
+    consumer = SentinelStore(client, SID)
+    consumer.ensure_epoch()
+    FailedWrites(monkeypatch, count=1)
+    batch = [(1, 0, 0, 10, 20)]
+    with pytest.raises(redis.ConnectionError):
+        consumer.append_ledger(batch)
+    client.delete(consumer.key("epoch"))  # an empty restart, say
+
+    with pytest.raises(StateLost):
+        consumer.append_ledger(batch)
+    consumer.ensure_epoch()
+    consumer.append_ledger(batch)
+    assert ledger_items(client, consumer) == batch
+
+
+@pytest.mark.parametrize("made", [True, False], ids=["reply-lost", "not-made"])
+def test_a_delivery_report_redis_failed_to_take_is_sent_again_once(client, monkeypatch, made):
+    producer = SentinelProducer(make_spec(AT_LEAST_ONCE), SentinelStore(client, SID))
+    producer.store.ensure_epoch()
+    producer.run_id = 7
+    producer._produced[0], producer._acked[0] = 2, [0, 1]
+    failed = FailedWrites(monkeypatch, count=1, made=made)
+
+    with pytest.raises(redis.ConnectionError):
+        producer.flush_acks(force=True)
+    producer._produced[0], producer._acked[0] = 1, [2]
+    producer.flush_acks(force=True)
+
+    assert failed.failed == 1
+    reports = [json.loads(f[b"d"]) for _id, f in client.xrange(producer.store.key("acks"))]
+    assert [(r["run"], r["p"]) for r in reports] == [
+        (7, {"0": {"n": 2, "a": [[0, 1]]}}),
+        (7, {"0": {"n": 1, "a": [[2, 2]]}}),
+    ]

@@ -26,6 +26,10 @@ Keys of one sentinel, all under ``ds:{sentinel id}:``:
 - ``events``     capped list of notable events (new run, state lost, fenced...).
 - ``incarnation`` which sentinel (by its database row's incarnation) the state belongs to.
 - ``w1``         stream of one-second metric windows (``workers.engine.documents.Window``).
+- ``applied:{writer}`` the number of the last guarded write one writer (a role's store,
+                 ``for_writer``) made, so that a write sent again after its reply was lost
+                 (redis-py retries; so does the consumer) is not made twice. Expires
+                 ``APPLIED_TTL_MS`` after the writer's last write.
 - ``lease``      token of the worker process that runs the sentinel (``Lease``).
 - ``fault``      hash ``point``, ``after``, ``action``: a crash point armed by the lab.
 - ``alerting``   what alert evaluation remembers between runs (``alert_state``).
@@ -67,20 +71,28 @@ EPOCH_STATE_KEYS = (
 # Renew / release only while we still hold the lease (compare-and-set).
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-# A write of the sentinel's state, made only while the epoch is the writer's: KEYS[1] epoch,
-# KEYS[2] writes, KEYS[3..] the keys written; ARGV[1] the writer's token, then per command its
-# name, its key's index in KEYS, its argument count and arguments. Returns the epoch's write
-# count, or nil when the epoch is gone or another one.
+# A write of the sentinel's state, made only while the epoch is the writer's and only once:
+# KEYS[1] epoch, KEYS[2] writes, KEYS[3] the writer's applied key, KEYS[4..] the keys written;
+# ARGV[1] the writer's epoch token, ARGV[2] the write's number, ARGV[3] the applied key's
+# time to live (ms), then per command its name, its key's index in KEYS, its argument count
+# and arguments. Returns the epoch's write count (without writing again when this write was
+# made already: it is being sent again after its reply was lost), or nil when the epoch is
+# gone or another one.
 _GUARDED = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return false end
-local i = 2
+if redis.call('get', KEYS[3]) == ARGV[2] then return tonumber(redis.call('get', KEYS[2])) end
+local i = 4
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 2])
   redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
   i = i + 3 + n
 end
+redis.call('set', KEYS[3], ARGV[2], 'PX', ARGV[3])
 return redis.call('incr', KEYS[2])
 """
+# How long a writer's last write number is kept after its last write: a write whose reply was
+# lost and that is sent again later than this could be made twice.
+APPLIED_TTL_MS = 3_600_000
 # Begin a new epoch, forgetting the state keys (KEYS[2..]), when there is none (ARGV[2] == "")
 # or it is still ARGV[2]; returns the epoch in force afterwards.
 _NEW_EPOCH = """
@@ -149,6 +161,14 @@ class SentinelStore:
         self.token: str | None = None
         self.writes = 0
         self._guard = client.register_script(_GUARDED)
+        self._new_writer()
+
+    def _new_writer(self) -> None:
+        # Who writes (``applied:{writer}``), its last write's number, and the write whose
+        # outcome is unknown (its reply never came): ``(keys, args, number)``.
+        self.writer = uuid.uuid4().hex[:16]
+        self._number = 0
+        self._in_doubt: tuple[list[str], list[Any], int] | None = None
 
     def for_writer(self) -> SentinelStore:
         """A store on the same connection with an epoch of its own to join: each role must
@@ -156,6 +176,7 @@ class SentinelStore:
         so that a store of a subclass (a test's) stays what it is."""
         writer = copy.copy(self)
         writer.token, writer.writes = None, 0
+        writer._new_writer()
         return writer
 
     def key(self, name: str) -> str:
@@ -198,13 +219,29 @@ class SentinelStore:
         """Run ``(command, key name, args)`` in one script, only while our epoch holds."""
         if self.token is None:
             self.ensure_epoch()
-        keys = [self.key("epoch"), self.key("writes")]
+        keys = [self.key("epoch"), self.key("writes"), self.key(f"applied:{self.writer}")]
         args: list[Any] = [self.token]
         for command, name, values in commands:
             if self.key(name) not in keys:
                 keys.append(self.key(name))
             args += [command, keys.index(self.key(name)) + 1, len(values), *values]
-        writes = self._guard(keys=keys, args=args)
+        # The same write sent again (its reply was lost, the caller retries) keeps its number,
+        # so Redis makes it once; any other write is a new one.
+        doubt = self._in_doubt
+        if doubt is not None and doubt[0] == keys and doubt[1] == args:
+            number = doubt[2]
+        else:
+            self._number += 1
+            number = self._number
+        self._in_doubt = (keys, args, number)
+        try:
+            writes = self._guard(keys=keys, args=[args[0], number, APPLIED_TTL_MS, *args[1:]])
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise  # made or not: the same write sent again is made at most once
+        except Exception:
+            self._in_doubt = None  # Redis answered: not made
+            raise
+        self._in_doubt = None
         if writes is None:
             raise StateLost("the sentinel's state epoch in Redis is gone or was replaced")
         if writes <= self.writes:

@@ -86,6 +86,9 @@ class SentinelProducer(Loop):
         self._failed: dict[int, list[int]] = defaultdict(list)
         self._produced: dict[int, int] = defaultdict(int)
         self._ack_seconds: list[float] = []  # delivery latencies, into a histogram per flush
+        # Reports taken from the above but not yet on the acks stream (Redis failed): sent
+        # again as they were, oldest first, so that a report is never dropped nor made twice.
+        self._unsent: list[tuple[int, dict[int, dict[str, Any]], str | dict | None]] = []
         self._last_flush = 0.0
         self._last_tick = 0.0
         self._last_metadata = 0.0
@@ -341,11 +344,14 @@ class SentinelProducer(Loop):
                 entry["f"] = to_ranges(failed[partition])
             parts[partition] = entry
         if parts:
-            self.store.append_acks(
-                self.run_id, parts, latency.to_compact() if latency.count else None
+            self._unsent.append(
+                (self.run_id, parts, latency.to_compact() if latency.count else None)
             )
-            if acked:
-                self.error = None if not failed else self.error
+        while self._unsent:
+            self.store.append_acks(*self._unsent[0])
+            self._unsent.pop(0)
+        if acked:
+            self.error = None if not failed else self.error
 
     def follow_partitions(self) -> None:
         count = partition_count(self.producer, self.spec.topic)
@@ -373,6 +379,7 @@ class SentinelProducer(Loop):
 
     def forget_reports(self) -> None:
         """Drop the delivery reports not yet on the acks stream."""
+        self._unsent = []
         self._acked, self._failed, self._produced = (
             defaultdict(list),
             defaultdict(list),
