@@ -21,8 +21,6 @@ from workers.lab.soakfaults import REDIS_RESTART, SENTINEL_KILL, WORKER_KILL
 from workers.lab.soakprocs import free_port, sentinel_processes
 from workers.localkafka.cluster import LocalCluster
 
-# Opt-in (`bin/test -m soak`): a fresh clone's run found a false duplicate under exactly-once
-# at the Redis restart (docs/reliability.md, "Open"); it rejoins the suite once that is fixed.
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.soak]
 
 SEED = 20261129
