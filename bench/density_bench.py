@@ -20,6 +20,9 @@ sentinel reports progress, lets them run ``--warmup`` seconds, and measures for 
   window stream ``w1`` and the rest, and projected to the ``w1`` retention (1 h by default:
   the stream holds one window a second until then);
 - how much of that CPU librdkafka's own threads (``rdk:*``) took, the rest being Python;
+- with ``--local-cluster NAME:PORT`` (default: ``LOCAL_KAFKA_NAME`` / ``LOCAL_KAFKA_PORT`` when
+  set), the CPU the project's local brokers took meanwhile, per sentinel: not part of the
+  targets, but they share the machine's cores with the sentinels;
 - each sentinel's end-to-end p99 over the last minute (status ``recent_latency_ms``), and
   its verdict and lost / duplicated totals at every sample; a run passes when every sentinel
   stays HOLDING and no sentinel counts what its semantic forbids (``FORBIDDEN``: at-most-once
@@ -63,6 +66,7 @@ from _common import (
 )
 
 from workers.engine.documents import FORBIDDEN, W1_RETENTION_S
+from workers.localkafka.cluster import LocalCluster
 from workers.store import PREFIX, SentinelStore, connect
 from workers.system import hosting_worker_argv
 
@@ -97,6 +101,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=60)
     parser.add_argument("--bootstrap", default=default_bootstrap())
     parser.add_argument("--redis-url", default=default_redis_url())
+    name, port = os.environ.get("LOCAL_KAFKA_NAME"), os.environ.get("LOCAL_KAFKA_PORT")
+    parser.add_argument(
+        "--local-cluster",
+        default=f"{name}:{port}" if name and port else "",
+        help="NAME:PORT of the local cluster serving --bootstrap, to report its brokers' CPU",
+    )
     return parser.parse_args()
 
 
@@ -162,6 +172,13 @@ class Stack:
     def pids(self) -> list[int]:
         return [pid for proc in self.workers for pid in process_tree(proc.pid)]
 
+    def broker_pids(self) -> list[int]:
+        if not self.args.local_cluster:
+            return []
+        name, _, port = self.args.local_cluster.partition(":")
+        nodes = LocalCluster(name, broker_base_port=int(port)).status()["nodes"]
+        return [n["pid"] for n in nodes if n["pid"] is not None]
+
 
 def statuses(r: redis.Redis, ids: list[int]) -> list[dict | None]:
     raw = r.mget([f"{PREFIX}{sid}:status" for sid in ids])
@@ -204,6 +221,7 @@ def sample(stack: Stack, r: redis.Redis, ids: list[int]) -> dict:
         "rss": sum((proc_status_kb(p, "VmRSS") or 0) * 1024 for p in pids),
         "cpu": sum(cpu_seconds(p) or 0.0 for p in pids),
         "cpu_rdkafka": sum(cpu for name, cpu in threads if name.startswith("rdk:")),
+        "cpu_brokers": sum(cpu_seconds(p) or 0.0 for p in stack.broker_pids()),
         "processes": len(pids),
         "p99s": p99s,
         "verdicts": verdicts,
@@ -260,6 +278,7 @@ def run_phase(args, stack: Stack, r: redis.Redis, ids: list[int], workers: int) 
     redis_now, redis_w1, redis_projected = redis_per_sentinel(r, ids)
     cpu_pct = (last["cpu"] - first["cpu"]) / (last["t"] - first["t"]) * 100
     rdkafka_pct = (last["cpu_rdkafka"] - first["cpu_rdkafka"]) / (last["t"] - first["t"]) * 100
+    brokers_pct = (last["cpu_brokers"] - first["cpu_brokers"]) / (last["t"] - first["t"]) * 100
     all_p99 = [p for s in samples[1:] for p in s["p99s"]]
     result = {
         "sentinels": n,
@@ -268,6 +287,7 @@ def run_phase(args, stack: Stack, r: redis.Redis, ids: list[int], workers: int) 
         "rss_mb_per_sentinel": statistics.mean(s["rss"] for s in samples) / MB / n,
         "cpu_pct_per_sentinel": cpu_pct / n,
         "cpu_pct_per_sentinel_rdkafka": rdkafka_pct / n,
+        "broker_cpu_pct_per_sentinel": brokers_pct / n if args.local_cluster else None,
         "redis_mb_per_sentinel_now": redis_now / MB,
         "redis_w1_mb_per_sentinel_now": redis_w1 / MB,
         "redis_mb_per_sentinel_at_retention": redis_projected / MB,
@@ -327,6 +347,7 @@ def summary_table(results: list[dict]) -> str:
         "processes",
         "RSS MB/sentinel",
         "CPU %/sentinel (librdkafka)",
+        "brokers' CPU %/sentinel",
         "Redis MB/sentinel (now, w1, at retention)",
         "p99 median / max ms",
         "always HOLDING",
@@ -347,6 +368,9 @@ def summary_table(results: list[dict]) -> str:
                 x["processes"],
                 f"{x['rss_mb_per_sentinel']:.1f}",
                 f"{x['cpu_pct_per_sentinel']:.2f} ({x['cpu_pct_per_sentinel_rdkafka']:.2f})",
+                "-"
+                if x.get("broker_cpu_pct_per_sentinel") is None
+                else f"{x['broker_cpu_pct_per_sentinel']:.2f}",
                 f"{x['redis_mb_per_sentinel_now']:.2f}, {x['redis_w1_mb_per_sentinel_now']:.2f}, "
                 f"{x['redis_mb_per_sentinel_at_retention']:.2f}",
                 f"{x['e2e_p99_ms_median']} / {x['e2e_p99_ms_max']}",
