@@ -64,7 +64,7 @@ def assert_conserved(totals: dict[str, int]) -> None:
 
 
 def test_it_holds_all_three_semantics_on_a_clean_run(tmp_path):
-    """All three sentinels for 60 s: HOLDING, nothing lost, duplicated or reordered, and the
+    """All three sentinels for 30 s: HOLDING, nothing lost, duplicated or reordered, and the
     counts equal what an independent reader finds in the topics."""
     sentinels = {s: SentinelProcesses(make_spec(s), tmp_path) for s in SEMANTICS}
     try:
@@ -75,8 +75,8 @@ def test_it_holds_all_three_semantics_on_a_clean_run(tmp_path):
         started = time.monotonic()
         for procs in sentinels.values():
             procs.wait_status(lambda d: d["totals"]["processed"] > 0, 90, "records flow")
-        # Keep them running for at least 60 s from the first processed record.
-        wait_until(lambda: time.monotonic() - started >= 60, 70, "a 60 s run")
+        # Keep them running for at least 30 s from the first processed record.
+        wait_until(lambda: time.monotonic() - started >= 30, 40, "a 30 s run")
         for semantic, procs in sentinels.items():
             doc = procs.wait_status(lambda d: d["verdict"] == "HOLDING", 30, f"{semantic} HOLDING")
             assert doc["verdict"] == "HOLDING", doc
