@@ -191,3 +191,37 @@ def test_it_shares_one_publisher_thread_until_its_last_user_stops(redis_url):
     pub.stop()
     assert pub._thread is None and not thread.is_alive()
     pub.stop()  # one stop too many is harmless
+
+
+async def test_it_sends_what_was_queued_in_one_pass_each_sentinel_in_order(redis_url):
+    """A shared host's check runners offer their windows at about the same moment: the
+    publisher sends everything queued in one pass of its loop, each sentinel's in order."""
+    from channels_redis.core import RedisChannelLayer
+
+    from workers.engine.documents import OVERVIEW_GROUP, sentinel_group
+    from workers.runtime.publish import channel_layer_config
+
+    layer = RedisChannelLayer(**channel_layer_config(redis_url))
+    ids = [991_001 + i for i in range(5)]
+    channels = {}
+    for sid in [*ids, OVERVIEW_GROUP]:
+        channel = await layer.new_channel()
+        group = OVERVIEW_GROUP if sid == OVERVIEW_GROUP else sentinel_group(sid)
+        await layer.group_add(group, channel)
+        channels[sid] = channel
+    pub = LivePublisher(redis_url)
+    for n in range(4):  # queued before the thread runs: one batch of 20
+        for sid in ids:
+            pub.offer(sid, WINDOW_UPDATE, {"sentinel": sid, "n": n})
+    pub.start()
+    try:
+        for sid in ids:
+            got = [(await layer.receive(channels[sid]))["payload"] for _ in range(4)]
+            assert got == [{"sentinel": sid, "n": n} for n in range(4)]
+        overview = [(await layer.receive(channels[OVERVIEW_GROUP]))["payload"] for _ in range(20)]
+        for sid in ids:  # interleaved across sentinels, in order within each
+            assert [p["n"] for p in overview if p["sentinel"] == sid] == [0, 1, 2, 3]
+    finally:
+        pub.stop()
+        await layer.flush()
+    assert (pub.sent, pub.dropped, pub.batches) == (20, 0, 1)
