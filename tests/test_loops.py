@@ -3,6 +3,9 @@ consumer's processing while Redis is away."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 import pytest
 
 from workers.engine import codec
@@ -189,3 +192,49 @@ def test_it_keeps_stepping_when_a_heartbeat_cannot_reach_redis():
     thread.start()
     thread.join(60)
     assert not thread.is_alive() and loop.steps == 3
+
+
+def test_a_client_call_past_its_own_timeout_is_stuck_before_the_step_deadline(redis_url):
+    """librdkafka's send_offsets_to_transaction was seen ignoring its 30 s timeout across a
+    broker restart; the copier then waited for the whole step deadline (180 s) before its
+    process was restarted. The copier bounds that call: once it is ``CALL_GRACE_S`` past its
+    timeout, the runner reports the copier stuck, whatever the step deadline."""
+    from workers.engine.profiles import EXACTLY_ONCE
+    from workers.roles import copier as copier_module
+    from workers.roles.loop import CALL_GRACE_S
+    from workers.runtime.run import RoleRunner
+
+    spec = replace(offline_spec(990_006, "bounded-call"), profile=DEFAULT_PROFILES[EXACTLY_ONCE])
+    runner = RoleRunner(spec, SentinelStore(connect(redis_url), spec.id), ["copier"])
+    [copier] = runner.loops
+    seen: list[tuple[float | None, list[str]]] = []
+
+    class Consumer:
+        def assignment(self):
+            return []
+
+        def position(self, partitions):
+            return partitions
+
+        def consumer_group_metadata(self):
+            return object()
+
+    class Producer:
+        def send_offsets_to_transaction(self, positions, group, timeout):
+            deadline = copier.call_deadline
+            copier.busy_since = time.monotonic()  # the step itself is young
+            seen.append((deadline, runner.stuck(deadline_s=600)))
+            copier.call_deadline = time.monotonic() - 1  # as if the call ran past its bound
+            seen.append((None, runner.stuck(deadline_s=600)))
+
+    copier.producer, copier.consumer = Producer(), Consumer()
+    started = time.monotonic()
+    copier.send_offsets_with_retries()
+
+    (deadline, stuck_inside), (_, stuck_past) = seen
+    bound = copier_module.SEND_OFFSETS_TIMEOUT_S + CALL_GRACE_S
+    assert deadline is not None and 0 <= deadline - started - bound < 5
+    assert stuck_inside == []
+    assert len(stuck_past) == 1 and stuck_past[0].startswith("copier (a client call ")
+    assert copier.call_deadline is None and runner.stuck(deadline_s=600) == []
+    copier.store.reset()

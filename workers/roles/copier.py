@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 
 SEND_OFFSETS_ATTEMPTS = 3
+SEND_OFFSETS_TIMEOUT_S = 30.0
 
 
 class TransactionalCopier(AssignedConsumer):
@@ -157,7 +158,11 @@ class TransactionalCopier(AssignedConsumer):
         group = self.consumer.consumer_group_metadata()
         for attempt in range(1, SEND_OFFSETS_ATTEMPTS + 1):
             try:
-                self.producer.send_offsets_to_transaction(positions, group, 30)
+                with self.bounded_call(SEND_OFFSETS_TIMEOUT_S):
+                    self.fault.at("send-offsets")
+                    self.producer.send_offsets_to_transaction(
+                        positions, group, SEND_OFFSETS_TIMEOUT_S
+                    )
                 return
             except KafkaException as exc:
                 if not exc.args[0].retriable() or attempt == SEND_OFFSETS_ATTEMPTS:

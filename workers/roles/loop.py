@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 
 HEARTBEAT_INTERVAL_S = 1.0
+# How long past its own timeout a client call may take before it counts as stuck
+# (``Loop.bounded_call``): the GIL and a loaded machine may delay its return, never this much.
+CALL_GRACE_S = 30.0
 
 
 def now_us() -> int:
@@ -65,6 +68,8 @@ class Loop:
         self.error: str | None = None
         self._step_error: str | None = None  # the error a failed step set, until one succeeds
         self.busy_since: float | None = None
+        # When the client call in progress is past its own timeout (``bounded_call``).
+        self.call_deadline: float | None = None
         self._last_heartbeat = 0.0
 
     def start(self) -> None:  # pragma: no cover - overridden
@@ -149,6 +154,18 @@ class Loop:
                 self.error = describe(exc)
                 self.shutdown.wait(1.0)
                 return
+
+    @contextlib.contextmanager
+    def bounded_call(self, timeout_s: float):
+        """Around a client call given ``timeout_s``: a call still running ``CALL_GRACE_S``
+        later ignored its timeout (librdkafka's ``send_offsets_to_transaction`` across a broker
+        restart, librdkafka#5456) and will not return; ``RoleRunner.stuck`` says so then,
+        instead of after the whole step deadline."""
+        self.call_deadline = time.monotonic() + timeout_s + CALL_GRACE_S
+        try:
+            yield
+        finally:
+            self.call_deadline = None
 
     def progress(self) -> None:
         """Inside a step: still working (a retry came back), not stuck."""

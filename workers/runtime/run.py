@@ -128,13 +128,16 @@ class RoleRunner:
         return any(t.is_alive() for t in self.threads)
 
     def stuck(self, deadline_s: float) -> list[str]:
-        """Roles whose current step has been busy for more than ``deadline_s``."""
+        """Roles whose current step has been busy for more than ``deadline_s``, or whose
+        client call is well past its own timeout (``Loop.bounded_call``)."""
         now = time.monotonic()
-        return [
-            f"{loop.role} ({now - since:.0f} s in one step)"
-            for loop in self.loops
-            if (since := loop.busy_since) is not None and now - since > deadline_s
-        ]
+        out = []
+        for loop in self.loops:
+            if (since := loop.busy_since) is not None and now - since > deadline_s:
+                out.append(f"{loop.role} ({now - since:.0f} s in one step)")
+            elif (deadline := loop.call_deadline) is not None and now > deadline:
+                out.append(f"{loop.role} (a client call {now - deadline:.0f} s past its timeout)")
+        return out
 
 
 class LeaseGuard(threading.Thread):
