@@ -339,15 +339,7 @@ class SentinelStore:
 
     def read_acks(self, after_id: str, count: int) -> list[tuple[str, dict[bytes, bytes]]]:
         """Acks entries after ``after_id``, oldest first: ``[(entry id, fields), ...]``."""
-        return self._read("acks", after_id, count, None)
-
-    def _read(
-        self, name: str, after_id: str, count: int, block_ms: int | None
-    ) -> list[tuple[str, dict[bytes, bytes]]]:
-        entries = self.r.xread({self.key(name): after_id}, count=count, block=block_ms)
-        if not entries:
-            return []
-        return [(entry_id.decode(), fields) for entry_id, fields in entries[0][1]]
+        return _entries(self.r.xread({self.key("acks"): after_id}, count=count))
 
     def read_streams(
         self, acks_id: str, ledger_id: str, count: int
@@ -360,11 +352,7 @@ class SentinelStore:
         pipe.xread({self.key("ledger"): ledger_id}, count=count)
         pipe.xread({self.key("acks"): acks_id}, count=count)
         epoch, ledger, acks = pipe.execute()
-
-        def entries(reply: Any) -> list[tuple[str, dict[bytes, bytes]]]:
-            return [(i.decode(), fields) for i, fields in reply[0][1]] if reply else []
-
-        return (epoch.decode() if epoch else None), entries(acks), entries(ledger)
+        return (epoch.decode() if epoch else None), _entries(acks), _entries(ledger)
 
     def stream_added(self, name: str) -> int:
         """Entries ever appended to this sentinel's ``acks`` or ``ledger`` stream (XINFO's
@@ -401,11 +389,9 @@ class SentinelStore:
             commands.append(("hset", "offsets", pairs[start : start + SCRIPT_ARGS_MAX]))
         self._guarded(*commands)
 
-    def read_ledger(
-        self, after_id: str, count: int, block_ms: int | None = None
-    ) -> list[tuple[str, dict[bytes, bytes]]]:
-        """Ledger entries after ``after_id`` (waiting up to ``block_ms`` for one)."""
-        return self._read("ledger", after_id, count, block_ms)
+    def read_ledger(self, after_id: str, count: int) -> list[tuple[str, dict[bytes, bytes]]]:
+        """Ledger entries after ``after_id``, oldest first: ``[(entry id, fields), ...]``."""
+        return _entries(self.r.xread({self.key("ledger"): after_id}, count=count))
 
     def stored_offsets(self, topic: str) -> dict[int, int]:
         """The verifier's next offsets for ``topic`` (keyed by topic, so that offsets of
@@ -515,6 +501,11 @@ class SentinelStore:
         ]
         if keys:
             self.r.delete(*keys)
+
+
+def _entries(reply: Any) -> list[tuple[str, dict[bytes, bytes]]]:
+    """``[(entry id, fields), ...]`` of an XREAD reply for one stream ([] when none)."""
+    return [(entry_id.decode(), fields) for entry_id, fields in reply[0][1]] if reply else []
 
 
 def sentinel_ids(client: redis.Redis) -> set[int]:
