@@ -28,7 +28,8 @@ Keys of one sentinel, all under ``ds:{sentinel id}:``:
 - ``w1``         stream of one-second metric windows (``workers.engine.documents.Window``).
 - ``applied:{writer}`` the number of the last guarded write one writer (a role's store,
                  ``for_writer``) made, so that a write sent again after its reply was lost
-                 (redis-py retries; so does the consumer) is not made twice. Expires
+                 (the consumer resends a ledger entry until Redis takes it; the producer a
+                 delivery report) is not made twice. Expires
                  ``APPLIED_TTL_MS`` after the writer's last write.
 - ``lease``      token of the worker process that runs the sentinel (``Lease``).
 - ``fault``      hash ``point``, ``after``, ``action``: a crash point armed by the lab.
@@ -233,13 +234,10 @@ class SentinelStore:
         else:
             self._number += 1
             number = self._number
-        self._in_doubt = (keys, args, number)
         try:
             writes = self._guard(keys=keys, args=[args[0], number, APPLIED_TTL_MS, *args[1:]])
         except (redis.ConnectionError, redis.TimeoutError):
-            raise  # made or not: the same write sent again is made at most once
-        except Exception:
-            self._in_doubt = None  # Redis answered: not made
+            self._in_doubt = (keys, args, number)  # made or not: sent again, made at most once
             raise
         self._in_doubt = None
         if writes is None:
