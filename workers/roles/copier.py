@@ -159,7 +159,6 @@ class TransactionalCopier(AssignedConsumer):
         for attempt in range(1, SEND_OFFSETS_ATTEMPTS + 1):
             try:
                 with self.bounded_call(SEND_OFFSETS_TIMEOUT_S):
-                    self.fault.at("send-offsets")
                     self.producer.send_offsets_to_transaction(
                         positions, group, SEND_OFFSETS_TIMEOUT_S
                     )
