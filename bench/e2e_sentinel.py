@@ -100,11 +100,13 @@ def profiled(loop, profiles: dict[str, cProfile.Profile]) -> None:
 
 
 class ProcessHost:
-    """The sentinel as workers host it (``--layout processes``): ``python -m workers.runtime.run
-    --roles all --layout processes``, whose producer runs in a child process of its own."""
+    """The sentinel as workers host it: ``python -m workers.runtime.run --roles all --layout
+    LAYOUT``. ``processes`` (a sentinel with processes of its own, as a fast one is hosted):
+    its producer and checker in child processes; ``threads``: every role in one process, as
+    in the shared host of light sentinels (``workers.runtime.host``)."""
 
-    def __init__(self, spec: SentinelSpec, redis_url: str) -> None:
-        self.spec, self.redis_url = spec, redis_url
+    def __init__(self, spec: SentinelSpec, redis_url: str, layout: str = "processes") -> None:
+        self.spec, self.redis_url, self.layout = spec, redis_url, layout
         self.dir = Path(tempfile.mkdtemp(prefix="e2e-sentinel-"))
         on_exit(lambda: shutil.rmtree(self.dir, ignore_errors=True))
         self.path = self.dir / "spec.json"
@@ -121,7 +123,7 @@ class ProcessHost:
             "--roles",
             "all",
         ]
-        argv += ["--layout", "processes", "--redis-url", self.redis_url]
+        argv += ["--layout", self.layout, "--redis-url", self.redis_url]
         with open(self.dir / "sentinel.log", "wb") as log:
             self.proc = spawn(argv, stdout=log, stderr=subprocess.STDOUT)
         self.proc.name = "sentinel"
@@ -132,7 +134,8 @@ class ProcessHost:
         out = []
         for pid in process_tree(self.proc.pid):
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if pid else []
-            role = next((r for r in ("producer", "checker") if r.encode() in cmd), "consumers")
+            rest = "consumers" if self.layout == "processes" else "all roles"
+            role = next((r for r in ("producer", "checker") if r.encode() in cmd), rest)
             out.append(type("P", (), {"pid": pid, "name": role})())
         return out
 

@@ -1,8 +1,13 @@
 """Latency fidelity: the sentinel's reported end-to-end latency against a raw client pair.
 
+Also the CPU each pipeline takes over the steady interval (all threads of all its processes,
+Python and librdkafka; brokers and Redis excluded): what a bare client pair doing the same
+Kafka work costs, next to what the sentinel costs.
+
     .venv/bin/python bench/latency_fidelity.py [--duration 60] [--warmup 10] [--rounds 1]
         [--semantics at-most-once,at-least-once,exactly-once] [--rate 10] [--partitions 3]
-        [--bootstrap 127.0.0.1:9092,...] [--redis-url redis://127.0.0.1:6379/0]
+        [--layout threads|processes] [--bootstrap 127.0.0.1:9092,...]
+        [--redis-url redis://127.0.0.1:6379/0]
 
 Targets (issue 15): at the default rate the sentinel's reported p50 is within 2 ms and its
 p99 within 5 ms of the raw pair's (at-most-once, at-least-once); exactly-once within 10 % of a
@@ -14,7 +19,9 @@ side at the same rate (``--rate`` records/s to every partition, all partitions o
 as ``SentinelProducer.produce_due`` does):
 
 - the sentinel, hosted as workers host it (``python -m workers.runtime.run --roles all
-  --layout processes``, ``e2e_sentinel.ProcessHost``) with the semantic's default profile. Its
+  --layout LAYOUT``, ``e2e_sentinel.ProcessHost``) with the semantic's default profile:
+  ``--layout threads`` (the default) runs every role in one process, as the shared host runs a
+  light sentinel (the default rate is one); ``processes`` as a fast sentinel runs. Its
   figure is what it *reports*: the end-to-end histograms of its one-second windows over the
   steady interval, merged (``workers.engine.documents.merge_windows``).
 - the raw pair (``e2e_raw.RawPipeline``, each client in a process of its own) with the same
@@ -44,12 +51,14 @@ from typing import Any
 
 from _common import (
     ROOT,  # noqa: F401  (puts the project on sys.path)
+    cpu_seconds,
     create_topics,
     default_bootstrap,
     default_redis_url,
     delete_topics,
     on_exit,
     print_machine_facts,
+    process_tree,
     require_loopback,
     start_watchdog,
     table,
@@ -152,6 +161,11 @@ def sentinel_histogram(store: SentinelStore, since: float, until: float) -> Late
     return (merged and merged.histogram("e2e")) or LatencyHistogram()
 
 
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds of these processes and their descendants, all threads (exited: 0)."""
+    return sum(cpu_seconds(pid) or 0.0 for root in pids for pid in process_tree(root))
+
+
 def measure(args, semantic: str, profile: Profile) -> dict[str, Any]:
     spec = bench_spec("latency", semantic, profile, args, rate_per_partition=args.rate)
     raw_topic = f"bench-latency-raw-{semantic}-{uuid.uuid4().hex[:6]}"
@@ -174,20 +188,46 @@ def measure(args, semantic: str, profile: Profile) -> dict[str, Any]:
         rate=args.rate,
         latencies=latencies,
     )
-    host = ProcessHost(spec, args.redis_url)
+    host = ProcessHost(spec, args.redis_url, args.layout)
     batches: list[tuple[float, list[float]]] = []
     t0 = time.time()
     host.start()
     raw.start()
+    since = t0 + args.warmup
+    cpu_at: dict[str, float] | None = None  # CPU seconds of each pipeline at ``since``
+
+    def cpu_now() -> dict[str, float]:
+        out = {f"raw {w.name}": cpu_of([w.pid]) for w in raw.threads}
+        for child in host.children:  # its processes, named by role (some share a name)
+            key = f"sentinel {child.name}"
+            out[key] = out.get(key, 0.0) + (cpu_seconds(child.pid) or 0.0)
+        out["raw"] = sum(v for k, v in out.items() if k.startswith("raw "))
+        out["sentinel"] = sum(v for k, v in out.items() if k.startswith("sentinel "))
+        return {**out, "t": time.monotonic()}
+
     while time.time() < t0 + args.duration and not host.failures:
         drain(latencies, batches)
+        if cpu_at is None and time.time() >= since:
+            cpu_at = cpu_now()
         time.sleep(0.5)
     until = time.time()
+    cpu_end = cpu_now()
+    # Each pipeline's share of a core over the steady interval (all its processes' threads:
+    # Python and librdkafka's own), the brokers and Redis excluded.
+    cpu = (
+        {
+            who: 100 * (cpu_end.get(who, 0.0) - cpu_at.get(who, 0.0)) / (cpu_end["t"] - cpu_at["t"])
+            for who in cpu_end
+            if who != "t"
+        }
+        if cpu_at
+        else {}
+    )
     raw.join()
     drain(latencies, batches)
     host.stop()
-    since = t0 + args.warmup
     result = {
+        "cpu": cpu,
         "raw": raw_histogram(batches, since, until),
         "sentinel": sentinel_histogram(store, since, until),
         "totals": (store.status() or {}).get("totals", {}),
@@ -217,6 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         "--rate", type=float, default=SentinelSpec.rate_per_partition, help="rec/s per partition"
     )
     parser.add_argument("--partitions", type=int, default=SentinelSpec.partitions)
+    parser.add_argument(
+        "--layout",
+        choices=("threads", "processes"),
+        default="threads",
+        help="the sentinel's roles in one process (as light sentinels are hosted, the default)"
+        " or the producer and checker in processes of their own (a fast sentinel)",
+    )
     parser.add_argument("--bootstrap", default=default_bootstrap())
     parser.add_argument("--redis-url", default=default_redis_url())
     args = parser.parse_args(argv)
@@ -233,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"   {args.duration:.0f}s per semantic ({args.warmup:.0f}s warm-up skipped), "
         f"{args.partitions} partitions RF3 min.insync 2, {args.rate:g} rec/s per partition, "
+        f"sentinel roles in {args.layout}, "
         f"bootstrap {args.bootstrap}, redis {mask_url(args.redis_url)}",
         flush=True,
     )
@@ -247,9 +295,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"({raw.count} records); sentinel p50 {sen.percentile(50) or 0:.1f} "
                 f"p99 {sen.percentile(99) or 0:.1f} ms ({sen.count} records); "
                 f"sentinel lost {m['totals'].get('lost')} duplicated "
-                f"{m['totals'].get('duplicated')}",
+                f"{m['totals'].get('duplicated')}; CPU % of a core: raw "
+                f"{m['cpu'].get('raw', 0):.2f}, sentinel {m['cpu'].get('sentinel', 0):.2f}",
                 flush=True,
             )
+            detail = [f"{k} {v:.2f}" for k, v in m["cpu"].items() if " " in k]
+            print(f"   CPU % by process: {', '.join(detail)}")
             for error in m["errors"][:3]:
                 print(f"   note: {error}")
             results[semantic].append(m)
@@ -266,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
             for q, slack in ((50, 2.0), (99, 5.0))
         ]
         ok = ok and all(good)
+        cpu = {
+            who: statistics.median(r["cpu"].get(who, 0.0) for r in runs)
+            for who in ("raw", "sentinel")
+        }
         target = "within 10 %" if semantic == EXACTLY_ONCE else "+2 / +5 ms"
         rows.append(
             [
@@ -276,12 +331,21 @@ def main(argv: list[str] | None = None) -> int:
                 f"{pick['sentinel', 99] - pick['raw', 99]:+.1f}",
                 target,
                 "pass" if all(good) else "FAIL",
+                f"{cpu['raw']:.2f} / {cpu['sentinel']:.2f}",
             ]
         )
     print(f"\n== results (ms; medians of {args.rounds} round(s))")
     print(
         table(
-            ["semantic", "raw p50 / p99", "sentinel p50 / p99", "difference", "target", "result"],
+            [
+                "semantic",
+                "raw p50 / p99",
+                "sentinel p50 / p99",
+                "difference",
+                "target",
+                "result",
+                "CPU % raw / sentinel",
+            ],
             rows,
         )
     )
