@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from workers.engine import codec
-from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
+from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
 from workers.engine.spec import SentinelSpec
 from workers.roles.producer import SentinelProducer
 from workers.store import SentinelStore, connect
@@ -238,3 +238,44 @@ def test_a_client_call_past_its_own_timeout_is_stuck_before_the_step_deadline(re
     assert len(stuck_past) == 1 and stuck_past[0].startswith("copier (a client call ")
     assert copier.call_deadline is None and runner.stuck(deadline_s=600) == []
     copier.store.reset()
+
+
+@pytest.mark.parametrize("role", ["consumer", "verifier"])
+def test_a_consuming_role_reads_partition_counts_through_a_client_of_its_own(
+    redis_url, monkeypatch, role
+):
+    """The consumer's connections each hold a fetch the broker parks for up to
+    fetch.wait.max.ms (500 ms) while no record comes, and a broker answers one connection's
+    requests in order: a list_topics() on the consumer itself waited behind that fetch, with
+    the loop blocked while other partitions' records queued (every 5 s, records ~500 ms late
+    at 2 records/s per partition, docs/benchmarks.md). Partition counts must come from the
+    role's own metadata client, never from the consumer."""
+    from confluent_kafka.admin import AdminClient
+
+    from workers.roles import consumer as consumer_module
+    from workers.roles.consumer import SentinelConsumer
+    from workers.roles.verifier import CommittedVerifier
+
+    asked: list[object] = []
+
+    def partition_count(client, topic):
+        asked.append(client)
+        return None  # unknown: nothing is assigned, nothing else is asked of the cluster
+
+    monkeypatch.setattr(consumer_module, "partition_count", partition_count)
+    spec = offline_spec(990_011, f"own-metadata-{role}")
+    if role == "verifier":
+        spec = replace(spec, profile=DEFAULT_PROFILES[EXACTLY_ONCE])
+    store = SentinelStore(connect(redis_url), spec.id)
+    store.reset()
+    loop = (SentinelConsumer if role == "consumer" else CommittedVerifier)(spec, store)
+    try:
+        loop.start()
+        loop.follow_partitions(force=True)
+        assert len(asked) == 2
+        assert all(isinstance(client, AdminClient) for client in asked), asked
+        assert all(client is not loop.consumer for client in asked)
+    finally:
+        loop.close()
+        store.reset()
+    assert loop.metadata_client is None

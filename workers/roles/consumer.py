@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -21,6 +22,7 @@ from confluent_kafka import (
     KafkaException,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient
 
 from workers.engine import codec
 from workers.engine.profiles import COMMIT_BEFORE_PROCESS
@@ -28,6 +30,7 @@ from workers.engine.spec import SentinelSpec
 from workers.roles.faults import FaultHook, batch_ranges
 from workers.roles.kafka import (
     METADATA_REFRESH_S,
+    admin_for,
     consume_batch,
     describe,
     partition_count,
@@ -60,6 +63,12 @@ class AssignedConsumer(Loop):
     def __init__(self, spec: SentinelSpec, store: SentinelStore) -> None:
         super().__init__(spec, store)
         self.consumer: Consumer | None = None
+        # Partition counts come from a client of their own. The consumer's connections each
+        # hold a fetch the broker parks for up to fetch.wait.max.ms (500 ms) while no record
+        # comes, and a broker answers one connection's requests in order: its list_topics()
+        # waited behind that fetch, with this loop blocked in it while the other partitions'
+        # records queued up (every 5 s, records ~500 ms late at 2 records/s per partition).
+        self.metadata_client: AdminClient | None = None
         self.assigned = 0
         self._last_metadata = 0.0
 
@@ -69,6 +78,10 @@ class AssignedConsumer(Loop):
     def start(self) -> None:
         self.join_epoch()
         self.consumer = Consumer(self.consumer_conf())
+        # Quiet: the consumer's own error_cb already reports an unreachable cluster.
+        self.metadata_client = admin_for(
+            replace(self.spec, client={**self.spec.client, "log_level": 0})
+        )
         self.assigned = 0
         self.follow_partitions(force=True)
 
@@ -101,7 +114,9 @@ class AssignedConsumer(Loop):
         if not force and now - self._last_metadata < METADATA_REFRESH_S:
             return
         self._last_metadata = now
-        count = partition_count(self.consumer, self.source_topic)
+        # (Not ``a or b``: a client with nothing queued is falsy, it has a __len__.)
+        client = self.consumer if self.metadata_client is None else self.metadata_client
+        count = partition_count(client, self.source_topic)
         if count is None or count <= self.assigned:
             return
         new = list(range(self.assigned, count))
@@ -167,6 +182,7 @@ class AssignedConsumer(Loop):
                 backoff = min(backoff * 2, 5.0)
 
     def close(self) -> None:
+        self.metadata_client = None  # an AdminClient has no close(); it ends when dropped
         if self.consumer is not None:
             consumer, self.consumer = self.consumer, None
             consumer.close()
