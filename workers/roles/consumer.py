@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 import redis
@@ -79,9 +78,7 @@ class AssignedConsumer(Loop):
         self.join_epoch()
         self.consumer = Consumer(self.consumer_conf())
         # Quiet: the consumer's own error_cb already reports an unreachable cluster.
-        self.metadata_client = admin_for(
-            replace(self.spec, client={**self.spec.client, "log_level": 0})
-        )
+        self.metadata_client = admin_for(self.spec, quiet=True)
         self.assigned = 0
         self.follow_partitions(force=True)
 
@@ -109,14 +106,12 @@ class AssignedConsumer(Loop):
         return OFFSET_BEGINNING if value in ("earliest", "smallest", "beginning") else OFFSET_END
 
     def follow_partitions(self, force: bool = False) -> None:
-        assert self.consumer is not None
+        assert self.consumer is not None and self.metadata_client is not None
         now = time.monotonic()
         if not force and now - self._last_metadata < METADATA_REFRESH_S:
             return
         self._last_metadata = now
-        # (Not ``a or b``: a client with nothing queued is falsy, it has a __len__.)
-        client = self.consumer if self.metadata_client is None else self.metadata_client
-        count = partition_count(client, self.source_topic)
+        count = partition_count(self.metadata_client, self.source_topic)
         if count is None or count <= self.assigned:
             return
         new = list(range(self.assigned, count))

@@ -75,8 +75,13 @@ def list_topics_in_words(conf: dict[str, Any], timeout: float) -> Any:
         raise KafkaException(KafkaError(KafkaError._TRANSPORT, said)) from exc
 
 
-def admin_for(spec: SentinelSpec) -> AdminClient:
-    return AdminClient({**spec.client, "bootstrap.servers": spec.bootstrap_servers})
+def admin_for(spec: SentinelSpec, *, quiet: bool = False) -> AdminClient:
+    """An admin client of the sentinel's cluster; ``quiet``: without librdkafka's own log
+    lines (for metadata clients beside another client that already reports the cluster)."""
+    conf = {**spec.client, "bootstrap.servers": spec.bootstrap_servers}
+    if quiet:
+        conf["log_level"] = 0
+    return AdminClient(conf)
 
 
 def topic_metadata(admin: AdminClient, topic: str, timeout: float) -> dict[str, Any]:

@@ -25,7 +25,6 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import replace
 from typing import Any
 
 from workers.engine import brokers
@@ -119,8 +118,7 @@ class MetadataRefresher:
     def fetch(self) -> dict[str, Any]:
         try:
             if self._admin is None:
-                quiet = replace(self.spec, client={**self.spec.client, "log_level": 0})
-                self._admin = admin_for(quiet)
+                self._admin = admin_for(self.spec, quiet=True)
             result = topic_metadata(self._admin, self.spec.topic, self.timeout)
         except Exception as exc:  # e.g. a client property librdkafka refuses: say so, go on
             result = {"error": describe(exc), "partitions": {}}
