@@ -155,7 +155,7 @@ def seed_database(sentinel_count: int, hours: int, rng: random.Random) -> list:
 
 
 def seed_redis(sentinels: list, w1_seconds: int, rng: random.Random) -> None:
-    from dashboard.metrics.windows import redis_client
+    from dashboard.redisclient import redis_client
     from workers.store import SentinelStore
 
     client = redis_client()

@@ -48,7 +48,7 @@ def parse_args() -> argparse.Namespace:
 
 def seed(sentinel_count: int, partitions: int, rng: random.Random) -> list:
     from dashboard.models import Cluster, Profile, Sentinel, ensure_defaults
-    from dashboard.status import shared_client
+    from dashboard.redisclient import redis_client
     from workers.engine.documents import COUNTERS, LATENCY_BUCKETS_S, latency_buckets
     from workers.engine.latency import LatencyHistogram
     from workers.store import SentinelStore
@@ -76,7 +76,7 @@ def seed(sentinel_count: int, partitions: int, rng: random.Random) -> list:
         "e2e": latency_buckets(e2e),
         "ack": latency_buckets(ack),
     }
-    client = shared_client()
+    client = redis_client()
     for sentinel in sentinels:
         store = SentinelStore(client, sentinel.pk)
         store.reset()

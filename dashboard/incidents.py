@@ -45,7 +45,8 @@ from dashboard.models.oncall import (
     active_silence,
     ensure_rules,
 )
-from dashboard.status import all_statuses, shared_client
+from dashboard.redisclient import redis_client
+from dashboard.status import all_statuses
 from dashboard.transports import TransportError, timed_send, transport_for
 from workers.engine import alerts
 from workers.engine.alerts import Condition, Notice
@@ -90,7 +91,7 @@ def evaluate(now: float | None = None, dispatch: Dispatch = dispatch_task) -> li
         rules.setdefault(rule.sentinel_id, []).append(rule)
     statuses = {doc["id"]: doc for doc in all_statuses()}
     opened = []
-    client = shared_client()
+    client = redis_client()
     lint_reports: dict[str, dict | None] = {}  # read once per cluster and evaluation
     for sid, sentinel_rules in rules.items():
         status = statuses.get(sid)

@@ -14,13 +14,14 @@ from typing import Any
 
 from django.conf import settings
 
+from dashboard.redisclient import redis_client
 from workers.clientsecrets import SecretError, unseal
 from workers.engine.lint import ClusterFacts, lint_report
 from workers.engine.lintclient import lint_profile
 from workers.engine.profiles import DEFAULT_PROFILES
 from workers.engine.redact import redact_text
 from workers.roles.lintfacts import FactsError, gather
-from workers.store import LintStore, connect
+from workers.store import LintStore
 
 # A run claims its cluster this long at most, so a crashed run does not block the next one.
 RUN_CLAIM_MS = 120_000
@@ -57,7 +58,7 @@ def targets(name: str | None = None) -> list[Target]:
 
 
 def store() -> LintStore:
-    return LintStore(connect(settings.REDIS_URL))
+    return LintStore(redis_client())
 
 
 def _profiles(facts: ClusterFacts | None) -> list[dict[str, Any]]:

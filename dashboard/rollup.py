@@ -15,9 +15,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from dashboard.models import MetricWindow, Sentinel
+from dashboard.redisclient import redis_client
 from workers.engine import documents
 from workers.engine.documents import W1_RETENTION_S, Window
-from workers.store import SentinelStore, connect
+from workers.store import SentinelStore
 
 
 def merge_windows(windows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def rollup_sentinel(sentinel: Sentinel, store: SentinelStore, now: float | None 
 
 
 def rollup_all(now: float | None = None) -> int:
-    client = connect(settings.REDIS_URL)
+    client = redis_client()
     return sum(rollup_sentinel(s, SentinelStore(client, s.pk), now) for s in Sentinel.objects.all())
 
 

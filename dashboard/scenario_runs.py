@@ -17,8 +17,8 @@ import time
 import redis
 from django.utils import timezone
 
-from dashboard.metrics.windows import redis_client
 from dashboard.models import ScenarioRun
+from dashboard.redisclient import redis_client
 from workers.lab.lab import BEAT_S, LOCK_TTL_MS
 from workers.lab.outcome import ABORTED, QUEUED, RUNNING
 from workers.store import LabLock, ScenarioRuns

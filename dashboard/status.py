@@ -15,10 +15,11 @@ import redis
 from django.conf import settings
 
 from dashboard.models import Sentinel
+from dashboard.redisclient import redis_client
 from workers.engine.documents import STATUS_VERSION, Verdict, empty_status
 from workers.engine.failures import redis_in_words
 from workers.runtime.supervisor import LEASE_MS
-from workers.store import SentinelStore, WorkerRegistry, connect, lease_holders
+from workers.store import SentinelStore, WorkerRegistry, lease_holders
 
 # The checker reports about once a second; this long without a report means it is not running.
 STALE_AFTER_S = 30.0
@@ -53,7 +54,7 @@ def sentinel_status(
     doc = report
     if doc is None:
         try:
-            doc = SentinelStore(client or shared_client(), sentinel.pk).status()
+            doc = SentinelStore(client or redis_client(), sentinel.pk).status()
         except redis.RedisError as exc:
             doc, reason = None, f"Redis unavailable: {exc}"
     return complete(sentinel, doc, reason)
@@ -88,17 +89,6 @@ def complete(sentinel: Sentinel, doc: dict[str, Any] | None, reason: str) -> dic
     return doc
 
 
-_client: redis.Redis | None = None
-
-
-def shared_client() -> redis.Redis:
-    """One pooled client per process: pages ask for status on every request."""
-    global _client
-    if _client is None:
-        _client = connect(settings.REDIS_URL)
-    return _client
-
-
 def redis_problem(timeout: float) -> str | None:
     """None when the Redis of ``REDIS_URL`` answers a PING within ``timeout`` seconds, else
     what is wrong, in words (a wrong password, an untrusted certificate...; never the
@@ -120,7 +110,7 @@ def all_statuses() -> list[dict[str, Any]]:
     sentinels = list(Sentinel.objects.select_related("cluster", "profile").order_by("name"))
     try:
         raw = (
-            shared_client().mget([SentinelStore.key_for(s.pk, "status") for s in sentinels])
+            redis_client().mget([SentinelStore.key_for(s.pk, "status") for s in sentinels])
             if sentinels
             else []
         )
@@ -138,7 +128,7 @@ def all_statuses() -> list[dict[str, Any]]:
 def placement(sentinels: list[Sentinel]) -> dict[str, Any]:
     """Which worker runs each sentinel now (its lease holder; None: nobody), and the live
     workers with their caps and what each says it holds. Empty when Redis is down."""
-    client = shared_client()
+    client = redis_client()
     try:
         holders = lease_holders(client, [s.pk for s in sentinels])
         workers = WorkerRegistry(client).alive(LEASE_MS)

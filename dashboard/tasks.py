@@ -48,8 +48,8 @@ def execute_run(run: ScenarioRun, progress: ProgressFn | None = None) -> None:
     ``KAFKA_BOOTSTRAP_SERVERS``), and store the outcome on the row.
 
     Progress goes to the row at once, then to ``progress`` too."""
-    from dashboard.metrics.windows import redis_client
     from dashboard.models.scenarios import local_cluster_for
+    from dashboard.redisclient import redis_client
 
     def report(phase: str, percent: int) -> None:
         run.set_progress(phase, percent)

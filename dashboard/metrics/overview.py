@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from dashboard.metrics.windows import redis_client
+from dashboard.redisclient import redis_client
 from workers.engine.documents import SEMANTICS, SEVERITY, severity
 from workers.store import SentinelStore
 

@@ -17,8 +17,9 @@ from django.db import DatabaseError
 from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 
-from dashboard.metrics.windows import range_containing, redis_client
+from dashboard.metrics.windows import range_containing
 from dashboard.models import ScenarioRun, Sentinel
+from dashboard.redisclient import redis_client
 from workers.engine.documents import SENTINEL_EVENTS, Verdict
 from workers.store import SentinelStore
 

@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from django.conf import settings
 from django.db import connections
 
 from dashboard.models import MetricWindow
+from dashboard.redisclient import redis_client
 from workers.engine.documents import (
     COUNTERS,
     EVENT_COUNTERS,
@@ -40,7 +40,7 @@ from workers.engine.documents import (
     severity,
 )
 from workers.engine.latency import LatencyHistogram
-from workers.store import SentinelStore, connect
+from workers.store import SentinelStore
 
 RANGES: dict[str, int] = {
     "live": 60,
@@ -57,18 +57,6 @@ STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 8
 
 class UnknownRange(ValueError):
     pass
-
-
-_clients: dict[str, redis.Redis] = {}
-
-
-def redis_client() -> redis.Redis:
-    """One pooled client per Redis URL, shared by requests (redis-py clients are thread-safe)."""
-    url = settings.REDIS_URL
-    client = _clients.get(url)
-    if client is None:
-        client = _clients[url] = connect(url)
-    return client
 
 
 def range_seconds(range_name: str) -> int:

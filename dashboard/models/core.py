@@ -221,10 +221,11 @@ def forget_deleted_sentinels(now: float | None = None) -> list[int]:
 
     Deleting a row leaves its state (windows, events, checkpoints) in Redis; a Celery beat
     task calls this, so the web request that deletes a sentinel writes nothing to Redis."""
-    from workers.store import SentinelStore, connect, sentinel_ids
+    from dashboard.redisclient import redis_client
+    from workers.store import SentinelStore, sentinel_ids
 
     now = time.time() if now is None else now
-    client = connect(settings.REDIS_URL)
+    client = redis_client()
     rows = set(Sentinel.objects.values_list("pk", flat=True))
     gone = []
     for pk in sorted(sentinel_ids(client) - rows):

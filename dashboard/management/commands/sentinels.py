@@ -16,11 +16,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from dashboard.models import Sentinel, ensure_defaults
+from dashboard.redisclient import redis_client
 from dashboard.status import all_statuses, placement, redis_problem
 from workers.clientsecrets import SecretError
 from workers.runtime.publish import LivePublisher
 from workers.runtime.run import RoleRunner, adopt_state, open_spec, roles_for
-from workers.store import SentinelStore, connect
+from workers.store import SentinelStore
 
 
 class Command(BaseCommand):
@@ -93,7 +94,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         chosen = roles_for(spec) if roles == "all" else roles.split(",")
         publisher = LivePublisher(settings.REDIS_URL)
-        store = SentinelStore(connect(settings.REDIS_URL), spec.id)
+        store = SentinelStore(redis_client(), spec.id)
         adopt_state(store, spec)
         host = RoleRunner(spec, store, chosen, publisher)
         signal.signal(signal.SIGINT, lambda *_: host.stop())
