@@ -8,7 +8,7 @@ class DashboardConfig(AppConfig):
     def ready(self) -> None:
         # Load the Celery app so that @shared_task producers in web processes (Daphne,
         # management commands) send to the configured broker rather than Celery's default.
-        # Logging out closes the session's live sockets, in every tab (dashboard.live).
+        # Logging out closes the session's live sockets, in every tab (dashboard.live.relay).
         from django.contrib.auth.signals import user_logged_out
 
         import workers.runtime.celery  # noqa: F401
@@ -17,6 +17,6 @@ class DashboardConfig(AppConfig):
 
 
 def _close_live_sockets(sender, request, user, **kwargs) -> None:
-    from dashboard.live import end_session
+    from dashboard.live.relay import end_session
 
     end_session(request.session.session_key if request is not None else None)

@@ -7,8 +7,8 @@ from datetime import datetime
 import pytest
 from asgiref.sync import sync_to_async
 
-from dashboard.consumers import CLOSE_UNAUTHENTICATED
-from dashboard.live import publish
+from dashboard.live.consumers import CLOSE_UNAUTHENTICATED
+from dashboard.live.relay import publish
 from workers.engine.documents import OVERVIEW_GROUP, VERDICT_UPDATE, WINDOW_UPDATE, sentinel_group
 
 # Session lookups happen in a worker thread, outside the test's transaction.

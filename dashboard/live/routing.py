@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard import consumers
+from dashboard.live import consumers
 
 websocket_urlpatterns = [
     path("ws/overview/", consumers.OverviewSocketConsumer.as_asgi(), name="ws-overview"),

@@ -28,7 +28,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from dashboard.live import session_group
+from dashboard.live.relay import session_group
 from dashboard.metrics.overview import sparklines
 from dashboard.metrics.windows import live_windows
 from dashboard.models import Sentinel

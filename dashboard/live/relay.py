@@ -4,7 +4,7 @@ Group names and event types are ``workers.engine.documents``'; sentinel processe
 through ``workers.runtime.publish``.
 
 Every websocket consumer in the group receives the event and relays it as JSON (see
-``dashboard.consumers``).
+``dashboard.live.consumers``).
 
 Channels dispatches an event to the consumer method named after its ``type`` with dots turned
 into underscores (``window.update`` -> ``window_update``). An unknown type would crash every
