@@ -13,7 +13,7 @@ computes each rule's condition (``workers.engine.alerts``), and:
   incident and notifies resolve to the channels that were sent the trigger.
 
 The ``lint_error`` rule reads the latest guarantee lint report of the sentinel's cluster
-(``workers.store.LintStore``, written by ``dashboard.lint``): an error found there opens one
+(``workers.store.LintStore``, written by ``dashboard.lint.services``): an error found there opens one
 incident while it persists, however many lint runs see it.
 
 Acknowledging or resolving by hand is recorded with the user and notified the same way.

@@ -14,6 +14,9 @@ import redis
 from celery import shared_task
 from django.conf import settings
 
+# The rooms' own tasks, imported so that a worker (which includes this module) registers them;
+# each keeps its name in this module's namespace (``dashboard.tasks.<name>``).
+from dashboard.lint import tasks as lint_tasks  # noqa: F401
 from workers.lab import runner
 from workers.lab.outcome import ABORTED, ProgressFn
 from workers.store import ScenarioRuns
@@ -127,19 +130,6 @@ def deliver_notification(event_id: int) -> str:
     from dashboard.incidents import deliver
 
     return deliver(event_id)
-
-
-@shared_task(ignore_result=True, soft_time_limit=240, time_limit=300)
-def lint_clusters(cluster: str | None = None) -> list[str]:
-    """Lint every cluster (or one, by name) and store the reports; a cluster whose lint is
-    already running is skipped. Returns the names linted."""
-    from dashboard import lint
-
-    done = []
-    for target in lint.targets(cluster):
-        if lint.run_claimed(target) is not None:
-            done.append(target.name)
-    return done
 
 
 # A soak is minutes long by request; its task may take that plus its start and end.

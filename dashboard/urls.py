@@ -2,8 +2,9 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from dashboard import api, cluster_views, lint_views, prometheus, tokens_views, views
+from dashboard import api, cluster_views, prometheus, tokens_views, views
 from dashboard.api_v1 import api as api_v1
+from dashboard.lint import views as lint_views
 
 urlpatterns = [
     path("", views.home, name="home"),

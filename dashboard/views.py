@@ -20,8 +20,9 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard import compare, lint, oncall_views
+from dashboard import compare, oncall_views
 from dashboard.forms import ClusterForm, ProfileForm, SentinelForm
+from dashboard.lint import services as lint
 from dashboard.metrics import overview, partitions, timeline
 from dashboard.metrics.windows import RANGE_LABELS, summarize
 from dashboard.models import Cluster, Profile, Sentinel

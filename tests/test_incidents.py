@@ -210,7 +210,7 @@ def test_start_up_noise_never_pages_and_a_real_stall_does(sentinels, channels, r
 
 
 def store_lint(redis_url, topic: str, *, unclean: bool, error: str | None = None) -> None:
-    """A lint report of cluster ``local`` as ``dashboard.lint.run`` stores it: ``topic`` with
+    """A lint report of cluster ``local`` as ``dashboard.lint.services.run`` stores it: ``topic`` with
     unclean leader election on as a topic override (an error for durable semantics) or not;
     ``error``: the cluster could not be read."""
     replicas = (1, 2, 3)

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from dashboard import lint
+from dashboard.lint import services as lint
 from workers.engine.documents import AT_LEAST_ONCE
 from workers.engine.lint import ClusterFacts, PartitionFacts, Setting, TopicFacts, lint_report
 
@@ -175,7 +175,7 @@ def test_it_keeps_a_sentinel_cell_and_adds_its_topics_lint_verdict() -> None:
 def test_it_stores_each_clusters_report_from_the_scheduled_task(
     db: None, redis_url: str, settings: Any
 ) -> None:
-    from dashboard.tasks import lint_clusters
+    from dashboard.lint.tasks import lint_clusters
 
     settings.REDIS_URL = redis_url
     started = time.time()

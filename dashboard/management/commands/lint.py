@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dashboard import lint
+from dashboard.lint import services as lint
 from workers.engine.documents import SEMANTICS
 from workers.engine.lint import CANNOT_HOLD, has_errors
 

@@ -1,4 +1,4 @@
-"""Guarantee lint pages and JSON endpoints (docs/lint.md); thin: ``dashboard.lint`` does the work.
+"""Guarantee lint pages and JSON endpoints (docs/lint.md); thin: ``services`` does the work.
 
 Pages: ``/lint/`` (the first cluster), ``/lint/<cluster>/`` (topics × semantics with findings,
 the profiles, and the "check a client config" form), ``POST /lint/<cluster>/run/`` (lint now).
@@ -19,9 +19,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from dashboard import lint
-from dashboard.api import api_view
+from dashboard.decorators import api_view
 from dashboard.forms import masked_text
+from dashboard.lint import services as lint
 from workers.engine.documents import SEMANTICS
 from workers.engine.lintclient import DIALECTS, LIBRDKAFKA, PRODUCER, ROLES, check_text
 from workers.engine.lintrules import VERDICT_LABELS

@@ -1,0 +1,2 @@
+"""The guarantee lint in the dashboard (docs/lint.md): ``services`` (which clusters, one run, the
+stored reports), ``views`` (the Lint pages and ``/api/lint/``), ``tasks`` (the beat task)."""
