@@ -189,7 +189,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "dashboard.tasks.forget_deleted_sentinels",
         "schedule": 3600.0,
     },
-    # Scenario runs whose runner died are marked aborted within a minute (scenario_runs.py).
+    # Scenario runs whose runner died are marked aborted within a minute (dashboard/lab/runs.py).
     "reap-scenario-runs": {"task": "dashboard.tasks.reap_scenario_runs", "schedule": 15.0},
     # Guarantee lint of every cluster (docs/lint.md); DS_LINT_INTERVAL_S, default 5 minutes.
     "lint-clusters": {

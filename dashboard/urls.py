@@ -47,7 +47,7 @@ urlpatterns = [
     path("lint/", lint_views.index, name="lint"),
     path("lint/<str:cluster>/", lint_views.cluster_page, name="lint-cluster"),
     path("lint/<str:cluster>/run/", lint_views.run_now, name="lint-run"),
-    path("scenarios/", include("dashboard.scenario_urls")),
+    path("scenarios/", include("dashboard.lab.urls")),
     # On-call: incidents, channels, silences, alert rules
     path("", include("dashboard.oncall_urls")),
     # JSON API

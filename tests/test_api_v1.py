@@ -9,7 +9,7 @@ from unittest import mock
 import pytest
 from django.test import Client
 
-from dashboard import tasks as scenario_tasks
+from dashboard.lab import tasks as scenario_tasks
 from dashboard.models import ApiToken, Cluster, ScenarioRun
 from tests.api_schema import check
 from tests.dashboard_data import seed_windows, status_doc, window

@@ -13,7 +13,7 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dashboard import tasks as scenario_tasks
+from dashboard.lab import tasks as scenario_tasks
 from dashboard.models import ApiToken
 from tests.api_schema import _served, check
 from tests.dashboard_data import fresh_defaults, wipe

@@ -15,8 +15,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import include, path, reverse
 
-from dashboard import tasks as scenario_tasks
 from dashboard import urls as project_urls
+from dashboard.lab import tasks as scenario_tasks
 from dashboard.models import Cluster, ScenarioRun
 from workers.lab.catalogue import SCENARIOS, Scenario
 from workers.lab.lab import Lab
@@ -31,11 +31,11 @@ from workers.lab.outcome import (
 )
 from workers.store import LAB_LOCK_KEY
 
-# The integrator includes dashboard.scenario_urls from dashboard/urls.py; until then (and
+# The integrator includes dashboard.lab.urls from dashboard/urls.py; until then (and
 # after) this urlconf serves both.
 urlpatterns = list(project_urls.urlpatterns)
 if not any(getattr(p, "namespace", None) == "scenarios" for p in urlpatterns):
-    urlpatterns.append(path("scenarios/", include("dashboard.scenario_urls")))
+    urlpatterns.append(path("scenarios/", include("dashboard.lab.urls")))
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
 

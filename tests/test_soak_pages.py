@@ -9,7 +9,7 @@ from unittest import mock
 import pytest
 from django.urls import reverse
 
-from dashboard import tasks
+from dashboard.lab import tasks
 from dashboard.models import ScenarioRun
 from workers.lab.outcome import PASSED, QUEUED
 from workers.lab.soak import report_dir_for

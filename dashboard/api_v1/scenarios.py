@@ -1,7 +1,7 @@
 """``/api/v1/scenarios/runs``: failure scenario runs (list, start, get, cancel).
 
-Starting a run goes through ``dashboard.scenario_views.queue_run``, as the Scenarios page does;
-the Celery task ``dashboard.tasks.run_scenario`` executes it."""
+Starting a run goes through ``dashboard.lab.services.queue_run``, as the Scenarios page does;
+the Celery task ``dashboard.tasks.run_scenario`` (``dashboard/lab/tasks.py``) executes it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pydantic import Field
 
 from dashboard.api_v1.auth import require_write
 from dashboard.api_v1.schemas import ERRORS, ScenarioRunIn, ScenarioRunOut
+from dashboard.lab.runs import cancel_run
+from dashboard.lab.services import queue_run
 from dashboard.models import ScenarioRun
-from dashboard.scenario_runs import cancel_run
-from dashboard.scenario_views import queue_run
 from workers.lab.catalogue import SCENARIOS
 
 router = Router(tags=["scenarios"])

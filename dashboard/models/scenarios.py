@@ -1,7 +1,7 @@
 """Scenario runs: one row per run of the failure scenario lab (``workers.lab``).
 
 The row is the run's durable state: the Celery task (or ``manage.py scenario run``) claims it,
-runs the scenario through ``dashboard.tasks.execute_run()``, which writes its phase and percent
+runs the scenario through ``dashboard.lab.tasks.execute_run()``, which writes its phase and percent
 as it goes and stores the per-semantic results at the end, so a page reload, another browser
 or the JSON export all see the same run. The model holds the data and its small state changes
 (``claim()``, ``set_progress()``, ``finish()``); the lab itself knows nothing of it.

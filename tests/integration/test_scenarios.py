@@ -150,8 +150,8 @@ def test_it_never_duplicates_with_idempotence_when_acks_are_lost(make_lab):
 @pytest.mark.django_db
 def test_it_loses_nothing_acked_with_acks_all_when_the_leader_is_killed(settings):
     """Through the dashboard's path: a ScenarioRun row run by the Celery task."""
+    from dashboard.lab.tasks import run_scenario as task
     from dashboard.models import Cluster, ScenarioRun
-    from dashboard.tasks import run_scenario as task
 
     settings.REDIS_URL = env("REDIS_URL")
     cluster = Cluster.objects.create(

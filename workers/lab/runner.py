@@ -2,7 +2,7 @@
 
 ``run_against()`` takes plain values (the target cluster, Redis, the ``LocalCluster`` or
 None, a progress callback), builds the ``Lab`` and runs the scenario in it; callers that
-keep runs somewhere (``dashboard.tasks``) store its ``ScenarioOutcome``.
+keep runs somewhere (``dashboard.lab.tasks``) store its ``ScenarioOutcome``.
 
 Contracts:
 

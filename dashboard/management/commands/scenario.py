@@ -15,8 +15,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from dashboard.lab.tasks import execute_run
 from dashboard.models import Cluster, ScenarioRun
-from dashboard.tasks import execute_run
 from workers.lab.catalogue import SCENARIOS, catalog
 from workers.lab.outcome import PASSED
 

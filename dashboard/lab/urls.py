@@ -2,8 +2,7 @@
 
 from django.urls import path
 
-from dashboard import scenario_views as views
-from dashboard import soak_views
+from dashboard.lab import views
 
 app_name = "scenarios"
 
@@ -15,6 +14,6 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", views.run_cancel, name="cancel"),
     path("matrix/", views.matrix_page, name="matrix"),
     path("matrix.json", views.matrix_json, name="matrix-json"),
-    path("soak/", soak_views.soak_start, name="soak-start"),
-    path("runs/<int:pk>/soak.html", soak_views.report, name="soak-report"),
+    path("soak/", views.soak_start, name="soak-start"),
+    path("runs/<int:pk>/soak.html", views.report, name="soak-report"),
 ]

@@ -4,9 +4,10 @@ A running run's runner (``workers.lab.lab.Lab``, inside the Celery task or ``man
 scenario run``) beats a heartbeat in Redis every couple of seconds and renews the lab lock
 with it (``workers.store.ScenarioRuns``, ``LabLock``). A run whose heartbeat is older than
 ``DEAD_AFTER_S`` lost its runner (a worker SIGKILLed, a machine gone): it is marked aborted
-with the reason and its lab lock is freed, by Celery beat (``reap_scenario_runs``) and by its
-own page as it polls. Cancelling asks the runner through Redis; the runner aborts at its next
-wait and restores the cluster (``Lab.close``) before it records the run.
+with the reason and its lab lock is freed, by Celery beat (``reap_scenario_runs`` in
+``dashboard.lab.tasks``) and by its own page as it polls. Cancelling asks the runner through
+Redis; the runner aborts at its next wait and restores the cluster (``Lab.close``) before it
+records the run.
 """
 
 from __future__ import annotations

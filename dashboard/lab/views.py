@@ -1,33 +1,40 @@
-"""Pages and JSON of the failure scenario lab (``workers.lab``).
+"""Pages and JSON of the failure scenario lab (``workers.lab``) and of the soak.
 
 HTML views render from the database; the JSON handlers serve the same rows for the progress
 poller (``static/dashboard/scenarios.js``) and as downloadable exports. Runs are started by
-POST and executed by the Celery task ``dashboard.tasks.run_scenario``.
+POST through ``dashboard.lab.services`` and executed by the lab's Celery tasks
+(``dashboard.lab.tasks``). A soak is a ``ScenarioRun`` with scenario "soak": its run page,
+progress bar and JSON are the scenario lab's; its results are one row per sentinel, and its
+report (``workers.lab.soakreport``) is a self-contained page kept on disk under
+``.local/soak/run-{pk}/``.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 from urllib.parse import urlencode
 
 import redis
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from dashboard.lab.runs import cancel_run, reap_if_dead
+from dashboard.lab.services import SOAK, queue_run, queue_soak
+from dashboard.lab.tasks import SOAK_MAX_MINUTES
 from dashboard.models import Cluster, ScenarioRun
 from dashboard.models.scenarios import matrix
-from dashboard.scenario_runs import cancel_run, reap_if_dead
-from dashboard.tasks import run_scenario
-from workers.lab.catalogue import SCENARIOS, catalog
-from workers.lab.outcome import ABORTED
+from workers.lab.catalogue import catalog
+from workers.lab.soak import report_dir_for
 
 log = logging.getLogger(__name__)
 RECENT_RUNS = 20
+MIN_SOAK_MINUTES = 2
 
 
 # -- HTML --------------------------------------------------------------------------------
@@ -47,33 +54,6 @@ def scenario_start(request: HttpRequest) -> HttpResponse:
     if run is None:
         return _render_list(request, error, status=400)
     return redirect("scenarios:run", pk=run.pk)
-
-
-def queue_run(name: str, cluster_value: str) -> tuple[ScenarioRun | None, str | None]:
-    """Create and queue a run of scenario ``name`` against the cluster ``cluster_value`` names
-    (a Cluster id; empty: the default target); or, when the request cannot be run, None and
-    the reason. The pages and the JSON API both start runs here."""
-    cls = SCENARIOS.get(name)
-    if cls is None:
-        return None, f"There is no scenario named {name!r}."
-    cluster, error = _chosen_cluster(cluster_value)
-    if error is None and cls.broker_fault and cluster is not None and not cluster.is_local:
-        error = (
-            f"{cls.title} injects broker faults (SIGKILL, SIGSTOP, restarts of Kafka nodes), "
-            f"which the lab only does to the project's local cluster, not to {cluster.name}."
-        )
-    if error is not None:
-        return None, error
-    run = ScenarioRun.objects.create(scenario=name, cluster=cluster)
-    try:
-        run_scenario.delay(run.pk)
-    except Exception as exc:  # the Celery broker is down: say so on the run itself
-        log.warning("could not queue scenario run %s: %s", run.pk, exc)
-        ScenarioRun.objects.filter(pk=run.pk).update(
-            state=ABORTED, reason=f"could not queue the run: {exc}"
-        )
-        run.refresh_from_db()
-    return run, None
 
 
 @login_required
@@ -111,6 +91,47 @@ def matrix_page(request: HttpRequest) -> HttpResponse:
         for row in doc["scenarios"]
     ]
     return render(request, "scenarios/matrix.html", {"semantics": doc["semantics"], "rows": rows})
+
+
+# -- soak --------------------------------------------------------------------------------
+
+
+def parse_soak_form(minutes: str, seed: str) -> tuple[float, int] | str:
+    """``(minutes, seed)`` from the form, or what is wrong with it (a blank seed is drawn)."""
+    try:
+        value = float(minutes)
+    except ValueError:
+        return f"Minutes must be a number from {MIN_SOAK_MINUTES} to {SOAK_MAX_MINUTES}."
+    if not MIN_SOAK_MINUTES <= value <= SOAK_MAX_MINUTES:
+        return f"Minutes must be a number from {MIN_SOAK_MINUTES} to {SOAK_MAX_MINUTES}."
+    if not seed.strip():
+        return value, secrets.randbelow(2**31)
+    if not seed.strip().isdigit() or int(seed) >= 2**63:
+        return "The seed must be a whole number (or blank for a random one)."
+    return value, int(seed)
+
+
+@login_required
+@require_POST
+def soak_start(request: HttpRequest) -> HttpResponse:
+    parsed = parse_soak_form(request.POST.get("minutes", ""), request.POST.get("seed", ""))
+    if isinstance(parsed, str):
+        return _render_list(request, parsed, status=400)
+    run = queue_soak(*parsed)
+    return redirect("scenarios:run", pk=run.pk)
+
+
+@login_required
+@require_GET
+def report(request: HttpRequest, pk: int) -> HttpResponse:
+    """The soak's HTML report (inline SVG, no script), once written."""
+    run = get_object_or_404(ScenarioRun, pk=pk, scenario=SOAK)
+    path = report_dir_for(f"run-{run.pk}") / "soak.html"
+    try:
+        body = path.read_text()
+    except OSError:
+        raise Http404("This soak has no report yet.") from None
+    return HttpResponse(body, content_type="text/html; charset=utf-8")
 
 
 # -- JSON --------------------------------------------------------------------------------
@@ -153,16 +174,6 @@ def _render_list(request: HttpRequest, error: str | None = None, status: int = 2
         "error": error,
     }
     return render(request, "scenarios/list.html", context, status=status)
-
-
-def _chosen_cluster(value: str) -> tuple[Cluster | None, str | None]:
-    """The Cluster a form names (``""``: the default target), or an error message."""
-    if not value:
-        return Cluster.objects.filter(is_local=True).order_by("pk").first(), None
-    try:
-        return Cluster.objects.get(pk=int(value)), None
-    except (ValueError, Cluster.DoesNotExist):
-        return None, f"There is no cluster with id {value!r}."
 
 
 def _json(doc: dict[str, Any], request: HttpRequest, filename: str) -> JsonResponse:
