@@ -138,7 +138,7 @@ def families(docs: list[dict[str, Any]], slos: dict[str, float], now: float) -> 
 
 
 def incident_family() -> Family:
-    """Unresolved incidents by severity (``dashboard/incidents.py``), 0 for a severity with
+    """Unresolved incidents by severity (``dashboard/oncall/evaluation.py``), 0 for a severity with
     none, so an alert on it sees the series go back to 0."""
     from django.db.models import Count
 

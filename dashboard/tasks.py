@@ -13,6 +13,7 @@ from celery import shared_task
 
 from dashboard.lab import tasks as lab_tasks  # noqa: F401  (registers the lab's tasks)
 from dashboard.lint import tasks as lint_tasks  # noqa: F401  (registers the lint's task)
+from dashboard.oncall import tasks as oncall_tasks  # noqa: F401  (registers on-call's tasks)
 
 
 @shared_task
@@ -37,19 +38,3 @@ def forget_deleted_sentinels() -> list[int]:
     from dashboard.models.core import forget_deleted_sentinels as forget
 
     return forget()
-
-
-@shared_task(ignore_result=True)
-def evaluate_alerts() -> int:
-    """Evaluate every enabled sentinel's alert rules (beat, ``ONCALL_EVALUATE_EVERY_S``)."""
-    from dashboard.incidents import evaluate
-
-    return len(evaluate())
-
-
-@shared_task(ignore_result=True)
-def deliver_notification(event_id: int) -> str:
-    """Send one notification (one channel, one incident event)."""
-    from dashboard.incidents import deliver
-
-    return deliver(event_id)

@@ -49,7 +49,7 @@ urlpatterns = [
     path("lint/<str:cluster>/run/", lint_views.run_now, name="lint-run"),
     path("scenarios/", include("dashboard.lab.urls")),
     # On-call: incidents, channels, silences, alert rules
-    path("", include("dashboard.oncall_urls")),
+    path("", include("dashboard.oncall.urls")),
     # JSON API
     path("api/sentinels/", api.sentinels, name="api-sentinels"),
     path("api/sentinels/<int:sentinel_id>/", api.sentinel, name="api-sentinel"),

@@ -20,12 +20,13 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard import compare, oncall_views
+from dashboard import compare
 from dashboard.forms import ClusterForm, ProfileForm, SentinelForm
 from dashboard.lint import services as lint
 from dashboard.metrics import overview, partitions, timeline
 from dashboard.metrics.windows import RANGE_LABELS, summarize
 from dashboard.models import Cluster, Profile, Sentinel
+from dashboard.oncall import services as oncall
 from dashboard.status import all_statuses, placement, redis_problem, sentinel_status
 from workers.engine.documents import (
     EVENT_COUNTERS,
@@ -63,7 +64,7 @@ def home(request: HttpRequest) -> HttpResponse:
     clusters = dict(Cluster.objects.values_list("name", "pk"))
     for group in grid:
         group["cluster_id"] = clusters.get(group["cluster"])  # its cluster page
-    oncall = oncall_views.overview_context(grid)  # open incidents, silences, latched cells
+    oncall_block = oncall.overview_context(grid)  # open incidents, silences, latched cells
     return render(
         request,
         "dashboard/overview.html",
@@ -74,9 +75,9 @@ def home(request: HttpRequest) -> HttpResponse:
             "page_state": overview.page_state(
                 [d["verdict"] for d in statuses],
                 "Overview · Delivery Sentinel",
-                oncall_views.unacknowledged(oncall["open_incidents"]),
+                oncall.unacknowledged(oncall_block["open_incidents"]),
             ),
-            **oncall,
+            **oncall_block,
         },
     )
 
@@ -99,7 +100,7 @@ def sentinel_detail(request: HttpRequest, sentinel_id: int) -> HttpResponse:
     spec = sentinel.to_spec()
     status = sentinel_status(sentinel)
     config = {name: compare.masked(props) for name, props in compare.effective_config(spec).items()}
-    latched = oncall_views.latched_for(sentinel.pk)
+    latched = oncall.latched_for(sentinel.pk)
     events = timeline.timeline(sentinel)
     return render(
         request,
@@ -110,7 +111,7 @@ def sentinel_detail(request: HttpRequest, sentinel_id: int) -> HttpResponse:
             "page_state": overview.page_state(
                 [status["verdict"]],
                 f"{sentinel.name} · Delivery Sentinel",
-                oncall_views.unacknowledged([entry["incident"] for entry in latched]),
+                oncall.unacknowledged([entry["incident"] for entry in latched]),
             ),
             "latched": latched,
             "recent": [

@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
 from dashboard.models import ApiToken, Channel, Cluster, Profile, Sentinel, ensure_defaults
-from dashboard.transports import transport_for
+from dashboard.oncall.transports import transport_for
 from workers.clientsecrets import (
     SecretError,
     generate_key,

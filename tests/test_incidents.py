@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from dashboard import incidents
 from dashboard.models import Channel, Incident, IncidentEvent, Silence
 from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED, AlertRule
+from dashboard.oncall import evaluation as incidents
 from tests.dashboard_data import counts, fresh_defaults, seed_windows, status_doc, window, wipe
 from workers.engine import alerts
 from workers.engine.lint import ClusterFacts, PartitionFacts, Setting, TopicFacts, lint_report

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from dashboard.models import Channel, Incident, IncidentEvent, Silence
 from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED, AlertRule, ensure_rules
-from dashboard.transports import transport_for
+from dashboard.oncall.transports import transport_for
 from workers.clientsecrets import is_sealed
 from workers.engine import alerts
 from workers.engine.redact import MASK

@@ -13,10 +13,10 @@ import pytest
 from django.db import connections
 from werkzeug import Response
 
-from dashboard import incidents
 from dashboard.models import Channel, Incident
 from dashboard.models.oncall import AlertRule
-from dashboard.transports import TransportError, check_url
+from dashboard.oncall import evaluation, notification
+from dashboard.oncall.transports import TransportError, check_url
 from tests.dashboard_data import fresh_defaults, wipe
 from workers.engine import alerts
 
@@ -49,7 +49,7 @@ def make_incident(sentinel, channels) -> Incident:
 
 
 def deliver_now(event_id: int) -> None:
-    incidents.deliver(event_id)
+    notification.deliver(event_id)
 
 
 def bodies(httpserver, path: str) -> list[dict]:
@@ -75,9 +75,9 @@ def test_it_sends_the_exact_bodies_for_trigger_acknowledge_and_resolve(
     )
     sentinel = sentinels["at-most-once"]
     incident = make_incident(sentinel, [hook, slack, pd])
-    incidents.notify(incident, alerts.TRIGGER, deliver_now)
-    incidents.acknowledge(incident, admin_user, dispatch=deliver_now)
-    incidents.resolve(incident, admin_user, "fixed", dispatch=deliver_now)
+    notification.notify(incident, alerts.TRIGGER, deliver_now)
+    evaluation.acknowledge(incident, admin_user, dispatch=deliver_now)
+    evaluation.resolve(incident, admin_user, "fixed", dispatch=deliver_now)
 
     url = f"https://sentinel.example/incidents/{incident.pk}/"
     labels = {
@@ -149,7 +149,7 @@ def test_a_5xx_is_retried_and_then_succeeds(httpserver, sentinels):
         name="flaky", kind="webhook", config={"url": httpserver.url_for("/flaky")}
     )
     incident = make_incident(sentinels["at-least-once"], [channel])
-    incidents.notify(incident, alerts.TRIGGER, deliver_now)
+    notification.notify(incident, alerts.TRIGGER, deliver_now)
     event = incident.events.get(kind="notify")
     assert (event.result, event.status_code) == ("ok", 200)
     assert len(httpserver.log) == 2
@@ -164,7 +164,7 @@ def test_a_404_disables_the_channel_and_says_why(httpserver, sentinels):
         name="gone", kind="slack", config={"url": httpserver.url_for("/gone")}
     )
     incident = make_incident(sentinels["at-least-once"], [channel])
-    incidents.notify(incident, alerts.TRIGGER, deliver_now)
+    notification.notify(incident, alerts.TRIGGER, deliver_now)
     event = incident.events.get(kind="notify")
     assert (event.result, event.status_code) == ("error", 404)
     channel.refresh_from_db()
@@ -200,7 +200,7 @@ def test_a_hanging_receiver_times_out_without_delaying_another_channel(
     def in_a_task_of_its_own(event_id: int) -> None:
         def run() -> None:
             try:
-                incidents.deliver(event_id)
+                notification.deliver(event_id)
             finally:
                 connections.close_all()
 
@@ -209,7 +209,7 @@ def test_a_hanging_receiver_times_out_without_delaying_another_channel(
         threads.append(thread)
 
     started = time.monotonic()
-    incidents.notify(incident, alerts.TRIGGER, in_a_task_of_its_own)
+    notification.notify(incident, alerts.TRIGGER, in_a_task_of_its_own)
     for thread in threads:
         thread.join(10)
     fast_event = incident.events.get(channel=fast)
@@ -242,7 +242,7 @@ def test_the_test_button_sends_now_and_records_the_attempt(httpserver):
     channel = Channel.objects.create(
         name="t", kind="webhook", config={"url": httpserver.url_for("/t")}
     )
-    event = incidents.send_test(channel)
+    event = notification.send_test(channel)
     assert event.pk and event.result == "ok" and event.duration_ms is not None
     (body,) = bodies(httpserver, "/t")
     assert body["alerts"][0]["labels"]["rule"] == "test"

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import migrations, models
 
-from dashboard.transports import SECRET_SETTINGS
+from dashboard.oncall.transports import SECRET_SETTINGS
 from workers.clientsecrets import seal, seal_counted, unseal_tokens
 
 
@@ -45,7 +45,7 @@ class SealedPropertiesField(models.JSONField):
 
 class SealedChannelConfigField(SealedPropertiesField):
     """An on-call channel's settings: the ones any integration calls secret (a webhook's URL,
-    a PagerDuty routing key: ``dashboard.transports.SECRET_SETTINGS``) are sealed on save.
+    a PagerDuty routing key: ``dashboard.oncall.transports.SECRET_SETTINGS``) are sealed on save.
 
     One set for every kind, since a QuerySet.update() does not say the row's kind: a setting
     secret for one integration is sealed for all (a PagerDuty endpoint ``url`` too)."""

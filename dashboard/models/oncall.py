@@ -1,8 +1,9 @@
 """On-call: alert rules, notification channels, incidents and their timelines, silences.
 
 What decides is elsewhere: conditions are pure (``workers.engine.alerts``), the incident
-lifecycle and notification fan-out are ``dashboard/incidents.py``, and the integrations are
-``dashboard/transports.py``; these are the rows they keep.
+lifecycle is ``dashboard/oncall/evaluation.py``, the notification fan-out
+``dashboard/oncall/notification.py``, and the integrations are ``dashboard/oncall/transports.py``;
+these are the rows they keep.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ INCIDENT_STATES = (OPEN, ACKNOWLEDGED, RESOLVED)
 
 
 class Channel(models.Model):
-    """Where notifications go: one integration (``dashboard.transports.TRANSPORTS``) and its
+    """Where notifications go: one integration (``dashboard.oncall.transports.TRANSPORTS``) and its
     settings. A permanent error (a 4xx other than 429, an invalid key) disables it."""
 
     name = models.CharField(max_length=100, unique=True)
@@ -46,14 +47,14 @@ class Channel(models.Model):
 
     @property
     def transport(self):
-        from dashboard.transports import transport_for
+        from dashboard.oncall.transports import transport_for
 
         return transport_for(self)
 
     def masked_config(self) -> dict[str, Any]:
         """The settings as pages show them: each secret in its masked form
         (``masked_setting``), ``******`` when this process cannot open it."""
-        from dashboard.transports import SECRET_SETTINGS, masked_setting
+        from dashboard.oncall.transports import SECRET_SETTINGS, masked_setting
 
         out = {}
         for key, value in self.config.items():

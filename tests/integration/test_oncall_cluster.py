@@ -6,7 +6,7 @@
 - no false page: a fresh start, a restart of the worker and every sentinel process, and a rolling restart of
   the three brokers open no VIOLATED incident for at-least-once or exactly-once.
 
-Alert evaluation runs here as Celery beat runs it (``incidents.evaluate``), every half second,
+Alert evaluation runs here as Celery beat runs it (``evaluation.evaluate``), every half second,
 with each notification delivered as its own task would deliver it."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from dashboard import incidents
 from dashboard.models import Channel, Incident
 from dashboard.models.oncall import RESOLVED, AlertRule, ensure_rules
+from dashboard.oncall import evaluation, notification
 from tests.integration.test_hosting import Workers, make_sentinel
 from tests.sentinels import wait_until
 from workers.engine import alerts
@@ -62,7 +62,7 @@ class Evaluator(threading.Thread):
 
         try:
             while not self.stopped.is_set():
-                incidents.evaluate(dispatch=incidents.deliver)
+                evaluation.evaluate(dispatch=notification.deliver)
                 self.runs += 1
                 self.stopped.wait(self.interval)
         except BaseException as exc:  # noqa: BLE001 - reported by stop()

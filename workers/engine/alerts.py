@@ -4,7 +4,7 @@ integration is sent.
 A rule watches one sentinel. Its *condition* is computed from the sentinel's status document
 (and, for latency, its last one-minute windows) each time alerts are evaluated; what turns
 conditions into incidents (opening, holding one through flaps, resolving after a hold-down)
-and who is notified is the dashboard's (``dashboard/incidents.py``).
+and who is notified is the dashboard's (``dashboard/oncall/``).
 
 Kinds (``RULE_KINDS``):
 

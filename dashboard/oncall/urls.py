@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard import oncall_views as views
+from dashboard.oncall import views
 
 app_name = "oncall"
 

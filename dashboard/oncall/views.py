@@ -1,8 +1,9 @@
 """On-call pages: incidents (list, timeline, acknowledge, resolve), channels (settings, test
 notification, send log, re-enable), silences, and a sentinel's alert rules.
 
-Views stay thin: the lifecycle is ``dashboard.incidents`` (acknowledge / resolve record the
-user and notify), validation is ``dashboard.oncall_forms``. Every POST redirects (POST,
+Views stay thin: the lifecycle is ``dashboard.oncall.evaluation`` (acknowledge / resolve record
+the user and notify through the dispatcher the views pass, ``tasks.dispatch_notification``),
+test sends are ``dashboard.oncall.notification``, validation is ``dashboard.oncall.forms``. Every POST redirects (POST,
 redirect, GET) with a message. Secrets never reach a page: channels are shown with
 ``Channel.masked_config()``.
 """
@@ -17,20 +18,21 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Case, IntegerField, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from dashboard import incidents
 from dashboard.metrics.windows import RANGE_LABELS, RANGES
 from dashboard.models import Channel, Incident, Sentinel, Silence
 from dashboard.models.metrics import MetricWindow
-from dashboard.models.oncall import ACKNOWLEDGED, INCIDENT_STATES, OPEN, RESOLVED, ensure_rules
-from dashboard.oncall_forms import ChannelForm, RuleForm, SilenceForm
-from dashboard.transports import TRANSPORTS
+from dashboard.models.oncall import INCIDENT_STATES, OPEN, RESOLVED, ensure_rules
+from dashboard.oncall import evaluation, notification
+from dashboard.oncall.forms import ChannelForm, RuleForm, SilenceForm
+from dashboard.oncall.services import open_first
+from dashboard.oncall.tasks import dispatch_notification
+from dashboard.oncall.transports import TRANSPORTS
 from workers.engine.alerts import RULE_KINDS
 from workers.engine.documents import FORBIDDEN, SEMANTICS
 from workers.engine.redact import MASK
@@ -40,69 +42,6 @@ CHANNEL_SENDS_SHOWN = 20
 # One-minute windows shown around an incident on its page.
 WINDOWS_BEFORE_S = 5 * 60
 WINDOWS_SHOWN = 30
-
-
-def _open_first(queryset):
-    order = Case(
-        When(state=OPEN, then=Value(0)),
-        When(state=ACKNOWLEDGED, then=Value(1)),
-        default=Value(2),
-        output_field=IntegerField(),
-    )
-    return queryset.annotate(state_order=order).order_by("state_order", "-opened_at", "-pk")
-
-
-def unresolved_incidents():
-    return _open_first(
-        Incident.objects.exclude(state=RESOLVED).select_related("sentinel", "acknowledged_by")
-    )
-
-
-def active_silences():
-    return Silence.objects.filter(ends_at__gt=timezone.now()).select_related(
-        "cluster", "sentinel", "created_by"
-    )
-
-
-def latched_text(incident: Incident) -> str:
-    """What a sentinel's overview cell says while ``incident`` is unresolved, e.g.
-    "violated at 14:02, 40 lost, not acknowledged"."""
-    parts = [f"{incident.kind.replace('_', ' ')} at {incident.opened_at:%H:%M}"]
-    parts += [f"{n} {name.replace('_', ' ')}" for name, n in incident.counts.items() if n]
-    if incident.state == ACKNOWLEDGED:
-        parts.append(f"acknowledged by {incident.acknowledged_by or 'someone'}")
-    else:
-        parts.append("not acknowledged")
-    return ", ".join(parts)
-
-
-def unacknowledged(unresolved: list[Incident]) -> int:
-    return sum(1 for incident in unresolved if incident.state == OPEN)
-
-
-def latched_for(sentinel_id: int) -> list[dict[str, Any]]:
-    """The sentinel's unresolved incidents as its pages show them: ``incident`` and ``text``."""
-    return [
-        {"incident": incident, "text": latched_text(incident)}
-        for incident in unresolved_incidents().filter(sentinel_id=sentinel_id)
-    ]
-
-
-def overview_context(grid: list[dict[str, Any]]) -> dict[str, Any]:
-    """The overview's on-call block (unresolved incidents, active silences), and each cell's
-    latched problems (``latched``: one entry per unresolved incident of its sentinel)."""
-    unresolved = list(unresolved_incidents())
-    by_sentinel: dict[int, list[dict[str, Any]]] = {}
-    for incident in unresolved:
-        by_sentinel.setdefault(incident.sentinel_id, []).append(
-            {"incident": incident, "text": latched_text(incident)}
-        )
-    for group in grid:
-        for row in group["rows"]:
-            for cell in row["cells"]:
-                for c in cell:
-                    c["latched"] = by_sentinel.get(c["id"], [])
-    return {"open_incidents": unresolved, "active_silences": list(active_silences())}
 
 
 # -- incidents ----------------------------------------------------------------------------------
@@ -130,7 +69,7 @@ def incident_list(request: HttpRequest) -> HttpResponse:
         else:
             problems.append(f"unknown state {filters['state']!r}: not filtered by it")
             filters["state"] = ""
-    page = Paginator(_open_first(queryset), INCIDENTS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(open_first(queryset), INCIDENTS_PER_PAGE).get_page(request.GET.get("page"))
     query = urlencode({k: v for k, v in filters.items() if v})
     return render(
         request,
@@ -214,7 +153,7 @@ def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def incident_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
     incident = get_object_or_404(Incident, pk=pk)
-    if incidents.acknowledge(incident, request.user):
+    if evaluation.acknowledge(incident, request.user, dispatch=dispatch_notification):
         messages.success(request, f"Incident #{pk} acknowledged by {request.user}.")
     else:
         messages.warning(request, f"Incident #{pk} was not open: nothing acknowledged.")
@@ -226,7 +165,7 @@ def incident_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
 def incident_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     incident = get_object_or_404(Incident, pk=pk)
     note = request.POST.get("note", "").strip()[:2000]
-    if incidents.resolve(incident, request.user, note):
+    if evaluation.resolve(incident, request.user, note, dispatch=dispatch_notification):
         messages.success(request, f"Incident #{pk} resolved by {request.user}.")
     else:
         messages.warning(request, f"Incident #{pk} was already resolved.")
@@ -278,7 +217,7 @@ def channel_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 def channel_test(request: HttpRequest, pk: int) -> HttpResponse:
     """Send a test notification now and show its result on the channel page."""
     channel = get_object_or_404(Channel, pk=pk)
-    event = incidents.send_test(channel, request.user)
+    event = notification.send_test(channel, request.user)
     detail = f"{event.result}"
     if event.status_code:
         detail += f", HTTP {event.status_code}"

@@ -1,7 +1,7 @@
 """Forms of the on-call pages: channels, silences and a sentinel's alert rules.
 
 A channel's settings are rendered from its integration's ``fields``
-(``dashboard.transports.TRANSPORTS``) and checked by its ``validate()``. Secret settings
+(``dashboard.oncall.transports.TRANSPORTS``) and checked by its ``validate()``. Secret settings
 (``secret_fields``) never go back to the browser: a saved one is shown as ``******``, a
 submitted ``******`` keeps the stored value, and a secret typed into a form that fails
 validation is not echoed back either (it has to be typed again). They are stored sealed
@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from dashboard.models import Channel, Cluster, Sentinel, Silence
 from dashboard.models.oncall import AlertRule
-from dashboard.transports import SECRET_SETTINGS, TRANSPORTS
+from dashboard.oncall.transports import SECRET_SETTINGS, TRANSPORTS
 from workers.clientsecrets import SecretError, seal, unseal
 from workers.engine import alerts
 from workers.engine.redact import MASK

@@ -1,4 +1,4 @@
-"""Incidents: turning rule conditions into incidents, and incidents into notifications.
+"""Incidents: turning rule conditions into incidents, and their lifecycle.
 
 ``evaluate()`` runs in Celery (beat, every ``ONCALL_EVALUATE_EVERY_S``), never in a web
 request. For each enabled sentinel it reads the status document (one round trip for all),
@@ -17,18 +17,18 @@ The ``lint_error`` rule reads the latest guarantee lint report of the sentinel's
 incident while it persists, however many lint runs see it.
 
 Acknowledging or resolving by hand is recorded with the user and notified the same way.
-Each notification is one ``IncidentEvent`` and one Celery task (``deliver``), so a slow or
-dead endpoint never delays another channel, a sentinel, or the evaluation.
+Each notification is one ``IncidentEvent`` (``dashboard.oncall.notification``) handed to the
+``dispatch`` its caller passes: the Celery task and the views pass
+``dashboard.oncall.tasks.dispatch_notification`` (one task per notification, so a slow or dead
+endpoint never delays another channel, a sentinel, or the evaluation), tests and the on-call
+cluster test deliver at once.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -39,37 +39,25 @@ from dashboard.models.oncall import (
     OPEN,
     RESOLVED,
     AlertRule,
-    Channel,
     Incident,
     IncidentEvent,
     active_silence,
     ensure_rules,
 )
+from dashboard.oncall.notification import Dispatch, notify
 from dashboard.redisclient import redis_client
 from dashboard.status import all_statuses
-from dashboard.transports import TransportError, timed_send, transport_for
 from workers.engine import alerts
-from workers.engine.alerts import Condition, Notice
+from workers.engine.alerts import Condition
 from workers.engine.documents import FORBIDDEN, VERDICT_WINDOW_S, Window
 from workers.store import LintStore, SentinelStore
-
-log = logging.getLogger(__name__)
-
-Dispatch = Callable[[int], None]
-
-
-def dispatch_task(event_id: int) -> None:
-    """Deliver notification ``event_id`` in a Celery task of its own, once committed."""
-    from dashboard.tasks import deliver_notification
-
-    transaction.on_commit(lambda: deliver_notification.delay(event_id))
-
 
 # -- evaluation -------------------------------------------------------------------------------
 
 
-def evaluate(now: float | None = None, dispatch: Dispatch = dispatch_task) -> list[Incident]:
-    """One evaluation of every enabled sentinel's rules; the incidents opened."""
+def evaluate(now: float | None = None, *, dispatch: Dispatch) -> list[Incident]:
+    """One evaluation of every enabled sentinel's rules; the incidents opened. Notifications
+    go to ``dispatch`` (an ``IncidentEvent`` id each)."""
     now = time.time() if now is None else now
     sentinels = {
         s.pk: s for s in Sentinel.objects.filter(enabled=True).select_related("cluster", "profile")
@@ -267,7 +255,7 @@ def apply(
     elif incident is not None:
         clear_for = now - incident.last_firing_at.timestamp()
         if clear_for >= rule.resolve_after_s:
-            resolve(incident, None, f"clear for {clear_for:.0f} s", dispatch, at=at)
+            resolve(incident, None, f"clear for {clear_for:.0f} s", dispatch=dispatch, at=at)
     return None
 
 
@@ -290,7 +278,7 @@ def grow(incident: Incident, status: dict, at: datetime) -> None:
         IncidentEvent.objects.create(incident=incident, at=at, kind="grew", message=message)
 
 
-def acknowledge(incident: Incident, user, dispatch: Dispatch = dispatch_task) -> bool:
+def acknowledge(incident: Incident, user, *, dispatch: Dispatch) -> bool:
     """False when the incident was not open."""
     with transaction.atomic():
         incident = Incident.objects.select_for_update().get(pk=incident.pk)
@@ -312,7 +300,8 @@ def resolve(
     incident: Incident,
     user,
     note: str,
-    dispatch: Dispatch = dispatch_task,
+    *,
+    dispatch: Dispatch,
     at: datetime | None = None,
 ) -> bool:
     """Resolve by hand (``user``) or by hold-down (``user`` None); False when resolved."""
@@ -336,99 +325,3 @@ def resolve(
         if not incident.silenced:
             notify(incident, alerts.RESOLVE, dispatch, by=str(user) if user else "")
     return True
-
-
-# -- notifications ----------------------------------------------------------------------------
-
-
-def notify(incident: Incident, action: str, dispatch: Dispatch, by: str = "") -> None:
-    """One pending notification per enabled channel of the incident's rule."""
-    for channel in incident.rule.channels.filter(enabled=True):
-        event = IncidentEvent.objects.create(
-            incident=incident,
-            kind="notify",
-            channel=channel,
-            action=action,
-            result="pending",
-            message=by,
-        )
-        dispatch(event.pk)
-
-
-def notice_for(incident: Incident, action: str, by: str = "") -> Notice:
-    return Notice(
-        event=action,
-        dedup_key=incident.dedup_key,
-        rule=incident.kind,
-        severity=incident.severity,
-        cluster=incident.cluster,
-        topic=incident.topic,
-        semantic=incident.semantic,
-        sentinel=incident.sentinel.name,
-        summary=incident.reason,
-        started_at=incident.opened_at.timestamp(),
-        counts=incident.counts,
-        ended_at=incident.resolved_at.timestamp() if incident.resolved_at else None,
-        url=f"{settings.DS_BASE_URL}/incidents/{incident.pk}/",
-        by=by,
-    )
-
-
-def deliver(event_id: int) -> str:
-    """Send notification ``event_id``; its result ("ok" / "error" / "skipped")."""
-    event = IncidentEvent.objects.select_related("incident", "channel").get(pk=event_id)
-    channel = event.channel
-    if event.result != "pending":
-        return "skipped"  # a redelivered task
-    if channel is None or not channel.enabled:
-        event.result, event.error = "skipped", "channel disabled"
-        event.save()
-        return event.result
-    record(event, channel, notice_for(event.incident, event.action, event.message))
-    return event.result
-
-
-def send_test(channel: Channel, user=None) -> IncidentEvent:
-    """A test notification to ``channel``, sent now (the channel page's button)."""
-    notice = Notice(
-        event=alerts.TEST,
-        dedup_key=f"delivery-sentinel-test-{channel.pk}",
-        rule="test",
-        severity=alerts.WARNING,
-        cluster="test",
-        topic="test",
-        semantic="test",
-        sentinel="test",
-        summary=f"Test notification from Delivery Sentinel to channel {channel.name}",
-        started_at=time.time(),
-        url=f"{settings.DS_BASE_URL}/channels/{channel.pk}/",
-    )
-    event = IncidentEvent(kind="notify", channel=channel, action=alerts.TEST, user=user)
-    record(event, channel, notice)
-    return event
-
-
-def record(event: IncidentEvent, channel: Channel, notice: Notice) -> None:
-    """Send, and record the attempt (result, status, duration, error) on ``event``; a
-    permanent error disables the channel and says why."""
-    try:
-        event.status_code, event.duration_ms = timed_send(transport_for(channel), notice)
-        event.result = "ok"
-    except TransportError as exc:
-        event.result, event.error = "error", exc.message
-        event.status_code = exc.status
-        event.duration_ms = getattr(exc, "duration_ms", None)
-        if exc.permanent:
-            channel.enabled = False
-            channel.disabled_reason = exc.message
-            channel.save(update_fields=["enabled", "disabled_reason"])
-    event.at = timezone.now()
-    event.save()
-    log.info(
-        "notification %s to channel %s: %s%s (%.0f ms)",
-        notice.event,
-        channel.name,
-        event.result,
-        f" ({event.error})" if event.error else "",
-        event.duration_ms or 0,
-    )
