@@ -28,8 +28,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from dashboard.models import ApiToken, Sentinel
-from dashboard.status import STALE_AFTER_S, all_statuses
-from workers.engine.documents import COUNTERS, Verdict
+from dashboard.status import all_statuses
+from workers.engine.documents import COUNTERS, STALE_AFTER_S, Verdict, reported_within
 
 NAMESPACE = "delivery_sentinel"
 SENTINEL_LABELS = ("sentinel", "cluster", "topic", "semantic")
@@ -65,9 +65,9 @@ def counter_values(doc: dict[str, Any]) -> dict[str, dict[str, int]]:
 
 
 def is_up(doc: dict[str, Any], now: float) -> bool:
-    """The sentinel's checker reported within ``STALE_AFTER_S``."""
-    updated = doc.get("updated_at")
-    return bool(updated) and now - updated <= STALE_AFTER_S
+    """The sentinel's checker reported within ``STALE_AFTER_S`` (the staleness that turns the
+    read status STALLED, ``workers.engine.documents.as_read``)."""
+    return reported_within(doc, now)
 
 
 @dataclass

@@ -1,8 +1,11 @@
 """The sentinel status document: one shape for the CLI, the JSON API and the pages.
 
-The checker writes the live document to Redis (``workers.runtime.checkrunner``); this module adds
-what only the database knows and fills a placeholder of the same shape for a sentinel whose
-checker has not reported (yet), which is STALLED, never a loss. See docs/status.md.
+The checker writes the complete document to Redis (``workers.runtime.checkrunner``; the shape
+is ``workers.engine.documents``'). This module reads it as of now
+(``documents.as_read``: STALLED once its checker has been silent for ``STALE_AFTER_S``), adds
+what only the database knows (the row's current name, cluster, topic and ``enabled``), and fills
+a placeholder of the same shape for a sentinel whose checker has not reported (yet), which is
+STALLED, never a loss. See docs/status.md.
 """
 
 from __future__ import annotations
@@ -16,13 +19,10 @@ from django.conf import settings
 
 from dashboard.models import Sentinel
 from dashboard.redisclient import redis_client
-from workers.engine.documents import STATUS_VERSION, Verdict, empty_status
+from workers.engine.documents import as_read, empty_status
 from workers.engine.failures import redis_in_words
 from workers.runtime.supervisor import LEASE_MS
 from workers.store import SentinelStore, WorkerRegistry, lease_holders
-
-# The checker reports about once a second; this long without a report means it is not running.
-STALE_AFTER_S = 30.0
 
 
 def no_report_reason(sentinel: Sentinel) -> str:
@@ -68,17 +68,9 @@ def complete(sentinel: Sentinel, doc: dict[str, Any] | None, reason: str) -> dic
     incarnation = doc.get("incarnation") if doc else None
     if incarnation and incarnation != sentinel.incarnation.hex:
         doc = None
-    if doc is None:
-        doc = placeholder(sentinel, reason)
-    elif doc.get("updated_at") and time.time() - doc["updated_at"] > STALE_AFTER_S:
-        doc["verdict"] = Verdict.STALLED.value
-        doc["reasons"] = [
-            f"checker silent for {time.time() - doc['updated_at']:.0f}s",
-            *doc["reasons"],
-        ]
+    doc = as_read(placeholder(sentinel, reason) if doc is None else doc, time.time())
     doc.update(
         {
-            "version": STATUS_VERSION,
             "name": sentinel.name,
             "semantic": sentinel.semantic,
             "cluster": sentinel.cluster.name,

@@ -7,7 +7,11 @@ from typing import Any, Literal
 from ninja import Schema
 from pydantic import ConfigDict, Field
 
-VerdictName = Literal["HOLDING", "DEGRADED", "VIOLATED", "STALLED"]
+from workers.engine.documents import Verdict
+
+# The verdict names, as ``workers.engine.documents.Verdict`` defines them (a Literal rather than
+# the enum keeps the OpenAPI schema a plain string enum).
+VerdictName = Literal[tuple(v.value for v in Verdict)]  # type: ignore[valid-type]
 
 
 class Error(Schema):

@@ -95,6 +95,9 @@ def worst(verdicts: list[str]) -> str:
 STATUS_VERSION = 1
 # The check runner writes the status document and a one-second window this often.
 CHECKPOINT_INTERVAL_S = 1.0
+# A status document this old means its checker is not running (stopped, dead, cut off from
+# Redis): STALLED, which only a reader can tell, since a dead checker writes nothing.
+STALE_AFTER_S = 30.0
 # The verdict covers the counter increases of this window; latency the last minute.
 VERDICT_WINDOW_S = 300.0
 LATENCY_WINDOW_S = 60.0
@@ -126,6 +129,7 @@ class LatencySummary(TypedDict):
 
 
 class StatusDoc(TypedDict, total=False):
+    version: int  # STATUS_VERSION
     id: int
     incarnation: str  # the sentinel row's (SentinelSpec.incarnation); "" for specs built in code
     name: str
@@ -171,6 +175,7 @@ def empty_status(
     """The document of a sentinel whose checker has not reported: STALLED, never a loss."""
     none: LatencySummary = {"p50": None, "p99": None, "max": None}
     return {
+        "version": STATUS_VERSION,
         "id": id,
         "name": name,
         "semantic": semantic,
@@ -190,6 +195,28 @@ def empty_status(
         "last_progress_at": None,
         "updated_at": None,
     }
+
+
+def reported_within(status: dict[str, Any], now: float) -> bool:
+    """The document's checker reported within ``STALE_AFTER_S`` of ``now``."""
+    updated = status.get("updated_at")
+    return bool(updated) and now - updated <= STALE_AFTER_S
+
+
+def as_read(status: dict[str, Any], now: float) -> dict[str, Any]:
+    """The stored status document as a reader shows it at ``now``.
+
+    The check runner judges every verdict it can (``workers.engine.verdict``, STALLED included
+    when no record makes progress); the one judgement left to a reader is a checker that has
+    stopped reporting: a document older than ``STALE_AFTER_S`` is STALLED, with how long the
+    checker has been silent first in its ``reasons``. A placeholder (``empty_status``, never
+    reported) is left as it is. ``version`` is stamped for documents written before checkers
+    wrote it."""
+    doc = {**status, "version": STATUS_VERSION}
+    if doc.get("updated_at") and not reported_within(doc, now):
+        doc["verdict"] = Verdict.STALLED.value
+        doc["reasons"] = [f"checker silent for {now - doc['updated_at']:.0f}s", *doc["reasons"]]
+    return doc
 
 
 # The part of the status document the live pages need with every window.

@@ -36,6 +36,7 @@ from workers.engine.documents import (
     LATENCY_BUCKETS_S,
     LATENCY_WINDOW_S,
     PARTITION_EVENT_COUNTERS,
+    STATUS_VERSION,
     VERDICT_EVENT,
     VERDICT_UPDATE,
     VERDICT_WINDOW_S,
@@ -455,6 +456,7 @@ class CheckRunner(Loop):
         )
         runs = self.store.runs()
         return {
+            "version": STATUS_VERSION,
             "id": self.spec.id,
             "incarnation": self.spec.incarnation,
             "name": self.spec.name,
