@@ -4,7 +4,6 @@ from django.urls import include, path
 
 from dashboard import api, cluster_views, prometheus, tokens_views, views
 from dashboard.api_v1 import api as api_v1
-from dashboard.lint import views as lint_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -44,9 +43,8 @@ urlpatterns = [
         views.sentinel_toggle,
         name="sentinel-toggle",
     ),
-    path("lint/", lint_views.index, name="lint"),
-    path("lint/<str:cluster>/", lint_views.cluster_page, name="lint-cluster"),
-    path("lint/<str:cluster>/run/", lint_views.run_now, name="lint-run"),
+    # Guarantee lint: its pages and /api/lint/
+    path("", include("dashboard.lint.urls")),
     path("scenarios/", include("dashboard.lab.urls")),
     # On-call: incidents, channels, silences, alert rules
     path("", include("dashboard.oncall.urls")),
@@ -54,8 +52,6 @@ urlpatterns = [
     path("api/sentinels/", api.sentinels, name="api-sentinels"),
     path("api/sentinels/<int:sentinel_id>/", api.sentinel, name="api-sentinel"),
     path("api/sentinels/<int:sentinel_id>/windows/", api.windows, name="api-sentinel-windows"),
-    path("api/lint/", lint_views.api_report, name="api-lint"),
-    path("api/lint/check/", lint_views.api_check, name="api-lint-check"),
     path("api/v1/", api_v1.urls),
     path("metrics", prometheus.metrics, name="metrics"),
     path("tokens/", tokens_views.tokens, name="tokens"),

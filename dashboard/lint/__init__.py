@@ -1,2 +1,3 @@
-"""The guarantee lint in the dashboard (docs/lint.md): ``services`` (which clusters, one run, the
-stored reports), ``views`` (the Lint pages and ``/api/lint/``), ``tasks`` (the beat task)."""
+"""The guarantee lint in the dashboard (docs/lint.md): ``services`` (which clusters, one run,
+the stored reports), ``views`` and ``urls`` (the Lint pages and ``/api/lint/``), ``tasks`` (the
+beat task)."""

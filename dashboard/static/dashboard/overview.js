@@ -101,7 +101,7 @@
       onWindow(msg);
       showWorst();
     },
-    // The server batches windows: one message a second for every sentinel (consumers.py).
+    // The server batches windows: one message a second for every sentinel (dashboard/live/consumers.py).
     windows(msg) {
       for (const item of msg.windows || []) onWindow(item);
       showWorst();
