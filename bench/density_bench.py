@@ -67,7 +67,7 @@ from _common import (
 
 from workers.engine.documents import FORBIDDEN, W1_RETENTION_S
 from workers.localkafka.cluster import LocalCluster
-from workers.store import PREFIX, SentinelStore, connect
+from workers.store.sentinel import PREFIX, SentinelStore, connect
 from workers.system import hosting_worker_argv
 
 MB = 1024 * 1024

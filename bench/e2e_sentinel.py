@@ -33,7 +33,7 @@ from workers.clientsecrets import seal
 from workers.engine.profiles import Profile
 from workers.engine.spec import SentinelSpec
 from workers.runtime.run import RoleRunner, open_spec, roles_for
-from workers.store import SentinelStore, connect
+from workers.store.sentinel import SentinelStore, connect
 
 # -------------------------------------------------------------------------------------------
 # Sentinel pipeline

@@ -60,7 +60,7 @@ from _common import (
 
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, SEMANTICS
 from workers.engine.spec import SentinelSpec
-from workers.store import SentinelStore, connect
+from workers.store.sentinel import SentinelStore, connect
 
 MB = 1024 * 1024
 

@@ -50,7 +50,7 @@ from dashboard.transports import TransportError, timed_send, transport_for
 from workers.engine import alerts
 from workers.engine.alerts import Condition, Notice
 from workers.engine.documents import FORBIDDEN, VERDICT_WINDOW_S, Window
-from workers.store import LintStore, SentinelStore
+from workers.store.sentinel import LintStore, SentinelStore
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from workers.engine.lintclient import lint_profile
 from workers.engine.profiles import DEFAULT_PROFILES
 from workers.engine.redact import redact_text
 from workers.roles.lintfacts import FactsError, gather
-from workers.store import LintStore, connect
+from workers.store.sentinel import LintStore, connect
 
 # A run claims its cluster this long at most, so a crashed run does not block the next one.
 RUN_CLAIM_MS = 120_000

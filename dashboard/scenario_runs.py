@@ -21,7 +21,7 @@ from dashboard.metrics.windows import redis_client
 from dashboard.models import ScenarioRun
 from workers.lab.lab import BEAT_S, LOCK_TTL_MS
 from workers.lab.outcome import ABORTED, QUEUED, RUNNING
-from workers.store import LabLock, ScenarioRuns
+from workers.store.sentinel import LabLock, ScenarioRuns
 
 log = logging.getLogger(__name__)
 

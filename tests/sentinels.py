@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 from workers.engine import codec
 from workers.engine.profiles import DEFAULT_PROFILES, Profile
 from workers.engine.spec import SentinelSpec
-from workers.store import SentinelStore, connect
+from workers.store.sentinel import SentinelStore, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 

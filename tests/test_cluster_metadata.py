@@ -17,7 +17,7 @@ from workers.engine.spec import SentinelSpec
 from workers.roles.kafka import topic_metadata
 from workers.runtime import checkrunner
 from workers.runtime.checkrunner import CheckRunner
-from workers.store import SentinelStore, connect
+from workers.store.sentinel import SentinelStore, connect
 
 UNREACHABLE = "127.0.0.1:1"
 

@@ -16,7 +16,7 @@ from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED, AlertRule
 from tests.dashboard_data import counts, fresh_defaults, seed_windows, status_doc, window, wipe
 from workers.engine import alerts
 from workers.engine.lint import ClusterFacts, PartitionFacts, Setting, TopicFacts, lint_report
-from workers.store import LintStore, SentinelStore, connect
+from workers.store.sentinel import LintStore, SentinelStore, connect
 
 pytestmark = pytest.mark.django_db
 

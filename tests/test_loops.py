@@ -12,7 +12,7 @@ from workers.engine import codec
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
 from workers.engine.spec import SentinelSpec
 from workers.roles.producer import SentinelProducer
-from workers.store import SentinelStore, connect
+from workers.store.sentinel import SentinelStore, connect
 
 
 class FullAfter:

@@ -19,7 +19,7 @@ from tests.dashboard_data import (
 )
 from workers.engine.documents import Window
 from workers.runtime.checkrunner import CheckRunner
-from workers.store import SentinelStore, connect, pack_ledger
+from workers.store.sentinel import SentinelStore, connect, pack_ledger
 
 pytestmark = pytest.mark.django_db
 

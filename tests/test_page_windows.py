@@ -13,7 +13,7 @@ from dashboard.models.oncall import ACKNOWLEDGED
 from tests.dashboard_data import counts
 from tests.test_oncall_pages import make_incident
 from tests.test_views import publish_status
-from workers.store import SentinelStore, connect
+from workers.store.sentinel import SentinelStore, connect
 
 pytestmark = pytest.mark.django_db
 

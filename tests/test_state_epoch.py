@@ -13,7 +13,13 @@ from tests.sentinels import make_spec
 from workers.engine.documents import STATE_LOST
 from workers.engine.profiles import AT_LEAST_ONCE
 from workers.roles.producer import SentinelProducer
-from workers.store import SentinelStore, StateLost, connect, epoch_started_ms, unpack_ledger
+from workers.store.sentinel import (
+    SentinelStore,
+    StateLost,
+    connect,
+    epoch_started_ms,
+    unpack_ledger,
+)
 
 SID = 990_301
 

@@ -20,7 +20,7 @@ from django.urls import NoReverseMatch, reverse
 from dashboard.metrics.windows import range_containing, redis_client
 from dashboard.models import ScenarioRun, Sentinel
 from workers.engine.documents import SENTINEL_EVENTS, Verdict
-from workers.store import SentinelStore
+from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from workers.engine.documents import (
     severity,
 )
 from workers.engine.latency import LatencyHistogram
-from workers.store import SentinelStore, connect
+from workers.store.sentinel import SentinelStore, connect
 
 RANGES: dict[str, int] = {
     "live": 60,

@@ -23,7 +23,7 @@ from workers.engine.profiles import AT_LEAST_ONCE
 from workers.engine.redact import MASK
 from workers.localkafka.security import write_ca
 from workers.runtime.publish import channel_layer_config
-from workers.store import SentinelStore, connect
+from workers.store.sentinel import SentinelStore, connect
 
 PASSWORD = "tls-redis-Pa55word"
 

@@ -16,7 +16,7 @@ import redis
 from tests.sentinels import make_spec, wait_until
 from workers.engine.documents import SEMANTICS, STATE_LOST
 from workers.runtime.supervisor import SentinelSupervisor
-from workers.store import SentinelStore, connect
+from workers.store.sentinel import SentinelStore, connect
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

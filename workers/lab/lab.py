@@ -31,7 +31,7 @@ from workers.lab.outcome import ProgressFn, ScenarioAborted
 from workers.lab.probes import Probe, RoleProcess
 from workers.localkafka import LocalClusterError
 from workers.localkafka.cluster import LocalCluster
-from workers.store import LabLock, ScenarioRuns, connect
+from workers.store.sentinel import LabLock, ScenarioRuns, connect
 from workers.system import terminate_all
 
 log = logging.getLogger(__name__)

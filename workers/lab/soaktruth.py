@@ -27,7 +27,7 @@ import redis
 from workers.engine import codec
 from workers.engine.spec import SentinelSpec
 from workers.roles.kafka import TXN_HEADER, read_to_end
-from workers.store import SentinelStore, unpack_aborted, unpack_ledger
+from workers.store.sentinel import SentinelStore, unpack_aborted, unpack_ledger
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from workers.roles.kafka import (
     partition_count,
 )
 from workers.roles.loop import Loop, RestartRole, now_us
-from workers.store import SentinelStore, StateLost
+from workers.store.sentinel import SentinelStore, StateLost
 
 log = logging.getLogger(__name__)
 

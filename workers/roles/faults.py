@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from workers.store import SentinelStore, to_ranges
+from workers.store.sentinel import SentinelStore, to_ranges
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from workers.engine import codec
 from workers.engine.spec import SentinelSpec
 from workers.roles.consumer import AssignedConsumer
 from workers.roles.kafka import TXN_HEADER
-from workers.store import SentinelStore
+from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,13 @@ from workers.roles.kafka import (
 )
 from workers.roles.loop import Loop
 from workers.runtime.publish import LivePublisher
-from workers.store import SentinelStore, StateLost, epoch_started_ms, unpack_aborted, unpack_ledger
+from workers.store.sentinel import (
+    SentinelStore,
+    StateLost,
+    epoch_started_ms,
+    unpack_aborted,
+    unpack_ledger,
+)
 
 log = logging.getLogger(__name__)
 

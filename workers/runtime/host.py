@@ -47,7 +47,7 @@ from workers.runtime.run import (
     open_spec,
     roles_for,
 )
-from workers.store import SentinelStore, connect
+from workers.store.sentinel import SentinelStore, connect
 from workers.system import QUICK_EXIT_S, RESPAWN_BACKOFF_MAX_S, respawn_backoff
 
 log = logging.getLogger("workers.runtime.host")

@@ -50,7 +50,7 @@ import redis
 from workers.engine.env import envchoice, envint
 from workers.engine.spec import SentinelSpec
 from workers.runtime.manifest import entry_path, read_state, write_entry
-from workers.store import Lease, SentinelStore, WorkerRegistry
+from workers.store.sentinel import Lease, SentinelStore, WorkerRegistry
 from workers.system import (
     LOCAL_DIR,
     PROJECT_ROOT,
