@@ -233,7 +233,8 @@ def main() -> int:
         from django.test import Client
 
         from workers.engine.env import mask_url
-        from workers.store.sentinel import SentinelStore, connect
+        from workers.store.connection import connect
+        from workers.store.sentinel import SentinelStore
 
         started = time.perf_counter()
         sentinels = seed_database(args.sentinels, args.hours, rng)

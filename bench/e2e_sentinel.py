@@ -33,7 +33,10 @@ from workers.clientsecrets import seal
 from workers.engine.profiles import Profile
 from workers.engine.spec import SentinelSpec
 from workers.runtime.run import RoleRunner, open_spec, roles_for
-from workers.store.sentinel import SentinelStore, connect
+from workers.store.connection import connect
+
+# -------------------------------------------------------------------------------------------
+from workers.store.sentinel import SentinelStore
 
 # -------------------------------------------------------------------------------------------
 # Sentinel pipeline

@@ -112,7 +112,8 @@ def main() -> int:
         from prometheus_client.parser import text_string_to_metric_families
 
         from dashboard.models import ApiToken
-        from workers.store.sentinel import SentinelStore, connect
+        from workers.store.connection import connect
+        from workers.store.sentinel import SentinelStore
 
         sentinels = seed(args.sentinels, args.partitions, rng)
         _row, raw = ApiToken.issue(get_user_model().objects.create_user("bench"), "bench")

@@ -36,7 +36,8 @@ from workers.engine.latency import LatencyHistogram
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
 from workers.runtime.checkrunner import CheckRunner
-from workers.store.sentinel import SentinelStore, connect, pack_ledger
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore, pack_ledger
 
 RUN = 77
 

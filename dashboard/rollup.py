@@ -17,7 +17,8 @@ from django.utils import timezone
 from dashboard.models import MetricWindow, Sentinel
 from workers.engine import documents
 from workers.engine.documents import W1_RETENTION_S, Window
-from workers.store.sentinel import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 
 def merge_windows(windows: list[dict[str, Any]]) -> dict[str, Any]:

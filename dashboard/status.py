@@ -18,7 +18,13 @@ from dashboard.models import Sentinel
 from workers.engine.documents import STATUS_VERSION, Verdict, empty_status
 from workers.engine.failures import redis_in_words
 from workers.runtime.supervisor import LEASE_MS
-from workers.store.sentinel import SentinelStore, WorkerRegistry, connect, lease_holders
+from workers.store.connection import connect
+
+# The checker reports about once a second; this long without a report means it is not running.
+from workers.store.coordination import WorkerRegistry, lease_holders
+
+# The checker reports about once a second; this long without a report means it is not running.
+from workers.store.sentinel import SentinelStore
 
 # The checker reports about once a second; this long without a report means it is not running.
 STALE_AFTER_S = 30.0

@@ -19,7 +19,8 @@ from confluent_kafka import Producer
 from workers.engine import codec
 from workers.engine.profiles import DEFAULT_PROFILES, Profile
 from workers.engine.spec import SentinelSpec
-from workers.store.sentinel import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

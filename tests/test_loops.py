@@ -12,7 +12,8 @@ from workers.engine import codec
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
 from workers.engine.spec import SentinelSpec
 from workers.roles.producer import SentinelProducer
-from workers.store.sentinel import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 
 class FullAfter:

@@ -19,7 +19,8 @@ from tests.dashboard_data import (
 )
 from workers.engine.documents import Window
 from workers.runtime.checkrunner import CheckRunner
-from workers.store.sentinel import SentinelStore, connect, pack_ledger
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore, pack_ledger
 
 pytestmark = pytest.mark.django_db
 

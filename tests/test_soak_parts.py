@@ -14,7 +14,8 @@ from workers.lab.soakfaults import KEEP_PROCESSES, KINDS, plan
 from workers.lab.soakprocs import process_age_s
 from workers.lab.soaktruth import Truth, compare
 from workers.lab.soakwatch import monotonic_checks
-from workers.store.sentinel import SentinelStore, connect, pack_ledger
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore, pack_ledger
 
 
 def spec(sid: int = 990_010) -> SentinelSpec:

@@ -1,4 +1,4 @@
-"""The state epoch (``workers.store``): a sentinel's state is written only while the epoch its
+"""The state epoch (``workers.store.epoch``): a sentinel's state is written only while the epoch its
 writer joined holds, so whatever Redis loses (FLUSHALL, a restart without persistence, a
 failover to a replica that was behind) is noticed by every writer instead of mixed in."""
 
@@ -13,13 +13,9 @@ from tests.sentinels import make_spec
 from workers.engine.documents import STATE_LOST
 from workers.engine.profiles import AT_LEAST_ONCE
 from workers.roles.producer import SentinelProducer
-from workers.store.sentinel import (
-    SentinelStore,
-    StateLost,
-    connect,
-    epoch_started_ms,
-    unpack_ledger,
-)
+from workers.store.connection import connect
+from workers.store.epoch import StateLost, epoch_started_ms
+from workers.store.sentinel import SentinelStore, unpack_ledger
 
 SID = 990_301
 

@@ -40,7 +40,8 @@ from workers.engine.documents import (
     severity,
 )
 from workers.engine.latency import LatencyHistogram
-from workers.store.sentinel import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 RANGES: dict[str, int] = {
     "live": 60,

@@ -35,7 +35,8 @@ from workers.roles.kafka import (
     partition_count,
 )
 from workers.roles.loop import Loop, RestartRole, now_us
-from workers.store.sentinel import SentinelStore, StateLost
+from workers.store.epoch import StateLost
+from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)
 

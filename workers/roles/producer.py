@@ -32,7 +32,8 @@ from workers.roles.kafka import (
     records_ever_written,
 )
 from workers.roles.loop import Loop, RestartRole, now_us
-from workers.store.sentinel import SentinelStore, StateLost, to_ranges
+from workers.store.epoch import StateLost
+from workers.store.sentinel import SentinelStore, to_ranges
 
 log = logging.getLogger(__name__)
 

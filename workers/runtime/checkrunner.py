@@ -11,7 +11,7 @@ A thread of its own (``MetadataRefresher``) fetches the topic's cluster metadata
 replicas, in-sync replicas) every few seconds for the status document's ``metadata`` field, so
 that no page asks Kafka and an unreachable cluster never delays a step.
 
-If Redis loses the sentinel's state (its epoch is gone or replaced: ``workers.store``), the
+If Redis loses the sentinel's state (its epoch is gone or replaced: ``workers.store.epoch``), the
 checker starts afresh in the new epoch: records of runs begun before it (still in the topics,
 or written by a producer that has not noticed yet) count for nothing, neither as lost nor
 duplicated nor foreign; the role that began the epoch records a ``state-lost`` event.
@@ -58,13 +58,8 @@ from workers.roles.kafka import (
 )
 from workers.roles.loop import Loop
 from workers.runtime.publish import LivePublisher
-from workers.store.sentinel import (
-    SentinelStore,
-    StateLost,
-    epoch_started_ms,
-    unpack_aborted,
-    unpack_ledger,
-)
+from workers.store.epoch import StateLost, epoch_started_ms
+from workers.store.sentinel import SentinelStore, unpack_aborted, unpack_ledger
 
 log = logging.getLogger(__name__)
 

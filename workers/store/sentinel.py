@@ -1,125 +1,28 @@
-"""Every Redis key the project uses, and every read and write of them.
-
-Nothing else formats a ``ds:`` key: sentinel processes, the supervisor, the lab and the
-dashboard all go through this module.
-
-Keys of one sentinel, all under ``ds:{sentinel id}:``:
-
-- ``epoch``      the state epoch: a token (``{created ms}-{random}``) written when the
-                 sentinel's state is created. Every write of the state below (runs, acks,
-                 ledger, offsets, checkpoint) is made only while the epoch is still the one
-                 its writer joined (``StateLost`` otherwise), so a Redis that lost the state
-                 (a restart without persistence, FLUSHALL, eviction) never mixes old and new.
-- ``writes``     count of the guarded writes of this epoch; a count that goes back (a failover
-                 to a replica that was behind) declares the state lost too.
-- ``lost``       set once the epoch's ``state-lost`` event is recorded (one event per loss).
-- ``runs``       hash run id -> JSON metadata of every producer run.
-- ``acks``       stream of the producer's delivery results (JSON, one entry per ~100 ms).
-- ``ledger``     stream of processed records: the durable effect of "processing".
-- ``offsets``    hash "topic:partition" -> next offset, for the exactly-once verifier, written in the
-                 same MULTI as its ledger entry so its processing is itself exactly-once.
-- ``aborted``    set of copier transaction tokens known to be aborted.
-- ``txn``        hash with the copier's last opened / committing transaction token.
-- ``checker``    hash: checker snapshot + the stream ids it has consumed (one MULTI).
-- ``status``     the status document (JSON), rewritten about once a second.
-- ``health``     hash role -> JSON {"ts", "error"} heartbeat of each sentinel process.
-- ``events``     capped list of notable events (new run, state lost, fenced...).
-- ``incarnation`` which sentinel (by its database row's incarnation) the state belongs to.
-- ``w1``         stream of one-second metric windows (``workers.engine.documents.Window``).
-- ``applied:{writer}`` the number of the last guarded write one writer (a role's store,
-                 ``for_writer``) made, so that a write sent again after its reply was lost
-                 (the consumer resends a ledger entry until Redis takes it; the producer a
-                 delivery report) is not made twice. Expires
-                 ``APPLIED_TTL_MS`` after the writer's last write.
-- ``lease``      token of the worker process that runs the sentinel (``Lease``).
-- ``fault``      hash ``point``, ``after``, ``action``: a crash point armed by the lab.
-- ``alerting``   what alert evaluation remembers between runs (``alert_state``).
-- ``audit``      hash ``acks``, ``ledger``: the stream ids an auditor (the soak's ground truth)
-                 has read up to; the checker trims no further (expires unless renewed).
-
-Global keys: ``ds:workers`` (``WorkerRegistry``: the workers hosting sentinels, for placement);
-``ds:scenario-lock`` (``LabLock``: one scenario at a time per Redis);
-``ds:scenario-run:{run}:beat`` and ``:cancel`` (``ScenarioRuns``: a run's heartbeat, a cancel);
-``ds:lint:{cluster}`` and ``ds:lint:{cluster}:running`` (``LintStore``: guarantee lint reports).
+"""One sentinel's state in Redis (``SentinelStore``): runs, the acks and ledger streams, the
+verifier's offsets, the copier's transactions, the checker's checkpoint, the status document
+and one-second windows, events, health, alert state and fault hooks. Every write of the
+state proper is epoch-guarded (``workers.store.epoch``); the keys are listed in
+``workers.store.keys``.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import struct
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
 import redis
 
 from workers.engine.documents import STATE_LOST
+from workers.store.coordination import Lease
+from workers.store.epoch import SCRIPT_ARGS_MAX, EpochGuardedStore
+from workers.store.keys import SENTINEL_KEYS_MATCH, sentinel_id_of, sentinel_key
 
 LEDGER_ITEM = struct.Struct("<QIQQQ")  # run, partition, seq, produce_ts_us, processed_ts_us
 ABORTED_ITEM = struct.Struct("<QIQ")  # run, partition, seq
 EVENTS_KEPT = 200
-PREFIX = "ds:"
-LAB_LOCK_KEY = PREFIX + "scenario-lock"
-WORKERS_KEY = PREFIX + "workers"
-SCRIPT_ARGS_MAX = 4000
-# What a state epoch covers: forgotten together when a new epoch begins.
-EPOCH_STATE_KEYS = (
-    "runs", "acks", "ledger", "offsets", "aborted", "txn", "checker", "writes", "lost",
-)  # fmt: skip
-
-# Renew / release only while we still hold the lease (compare-and-set).
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-# A write of the sentinel's state, made only while the epoch is the writer's and only once:
-# KEYS[1] epoch, KEYS[2] writes, KEYS[3] the writer's applied key, KEYS[4..] the keys written;
-# ARGV[1] the writer's epoch token, ARGV[2] the write's number, ARGV[3] the applied key's
-# time to live (ms), then per command its name, its key's index in KEYS, its argument count
-# and arguments. Returns the epoch's write count (without writing again when this write was
-# made already: it is being sent again after its reply was lost), or nil when the epoch is
-# gone or another one.
-_GUARDED = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then return false end
-if redis.call('get', KEYS[3]) == ARGV[2] then return tonumber(redis.call('get', KEYS[2])) end
-local i = 4
-while i <= #ARGV do
-  local n = tonumber(ARGV[i + 2])
-  redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
-  i = i + 3 + n
-end
-redis.call('set', KEYS[3], ARGV[2], 'PX', ARGV[3])
-return redis.call('incr', KEYS[2])
-"""
-# How long a writer's last write number is kept after its last write: a write whose reply was
-# lost and that is sent again later than this could be made twice.
-APPLIED_TTL_MS = 3_600_000
-# Begin a new epoch, forgetting the state keys (KEYS[2..]), when there is none (ARGV[2] == "")
-# or it is still ARGV[2]; returns the epoch in force afterwards.
-_NEW_EPOCH = """
-local current = redis.call('get', KEYS[1])
-if (current or '') ~= ARGV[2] then return current end
-redis.call('del', unpack(KEYS, 2))
-redis.call('set', KEYS[1], ARGV[1])
-return ARGV[1]
-"""
-
-
-class StateLost(Exception):
-    """Redis no longer holds the state epoch this writer joined: it lost the sentinel's state
-    (or another role found that out first and began a new epoch). The write was not made."""
-
-
-def epoch_started_ms(token: str | None) -> int:
-    """When the epoch ``token`` began (ms since the Unix epoch); 0 when unknown."""
-    head = (token or "").partition("-")[0]
-    return int(head) if head.isdigit() else 0
-
-
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
-    )
 
 
 def pack_ledger(items: Iterable[tuple[int, int, int, int, int]]) -> bytes:
@@ -150,102 +53,13 @@ def to_ranges(seqs: list[int]) -> list[list[int]]:
     return out
 
 
-class SentinelStore:
+class SentinelStore(EpochGuardedStore):
     """Typed access to one sentinel's keys."""
-
-    def __init__(self, client: redis.Redis, sentinel_id: int) -> None:
-        self.r = client
-        self.sid = sentinel_id
-        self.prefix = self.key_for(sentinel_id, "")
-        # The epoch this writer joined (None: not yet, it joins at its first write) and the
-        # epoch's write count at its last write.
-        self.token: str | None = None
-        self.writes = 0
-        self._guard = client.register_script(_GUARDED)
-        self._new_writer()
-
-    def _new_writer(self) -> None:
-        # Who writes (``applied:{writer}``), its last write's number, and the write whose
-        # outcome is unknown (its reply never came): ``(keys, args, number)``.
-        self.writer = uuid.uuid4().hex[:16]
-        self._number = 0
-        self._in_doubt: tuple[list[str], list[Any], int] | None = None
-
-    def for_writer(self) -> SentinelStore:
-        """A store on the same connection with an epoch of its own to join: each role must
-        notice a loss itself (its in-memory state belongs to the epoch it joined). A copy,
-        so that a store of a subclass (a test's) stays what it is."""
-        writer = copy.copy(self)
-        writer.token, writer.writes = None, 0
-        writer._new_writer()
-        return writer
-
-    def key(self, name: str) -> str:
-        return self.prefix + name
-
-    @staticmethod
-    def key_for(sentinel_id: int, name: str) -> str:
-        return f"{PREFIX}{sentinel_id}:{name}"
 
     def lease(self, token: str, ttl_ms: int) -> Lease:
         return Lease(self.r, self.key("lease"), token, ttl_ms)
 
-    # -- epoch: detecting that Redis lost our state -------------------------------------
-    def ensure_epoch(self) -> tuple[str, bool]:
-        """Join the current epoch, beginning one when there is none (then forgetting whatever
-        state keys were left without one); returns its token and whether this call began it."""
-        current, created = self.epoch(), False
-        if current is None:
-            current, created = self._new_epoch(expected="")
-        self.token, self.writes = current, 0
-        return current, created
-
-    def declare_lost(self, reason: str) -> None:
-        """The state is not trustworthy although the epoch is (Redis went back in time): begin
-        a new epoch, unless another writer already did; every writer then sees ``StateLost``."""
-        if self.token is not None:
-            self._new_epoch(expected=self.token)
-        raise StateLost(reason)
-
-    def _new_epoch(self, expected: str) -> tuple[str, bool]:
-        """Begin an epoch if the current one is ``expected`` ("": none); the epoch in force
-        afterwards, and whether it is the one begun here."""
-        token = f"{int(time.time() * 1000)}-{uuid.uuid4().hex}"
-        keys = [self.key("epoch"), *(self.key(name) for name in EPOCH_STATE_KEYS)]
-        current = self.r.eval(_NEW_EPOCH, len(keys), *keys, token, expected)
-        current = current.decode() if isinstance(current, bytes) else current
-        return current, current == token
-
-    def _guarded(self, *commands: tuple[str, str, list[Any]]) -> None:
-        """Run ``(command, key name, args)`` in one script, only while our epoch holds."""
-        if self.token is None:
-            self.ensure_epoch()
-        keys = [self.key("epoch"), self.key("writes"), self.key(f"applied:{self.writer}")]
-        args: list[Any] = [self.token]
-        for command, name, values in commands:
-            if self.key(name) not in keys:
-                keys.append(self.key(name))
-            args += [command, keys.index(self.key(name)) + 1, len(values), *values]
-        # The same write sent again (its reply was lost, the caller retries) keeps its number,
-        # so Redis makes it once; any other write is a new one.
-        doubt = self._in_doubt
-        if doubt is not None and doubt[0] == keys and doubt[1] == args:
-            number = doubt[2]
-        else:
-            self._number += 1
-            number = self._number
-        try:
-            writes = self._guard(keys=keys, args=[args[0], number, APPLIED_TTL_MS, *args[1:]])
-        except (redis.ConnectionError, redis.TimeoutError):
-            self._in_doubt = (keys, args, number)  # made or not: sent again, made at most once
-            raise
-        self._in_doubt = None
-        if writes is None:
-            raise StateLost("the sentinel's state epoch in Redis is gone or was replaced")
-        if writes <= self.writes:
-            self.declare_lost(f"Redis went back in time (write {writes} after {self.writes})")
-        self.writes = writes
-
+    # -- whose state it is, and its loss ---------------------------------------------------
     def adopt(self, incarnation: str) -> bool:
         """Make the state this sentinel's: when it was another sentinel's under the same id
         (a database recreated while Redis kept its data, a deleted sentinel's id reused),
@@ -265,10 +79,6 @@ class SentinelStore:
             return False
         self.event(STATE_LOST, message, epoch=self.token)
         return True
-
-    def epoch(self) -> str | None:
-        value = self.r.get(self.key("epoch"))
-        return value.decode() if value else None
 
     # -- runs ----------------------------------------------------------------------------
     def register_run(self, run_id: int, meta: dict[str, Any]) -> None:
@@ -475,7 +285,7 @@ class SentinelStore:
         ids = list(sentinel_ids)
         pipe = client.pipeline(transaction=False)
         for sid in ids:
-            pipe.xrange(SentinelStore.key_for(sid, "w1"), min=_stream_ms(since), max="+")
+            pipe.xrange(sentinel_key(sid, "w1"), min=_stream_ms(since), max="+")
         return {
             sid: [json.loads(fields[b"d"]) for _id, fields in entries]
             for sid, entries in zip(ids, pipe.execute(), strict=True)
@@ -509,204 +319,11 @@ def _entries(reply: Any) -> list[tuple[str, dict[bytes, bytes]]]:
 def sentinel_ids(client: redis.Redis) -> set[int]:
     """Ids of every sentinel with state in Redis (for forgetting deleted ones)."""
     ids = set()
-    for key in client.scan_iter(match=f"{PREFIX}*:*", count=1000):
-        middle = key.decode()[len(PREFIX) :].partition(":")[0]
-        if middle.isdigit():
-            ids.add(int(middle))
+    for key in client.scan_iter(match=SENTINEL_KEYS_MATCH, count=1000):
+        sid = sentinel_id_of(key)
+        if sid is not None:
+            ids.add(sid)
     return ids
-
-
-class Lease:
-    """A renewable lease on one key (``SET NX PX``), held by ``token``; renewed and released
-    only by its holder (compare-and-set in Lua)."""
-
-    def __init__(self, client: redis.Redis, key: str, token: str, ttl_ms: int) -> None:
-        self.r = client
-        self.key = key
-        self.token = token
-        self.ttl_ms = ttl_ms
-
-    def acquire_or_renew(self) -> bool:
-        if self.r.set(self.key, self.token, nx=True, px=self.ttl_ms):
-            return True
-        return bool(self.r.eval(_RENEW, 1, self.key, self.token, self.ttl_ms))
-
-    def release(self) -> None:
-        self.r.eval(_RELEASE, 1, self.key, self.token)
-
-    def holder(self) -> str | None:
-        value = self.r.get(self.key)
-        return value.decode() if value else None
-
-    def held(self) -> tuple[bool, int]:
-        """Whether ``token`` holds the lease now, and its time left in ms."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.get(self.key)
-        pipe.pttl(self.key)
-        holder, pttl = pipe.execute()
-        return holder is not None and holder.decode() == self.token, pttl
-
-
-def lease_holders(client: redis.Redis, sentinel_ids: Iterable[int]) -> dict[int, str | None]:
-    """The worker holding each sentinel's lease now (None: nobody runs it).
-
-    A lease token is ``{worker id}:{suffix}`` (``SentinelSupervisor``); the worker id is what
-    is returned."""
-    ids = list(sentinel_ids)
-    pipe = client.pipeline(transaction=False)
-    for sid in ids:
-        pipe.get(SentinelStore.key_for(sid, "lease"))
-    return {
-        sid: token.decode().rpartition(":")[0] if token else None
-        for sid, token in zip(ids, pipe.execute(), strict=True)
-    }
-
-
-class WorkerRegistry:
-    """The workers hosting sentinels (``ds:workers``: worker id -> JSON ``{"at", "cap",
-    "held"}``), each beating once per supervisor tick, for placing sentinels fairly.
-
-    ``at`` is Redis's own clock (ms), so workers on hosts with skewed clocks agree on who is
-    alive. ``held`` is the worker's own report of the leases it holds; the leases themselves
-    stay the truth of who runs what (``lease_holders``)."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.r = client
-
-    def now_ms(self) -> int:
-        seconds, micros = self.r.time()
-        return seconds * 1000 + micros // 1000
-
-    def beat(self, worker_id: str, cap: int, held: Iterable[int], tick_ms: int = 0) -> None:
-        """``tick_ms``: how often this worker beats (0: unknown)."""
-        doc = {"at": self.now_ms(), "cap": cap, "held": sorted(held), "tick_ms": tick_ms}
-        self.r.hset(WORKERS_KEY, worker_id, json.dumps(doc, separators=(",", ":")))
-
-    def alive(self, within_ms: int, *, ticks: int = 0) -> dict[str, dict[str, Any]]:
-        """Workers that beat in the last ``within_ms``, and (``ticks``) within that many of
-        their own beat periods; entries ten times ``within_ms`` old are removed."""
-        now = self.now_ms()
-        alive, stale = {}, []
-        for worker, raw in self.r.hgetall(WORKERS_KEY).items():
-            doc = json.loads(raw)
-            limit = within_ms
-            if ticks and doc.get("tick_ms"):
-                limit = min(limit, ticks * doc["tick_ms"])
-            if now - doc["at"] <= limit:
-                alive[worker.decode()] = doc
-            elif now - doc["at"] > 10 * within_ms:
-                stale.append(worker)
-        if stale:
-            self.r.hdel(WORKERS_KEY, *stale)
-        return alive
-
-    def leave(self, worker_id: str) -> None:
-        self.r.hdel(WORKERS_KEY, worker_id)
-
-
-class LabLock:
-    """One scenario at a time per Redis: faults of two runs would corrupt both. The lock
-    expires unless its holder renews it (``renew``), so a dead runner's lock frees itself."""
-
-    def __init__(self, client: redis.Redis, ttl_ms: int) -> None:
-        self.r = client
-        self.ttl_ms = ttl_ms
-
-    def acquire(self, token: str, scenario: str, run_id: str | None = None) -> str | None:
-        """Take the lock for ``scenario`` (of run ``run_id``, when the caller keeps runs);
-        None when taken, else the scenario holding it."""
-        held = {"token": token, "scenario": scenario, "run": run_id, "at": time.time()}
-        if self.r.set(LAB_LOCK_KEY, json.dumps(held), nx=True, px=self.ttl_ms):
-            return None
-        holder = self.holder()
-        return (holder or {}).get("scenario", "?")
-
-    def holder(self) -> dict[str, Any] | None:
-        held = self.r.get(LAB_LOCK_KEY)
-        return json.loads(held) if held else None
-
-    def renew(self, token: str) -> bool:
-        """Extend the lock by its time, if ``token`` still holds it."""
-        held = self.holder()
-        return bool(
-            held and held.get("token") == token and self.r.pexpire(LAB_LOCK_KEY, self.ttl_ms)
-        )
-
-    def release(self, token: str) -> None:
-        held = self.holder()
-        if held and held.get("token") == token:
-            self.r.delete(LAB_LOCK_KEY)
-
-    def release_run(self, run_id: str) -> bool:
-        """Free the lock held for run ``run_id`` (its runner died); True when it was."""
-        held = self.holder()
-        if held and held.get("run") == run_id:
-            self.r.delete(LAB_LOCK_KEY)
-            return True
-        return False
-
-
-class ScenarioRuns:
-    """Scenario runs in progress: the runner's heartbeat (``ds:scenario-run:{id}:beat``, the
-    time of its last beat) and cancel requests (``ds:scenario-run:{id}:cancel``, who asked)."""
-
-    KEEP_S = 3600  # both keys outlive any run, then go
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.r = client
-
-    @staticmethod
-    def _key(run_id: str, what: str) -> str:
-        return f"{PREFIX}scenario-run:{run_id}:{what}"
-
-    def beat(self, run_id: str, now: float | None = None) -> None:
-        self.r.set(
-            self._key(run_id, "beat"), repr(time.time() if now is None else now), ex=self.KEEP_S
-        )
-
-    def last_beat(self, run_id: str) -> float | None:
-        value = self.r.get(self._key(run_id, "beat"))
-        return float(value) if value else None
-
-    def request_cancel(self, run_id: str, by: str) -> None:
-        self.r.set(self._key(run_id, "cancel"), by, ex=self.KEEP_S)
-
-    def cancel_requested(self, run_id: str) -> str | None:
-        value = self.r.get(self._key(run_id, "cancel"))
-        return value.decode() if value else None
-
-    def forget(self, run_id: str) -> None:
-        self.r.delete(self._key(run_id, "beat"), self._key(run_id, "cancel"))
-
-
-class LintStore:
-    """The guarantee lint's latest report per cluster (``ds:lint:{cluster}``, JSON) and the
-    claim that stops two runs of one cluster's lint at once (``ds:lint:{cluster}:running``)."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.r = client
-
-    @staticmethod
-    def _key(cluster: str, suffix: str = "") -> str:
-        return f"{PREFIX}lint:{cluster}{suffix}"
-
-    def save(self, cluster: str, report: dict[str, Any]) -> None:
-        self.r.set(self._key(cluster), json.dumps(report, separators=(",", ":")))
-
-    def report(self, cluster: str) -> dict[str, Any] | None:
-        raw = self.r.get(self._key(cluster))
-        return json.loads(raw) if raw else None
-
-    def claim_run(self, cluster: str, ttl_ms: int) -> bool:
-        """Whether this caller may lint ``cluster`` now (no other run in the last ``ttl_ms``)."""
-        return bool(self.r.set(self._key(cluster, ":running"), "1", nx=True, px=ttl_ms))
-
-    def release_run(self, cluster: str) -> None:
-        self.r.delete(self._key(cluster, ":running"))
-
-    def forget(self, cluster: str) -> None:
-        """Drop ``cluster``'s stored report (a cluster removed, or a test's clean slate)."""
-        self.r.delete(self._key(cluster))
 
 
 def _stream_ms(t: float) -> str:

@@ -20,7 +20,8 @@ from dashboard.status import all_statuses, placement, redis_problem
 from workers.clientsecrets import SecretError
 from workers.runtime.publish import LivePublisher
 from workers.runtime.run import RoleRunner, adopt_state, open_spec, roles_for
-from workers.store.sentinel import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 
 class Command(BaseCommand):
