@@ -58,12 +58,12 @@ class CountingStore(SentinelStore):
         # One object counts every role's writes; a benchmark never loses Redis's state.
         return self
 
-    def append_ledger(self, items, **kwargs):  # type: ignore[override]
+    def append_ledger(self, entry, **kwargs):  # type: ignore[override]
         started = time.perf_counter()
-        super().append_ledger(items, **kwargs)
+        super().append_ledger(entry, **kwargs)
         self.ledger_s += time.perf_counter() - started
         self.ledger_calls += 1
-        self.ledger_records += len(items)
+        self.ledger_records += len(entry.items)
 
     def append_acks(self, *args, **kwargs):  # type: ignore[override]
         started = time.perf_counter()

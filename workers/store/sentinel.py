@@ -8,49 +8,20 @@ state proper is epoch-guarded (``workers.store.epoch``); the keys are listed in
 from __future__ import annotations
 
 import json
-import struct
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import redis
 
 from workers.engine.documents import STATE_LOST
+from workers.engine.streams import AckReport, LedgerEntry, MalformedEntry
 from workers.store.coordination import Lease
 from workers.store.epoch import SCRIPT_ARGS_MAX, EpochGuardedStore
 from workers.store.keys import SENTINEL_KEYS_MATCH, sentinel_id_of, sentinel_key
 
-LEDGER_ITEM = struct.Struct("<QIQQQ")  # run, partition, seq, produce_ts_us, processed_ts_us
-ABORTED_ITEM = struct.Struct("<QIQ")  # run, partition, seq
 EVENTS_KEPT = 200
-
-
-def pack_ledger(items: Iterable[tuple[int, int, int, int, int]]) -> bytes:
-    pack = LEDGER_ITEM.pack
-    return b"".join([pack(*item) for item in items])
-
-
-def unpack_ledger(data: bytes) -> list[tuple[int, int, int, int, int]]:
-    return list(LEDGER_ITEM.iter_unpack(data))
-
-
-def pack_aborted(items: Iterable[tuple[int, int, int]]) -> bytes:
-    return b"".join(ABORTED_ITEM.pack(*item) for item in items)
-
-
-def unpack_aborted(data: bytes) -> list[tuple[int, int, int]]:
-    return list(ABORTED_ITEM.iter_unpack(data))
-
-
-def to_ranges(seqs: list[int]) -> list[list[int]]:
-    """Sorted inclusive ranges covering ``seqs``: [3, 1, 2, 7] -> [[1, 3], [7, 7]]."""
-    out: list[list[int]] = []
-    for seq in sorted(set(seqs)):
-        if out and seq == out[-1][1] + 1:
-            out[-1][1] = seq
-        else:
-            out.append([seq, seq])
-    return out
+T = TypeVar("T")
 
 
 class SentinelStore(EpochGuardedStore):
@@ -137,21 +108,17 @@ class SentinelStore(EpochGuardedStore):
         return action
 
     # -- producer results ----------------------------------------------------------------
-    def append_acks(
-        self, run_id: int, partitions: dict[int, dict[str, Any]], latency: str | dict | None
-    ) -> None:
-        doc = {"run": run_id, "p": {str(p): v for p, v in partitions.items()}}
-        if latency:
-            doc["lat"] = latency
-        self._guarded(("xadd", "acks", ["*", "d", json.dumps(doc, separators=(",", ":"))]))
+    def append_acks(self, report: AckReport) -> None:
+        self._guarded(("xadd", "acks", ["*", *_flat(report.to_fields())]))
 
-    def read_acks(self, after_id: str, count: int) -> list[tuple[str, dict[bytes, bytes]]]:
-        """Acks entries after ``after_id``, oldest first: ``[(entry id, fields), ...]``."""
-        return _entries(self.r.xread({self.key("acks"): after_id}, count=count))
+    def read_acks(self, after_id: str, count: int) -> list[tuple[str, AckReport]]:
+        """Acks entries after ``after_id``, oldest first: ``[(entry id, report), ...]``."""
+        reply = self.r.xread({self.key("acks"): after_id}, count=count)
+        return _entries(reply, AckReport.from_fields)
 
     def read_streams(
         self, acks_id: str, ledger_id: str, count: int
-    ) -> tuple[str | None, list[tuple[str, dict[bytes, bytes]]], list[tuple[str, dict]]]:
+    ) -> tuple[str | None, list[tuple[str, AckReport]], list[tuple[str, LedgerEntry]]]:
         """``(epoch, acks entries, ledger entries)`` after the given ids, at most ``count`` of
         each, in one round trip. The ledger is read before the acks, so every delivery report
         written before a ledger entry read here is read too (unless ``count`` cut it off)."""
@@ -160,7 +127,11 @@ class SentinelStore(EpochGuardedStore):
         pipe.xread({self.key("ledger"): ledger_id}, count=count)
         pipe.xread({self.key("acks"): acks_id}, count=count)
         epoch, ledger, acks = pipe.execute()
-        return (epoch.decode() if epoch else None), _entries(acks), _entries(ledger)
+        return (
+            epoch.decode() if epoch else None,
+            _entries(acks, AckReport.from_fields),
+            _entries(ledger, LedgerEntry.from_fields),
+        )
 
     def stream_added(self, name: str) -> int:
         """Entries ever appended to this sentinel's ``acks`` or ``ledger`` stream (XINFO's
@@ -177,29 +148,20 @@ class SentinelStore(EpochGuardedStore):
 
     # -- processing ledger ---------------------------------------------------------------
     def append_ledger(
-        self,
-        items: list[tuple[int, int, int, int, int]],
-        *,
-        foreign: int = 0,
-        aborted: list[tuple[int, int, int]] | None = None,
-        offsets: dict[int, int] | None = None,
-        topic: str = "",
+        self, entry: LedgerEntry, *, offsets: dict[int, int] | None = None, topic: str = ""
     ) -> None:
-        """Append one processed batch; with ``offsets``, store them in the same transaction."""
-        fields: list[Any] = ["*", "d", pack_ledger(items)]
-        if foreign:
-            fields += ["f", foreign]
-        if aborted:
-            fields += ["a", pack_aborted(aborted)]
-        commands = [("xadd", "ledger", fields)]
+        """Append one processed batch; with ``offsets`` (of ``topic``), store them in the same
+        transaction."""
+        commands = [("xadd", "ledger", ["*", *_flat(entry.to_fields())])]
         pairs = [v for p, o in (offsets or {}).items() for v in (f"{topic}:{p}", o)]
         for start in range(0, len(pairs), SCRIPT_ARGS_MAX):  # Lua unpacks ~8,000 values at most
             commands.append(("hset", "offsets", pairs[start : start + SCRIPT_ARGS_MAX]))
         self._guarded(*commands)
 
-    def read_ledger(self, after_id: str, count: int) -> list[tuple[str, dict[bytes, bytes]]]:
-        """Ledger entries after ``after_id``, oldest first: ``[(entry id, fields), ...]``."""
-        return _entries(self.r.xread({self.key("ledger"): after_id}, count=count))
+    def read_ledger(self, after_id: str, count: int) -> list[tuple[str, LedgerEntry]]:
+        """Ledger entries after ``after_id``, oldest first: ``[(entry id, entry), ...]``."""
+        reply = self.r.xread({self.key("ledger"): after_id}, count=count)
+        return _entries(reply, LedgerEntry.from_fields)
 
     def stored_offsets(self, topic: str) -> dict[int, int]:
         """The verifier's next offsets for ``topic`` (keyed by topic, so that offsets of
@@ -311,9 +273,26 @@ class SentinelStore(EpochGuardedStore):
             self.r.delete(*keys)
 
 
-def _entries(reply: Any) -> list[tuple[str, dict[bytes, bytes]]]:
-    """``[(entry id, fields), ...]`` of an XREAD reply for one stream ([] when none)."""
-    return [(entry_id.decode(), fields) for entry_id, fields in reply[0][1]] if reply else []
+def _entries(reply: Any, parse: Callable[[dict[bytes, bytes]], T]) -> list[tuple[str, T]]:
+    """``[(entry id, entry), ...]`` of an XREAD reply for one stream ([] when none), each
+    entry read by ``parse``; a malformed one raises ``MalformedEntry`` naming it."""
+    if not reply:
+        return []
+    stream, entries = reply[0]
+    out = []
+    for entry_id, fields in entries:
+        try:
+            out.append((entry_id.decode(), parse(fields)))
+        except MalformedEntry as exc:
+            raise MalformedEntry(
+                f"{exc} (entry {entry_id.decode()} of {stream.decode()})"
+            ) from None
+    return out
+
+
+def _flat(fields: dict[bytes, bytes]) -> list[bytes]:
+    """A stream entry's fields as XADD takes them: name, value, name, value..."""
+    return [part for pair in fields.items() for part in pair]
 
 
 def sentinel_ids(client: redis.Redis) -> set[int]:
