@@ -156,7 +156,7 @@ def seed_database(sentinel_count: int, hours: int, rng: random.Random) -> list:
 
 def seed_redis(sentinels: list, w1_seconds: int, rng: random.Random) -> None:
     from dashboard.redisclient import redis_client
-    from workers.store import SentinelStore
+    from workers.store.sentinel import SentinelStore
 
     client = redis_client()
     now = time.time()
@@ -233,7 +233,8 @@ def main() -> int:
         from django.test import Client
 
         from workers.engine.env import mask_url
-        from workers.store import SentinelStore, connect
+        from workers.store.connection import connect
+        from workers.store.sentinel import SentinelStore
 
         started = time.perf_counter()
         sentinels = seed_database(args.sentinels, args.hours, rng)

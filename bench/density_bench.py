@@ -67,7 +67,9 @@ from _common import (
 
 from workers.engine.documents import FORBIDDEN, W1_RETENTION_S
 from workers.localkafka.cluster import LocalCluster
-from workers.store import PREFIX, SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.keys import sentinel_key
+from workers.store.sentinel import SentinelStore
 from workers.system import hosting_worker_argv
 
 MB = 1024 * 1024
@@ -181,7 +183,7 @@ class Stack:
 
 
 def statuses(r: redis.Redis, ids: list[int]) -> list[dict | None]:
-    raw = r.mget([f"{PREFIX}{sid}:status" for sid in ids])
+    raw = r.mget([sentinel_key(sid, "status") for sid in ids])
     return [json.loads(x) if x else None for x in raw]
 
 
@@ -189,7 +191,7 @@ def redis_per_sentinel(r: redis.Redis, ids: list[int]) -> tuple[float, float, fl
     """Mean bytes per sentinel: all keys now, the w1 stream now, and projected to retention."""
     total = w1 = projected = 0
     for sid in ids:
-        keys = list(r.scan_iter(match=f"{PREFIX}{sid}:*", count=200))
+        keys = list(r.scan_iter(match=sentinel_key(sid, "*"), count=200))
         for key in keys:
             size = r.memory_usage(key, samples=0) or 0
             total += size

@@ -33,7 +33,10 @@ from workers.clientsecrets import seal
 from workers.engine.profiles import Profile
 from workers.engine.spec import SentinelSpec
 from workers.runtime.run import RoleRunner, open_spec, roles_for
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+
+# -------------------------------------------------------------------------------------------
+from workers.store.sentinel import SentinelStore
 
 # -------------------------------------------------------------------------------------------
 # Sentinel pipeline
@@ -55,12 +58,12 @@ class CountingStore(SentinelStore):
         # One object counts every role's writes; a benchmark never loses Redis's state.
         return self
 
-    def append_ledger(self, items, **kwargs):  # type: ignore[override]
+    def append_ledger(self, entry, **kwargs):  # type: ignore[override]
         started = time.perf_counter()
-        super().append_ledger(items, **kwargs)
+        super().append_ledger(entry, **kwargs)
         self.ledger_s += time.perf_counter() - started
         self.ledger_calls += 1
-        self.ledger_records += len(items)
+        self.ledger_records += len(entry.items)
 
     def append_acks(self, *args, **kwargs):  # type: ignore[override]
         started = time.perf_counter()

@@ -60,7 +60,8 @@ from _common import (
 
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, SEMANTICS
 from workers.engine.spec import SentinelSpec
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 MB = 1024 * 1024
 

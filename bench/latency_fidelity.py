@@ -74,7 +74,8 @@ from workers.engine.latency import LatencyHistogram
 from workers.engine.profiles import DEFAULT_PROFILES, EXACTLY_ONCE, SEMANTICS, Profile
 from workers.engine.spec import SentinelSpec
 from workers.roles.producer import ack_flush_interval
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 STAMP = struct.Struct(">Q")  # the produce time in µs, at the start of every raw record
 

@@ -51,7 +51,7 @@ def seed(sentinel_count: int, partitions: int, rng: random.Random) -> list:
     from dashboard.redisclient import redis_client
     from workers.engine.documents import COUNTERS, LATENCY_BUCKETS_S, latency_buckets
     from workers.engine.latency import LatencyHistogram
-    from workers.store import SentinelStore
+    from workers.store.sentinel import SentinelStore
 
     ensure_defaults()
     cluster = Cluster.objects.get()
@@ -112,7 +112,8 @@ def main() -> int:
         from prometheus_client.parser import text_string_to_metric_families
 
         from dashboard.models import ApiToken
-        from workers.store import SentinelStore, connect
+        from workers.store.connection import connect
+        from workers.store.sentinel import SentinelStore
 
         sentinels = seed(args.sentinels, args.partitions, rng)
         _row, raw = ApiToken.issue(get_user_model().objects.create_user("bench"), "bench")

@@ -163,7 +163,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="oncall-bench-"))
     url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
     sentinel = setup(workdir / "db.sqlite3", redis_url, args.bootstrap, url, args.evaluate_every)
-    from workers.store import SentinelStore, connect
+    from workers.store.connection import connect
+    from workers.store.sentinel import SentinelStore
 
     store = SentinelStore(connect(redis_url), sentinel.pk)
     store.reset()

@@ -45,7 +45,8 @@ from ws_latency_bench import SESSION_SCRIPT, django_env, start_daphne
 
 from workers.engine.documents import OVERVIEW_GROUP, WINDOW_UPDATE, compact
 from workers.runtime.publish import channel_layer_config
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 CHROMIUM = "/usr/bin/chromium"
 WARMUP_S = 5.0

@@ -35,8 +35,10 @@ from workers.engine.documents import W1_RETENTION_S, Window
 from workers.engine.latency import LatencyHistogram
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
+from workers.engine.streams import AckReport, LedgerEntry, PartitionReport
 from workers.runtime.checkrunner import CheckRunner
-from workers.store import SentinelStore, connect, pack_ledger
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 RUN = 77
 
@@ -48,13 +50,13 @@ def feed_second(runner: CheckRunner, second: int, partitions: int, rate: int, no
     acks, items = {}, []
     for p in range(partitions):
         first = second * rate
-        acks[str(p)] = {"n": rate, "a": [[first, first + rate - 1]]}
+        acks[p] = PartitionReport(rate, [[first, first + rate - 1]])
         for seq in range(first, first + rate):
             delay_us = int(rng.lognormvariate(1.8, 0.35) * 1000)
             items.append((RUN, p, seq, now_us - delay_us, now_us))
         ack.record_many(rng.lognormvariate(1.4, 0.3) for _ in range(rate))
-    runner.apply_acks({"run": RUN, "p": acks, "lat": ack.to_compact()}, now)
-    runner.apply_ledger({b"d": pack_ledger(items)}, now)
+    runner.apply_acks(AckReport(RUN, acks, ack.to_compact()), now)
+    runner.apply_ledger(LedgerEntry(items), now)
     runner.checker.tick(now)
 
 

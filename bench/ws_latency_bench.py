@@ -79,7 +79,8 @@ from autobahn.asyncio.websocket import (  # noqa: E402
 
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, SEMANTICS  # noqa: E402
 from workers.engine.spec import SentinelSpec  # noqa: E402
-from workers.store import SentinelStore, connect  # noqa: E402
+from workers.store.connection import connect  # noqa: E402
+from workers.store.sentinel import SentinelStore  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import redis
 from django.conf import settings
 
-from workers.store import connect
+from workers.store.connection import connect
 
 _clients: dict[str, redis.Redis] = {}
 

@@ -18,7 +18,7 @@ from dashboard.models import MetricWindow, Sentinel
 from dashboard.redisclient import redis_client
 from workers.engine import documents
 from workers.engine.documents import W1_RETENTION_S, Window
-from workers.store import SentinelStore
+from workers.store.sentinel import SentinelStore
 
 
 def merge_windows(windows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from dashboard.redisclient import redis_client
 from workers.engine.documents import as_read, empty_status
 from workers.engine.failures import redis_in_words
 from workers.runtime.supervisor import LEASE_MS
-from workers.store import SentinelStore, WorkerRegistry, lease_holders
+from workers.store.coordination import WorkerRegistry, lease_holders
+from workers.store.sentinel import SentinelStore
 
 
 def no_report_reason(sentinel: Sentinel) -> str:

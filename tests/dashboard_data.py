@@ -9,7 +9,7 @@ from typing import Any
 
 from workers.engine.documents import COUNTERS
 from workers.engine.latency import LatencyHistogram
-from workers.store import SentinelStore
+from workers.store.sentinel import SentinelStore
 
 
 def counts(**values: int) -> dict[str, int]:
@@ -95,7 +95,7 @@ def minute(ts: float) -> datetime:
 def fresh_defaults(redis_url: str) -> dict[str, Any]:
     """The three default sentinels in the test database, their Redis state wiped: by name."""
     from dashboard.models import ensure_defaults
-    from workers.store import connect
+    from workers.store.connection import connect
 
     client = connect(redis_url)
     sentinels = {s.name: s for s in ensure_defaults()}
@@ -105,7 +105,7 @@ def fresh_defaults(redis_url: str) -> dict[str, Any]:
 
 
 def wipe(redis_url: str, sentinels: dict[str, Any]) -> None:
-    from workers.store import connect
+    from workers.store.connection import connect
 
     client = connect(redis_url)
     for s in sentinels.values():

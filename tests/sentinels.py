@@ -19,7 +19,9 @@ from confluent_kafka import Producer
 from workers.engine import codec
 from workers.engine.profiles import DEFAULT_PROFILES, Profile
 from workers.engine.spec import SentinelSpec
-from workers.store import SentinelStore, connect
+from workers.engine.streams import AckReport, PartitionReport
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -188,10 +190,9 @@ class Forger:
         self.producer.produce(self.spec.topic, value, partition=partition)
 
     def claim(self, partition: int, first: int, last: int, *, acked: bool = True) -> None:
-        key = "a" if acked else "f"
-        self.store.append_acks(
-            self.run, {partition: {"n": last - first + 1, key: [[first, last]]}}, None
-        )
+        seqs = range(first, last + 1)
+        report = PartitionReport.of(len(seqs), seqs if acked else (), () if acked else seqs)
+        self.store.append_acks(AckReport(self.run, {partition: report}))
 
     def flush(self) -> None:
         assert self.producer.flush(30) == 0

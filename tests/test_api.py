@@ -9,7 +9,8 @@ import pytest
 from dashboard.models import MetricWindow
 from tests.dashboard_data import minute, seed_windows, status_doc, window
 from workers.engine.documents import STATUS_VERSION
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,8 @@ from dashboard.lab import tasks as scenario_tasks
 from dashboard.models import ApiToken, Cluster, ScenarioRun
 from tests.api_schema import check
 from tests.dashboard_data import seed_windows, status_doc, window
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,8 @@ from workers.engine.spec import SentinelSpec
 from workers.roles.kafka import topic_metadata
 from workers.runtime import checkrunner
 from workers.runtime.checkrunner import CheckRunner
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 UNREACHABLE = "127.0.0.1:1"
 

@@ -12,7 +12,8 @@ from dashboard.live.consumers import CLOSE_UNAUTHENTICATED, LiveSocketConsumer
 from tests.dashboard_data import seed_windows, status_doc, window
 from workers.engine.documents import VERDICT_UPDATE, WINDOW_UPDATE, compact
 from workers.runtime.publish import QUEUE_SIZE, LivePublisher
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_url")]
 

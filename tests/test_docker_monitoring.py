@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from dashboard.models import ApiToken
 from tests.dashboard_data import fresh_defaults, hist, status_doc, wipe
 from workers.engine.documents import LATENCY_BUCKETS_S, latency_buckets
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "docker" / "prometheus"

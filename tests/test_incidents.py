@@ -16,7 +16,9 @@ from dashboard.oncall import evaluation as incidents
 from tests.dashboard_data import counts, fresh_defaults, seed_windows, status_doc, window, wipe
 from workers.engine import alerts
 from workers.engine.lint import ClusterFacts, PartitionFacts, Setting, TopicFacts, lint_report
-from workers.store import LintStore, SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.lint import LintStore
+from workers.store.sentinel import SentinelStore
 
 pytestmark = pytest.mark.django_db
 

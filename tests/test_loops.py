@@ -11,8 +11,10 @@ import pytest
 from workers.engine import codec
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
 from workers.engine.spec import SentinelSpec
+from workers.engine.streams import LedgerEntry
 from workers.roles.producer import SentinelProducer
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 
 class FullAfter:
@@ -98,7 +100,7 @@ def test_processing_retries_while_redis_is_away_and_gives_up_only_when_stopping(
 
     def process() -> None:
         try:
-            consumer.process([(1, 0, 0, 1, 2)])
+            consumer.process(LedgerEntry([(1, 0, 0, 1, 2)]))
             outcome.append(None)
         except BaseException as exc:  # noqa: BLE001 - the test inspects it
             outcome.append(exc)

@@ -18,8 +18,10 @@ from tests.dashboard_data import (
     window,
 )
 from workers.engine.documents import Window
+from workers.engine.streams import LedgerEntry
 from workers.runtime.checkrunner import CheckRunner
-from workers.store import SentinelStore, connect, pack_ledger
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 pytestmark = pytest.mark.django_db
 
@@ -311,7 +313,7 @@ def test_it_shows_each_partitions_p99_from_the_checker_so_a_slow_broker_shows(se
     items = [
         (7, p, s, now_us - int(ms * 1000), now_us) for p, ms in delays_ms.items() for s in range(20)
     ]
-    runner.apply_ledger({b"d": pack_ledger(items)}, now)
+    runner.apply_ledger(LedgerEntry(items), now)
     doc = runner.status(now)
 
     rows = {row["partition"]: row for row in partitions.partition_table(sentinel, doc)["rows"]}

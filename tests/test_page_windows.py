@@ -13,7 +13,8 @@ from dashboard.models.oncall import ACKNOWLEDGED
 from tests.dashboard_data import counts
 from tests.test_oncall_pages import make_incident
 from tests.test_views import publish_status
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,8 @@ from tests.sentinels import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
 from workers.runtime.supervisor import SentinelSupervisor
-from workers.store import Lease, WorkerRegistry, connect, lease_holders
+from workers.store.connection import connect
+from workers.store.coordination import Lease, WorkerRegistry, lease_holders
 from workers.system import RESPAWN_BACKOFF_MAX_S, RESPAWN_FIRST_BACKOFF_S, respawn_backoff
 
 FIRST_ID = 880_000

@@ -15,7 +15,8 @@ from dashboard.prometheus import COUNTER_NAMES, exposition, reference_exposition
 from tests.dashboard_data import counts, status_doc
 from workers.engine.documents import COUNTERS, LATENCY_BUCKETS_S, latency_buckets
 from workers.engine.latency import RELATIVE_ERROR, LatencyHistogram
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,8 @@ from dashboard.models import MetricWindow, ensure_defaults
 from dashboard.rollup import merge_windows, prune, rollup_sentinel
 from workers.engine.documents import COUNTERS
 from workers.engine.latency import LatencyHistogram
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 pytestmark = pytest.mark.django_db
 

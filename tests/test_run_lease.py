@@ -17,7 +17,8 @@ from pathlib import Path
 from tests.sentinels import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

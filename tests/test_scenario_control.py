@@ -24,7 +24,8 @@ from workers.lab.catalogue import SCENARIOS, Scenario
 from workers.lab.lab import LOCK_TTL_MS, Lab
 from workers.lab.outcome import ABORTED, QUEUED, RUNNING, SemanticResult
 from workers.localkafka.cluster import LocalCluster
-from workers.store import LabLock, ScenarioRuns, connect
+from workers.store.connection import connect
+from workers.store.lab import LabLock, ScenarioRuns
 
 pytestmark = pytest.mark.django_db
 

@@ -29,7 +29,7 @@ from workers.lab.outcome import (
     ScenarioAborted,
     SemanticResult,
 )
-from workers.store import LAB_LOCK_KEY
+from workers.store.keys import LAB_LOCK_KEY
 
 # The integrator includes dashboard.lab.urls from dashboard/urls.py; until then (and
 # after) this urlconf serves both.

@@ -10,11 +10,13 @@ import sys
 
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SPECS_FILE_ENV, SentinelSpec, specs_from_file
+from workers.engine.streams import AckReport, LedgerEntry, PartitionReport
 from workers.lab.soakfaults import KEEP_PROCESSES, KINDS, plan
 from workers.lab.soakprocs import process_age_s
 from workers.lab.soaktruth import Truth, compare
 from workers.lab.soakwatch import monotonic_checks
-from workers.store import SentinelStore, connect, pack_ledger
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 
 def spec(sid: int = 990_010) -> SentinelSpec:
@@ -65,13 +67,11 @@ def test_it_draws_the_same_plan_from_the_same_seed():
 def test_it_recounts_the_checkers_counters_from_the_raw_streams():
     truth = Truth(spec())
     # Run 7, partition 0: seqs 0-4 acked, 5 failed; 5 never reported by the producer.
-    truth.add_acks(
-        {b"d": json.dumps({"run": 7, "p": {"0": {"n": 7, "a": [[0, 4]], "f": [[5, 5]]}}}).encode()}
-    )
-    truth.add_acks({b"d": json.dumps({"run": 7, "p": {"0": {"a": [[5, 5]]}}}).encode()})  # too late
+    truth.add_acks(AckReport(7, {0: PartitionReport(7, acked=[[0, 4]], failed=[[5, 5]])}))
+    truth.add_acks(AckReport(7, {0: PartitionReport(acked=[[5, 5]])}))  # too late
     # Processed: 0, 1, 1 (a duplicate), 3, 5 (a phantom: failed, then processed); 2 and 4 not.
     items = [(7, 0, s, 1, 2) for s in (0, 1, 1, 3, 5)]
-    truth.add_ledger({b"d": pack_ledger(items)})
+    truth.add_ledger(LedgerEntry(items))
     counts = truth.counts({7})
     assert counts == {
         "produced": 7,

@@ -1,4 +1,4 @@
-"""The state epoch (``workers.store``): a sentinel's state is written only while the epoch its
+"""The state epoch (``workers.store.epoch``): a sentinel's state is written only while the epoch its
 writer joined holds, so whatever Redis loses (FLUSHALL, a restart without persistence, a
 failover to a replica that was behind) is noticed by every writer instead of mixed in."""
 
@@ -12,8 +12,11 @@ import redis
 from tests.sentinels import make_spec
 from workers.engine.documents import STATE_LOST
 from workers.engine.profiles import AT_LEAST_ONCE
+from workers.engine.streams import AckReport, LedgerEntry, PartitionReport
 from workers.roles.producer import SentinelProducer
-from workers.store import SentinelStore, StateLost, connect, epoch_started_ms, unpack_ledger
+from workers.store.connection import connect
+from workers.store.epoch import StateLost, epoch_started_ms
+from workers.store.sentinel import SentinelStore
 
 SID = 990_301
 
@@ -36,7 +39,7 @@ def test_it_refuses_writes_of_an_epoch_redis_no_longer_holds(client):
     client.delete(producer.key("epoch"))  # what FLUSHALL or an empty restart leaves
 
     with pytest.raises(StateLost):
-        producer.append_acks(1, {0: {"n": 1, "a": [[0, 0]]}}, None)
+        producer.append_acks(AckReport(1, {0: PartitionReport(1, [[0, 0]])}))
     new, created = checker.ensure_epoch()  # the first to find out begins the new epoch
     assert created and new != token
     assert checker.runs() == {} and checker.load_checkpoint()[0] is None  # nothing mixed in
@@ -54,16 +57,16 @@ def test_it_declares_the_state_lost_when_redis_went_back_in_time(client):
     token, _ = consumer.ensure_epoch()
     producer.ensure_epoch()
     producer.register_run(1, {"started": 1})
-    consumer.append_ledger([(1, 0, 0, 10, 20)])
-    consumer.append_ledger([(1, 0, 1, 11, 21)])
+    consumer.append_ledger(LedgerEntry([(1, 0, 0, 10, 20)]))
+    consumer.append_ledger(LedgerEntry([(1, 0, 1, 11, 21)]))
     client.decr(consumer.key("writes"), 2)  # the failover dropped the consumer's last write
 
     with pytest.raises(StateLost, match="back in time"):
-        consumer.append_ledger([(1, 0, 2, 12, 22)])
+        consumer.append_ledger(LedgerEntry([(1, 0, 2, 12, 22)]))
     assert consumer.epoch() not in (None, token)
     assert consumer.runs() == {} and client.xlen(consumer.key("ledger")) == 0
     with pytest.raises(StateLost):
-        producer.append_acks(1, {0: {"n": 1, "a": [[0, 0]]}}, None)
+        producer.append_acks(AckReport(1, {0: PartitionReport(1, [[0, 0]])}))
 
 
 def test_it_records_one_state_lost_event_per_epoch(client):
@@ -107,7 +110,7 @@ def ledger_items(client: redis.Redis, store: SentinelStore) -> list[tuple]:
     return [
         item
         for _id, fields in client.xrange(store.key("ledger"))
-        for item in unpack_ledger(fields[b"d"])
+        for item in LedgerEntry.from_fields(fields).items
     ]
 
 
@@ -121,12 +124,13 @@ def test_a_ledger_entry_sent_again_after_its_reply_was_lost_is_made_once(client,
 
     for _attempt in range(2):
         with pytest.raises(redis.ConnectionError):
-            consumer.append_ledger(batch)
-    consumer.append_ledger(batch)
+            consumer.append_ledger(LedgerEntry(batch))
+    consumer.append_ledger(LedgerEntry(batch))
 
     assert failed.failed == 2
     assert ledger_items(client, consumer) == batch
-    consumer.append_ledger(batch)  # the same items again are another write, not a resend
+    # The same items again are another write, not a resend.
+    consumer.append_ledger(LedgerEntry(batch))
     assert ledger_items(client, consumer) == batch + batch
     assert int(client.get(consumer.key("writes"))) == 2
 
@@ -139,13 +143,13 @@ def test_a_write_sent_again_into_a_new_epoch_is_made(client, monkeypatch):
     FailedWrites(monkeypatch, count=1)
     batch = [(1, 0, 0, 10, 20)]
     with pytest.raises(redis.ConnectionError):
-        consumer.append_ledger(batch)
+        consumer.append_ledger(LedgerEntry(batch))
     client.delete(consumer.key("epoch"))  # an empty restart, say
 
     with pytest.raises(StateLost):
-        consumer.append_ledger(batch)
+        consumer.append_ledger(LedgerEntry(batch))
     consumer.ensure_epoch()
-    consumer.append_ledger(batch)
+    consumer.append_ledger(LedgerEntry(batch))
     assert ledger_items(client, consumer) == batch
 
 
@@ -168,3 +172,31 @@ def test_a_delivery_report_redis_failed_to_take_is_sent_again_once(client, monke
         (7, {"0": {"n": 2, "a": [[0, 1]]}}),
         (7, {"0": {"n": 1, "a": [[2, 2]]}}),
     ]
+
+
+def test_the_streams_hold_the_bytes_they_always_held(client):
+    """``AckReport`` / ``LedgerEntry`` write what the producer and the consumers wrote before
+    them, and an entry written then reads back the same."""
+    store = SentinelStore(client, SID)
+    lat = "2:AgAAAAAAABBAmpmZmZmZH0DNzMzMzMwnQKUEAT4B"  # a compact histogram of two acks
+    acks = b'{"run":7,"p":{"1":{"n":3,"a":[[0,1]],"f":[[2,2]]}},"lat":"' + lat.encode() + b'"}'
+    store.append_acks(AckReport(7, {1: PartitionReport(3, [[0, 1]], [[2, 2]])}, lat))
+    item = (7, 1, 0, 10, 20)
+    store.append_ledger(LedgerEntry([item], foreign=2, aborted=[(7, 1, 2)]))
+    ledger = {
+        b"d": bytes.fromhex(
+            "07000000000000000100000000000000000000000a000000000000001400000000000000"
+        ),
+        b"f": b"2",
+        b"a": bytes.fromhex("0700000000000000010000000200000000000000"),
+    }
+    assert [fields for _id, fields in client.xrange(store.key("acks"))] == [{b"d": acks}]
+    assert [fields for _id, fields in client.xrange(store.key("ledger"))] == [ledger]
+
+    client.xadd(store.key("acks"), {"d": acks})  # as an older version wrote them
+    client.xadd(store.key("ledger"), ledger)
+    (_, first), (_, second) = store.read_acks("0-0", 10)
+    assert first == second == AckReport.from_fields({b"d": acks})
+    assert [entry for _id, entry in store.read_ledger("0-0", 10)] == [
+        LedgerEntry([item], 2, [(7, 1, 2)])
+    ] * 2

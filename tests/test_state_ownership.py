@@ -12,7 +12,8 @@ from dashboard.models import Cluster, Profile, Sentinel
 from dashboard.models.core import FORGET_IDLE_S, forget_deleted_sentinels
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.runtime.run import adopt_state
-from workers.store import SentinelStore, connect, sentinel_ids
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore, sentinel_ids
 
 
 @pytest.fixture

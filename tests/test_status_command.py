@@ -11,7 +11,8 @@ from django.core.management import call_command
 
 from dashboard.models import Sentinel, ensure_defaults
 from workers.engine.documents import COUNTERS
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 pytestmark = pytest.mark.django_db
 

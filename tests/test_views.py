@@ -10,7 +10,8 @@ from django.urls import reverse
 
 from dashboard.models import Cluster, Profile, Sentinel
 from tests.dashboard_data import status_doc
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 pytestmark = pytest.mark.django_db
 

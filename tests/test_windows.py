@@ -10,8 +10,10 @@ import pytest
 from workers.engine.documents import Window, merge_windows
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
+from workers.engine.streams import AckReport, LedgerEntry, MalformedEntry, PartitionReport
 from workers.runtime.checkrunner import CheckRunner
-from workers.store import SentinelStore, connect, pack_ledger
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 PARTITIONS = 1000
 RUN = 4242
@@ -65,10 +67,6 @@ def test_a_healthy_window_carries_no_per_partition_data_and_a_problem_is_kept(ru
     assert max(sizes) < 4096, sizes
 
 
-def ledger_fields(items: list[tuple[int, int, int, int, int]]) -> dict[bytes, bytes]:
-    return {b"d": pack_ledger(items)}
-
-
 def processed(partition: int, seqs: range, delay_ms: float, now: float) -> list[tuple]:
     """Ledger items of ``partition`` processed at ``now``, each ``delay_ms`` after its produce."""
     now_us = int(now * 1e6)
@@ -80,7 +78,7 @@ def test_it_stores_latency_histograms_compactly_and_still_reads_the_old_form(run
     runner.known_runs.add(RUN)
     runner.emit_window(now, runner.status(now))
     items = [it for p in range(3) for it in processed(p, range(10), 5.0 + p, now + 1)]
-    runner.apply_ledger(ledger_fields(items), now + 1)
+    runner.apply_ledger(LedgerEntry(items), now + 1)
     runner.emit_window(now + 1, runner.status(now + 1))
 
     doc = runner.store.windows(now - 1)[-1]
@@ -102,7 +100,7 @@ def test_it_reports_each_partitions_recent_latency_so_a_slow_broker_shows(runner
         seqs = range(10 * second, 10 * second + 10)
         items = [*processed(0, seqs, 4.0, t), *processed(1, seqs, 6.0, t)]
         items += processed(2, seqs, 180.0, t)  # partition 2's leader is slow
-        runner.apply_ledger(ledger_fields(items), t)
+        runner.apply_ledger(LedgerEntry(items), t)
 
     latency = runner.status(now + 5)["partition_latency_ms"]
     assert set(latency) == {"0", "1", "2"}
@@ -111,7 +109,7 @@ def test_it_reports_each_partitions_recent_latency_so_a_slow_broker_shows(runner
     assert latency["2"]["p99"] == pytest.approx(180.0, rel=0.01)
     assert latency["2"]["count"] == 50
     # A minute later without records from partition 2, it is no longer reported.
-    runner.apply_ledger(ledger_fields(processed(0, range(50, 60), 4.0, now + 70)), now + 70)
+    runner.apply_ledger(LedgerEntry(processed(0, range(50, 60), 4.0, now + 70)), now + 70)
     assert set(runner.status(now + 70)["partition_latency_ms"]) == {"0"}
 
 
@@ -143,8 +141,8 @@ def test_it_reads_everything_written_since_the_last_cut_in_one_step(runner, monk
     now = time.time()
     for batch in range(5):  # 5 ledger entries and 5 acks entries: three reads of two
         seqs = range(3 * batch, 3 * batch + 3)
-        consumer.append_ledger(processed(0, seqs, 4.0, now))
-        producer.append_acks(RUN, {0: {"n": 3, "a": [[seqs[0], seqs[-1]]]}}, None)
+        consumer.append_ledger(LedgerEntry(processed(0, seqs, 4.0, now)))
+        producer.append_acks(AckReport(RUN, {0: PartitionReport(3, [[seqs[0], seqs[-1]]])}))
     runner._last_checkpoint = 0.0  # a cut is due
 
     runner.step()
@@ -153,17 +151,40 @@ def test_it_reads_everything_written_since_the_last_cut_in_one_step(runner, monk
     assert (totals["pending"], totals["lost"], totals["duplicated"]) == (0, 0, 0)
     assert runner.recent_latency(time.time()).count == 15
 
-    consumer.append_ledger(processed(0, range(14, 15), 4.0, now))  # one record again
+    consumer.append_ledger(LedgerEntry(processed(0, range(14, 15), 4.0, now)))  # one record again
     runner._last_checkpoint = 0.0
     runner.step()
     totals = runner.store.status()["totals"]
     assert (totals["processed"], totals["duplicated"]) == (16, 1)
 
 
+def test_a_malformed_stream_entry_stops_the_read_and_nothing_counts_lost(runner):
+    """An entry the check runner cannot read stops its step with an error naming the entry,
+    before anything of the read is applied, and again at the next step: read past, the
+    records after it would pass the ones in it, and those would turn into losses."""
+    producer, consumer = runner.store.for_writer(), runner.store.for_writer()
+    producer.register_run(RUN, {"started": time.time()})
+    now = time.time()
+    producer.append_acks(AckReport(RUN, {0: PartitionReport(9, [[0, 8]])}))
+    consumer.append_ledger(LedgerEntry(processed(0, range(0, 3), 4.0, now)))
+    bad = runner.store.r.xadd(runner.store.key("ledger"), {"d": b"\x00" * 37}).decode()
+    consumer.append_ledger(LedgerEntry(processed(0, range(6, 9), 4.0, now)))
+
+    for _step in range(2):
+        runner._last_checkpoint = 0.0  # a cut is due
+        with pytest.raises(
+            MalformedEntry, match=f"holds 37 bytes, .* \\(entry {bad} of ds:990001:ledger\\)"
+        ):
+            runner.step()
+        assert (runner.acks_id, runner.ledger_id) == ("0-0", "0-0")
+    assert runner.checker.totals()["processed"] == 0 and runner.checker.totals()["lost"] == 0
+    assert runner.store.status() is None and runner.store.load_checkpoint()[0] is None
+
+
 def test_it_waits_for_the_next_cut_and_stops_without_reading(runner):
     producer = runner.store.for_writer()
     producer.register_run(RUN, {"started": time.time()})
-    producer.append_acks(RUN, {0: {"n": 1, "a": [[0, 0]]}}, None)
+    producer.append_acks(AckReport(RUN, {0: PartitionReport(1, [[0, 0]])}))
     runner._last_checkpoint = time.time()  # the next cut is a second away
     runner.shutdown.set()
     runner.busy_since = time.monotonic()  # as Loop.run sets it for every step

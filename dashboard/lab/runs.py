@@ -2,7 +2,7 @@
 
 A running run's runner (``workers.lab.lab.Lab``, inside the Celery task or ``manage.py
 scenario run``) beats a heartbeat in Redis every couple of seconds and renews the lab lock
-with it (``workers.store.ScenarioRuns``, ``LabLock``). A run whose heartbeat is older than
+with it (``workers.store.lab.ScenarioRuns``, ``LabLock``). A run whose heartbeat is older than
 ``DEAD_AFTER_S`` lost its runner (a worker SIGKILLed, a machine gone): it is marked aborted
 with the reason and its lab lock is freed, by Celery beat (``reap_scenario_runs`` in
 ``dashboard.lab.tasks``) and by its own page as it polls. Cancelling asks the runner through
@@ -22,7 +22,7 @@ from dashboard.models import ScenarioRun
 from dashboard.redisclient import redis_client
 from workers.lab.lab import BEAT_S, LOCK_TTL_MS
 from workers.lab.outcome import ABORTED, QUEUED, RUNNING
-from workers.store import LabLock, ScenarioRuns
+from workers.store.lab import LabLock, ScenarioRuns
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from workers.lab import runner
 from workers.lab.outcome import ABORTED, ProgressFn
-from workers.store import ScenarioRuns
+from workers.store.lab import ScenarioRuns
 
 if TYPE_CHECKING:
     from dashboard.models import ScenarioRun

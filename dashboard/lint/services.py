@@ -2,7 +2,7 @@
 
 ``run(target)`` reads the cluster (``workers.roles.lintfacts.gather``, read-only), lints its
 topics (``workers.engine.lint``) and every profile (``workers.engine.lintclient``), and keeps
-the report in Redis (``workers.store.LintStore``); the management command, the Celery beat
+the report in Redis (``workers.store.lint.LintStore``); the management command, the Celery beat
 task, the pages and the API all go through here.
 """
 
@@ -21,7 +21,7 @@ from workers.engine.lintclient import lint_profile
 from workers.engine.profiles import DEFAULT_PROFILES
 from workers.engine.redact import redact_text
 from workers.roles.lintfacts import FactsError, gather
-from workers.store import LintStore
+from workers.store.lint import LintStore
 
 # A run claims its cluster this long at most, so a crashed run does not block the next one.
 RUN_CLAIM_MS = 120_000

@@ -15,7 +15,7 @@ import redis
 
 from dashboard.redisclient import redis_client
 from workers.engine.documents import SEMANTICS, SEVERITY, severity
-from workers.store import SentinelStore
+from workers.store.sentinel import SentinelStore
 
 
 def sparklines(

@@ -21,7 +21,7 @@ from dashboard.metrics.windows import range_containing
 from dashboard.models import ScenarioRun, Sentinel
 from dashboard.redisclient import redis_client
 from workers.engine.documents import SENTINEL_EVENTS, Verdict
-from workers.store import SentinelStore
+from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)
 

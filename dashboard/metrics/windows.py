@@ -40,7 +40,7 @@ from workers.engine.documents import (
     severity,
 )
 from workers.engine.latency import LatencyHistogram
-from workers.store import SentinelStore
+from workers.store.sentinel import SentinelStore
 
 RANGES: dict[str, int] = {
     "live": 60,

@@ -222,7 +222,7 @@ def forget_deleted_sentinels(now: float | None = None) -> list[int]:
     Deleting a row leaves its state (windows, events, checkpoints) in Redis; a Celery beat
     task calls this, so the web request that deletes a sentinel writes nothing to Redis."""
     from dashboard.redisclient import redis_client
-    from workers.store import SentinelStore, sentinel_ids
+    from workers.store.sentinel import SentinelStore, sentinel_ids
 
     now = time.time() if now is None else now
     client = redis_client()

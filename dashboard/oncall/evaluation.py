@@ -13,7 +13,7 @@ computes each rule's condition (``workers.engine.alerts``), and:
   incident and notifies resolve to the channels that were sent the trigger.
 
 The ``lint_error`` rule reads the latest guarantee lint report of the sentinel's cluster
-(``workers.store.LintStore``, written by ``dashboard.lint.services``): an error found there opens one
+(``workers.store.lint.LintStore``, written by ``dashboard.lint.services``): an error found there opens one
 incident while it persists, however many lint runs see it.
 
 Acknowledging or resolving by hand is recorded with the user and notified the same way.
@@ -50,7 +50,8 @@ from dashboard.status import all_statuses
 from workers.engine import alerts
 from workers.engine.alerts import Condition
 from workers.engine.documents import FORBIDDEN, VERDICT_WINDOW_S, Window
-from workers.store import LintStore, SentinelStore
+from workers.store.lint import LintStore
+from workers.store.sentinel import SentinelStore
 
 # -- evaluation -------------------------------------------------------------------------------
 

@@ -27,7 +27,8 @@ import json, time
 from dashboard.models import Incident, ScenarioRun, Sentinel
 from dashboard.models.oncall import AlertRule
 from tests.dashboard_data import counts, seed_windows, status_doc, window
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 from django.conf import settings
 
 client = connect(settings.REDIS_URL)

@@ -16,7 +16,8 @@ from tests.sentinels import bootstrap, make_spec, wait_until
 from workers.engine import codec
 from workers.engine.profiles import EXACTLY_ONCE
 from workers.roles.copier import TransactionalCopier
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 pytestmark = [pytest.mark.kafka]
 

@@ -20,7 +20,9 @@ from dashboard.models import Cluster, Profile, Sentinel
 from tests.integration.test_engine import read_topic
 from tests.sentinels import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
-from workers.store import SentinelStore, WorkerRegistry, connect
+from workers.store.connection import connect
+from workers.store.coordination import WorkerRegistry
+from workers.store.sentinel import SentinelStore
 from workers.system import hosting_worker_argv
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -23,7 +23,8 @@ from workers.engine.profiles import AT_LEAST_ONCE
 from workers.engine.redact import MASK
 from workers.localkafka.security import write_ca
 from workers.runtime.publish import channel_layer_config
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 PASSWORD = "tls-redis-Pa55word"
 

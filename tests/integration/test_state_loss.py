@@ -16,7 +16,8 @@ import redis
 from tests.sentinels import make_spec, wait_until
 from workers.engine.documents import SEMANTICS, STATE_LOST
 from workers.runtime.supervisor import SentinelSupervisor
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

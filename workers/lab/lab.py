@@ -5,7 +5,7 @@ and what the run did to it (``BrokerActions``), Redis, the probes and their role
 progress reporting, and the waits. Every wait is on a condition with a limit
 (``workers.lab.limits``) and supervises the role processes meanwhile: one that dies or hangs
 unexpectedly is restarted, as a lease would hand its work over. ``close()`` leaves nothing
-behind, and one scenario at a time runs per Redis (``lock()``, a ``workers.store.LabLock``).
+behind, and one scenario at a time runs per Redis (``lock()``, a ``workers.store.lab.LabLock``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from workers.lab.outcome import ProgressFn, ScenarioAborted
 from workers.lab.probes import Probe, RoleProcess
 from workers.localkafka import LocalClusterError
 from workers.localkafka.cluster import LocalCluster
-from workers.store import LabLock, ScenarioRuns, connect
+from workers.store.connection import connect
+from workers.store.lab import LabLock, ScenarioRuns
 from workers.system import terminate_all
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from workers.engine.spec import SentinelSpec
 from workers.lab.limits import HANG_AFTER_S
 from workers.lab.outcome import Expect, SemanticResult
 from workers.roles.kafka import TXN_HEADER, read_to_end
-from workers.store import SentinelStore
+from workers.store.sentinel import SentinelStore
 from workers.system import PROJECT_ROOT, redis_env, terminate
 
 if TYPE_CHECKING:

@@ -46,7 +46,7 @@ from workers.lab.soakprocs import SoakRedis, SoakWorkers, sentinel_processes
 from workers.lab.soakreport import write_report
 from workers.lab.soaktruth import StreamTap, compare, kafka_truth, read_topics
 from workers.localkafka.cluster import LocalCluster
-from workers.store import connect
+from workers.store.connection import connect
 from workers.system import LOCAL_DIR
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,6 @@ checker's final totals.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import Counter, defaultdict
@@ -26,8 +25,9 @@ import redis
 
 from workers.engine import codec
 from workers.engine.spec import SentinelSpec
+from workers.engine.streams import AckReport, LedgerEntry
 from workers.roles.kafka import TXN_HEADER, read_to_end
-from workers.store import SentinelStore, unpack_aborted, unpack_ledger
+from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +55,21 @@ class Truth:
         self.entries = {"acks": 0, "ledger": 0}
         self.last_id = {"acks": "0-0", "ledger": "0-0"}
 
-    def add_acks(self, fields: dict[bytes, bytes]) -> None:
-        doc = json.loads(fields[b"d"])
-        run = int(doc["run"])
-        for part, entry in doc["p"].items():
-            reports = self.first_report[(run, int(part))]
-            self.produced += int(entry.get("n", 0))
-            for acked, key in ((True, "a"), (False, "f")):
-                for lo, hi in entry.get(key, ()):
+    def add_acks(self, report: AckReport) -> None:
+        run = report.run
+        for part, entry in report.partitions.items():
+            reports = self.first_report[(run, part)]
+            self.produced += entry.produced
+            for acked, ranges in ((True, entry.acked), (False, entry.failed)):
+                for lo, hi in ranges:
                     for seq in range(lo, hi + 1):
                         reports.setdefault(seq, acked)  # the first report wins
 
-    def add_ledger(self, fields: dict[bytes, bytes]) -> None:
-        for run, partition, seq, _produced_us, _processed_us in unpack_ledger(fields[b"d"]):
+    def add_ledger(self, entry: LedgerEntry) -> None:
+        for run, partition, seq, _produced_us, _processed_us in entry.items:
             self.processings[(run, partition)][seq] += 1
-        self.foreign += int(fields.get(b"f", 0))
-        if b"a" in fields:
-            self.aborted_reads += len(unpack_aborted(fields[b"a"]))
+        self.foreign += entry.foreign
+        self.aborted_reads += len(entry.aborted)
 
     def counts(self, runs: set[int]) -> dict[str, int]:
         """The checker's counters, recounted (processings of runs not in ``runs``, the
@@ -139,8 +137,8 @@ class StreamTap(threading.Thread):
                 ):
                     while True:
                         entries = read(truth.last_id[name], READ_COUNT)
-                        for entry_id, fields in entries:
-                            add(fields)
+                        for entry_id, entry in entries:
+                            add(entry)
                             truth.last_id[name] = entry_id
                             truth.entries[name] += 1
                         if len(entries) < READ_COUNT:

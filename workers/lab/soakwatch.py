@@ -25,7 +25,7 @@ from workers.engine.documents import (
     Verdict,
 )
 from workers.lab.soakprocs import SoakRedis, SoakWorkers, rss_bytes, sentinel_processes
-from workers.store import SentinelStore
+from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)
 

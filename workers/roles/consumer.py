@@ -26,6 +26,7 @@ from confluent_kafka.admin import AdminClient
 from workers.engine import codec
 from workers.engine.profiles import COMMIT_BEFORE_PROCESS
 from workers.engine.spec import SentinelSpec
+from workers.engine.streams import LedgerEntry
 from workers.roles.faults import FaultHook, batch_ranges
 from workers.roles.kafka import (
     METADATA_REFRESH_S,
@@ -35,7 +36,8 @@ from workers.roles.kafka import (
     partition_count,
 )
 from workers.roles.loop import Loop, RestartRole, now_us
-from workers.store import SentinelStore, StateLost
+from workers.store.epoch import StateLost
+from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +137,11 @@ class AssignedConsumer(Loop):
         """Ledger items for valid records of this sentinel; the rest counts as foreign."""
         return codec.decode_messages(msgs, self.spec.id, now_us())
 
-    def process(self, items: list, **kwargs: Any) -> None:
-        """Append to the ledger, retrying until Redis takes it.
+    def process(
+        self, entry: LedgerEntry, *, offsets: dict[int, int] | None = None, topic: str = ""
+    ) -> None:
+        """Append ``entry`` to the ledger (with the verifier's ``offsets`` of ``topic``, in the
+        same transaction), retrying until Redis takes it.
 
         The batch is already consumed (and under at-most-once committed): giving up here would
         turn our own infrastructure trouble into a loss the cluster never caused. Only when
@@ -151,7 +156,7 @@ class AssignedConsumer(Loop):
                     # (records of a run begun since count; those of older runs do not).
                     self.on_state_lost(lost)
                     lost = None
-                self.store.append_ledger(items, **kwargs)
+                self.store.append_ledger(entry, offsets=offsets, topic=topic)
                 return
             except StateLost as exc:
                 lost = str(exc)
@@ -168,7 +173,7 @@ class AssignedConsumer(Loop):
                             "%s %s: stopping with %d records not processed: %s",
                             self.role,
                             self.spec.name,
-                            len(items),
+                            len(entry.items),
                             self.error,
                         )
                         raise RestartRole(self.error) from exc
@@ -211,12 +216,12 @@ class SentinelConsumer(AssignedConsumer):
             items, foreign = self.decode_batch(msgs)
             batch = self.fault_detail(items)
             self.fault.at("after-commit", detail=batch)
-            self.process(items, foreign=foreign)
+            self.process(LedgerEntry(items, foreign))
             self.fault.at("after-process", detail=batch)
         else:
             items, foreign = self.decode_batch(msgs)
             batch = self.fault_detail(items)
-            self.process(items, foreign=foreign)
+            self.process(LedgerEntry(items, foreign))
             self.fault.at("after-process", detail=batch)
             if not self.commit(msgs):
                 return

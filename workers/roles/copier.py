@@ -27,7 +27,7 @@ from workers.roles.kafka import (
     ensure_topic,
 )
 from workers.roles.loop import RestartRole
-from workers.store import SentinelStore
+from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)
 

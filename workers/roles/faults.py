@@ -11,7 +11,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from workers.store import SentinelStore, to_ranges
+from workers.engine.streams import to_ranges
+from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from workers.engine.failures import in_words
 from workers.engine.spec import SentinelSpec
 from workers.roles.kafka import describe
 from workers.roles.tlsprobe import verify_reason
-from workers.store import SentinelStore, StateLost
+from workers.store.epoch import StateLost
+from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from workers.engine import codec
 from workers.engine.documents import RUN_EVENT
 from workers.engine.latency import LatencyHistogram
 from workers.engine.spec import SentinelSpec
+from workers.engine.streams import AckReport, PartitionReport
 from workers.roles.faults import FaultHook
 from workers.roles.kafka import (
     METADATA_REFRESH_S,
@@ -32,7 +33,8 @@ from workers.roles.kafka import (
     records_ever_written,
 )
 from workers.roles.loop import Loop, RestartRole, now_us
-from workers.store import SentinelStore, StateLost, to_ranges
+from workers.store.epoch import StateLost
+from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ class SentinelProducer(Loop):
         self._ack_seconds: list[float] = []  # delivery latencies, into a histogram per flush
         # Reports taken from the above but not yet on the acks stream (Redis failed): sent
         # again as they were, oldest first, so that a report is never dropped nor made twice.
-        self._unsent: list[tuple[int, dict[int, dict[str, Any]], str | dict | None]] = []
+        self._unsent: list[AckReport] = []
         self._last_flush = 0.0
         self._last_tick = 0.0
         self._last_metadata = 0.0
@@ -333,22 +335,17 @@ class SentinelProducer(Loop):
         seconds, self._ack_seconds = self._ack_seconds, []
         latency = LatencyHistogram()
         latency.record_many([s * 1000.0 for s in seconds])
-        parts: dict[int, dict[str, Any]] = {}
-        for partition in set(acked) | set(failed) | set(produced):
-            entry: dict[str, Any] = {}
-            if produced.get(partition):
-                entry["n"] = produced[partition]
-            if acked.get(partition):
-                entry["a"] = to_ranges(acked[partition])
-            if failed.get(partition):
-                entry["f"] = to_ranges(failed[partition])
-            parts[partition] = entry
-        if parts:
-            self._unsent.append(
-                (self.run_id, parts, latency.to_compact() if latency.count else None)
+        parts = {
+            partition: PartitionReport.of(
+                produced.get(partition, 0), acked.get(partition, ()), failed.get(partition, ())
             )
+            for partition in set(acked) | set(failed) | set(produced)
+        }
+        if parts:
+            compact = latency.to_compact() if latency.count else None
+            self._unsent.append(AckReport(self.run_id, parts, compact))
         while self._unsent:
-            self.store.append_acks(*self._unsent[0])
+            self.store.append_acks(self._unsent[0])
             self._unsent.pop(0)
         if acked:
             self.error = None if not failed else self.error

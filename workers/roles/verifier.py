@@ -14,9 +14,10 @@ from confluent_kafka import (
 
 from workers.engine import codec
 from workers.engine.spec import SentinelSpec
+from workers.engine.streams import LedgerEntry
 from workers.roles.consumer import AssignedConsumer
 from workers.roles.kafka import TXN_HEADER
-from workers.store import SentinelStore
+from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,7 @@ class CommittedVerifier(AssignedConsumer):
         for msg in msgs:
             self.offsets[msg.partition()] = msg.offset() + 1
         self.process(
-            items,
-            foreign=foreign,
-            aborted=aborted_items,
+            LedgerEntry(items, foreign, aborted_items),
             offsets=self.offsets,
             topic=self.source_topic,
         )

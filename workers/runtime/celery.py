@@ -45,7 +45,7 @@ class SupervisorStep(bootsteps.StartStopStep):
         from django.utils.module_loading import import_string
 
         from workers.runtime.supervisor import SentinelSupervisor
-        from workers.store import connect
+        from workers.store.connection import connect
 
         self.supervisor = SentinelSupervisor(
             connect(settings.REDIS_URL),

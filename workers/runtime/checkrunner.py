@@ -11,7 +11,7 @@ A thread of its own (``MetadataRefresher``) fetches the topic's cluster metadata
 replicas, in-sync replicas) every few seconds for the status document's ``metadata`` field, so
 that no page asks Kafka and an unreachable cluster never delays a step.
 
-If Redis loses the sentinel's state (its epoch is gone or replaced: ``workers.store``), the
+If Redis loses the sentinel's state (its epoch is gone or replaced: ``workers.store.epoch``), the
 checker starts afresh in the new epoch: records of runs begun before it (still in the topics,
 or written by a producer that has not noticed yet) count for nothing, neither as lost nor
 duplicated nor foreign; the role that began the epoch records a ``state-lost`` event.
@@ -19,7 +19,6 @@ duplicated nor foreign; the role that began the epoch records a ``state-lost`` e
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -49,6 +48,7 @@ from workers.engine.documents import (
 )
 from workers.engine.latency import LatencyHistogram, RecentLatency
 from workers.engine.spec import SentinelSpec
+from workers.engine.streams import AckReport, LedgerEntry
 from workers.engine.verdict import evaluate
 from workers.roles.kafka import (
     METADATA_REFRESH_S,
@@ -59,7 +59,8 @@ from workers.roles.kafka import (
 )
 from workers.roles.loop import Loop
 from workers.runtime.publish import LivePublisher
-from workers.store import SentinelStore, StateLost, epoch_started_ms, unpack_aborted, unpack_ledger
+from workers.store.epoch import StateLost, epoch_started_ms
+from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)
 
@@ -229,33 +230,32 @@ class CheckRunner(Loop):
             self.earlier_runs.add(run)
         return False
 
-    def apply_acks(self, doc: dict[str, Any], now: float) -> None:
-        run = int(doc["run"])
+    def apply_acks(self, report: AckReport, now: float) -> None:
+        run = report.run
         if not self.learn_run(run):
             # A run Redis no longer knows (its state was flushed): its records are foreign
             # when they arrive, and it must never be tracked, or it would turn into losses.
             return
-        for partition_s, entry in doc["p"].items():
-            partition = int(partition_s)
-            if entry.get("n"):
-                self.checker.produced(run, partition, int(entry["n"]))
-            for first, last in entry.get("a", ()):
+        for partition, entry in report.partitions.items():
+            if entry.produced:
+                self.checker.produced(run, partition, entry.produced)
+            for first, last in entry.acked:
                 self.checker.acked(run, partition, first, last, now)
-            for first, last in entry.get("f", ()):
+            for first, last in entry.failed:
                 self.checker.failed(run, partition, first, last, now)
-        if "lat" in doc:
-            hist = LatencyHistogram.load(doc["lat"])
+        if report.latency is not None:
+            hist = LatencyHistogram.load(report.latency)
             self.ack_latency.merge(hist)
             self.sec_ack.merge(hist)
 
-    def apply_ledger(self, fields: dict[bytes, bytes], now: float) -> None:
+    def apply_ledger(self, entry: LedgerEntry, now: float) -> None:
         # Per record: a set lookup, two list appends and a subtraction; the latency histograms
         # are filled once per entry and partition (record_many), not once per record.
-        foreign = int(fields.get(b"f", 0))
+        foreign = entry.foreign
         groups: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
         known, unknown = self.known_runs, set()
         earlier = self.earlier_runs
-        for run, partition, seq, produced_us, processed_us in unpack_ledger(fields.get(b"d", b"")):
+        for run, partition, seq, produced_us, processed_us in entry.items:
             if run not in known and (run in unknown or not self.learn_run(run)):
                 unknown.add(run)  # asked Redis once per entry, not once per record
                 if run not in earlier:  # a run from before the state was lost: not foreign
@@ -272,7 +272,7 @@ class CheckRunner(Loop):
             ms = [d / 1000.0 for d in delays_us]  # negatives (clock skew) count as 0
             self.partition_e2e.record_many(partition, ms, now)
             delays_ms.extend(ms)
-        for run, partition, _seq in unpack_aborted(fields.get(b"a", b"")):
+        for run, partition, _seq in entry.aborted:
             if run in known or self.learn_run(run) or run not in earlier:
                 self.checker.aborted_read(run, partition, 1)
         if foreign:
@@ -298,11 +298,11 @@ class CheckRunner(Loop):
             now = time.time()
             # Acks first: they were read after the ledger, so they cover its records (the
             # checker's fast path); the ledger entries are applied in order after them.
-            for entry_id, fields in acks:
-                self.apply_acks(json.loads(fields[b"d"]), now)
+            for entry_id, report in acks:
+                self.apply_acks(report, now)
                 self.acks_id = entry_id
-            for entry_id, fields in ledger:
-                self.apply_ledger(fields, now)
+            for entry_id, entry in ledger:
+                self.apply_ledger(entry, now)
                 self.ledger_id = entry_id
             if len(acks) < READ_COUNT and len(ledger) < READ_COUNT:
                 return

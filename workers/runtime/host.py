@@ -47,7 +47,8 @@ from workers.runtime.run import (
     open_spec,
     roles_for,
 )
-from workers.store import SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 from workers.system import QUICK_EXIT_S, RESPAWN_BACKOFF_MAX_S, respawn_backoff
 
 log = logging.getLogger("workers.runtime.host")

@@ -43,7 +43,9 @@ from workers.roles.producer import SentinelProducer
 from workers.roles.verifier import CommittedVerifier
 from workers.runtime.checkrunner import CheckRunner
 from workers.runtime.publish import LivePublisher
-from workers.store import Lease, SentinelStore, connect
+from workers.store.connection import connect
+from workers.store.coordination import Lease
+from workers.store.sentinel import SentinelStore
 from workers.system import redis_env, terminate_all
 
 log = logging.getLogger("workers.runtime.run")

@@ -3,14 +3,14 @@
 Every worker runs a ``SentinelSupervisor`` thread (a worker bootstep, ``workers/runtime/celery.py``).
 Each tick (2 s, and at once when one of its sentinel processes exits or a back-off ends) it
 reads the enabled sentinels from the database and, for each one, tries to take or renew its
-**lease** (``workers.store.Lease``: ``SET NX PX``, renewed only by its holder). The holder runs the sentinel in a child process
+**lease** (``workers.store.coordination.Lease``: ``SET NX PX``, renewed only by its holder). The holder runs the sentinel in a child process
 (``python -m workers.runtime.run``, fork+exec, so librdkafka is never forked); everyone else leaves it.
 
 Why a child process and not a pool task: a task that never returns blocks a pool slot and is
 redelivered by the Redis broker after ``visibility_timeout``; a process of its own has neither
 problem and can be stopped, restarted and replaced without touching the pool.
 
-Placement: every worker beats in a registry (``workers.store.WorkerRegistry``) each tick, with
+Placement: every worker beats in a registry (``workers.store.coordination.WorkerRegistry``) each tick, with
 the leases it holds and its cap (``DS_WORKER_MAX_SENTINELS``, 0 = none). A free sentinel is
 taken by the least loaded live worker under its cap (equals race; the lease decides); a worker
 holding two or more than another one with room hands one over per tick (stops it cleanly and
@@ -50,7 +50,8 @@ import redis
 from workers.engine.env import envchoice, envint
 from workers.engine.spec import SentinelSpec
 from workers.runtime.manifest import entry_path, read_state, write_entry
-from workers.store import Lease, SentinelStore, WorkerRegistry
+from workers.store.coordination import Lease, WorkerRegistry
+from workers.store.sentinel import SentinelStore
 from workers.system import (
     LOCAL_DIR,
     PROJECT_ROOT,

@@ -21,7 +21,7 @@ from dashboard.status import all_statuses, placement, redis_problem
 from workers.clientsecrets import SecretError
 from workers.runtime.publish import LivePublisher
 from workers.runtime.run import RoleRunner, adopt_state, open_spec, roles_for
-from workers.store import SentinelStore
+from workers.store.sentinel import SentinelStore
 
 
 class Command(BaseCommand):

@@ -1,0 +1,190 @@
+"""The entries of a sentinel's two Redis streams, as types.
+
+- ``AckReport`` (``ds:{sid}:acks``): one flush of the producer's delivery reports, per
+  partition the records produced and the acked / failed sequence ranges, with the
+  produce-ack latency histogram of the same period;
+- ``LedgerEntry`` (``ds:{sid}:ledger``): one processed batch, the durable effect of
+  "processing", with the records that were not the sentinel's (foreign) and, under
+  exactly-once, those read from a copier transaction known to be aborted.
+
+``to_fields()`` gives the entry's fields as Redis stores them and ``from_fields()`` reads them
+back; the bytes are the ones these streams have always held, so entries written before the
+types existed read back the same. Nobody else parses the raw fields. A malformed entry raises
+``MalformedEntry`` saying what is wrong, before anything of it is applied: it is never read
+as records lost or processed.
+
+Fields on the wire:
+
+- acks: ``d``, JSON ``{"run": <run id>, "p": {"<partition>": {"n": <produced>, "a":
+  [[first, last], ...], "f": [[first, last], ...]}}, "lat": <histogram>}`` without spaces,
+  ``n`` / ``a`` / ``f`` only when not zero or empty, ``lat`` only when there is one
+  (``LatencyHistogram.to_compact()``; entries of older versions hold a ``to_dict()`` dict);
+- ledger: ``d``, the items packed little-endian ``<QIQQQ`` (run, partition, seq, produced
+  and processed timestamps in µs) one after the other; ``f``, the foreign count in decimal,
+  only when not 0; ``a``, the aborted reads packed ``<QIQ`` (run, partition, seq), only when
+  there are some.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+LEDGER_ITEM = struct.Struct("<QIQQQ")  # run, partition, seq, produce_ts_us, processed_ts_us
+ABORTED_ITEM = struct.Struct("<QIQ")  # run, partition, seq
+
+# run, partition, seq, produced and processed timestamps (µs since the Unix epoch)
+LedgerItem = tuple[int, int, int, int, int]
+AbortedItem = tuple[int, int, int]  # run, partition, seq
+Fields = Mapping[bytes, bytes]
+
+
+class MalformedEntry(ValueError):
+    """A stream entry whose fields are not in the format; the message says what is wrong."""
+
+
+def to_ranges(seqs: Iterable[int]) -> list[list[int]]:
+    """Sorted inclusive ranges covering ``seqs``: [3, 1, 2, 7] -> [[1, 3], [7, 7]]."""
+    out: list[list[int]] = []
+    for seq in sorted(set(seqs)):
+        if out and seq == out[-1][1] + 1:
+            out[-1][1] = seq
+        else:
+            out.append([seq, seq])
+    return out
+
+
+@dataclass(slots=True)
+class PartitionReport:
+    """One partition's part of an ``AckReport``: records produced, and the inclusive sequence
+    ranges reported delivered (``acked``) and failed."""
+
+    produced: int = 0
+    acked: list[list[int]] = field(default_factory=list)
+    failed: list[list[int]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, produced: int, acked: Iterable[int], failed: Iterable[int]) -> PartitionReport:
+        """From the sequence numbers themselves, in any order."""
+        return cls(produced, to_ranges(acked), to_ranges(failed))
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        if self.produced:
+            doc["n"] = self.produced
+        if self.acked:
+            doc["a"] = self.acked
+        if self.failed:
+            doc["f"] = self.failed
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> PartitionReport:
+        if not isinstance(doc, dict):
+            raise MalformedEntry(f"a partition's report is {type(doc).__name__}, not an object")
+        produced = doc.get("n", 0)
+        if not _is_int(produced):
+            raise MalformedEntry(f"'n' (records produced) is {produced!r}, not an integer")
+        return cls(produced, _ranges(doc, "a"), _ranges(doc, "f"))
+
+
+@dataclass(slots=True)
+class AckReport:
+    """One acks stream entry: the delivery reports of run ``run`` since the last one."""
+
+    run: int
+    partitions: dict[int, PartitionReport]
+    # The produce-ack latency histogram (``LatencyHistogram.to_compact()``; older entries: its
+    # ``to_dict()``), as written: ``LatencyHistogram.load`` reads both. None: no acks.
+    latency: str | dict[str, Any] | None = None
+
+    def to_fields(self) -> dict[bytes, bytes]:
+        doc: dict[str, Any] = {
+            "run": self.run,
+            "p": {str(p): report.to_doc() for p, report in self.partitions.items()},
+        }
+        if self.latency:
+            doc["lat"] = self.latency
+        return {b"d": json.dumps(doc, separators=(",", ":")).encode()}
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> AckReport:
+        raw = fields.get(b"d")
+        if raw is None:
+            raise MalformedEntry("acks entry without its 'd' field")
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedEntry(f"acks entry's 'd' is not JSON: {exc}") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("p"), dict):
+            raise MalformedEntry("acks entry's 'd' is not an object with a 'p' object")
+        run = doc.get("run")
+        if not _is_int(run):
+            raise MalformedEntry(f"acks entry's run id is {run!r}, not an integer")
+        partitions = {}
+        for key, report in doc["p"].items():
+            if not key.isdigit():
+                raise MalformedEntry(f"acks entry's partition {key!r} is not a number")
+            try:
+                partitions[int(key)] = PartitionReport.from_doc(report)
+            except MalformedEntry as exc:
+                raise MalformedEntry(f"acks entry, partition {key}: {exc}") from None
+        latency = doc.get("lat")
+        if latency is not None and not isinstance(latency, str | dict):
+            raise MalformedEntry(f"acks entry's 'lat' is {type(latency).__name__}")
+        return cls(run, partitions, latency)
+
+
+@dataclass(slots=True)
+class LedgerEntry:
+    """One ledger stream entry: a processed batch (``items``), the records of it that were
+    not the sentinel's (``foreign``), and under exactly-once the records read from a copier
+    transaction known to be aborted (``aborted``)."""
+
+    items: list[LedgerItem]
+    foreign: int = 0
+    aborted: list[AbortedItem] = field(default_factory=list)
+
+    def to_fields(self) -> dict[bytes, bytes]:
+        pack = LEDGER_ITEM.pack
+        fields = {b"d": b"".join([pack(*item) for item in self.items])}
+        if self.foreign:
+            fields[b"f"] = str(self.foreign).encode()
+        if self.aborted:
+            fields[b"a"] = b"".join(ABORTED_ITEM.pack(*item) for item in self.aborted)
+        return fields
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> LedgerEntry:
+        items = _unpack(LEDGER_ITEM, fields.get(b"d", b""), "'d' (processed records)")
+        aborted = _unpack(ABORTED_ITEM, fields.get(b"a", b""), "'a' (aborted reads)")
+        raw = fields.get(b"f", b"0")
+        try:
+            foreign = int(raw)
+        except ValueError:
+            raise MalformedEntry(f"ledger entry's 'f' (foreign) is {raw!r}, not a number") from None
+        return cls(items, foreign, aborted)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ranges(doc: dict[str, Any], key: str) -> list[list[int]]:
+    ranges = doc.get(key, [])
+    if not isinstance(ranges, list) or not all(
+        isinstance(r, list) and len(r) == 2 and _is_int(r[0]) and _is_int(r[1]) for r in ranges
+    ):
+        raise MalformedEntry(f"{key!r} is {ranges!r}, not a list of [first, last] ranges")
+    return ranges
+
+
+def _unpack(layout: struct.Struct, data: bytes, what: str) -> list[Any]:
+    if len(data) % layout.size:
+        raise MalformedEntry(
+            f"ledger entry's {what} holds {len(data)} bytes, not whole {layout.size}-byte items"
+        )
+    return list(layout.iter_unpack(data))
