@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import socket
 
+from workers.clients.kafka import connect_error
 from workers.engine.brokers import broker_state, group_errors, in_words, track
-from workers.roles.kafka import connect_error
 
 SEEN = {"1": "127.0.0.1:9092", "2": "127.0.0.1:9093", "3": "127.0.0.1:9094"}
 

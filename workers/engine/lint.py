@@ -2,7 +2,7 @@
 facts.
 
 Inputs are dataclasses (``TopicFacts``, ``ClusterFacts``) gathered read-only by
-``workers.roles.lintfacts``; client configurations are linted by ``workers.engine.lintclient``.
+``workers.clients.lintfacts``; client configurations are linted by ``workers.engine.lintclient``.
 Every rule is in the catalogue ``workers.engine.lintrules.RULES``.
 
 Per topic and semantic the verdict is ``can-hold``, ``one-failure-away`` or ``cannot-hold``,

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException
 
+from workers.clients.kafka import TXN_HEADER, read_to_end
 from workers.engine import codec
 from workers.engine.documents import COUNTERS
 from workers.engine.profiles import Profile
 from workers.engine.spec import SentinelSpec
 from workers.lab.limits import HANG_AFTER_S
 from workers.lab.outcome import Expect, SemanticResult
-from workers.roles.kafka import TXN_HEADER, read_to_end
 from workers.store import SentinelStore
 from workers.system import PROJECT_ROOT, redis_env, terminate
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import redis
 
+from workers.clients.kafka import TXN_HEADER, read_to_end
 from workers.engine import codec
 from workers.engine.spec import SentinelSpec
-from workers.roles.kafka import TXN_HEADER, read_to_end
 from workers.store import SentinelStore, unpack_aborted, unpack_ledger
 
 log = logging.getLogger(__name__)

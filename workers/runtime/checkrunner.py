@@ -27,6 +27,13 @@ import time
 from collections import deque
 from typing import Any
 
+from workers.clients.kafka import (
+    METADATA_REFRESH_S,
+    admin_for,
+    connect_error,
+    describe,
+    topic_metadata,
+)
 from workers.engine import brokers
 from workers.engine.checker import Checker
 from workers.engine.codec import run_started_ms
@@ -49,13 +56,6 @@ from workers.engine.documents import (
 from workers.engine.latency import LatencyHistogram, RecentLatency
 from workers.engine.spec import SentinelSpec
 from workers.engine.verdict import evaluate
-from workers.roles.kafka import (
-    METADATA_REFRESH_S,
-    admin_for,
-    connect_error,
-    describe,
-    topic_metadata,
-)
 from workers.roles.loop import Loop
 from workers.runtime.publish import LivePublisher
 from workers.store import SentinelStore, StateLost, epoch_started_ms, unpack_aborted, unpack_ledger
@@ -72,7 +72,7 @@ CONNECT_TIMEOUT_S = 1.0
 class MetadataRefresher:
     """Fetches the sentinel topic's metadata every ``interval`` seconds in a daemon thread.
 
-    ``latest`` is the last result of ``workers.roles.kafka.topic_metadata`` with the time it
+    ``latest`` is the last result of ``workers.clients.kafka.topic_metadata`` with the time it
     was fetched (``updated_at``), None before the first fetch ends. The admin client is made
     in the thread, on its first fetch, so a runner that is never started needs no cluster."""
 

@@ -16,9 +16,9 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
 
+from workers.clients.kafka import admin_with_errors, describe, in_words_after
 from workers.engine import lint
 from workers.engine.lint import ClusterFacts, PartitionFacts, Setting, TopicFacts
-from workers.roles.kafka import admin_with_errors, describe, in_words_after
 
 log = logging.getLogger(__name__)
 
