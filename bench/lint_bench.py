@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from bench._common import DEV_BOOTSTRAP  # noqa: E402
 from workers.clients.lintfacts import gather  # noqa: E402
-from workers.engine.lint import lint_report  # noqa: E402
+from workers.engine.lint.topics import lint_report  # noqa: E402
 
 RISKY = ({}, {"min.insync.replicas": "1"}, {"unclean.leader.election.enable": "true"}, {})
 

@@ -1,7 +1,7 @@
 """The guarantee lint as the dashboard runs it: which clusters, one run, the stored reports.
 
 ``run(target)`` reads the cluster (``workers.clients.lintfacts.gather``, read-only), lints its
-topics (``workers.engine.lint``) and every profile (``workers.engine.lintclient``), and keeps
+topics (``workers.engine.lint.topics``) and every profile (``workers.engine.lint.client``), and keeps
 the report in Redis (``workers.store.LintStore``); the management command, the Celery beat
 task, the pages and the API all go through here.
 """
@@ -16,8 +16,8 @@ from django.conf import settings
 
 from workers.clients.lintfacts import FactsError, gather
 from workers.clientsecrets import SecretError, unseal
-from workers.engine.lint import ClusterFacts, lint_report
-from workers.engine.lintclient import lint_profile
+from workers.engine.lint.client import lint_profile
+from workers.engine.lint.topics import ClusterFacts, lint_report
 from workers.engine.profiles import DEFAULT_PROFILES
 from workers.engine.redact import redact_text
 from workers.store import LintStore, connect

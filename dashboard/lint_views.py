@@ -23,8 +23,8 @@ from dashboard import lint
 from dashboard.api import api_view
 from dashboard.forms import masked_text
 from workers.engine.documents import SEMANTICS
-from workers.engine.lintclient import DIALECTS, LIBRDKAFKA, PRODUCER, ROLES, check_text
-from workers.engine.lintrules import VERDICT_LABELS
+from workers.engine.lint.client import DIALECTS, LIBRDKAFKA, PRODUCER, ROLES, check_text
+from workers.engine.lint.rules import VERDICT_LABELS
 
 MAX_CONFIG_CHARS = 64_000
 # The lint verdicts drawn in the sentinels' verdict colours.

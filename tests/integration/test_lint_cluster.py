@@ -17,7 +17,7 @@ from django.core.management import call_command
 from tests.sentinels import wait_until
 from workers.clients.lintfacts import gather
 from workers.engine.documents import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
-from workers.engine.lint import (
+from workers.engine.lint.topics import (
     CAN_HOLD,
     CANNOT_HOLD,
     METADATA,
