@@ -34,7 +34,7 @@ from workers.clients.kafka import (
     describe,
     topic_metadata,
 )
-from workers.engine import brokers
+from workers.engine import brokerhealth
 from workers.engine.checker import Checker
 from workers.engine.codec import run_started_ms
 from workers.engine.documents import (
@@ -86,7 +86,7 @@ class MetadataRefresher:
         self.interval = interval
         self.timeout = timeout
         self.latest: dict[str, Any] | None = None
-        self.brokers: dict[str, dict[str, Any]] = {}  # workers.engine.brokers.track
+        self.brokers: dict[str, dict[str, Any]] = {}  # workers.engine.brokerhealth.track
         self._admin: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -129,7 +129,7 @@ class MetadataRefresher:
         failures = {
             bid: connect_error(host, CONNECT_TIMEOUT_S) for bid, host in known.items() if host
         }
-        self.brokers = brokers.track(self.brokers, seen, failures, now)
+        self.brokers = brokerhealth.track(self.brokers, seen, failures, now)
         self.latest = {**result, "brokers": self.brokers, "updated_at": now}
         return self.latest
 
