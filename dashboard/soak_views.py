@@ -2,7 +2,7 @@
 the Celery task ``dashboard.tasks.run_soak``) and read its HTML report.
 
 The run page, its progress bar and its JSON are the scenario lab's (``scenario_views``); a
-soak's results are one row per sentinel, and its report (``workers.lab.soakreport``) is a
+soak's results are one row per sentinel, and its report (``workers.lab.soak.report``) is a
 self-contained page kept on disk under ``.local/soak/run-{pk}/``.
 """
 
@@ -20,7 +20,7 @@ from dashboard.models import ScenarioRun
 from dashboard.scenario_views import _render_list
 from dashboard.tasks import SOAK_MAX_MINUTES, SOAK_SLACK_S, run_soak
 from workers.lab.outcome import ABORTED
-from workers.lab.soak import report_dir_for
+from workers.lab.soak.run import report_dir_for
 
 log = logging.getLogger(__name__)
 
