@@ -37,6 +37,7 @@ from workers.engine.acls import AclNeed, sentinel_acls
 from workers.engine.documents import EXACTLY_ONCE
 from workers.engine.spec import sentinel_topic_config
 from workers.localkafka import LocalClusterError
+from workers.localkafka.address import DEFAULT_NAME, DEFAULT_PORT
 from workers.localkafka.jars import KAFKA_DIR, LIBS_DIR, ensure_jars
 from workers.localkafka.node import (
     Node,
@@ -105,10 +106,10 @@ class LocalCluster:
 
     def __init__(
         self,
-        name: str = "dev",
+        name: str = DEFAULT_NAME,
         *,
         base_dir: Path | None = None,
-        broker_base_port: int = 9092,
+        broker_base_port: int = DEFAULT_PORT,
         controller_base_port: int | None = None,
         nodes: int = 3,
         heap_mb: int = 384,

@@ -27,10 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-from workers.engine.env import envbootstrap, envint, envstr
 from workers.lab.soak.faults import KINDS
 from workers.lab.soak.run import Soak, report_dir_for
-from workers.localkafka.cluster import LocalCluster
+from workers.localkafka.address import bootstrap_servers, local_address
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,13 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         minutes=args.minutes,
         seed=seed,
         report_dir=report_dir,
-        bootstrap_servers=envbootstrap(
-            "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
-        ),
-        local=LocalCluster(
-            envstr("LOCAL_KAFKA_NAME", "dev") or "dev",
-            broker_base_port=envint("LOCAL_KAFKA_PORT", 9092, min=1),
-        ),
+        bootstrap_servers=bootstrap_servers(),
+        local=local_address().cluster(),
         redis_port=args.redis_port,
         kinds=kinds,
         quiet=(lo, hi),
