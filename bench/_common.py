@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from workers.system import terminate  # noqa: E402  (the project is on sys.path now)
+from workers.localkafka.address import bootstrap_servers  # noqa: E402  (the project is on sys.path now)
+from workers.system import terminate  # noqa: E402
 
-DEV_BOOTSTRAP = "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
 DEV_REDIS_URL = "redis://127.0.0.1:6379/0"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -77,7 +77,7 @@ def print_machine_facts(title: str) -> None:
 
 
 def default_bootstrap() -> str:
-    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or DEV_BOOTSTRAP
+    return bootstrap_servers()
 
 
 def default_redis_url() -> str:

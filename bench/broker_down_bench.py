@@ -23,6 +23,7 @@ from _common import ROOT, create_topics, delete_topics, print_machine_facts  # n
 
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
+from workers.localkafka.address import LocalAddress
 from workers.localkafka.cluster import LocalCluster
 from workers.runtime.checkrunner import MetadataRefresher
 
@@ -83,7 +84,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9092)
     args = parser.parse_args()
     cluster = LocalCluster(args.name, broker_base_port=args.port)
-    bootstrap = ",".join(f"127.0.0.1:{args.port + i}" for i in range(3))
+    bootstrap = LocalAddress(args.name, args.port).bootstrap_servers
     print_machine_facts("broker down: status document vs cluster metadata")
     topic = f"bench-broker-down-{uuid.uuid4().hex[:8]}"
     create_topics(bootstrap, [topic], 3)

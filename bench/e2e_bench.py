@@ -15,7 +15,7 @@ For each semantic, on fresh topics (6 partitions, replication factor 3, min.insy
     properties producing records of ``record_size`` bytes as fast as it can (100 per partition
     per step, like ``SentinelProducer.produce_burst``), and a ``Consumer`` with the profile's
     consumer properties, assigned every partition, reading batches as the sentinel does
-    (``workers.roles.kafka.consume_batch``: the first record at once, then what is already
+    (``workers.clients.kafka.consume_batch``: the first record at once, then what is already
     fetched, up to 500 and more under a backlog) and
     committing synchronously once per batch: before "processing" (counting) under
     at-most-once, after it under at-least-once. Exactly-once: a transactional producer

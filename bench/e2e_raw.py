@@ -38,8 +38,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from workers.clients.kafka import consume_batch
 from workers.engine.profiles import COMMIT_BEFORE_PROCESS, Profile
-from workers.roles.kafka import consume_batch
 
 # -------------------------------------------------------------------------------------------
 # Raw baseline

@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,9 +33,8 @@ from workers.engine.profiles import Profile
 from workers.engine.spec import SentinelSpec
 from workers.runtime.run import RoleRunner, open_spec, roles_for
 from workers.store.connection import connect
-
-# -------------------------------------------------------------------------------------------
 from workers.store.sentinel import SentinelStore
+from workers.system import sentinel_argv
 
 # -------------------------------------------------------------------------------------------
 # Sentinel pipeline
@@ -117,16 +115,7 @@ class ProcessHost:
         self.proc: Any = None
 
     def start(self) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "workers.runtime.run",
-            "--spec",
-            str(self.path),
-            "--roles",
-            "all",
-        ]
-        argv += ["--layout", self.layout, "--redis-url", self.redis_url]
+        argv = sentinel_argv(self.path, roles="all", layout=self.layout, redis_url=self.redis_url)
         with open(self.dir / "sentinel.log", "wb") as log:
             self.proc = spawn(argv, stdout=log, stderr=subprocess.STDOUT)
         self.proc.name = "sentinel"

@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -62,6 +61,7 @@ from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, SEMANTICS
 from workers.engine.spec import SentinelSpec
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
+from workers.system import sentinel_argv
 
 MB = 1024 * 1024
 
@@ -173,19 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     redis_before = int(r.info("memory")["used_memory"])
     with open(log_path, "ab") as log:
         child = spawn(
-            [
-                sys.executable,
-                "-m",
-                "workers.runtime.run",
-                "--spec",
-                str(spec_path),
-                "--roles",
-                "all",
-                "--redis-url",
-                args.redis_url,
-                "--layout",
-                args.layout,
-            ],
+            sentinel_argv(spec_path, roles="all", redis_url=args.redis_url, layout=args.layout),
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -12,7 +12,6 @@ the worst, and deletes the topics again (also on failure or Ctrl-C). Target: und
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import uuid
@@ -22,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from bench._common import DEV_BOOTSTRAP  # noqa: E402
-from workers.engine.lint import lint_report  # noqa: E402
-from workers.roles.lintfacts import gather  # noqa: E402
+from bench._common import default_bootstrap  # noqa: E402
+from workers.clients.lintfacts import gather  # noqa: E402
+from workers.engine.lint.topics import lint_report  # noqa: E402
 
 RISKY = ({}, {"min.insync.replicas": "1"}, {"unclean.leader.election.enable": "true"}, {})
 
@@ -63,9 +62,7 @@ def _all_seen(bootstrap: str, names: list[str]) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEV_BOOTSTRAP)
-    )
+    parser.add_argument("--bootstrap", default=default_bootstrap())
     parser.add_argument("--topics", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)

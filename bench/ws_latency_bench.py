@@ -81,6 +81,7 @@ from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, SEMANTICS  
 from workers.engine.spec import SentinelSpec  # noqa: E402
 from workers.store.connection import connect  # noqa: E402
 from workers.store.sentinel import SentinelStore  # noqa: E402
+from workers.system import sentinel_argv  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -307,18 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     spec_path.write_text(json.dumps(spec.to_dict()))
     sentinel_log = open(tmp / "sentinel.log", "ab")  # noqa: SIM115 - the child keeps it open
     sentinel = spawn(
-        [
-            sys.executable,
-            "-m",
-            "workers.runtime.run",
-            "--spec",
-            str(spec_path),
-            "--roles",
-            "all",
-            "--live",
-            "--redis-url",
-            args.redis_url,
-        ],
+        sentinel_argv(spec_path, roles="all", live=True, redis_url=args.redis_url),
         env=env,
         stdout=sentinel_log,
         stderr=subprocess.STDOUT,

@@ -21,11 +21,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from dashboard.models import Cluster, Profile, Sentinel
+from workers.clients.validation import validate_properties
 from workers.clientsecrets import SecretError, is_reference, is_sealed
 from workers.engine.codec import HEADER_SIZE
 from workers.engine.profiles import EXACTLY_ONCE, TRANSACTIONAL
 from workers.engine.redact import MASK, is_secret_key
-from workers.roles.validation import validate_properties
 
 REACHABILITY_TIMEOUT_S = 3.0
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -151,7 +151,7 @@ def reachability_error(bootstrap: str, client_properties: dict[str, Any]) -> str
     """librdkafka's message when no broker answers a metadata request in time, else None."""
     from confluent_kafka import KafkaException
 
-    from workers.roles.kafka import list_topics_in_words
+    from workers.clients.kafka import list_topics_in_words
 
     conf = {**client_properties, "bootstrap.servers": bootstrap, "log_level": 0}
     try:

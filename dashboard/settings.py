@@ -16,7 +16,6 @@ import dj_database_url
 from workers.engine.env import (
     EnvError,
     envbool,
-    envbootstrap,
     envchoice,
     envint,
     envlist,
@@ -27,6 +26,7 @@ from workers.engine.env import (
     mask_url,
     redis_tls_options,
 )
+from workers.localkafka.address import bootstrap_servers, local_address
 from workers.runtime.publish import channel_layer_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -200,9 +200,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
 
 # --- Kafka ------------------------------------------------------------------------------------
 
-KAFKA_BOOTSTRAP_SERVERS = envbootstrap(
-    "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
-)
+KAFKA_BOOTSTRAP_SERVERS = bootstrap_servers()
+# The project's local cluster (the lab's broker faults hit only it): LOCAL_KAFKA_NAME / _PORT.
+_local_kafka = local_address()
+LOCAL_KAFKA_NAME, LOCAL_KAFKA_PORT = _local_kafka.name, _local_kafka.port
 
 # Sentinel hosting: every Celery worker supervises the enabled sentinels (workers/runtime/supervisor.py).
 SENTINELS_ENABLED = envbool("SENTINELS_ENABLED", True)

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from workers.engine.spec import SentinelSpec
 from workers.engine.streams import AckReport, PartitionReport
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
+from workers.system import sentinel_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,18 +93,7 @@ class SentinelProcesses:
         log_path = self.logs / f"sentinel-{self.spec.id}-{roles.replace(',', '+')}.log"
         with open(log_path, "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "workers.runtime.run",
-                    "--spec",
-                    str(self.path),
-                    "--roles",
-                    roles,
-                    "--redis-url",
-                    redis_url(),
-                    *args,
-                ],
+                [*sentinel_argv(self.path, roles=roles, redis_url=redis_url()), *args],
                 cwd=ROOT,
                 env={**os.environ, **(env or {})},
                 stdout=log,

@@ -261,7 +261,7 @@ def test_rotating_the_key_reencrypts_every_secret_under_the_new_key(monkeypatch)
 
 
 def test_the_scenario_lab_uses_secrets_opened_and_hands_its_probes_them_sealed():
-    from workers.lab.brokers import BrokerActions
+    from workers.lab.brokeractions import BrokerActions
     from workers.lab.limits import Timeouts
 
     stored = seal({"sasl.password": PASSWORD, "security.protocol": "SASL_SSL"})

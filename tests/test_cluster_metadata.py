@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from workers.clients.kafka import topic_metadata
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
-from workers.roles.kafka import topic_metadata
 from workers.runtime import checkrunner
 from workers.runtime.checkrunner import CheckRunner
 from workers.store.connection import connect

@@ -15,7 +15,13 @@ from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED, AlertRule
 from dashboard.oncall import evaluation as incidents
 from tests.dashboard_data import counts, fresh_defaults, seed_windows, status_doc, window, wipe
 from workers.engine import alerts
-from workers.engine.lint import ClusterFacts, PartitionFacts, Setting, TopicFacts, lint_report
+from workers.engine.lint.topics import (
+    ClusterFacts,
+    PartitionFacts,
+    Setting,
+    TopicFacts,
+    lint_report,
+)
 from workers.store.connection import connect
 from workers.store.lint import LintStore
 from workers.store.sentinel import SentinelStore

@@ -13,7 +13,13 @@ from django.urls import reverse
 
 from dashboard.lint import services as lint
 from workers.engine.documents import AT_LEAST_ONCE
-from workers.engine.lint import ClusterFacts, PartitionFacts, Setting, TopicFacts, lint_report
+from workers.engine.lint.topics import (
+    ClusterFacts,
+    PartitionFacts,
+    Setting,
+    TopicFacts,
+    lint_report,
+)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from concurrent.futures import Future
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from workers.localkafka.cluster import transient, with_retries
+from workers.localkafka.admin import transient, with_retries
 
 
 def done(value=None, error: KafkaException | None = None) -> dict[str, Future]:

@@ -146,7 +146,7 @@ def test_it_asks_before_disabling_a_sentinel_or_starting_a_scenario(logged_in, s
 
 
 def test_it_shows_a_clusters_brokers_leaders_and_errors_in_words(logged_in, sentinels, redis_url):
-    from workers.engine.brokers import track
+    from workers.engine.brokerhealth import track
 
     seen = {"1": "127.0.0.1:9092", "2": "127.0.0.1:9093", "3": "127.0.0.1:9094"}
     brokers = track({}, seen, {"1": None, "2": "Connection refused", "3": None}, now=3600.0)

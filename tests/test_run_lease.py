@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.sentinels import wait_until
@@ -19,6 +18,7 @@ from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
+from workers.system import sentinel_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,9 +52,14 @@ def test_a_role_process_orphaned_by_a_sentinel_crash_leaves_the_workers_lease(re
     store.reset()
     lease_key = SentinelStore.key_for(spec.id, "lease")
     client.set(lease_key, "the-worker:1:abc:def", px=60_000)
-    argv = [sys.executable, "-m", "workers.runtime.run", "--spec", str(path)]
-    argv += ["--roles", "producer,checker", "--layout", "processes", "--redis-url", redis_url]
-    argv += ["--lease-token", "the-worker:1:abc:def", "--lease-ms", "60000"]
+    argv = sentinel_argv(
+        path,
+        roles="producer,checker",
+        layout="processes",
+        redis_url=redis_url,
+        lease_token="the-worker:1:abc:def",
+        lease_ms=60000,
+    )
     main = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         (child,) = wait_until(lambda: children_of(main.pid), 30, "the producer's process")

@@ -12,8 +12,8 @@ from django.urls import reverse
 from dashboard.lab import tasks
 from dashboard.models import ScenarioRun
 from workers.lab.outcome import PASSED, QUEUED
-from workers.lab.soak import report_dir_for
-from workers.lab.soakreport import as_results, write_report
+from workers.lab.soak.report import as_results, write_report
+from workers.lab.soak.run import report_dir_for
 
 pytestmark = [pytest.mark.django_db]
 

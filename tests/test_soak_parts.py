@@ -11,10 +11,10 @@ import sys
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SPECS_FILE_ENV, SentinelSpec, specs_from_file
 from workers.engine.streams import AckReport, LedgerEntry, PartitionReport
-from workers.lab.soakfaults import KEEP_PROCESSES, KINDS, plan
-from workers.lab.soakprocs import process_age_s
-from workers.lab.soaktruth import Truth, compare
-from workers.lab.soakwatch import monotonic_checks
+from workers.lab.soak.faults import KEEP_PROCESSES, KINDS, plan
+from workers.lab.soak.procs import process_age_s
+from workers.lab.soak.truth import Truth, compare
+from workers.lab.soak.watch import monotonic_checks
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 

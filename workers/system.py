@@ -1,4 +1,5 @@
-"""Where the project lives on disk, how a hosting worker is started, and how processes stop.
+"""Where the project lives on disk, how a hosting worker and a sentinel process are started (their
+command lines), and how processes stop.
 
 Used by every layer that starts processes (the runtime, the lab, the local cluster tooling);
 imports nothing of the project.
@@ -12,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,62 @@ def hosting_worker_argv(name: str, queue: str, loglevel: str = "info") -> list[s
         "--pool=solo", "-Q", queue, "-n", f"{name}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", loglevel,
     ]  # fmt: skip
+
+
+# A sentinel process is ``python -m SENTINEL_MODULE`` (its options are read there); one
+# started without ``--roles`` runs the role group ``MAIN_ROLES`` (every role, or under
+# ``--layout processes`` the consuming ones, with a child per other role group).
+SENTINEL_MODULE = "workers.runtime.run"
+MAIN_ROLES = "main"
+
+
+def sentinel_argv(
+    spec_path: str | Path,
+    *,
+    roles: str | None = None,
+    layout: str | None = None,
+    lease_token: str | None = None,
+    lease_ms: int | None = None,
+    live: bool = False,
+    exit_with_parent: bool = False,
+    redis_url: str | None = None,
+    python: str = sys.executable,
+) -> list[str]:
+    """The command line of a sentinel process (the one way to build it: the supervisor, a
+    sentinel's own role children, the lab's probes, tests and benchmarks), running the spec at
+    ``spec_path`` (a private file; no secret in it). ``roles``: comma-separated, or ``all``;
+    ``lease_token`` / ``lease_ms``: run only while the sentinel's lease holds the token.
+    ``redis_url`` is for tests and benchmarks on a Redis without a password: a worker hands
+    the URL over in the environment (``redis_env``), never here, where ``ps`` shows it."""
+    argv = [python, "-m", SENTINEL_MODULE, "--spec", str(spec_path)]
+    if roles is not None:
+        argv += ["--roles", roles]
+    if layout is not None:
+        argv += ["--layout", layout]
+    if lease_token is not None:
+        argv += ["--lease-token", lease_token]
+        if lease_ms is not None:
+            argv += ["--lease-ms", str(lease_ms)]
+    if live:
+        argv.append("--live")
+    if exit_with_parent:
+        argv.append("--exit-with-parent")
+    if redis_url is not None:
+        argv += ["--redis-url", redis_url]
+    return argv
+
+
+def parse_sentinel_argv(argv: Sequence[str]) -> tuple[str, str] | None:
+    """``(spec path, role group)`` of a sentinel process's command line (``sentinel_argv``),
+    None for any other process's; the role group is ``--roles``' value, else ``MAIN_ROLES``."""
+    if SENTINEL_MODULE not in argv or "--spec" not in argv:
+        return None
+
+    def value(flag: str) -> str | None:
+        i = argv.index(flag) + 1 if flag in argv else len(argv)
+        return argv[i] if i < len(argv) else None
+
+    return value("--spec") or "", value("--roles") or MAIN_ROLES
 
 
 def terminate(proc: subprocess.Popen, timeout: float, *, group: bool = False) -> bool:

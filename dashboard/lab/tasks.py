@@ -119,9 +119,9 @@ def execute_soak(run: ScenarioRun, minutes: float, seed: int) -> None:
     in ``report_dir_for(f"run-{pk}")`` (served by ``dashboard.lab.views.report``)."""
     from dashboard.models.scenarios import local_cluster_for
     from workers.lab.outcome import FAILED, PASSED
-    from workers.lab.soak import Soak, report_dir_for
-    from workers.lab.soakprocs import free_port
-    from workers.lab.soakreport import as_results
+    from workers.lab.soak.procs import free_port
+    from workers.lab.soak.report import as_results
+    from workers.lab.soak.run import Soak, report_dir_for
 
     local = local_cluster_for(None)
     try:

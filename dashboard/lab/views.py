@@ -5,7 +5,7 @@ poller (``static/dashboard/scenarios.js``) and as downloadable exports. Runs are
 POST through ``dashboard.lab.services`` and executed by the lab's Celery tasks
 (``dashboard.lab.tasks``). A soak is a ``ScenarioRun`` with scenario "soak": its run page,
 progress bar and JSON are the scenario lab's; its results are one row per sentinel, and its
-report (``workers.lab.soakreport``) is a self-contained page kept on disk under
+report (``workers.lab.soak.report``) is a self-contained page kept on disk under
 ``.local/soak/run-{pk}/``.
 """
 
@@ -30,7 +30,7 @@ from dashboard.lab.tasks import SOAK_MAX_MINUTES
 from dashboard.models import Cluster, ScenarioRun
 from dashboard.models.scenarios import matrix
 from workers.lab.catalogue import catalog
-from workers.lab.soak import report_dir_for
+from workers.lab.soak.run import report_dir_for
 
 log = logging.getLogger(__name__)
 RECENT_RUNS = 20

@@ -1,7 +1,7 @@
 """The guarantee lint as the dashboard runs it: which clusters, one run, the stored reports.
 
-``run(target)`` reads the cluster (``workers.roles.lintfacts.gather``, read-only), lints its
-topics (``workers.engine.lint``) and every profile (``workers.engine.lintclient``), and keeps
+``run(target)`` reads the cluster (``workers.clients.lintfacts.gather``, read-only), lints its
+topics (``workers.engine.lint``) and every profile (``workers.engine.lint.client``), and keeps
 the report in Redis (``workers.store.lint.LintStore``); the management command, the Celery beat
 task, the pages and the API all go through here.
 """
@@ -15,12 +15,12 @@ from typing import Any
 from django.conf import settings
 
 from dashboard.redisclient import redis_client
+from workers.clients.lintfacts import FactsError, gather
 from workers.clientsecrets import SecretError, unseal
-from workers.engine.lint import ClusterFacts, lint_report
-from workers.engine.lintclient import lint_profile
+from workers.engine.lint.client import lint_profile
+from workers.engine.lint.topics import ClusterFacts, lint_report
 from workers.engine.profiles import DEFAULT_PROFILES
 from workers.engine.redact import redact_text
-from workers.roles.lintfacts import FactsError, gather
 from workers.store.lint import LintStore
 
 # A run claims its cluster this long at most, so a crashed run does not block the next one.

@@ -23,8 +23,8 @@ from dashboard.decorators import api_view
 from dashboard.forms import masked_text
 from dashboard.lint import services as lint
 from workers.engine.documents import SEMANTICS
-from workers.engine.lintclient import DIALECTS, LIBRDKAFKA, PRODUCER, ROLES, check_text
-from workers.engine.lintrules import VERDICT_LABELS
+from workers.engine.lint.client import DIALECTS, LIBRDKAFKA, PRODUCER, ROLES, check_text
+from workers.engine.lint.rules import VERDICT_LABELS
 
 MAX_CONFIG_CHARS = 64_000
 # The lint verdicts drawn in the sentinels' verdict colours.

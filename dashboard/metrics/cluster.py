@@ -4,7 +4,7 @@ partitions and leaders, and the sentinels' client errors grouped by broker, in w
 
 No page asks Kafka: everything comes from the status documents of the cluster's sentinels,
 whose check runners fetch the metadata and try each broker every few seconds
-(``workers.runtime.checkrunner.MetadataRefresher``, ``workers.engine.brokers``). Where
+(``workers.runtime.checkrunner.MetadataRefresher``, ``workers.engine.brokerhealth``). Where
 sentinels disagree (one fetched a second later), the most recent fetch wins.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from workers.engine import brokers as words
+from workers.engine import brokerhealth as words
 
 
 def _fetched(doc: dict[str, Any]) -> float:

@@ -16,7 +16,7 @@ import redis
 
 from dashboard.metrics.windows import redis_windows
 from dashboard.models import Sentinel
-from workers.engine.brokers import broker_state
+from workers.engine.brokerhealth import broker_state
 from workers.engine.documents import COUNTERS, EVENT_COUNTERS
 
 RECENT_S = 300  # "the last 5 minutes" of the partition table

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import close_old_connections, models, transaction
 
 from dashboard.models.fields import SealedPropertiesField
+from workers.clients.validation import validate_profile, validate_properties
 from workers.clientsecrets import SecretError, seal, unseal
 from workers.engine.profiles import (
     COMMIT_STRATEGIES,
@@ -30,7 +31,6 @@ from workers.engine.profiles import (
     Profile as ProfileData,
 )
 from workers.engine.spec import HOSTING, SentinelSpec
-from workers.roles.validation import validate_profile, validate_properties
 
 log = logging.getLogger(__name__)
 

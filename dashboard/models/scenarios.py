@@ -9,7 +9,6 @@ or the JSON export all see the same run. The model holds the data and its small 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from django.conf import settings
@@ -114,14 +113,12 @@ class ScenarioRun(models.Model):
 def local_cluster_for(cluster: Cluster | None) -> LocalCluster | None:
     """The project's LocalCluster when ``cluster`` is it (or None: the default target).
 
-    The local cluster is named by ``LOCAL_KAFKA_NAME`` / ``LOCAL_KAFKA_PORT`` (settings, else
-    environment; defaults dev / 9092). The lab still checks that it serves the target's
-    bootstrap servers before injecting any broker fault."""
+    The local cluster is named by the ``LOCAL_KAFKA_NAME`` / ``LOCAL_KAFKA_PORT`` settings
+    (``workers.localkafka.address``; defaults dev / 9092). The lab still checks that it serves
+    the target's bootstrap servers before injecting any broker fault."""
     if cluster is not None and not cluster.is_local:
         return None
-    name = getattr(settings, "LOCAL_KAFKA_NAME", None) or os.environ.get("LOCAL_KAFKA_NAME", "dev")
-    port = getattr(settings, "LOCAL_KAFKA_PORT", None) or os.environ.get("LOCAL_KAFKA_PORT", "9092")
-    return LocalCluster(name, broker_base_port=int(port))
+    return LocalCluster(settings.LOCAL_KAFKA_NAME, broker_base_port=int(settings.LOCAL_KAFKA_PORT))
 
 
 def matrix() -> dict[str, Any]:

@@ -50,7 +50,7 @@ for s in Sentinel.objects.all():
         for i in range({DATA_SECONDS})
     ])
     if lost:  # the cluster page's view of it: broker 2 killed, its clients' errors
-        from workers.engine.brokers import track
+        from workers.engine.brokerhealth import track
         seen = {{str(n): f"127.0.0.1:{{9091 + n}}" for n in (1, 2, 3)}}
         doc = store.status()
         doc["metadata"] = {{

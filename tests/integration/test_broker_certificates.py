@@ -1,7 +1,7 @@
 """A broker certificate that expired, that does not name the host connected to, or that a CA
 the client does not trust signed: each in its own words, and a sentinel STALLED, never a loss.
 
-librdkafka says "certificate verify failed" for all three (``workers.roles.tlsprobe``). A TLS
+librdkafka says "certificate verify failed" for all three (``workers.clients.tlsprobe``). A TLS
 client verifies the certificate before it speaks any protocol, so the "broker" here is a real
 TLS server with such a certificate (``tests.tlsserver``), not a second secured Kafka cluster.
 """
@@ -16,9 +16,9 @@ from confluent_kafka import KafkaException
 
 from tests.sentinels import SentinelProcesses, make_spec
 from tests.tlsserver import TlsServer, tls_server
+from workers.clients.kafka import list_topics_in_words
 from workers.engine.profiles import AT_LEAST_ONCE
 from workers.localkafka.security import write_ca
-from workers.roles.kafka import list_topics_in_words
 
 pytestmark = [pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""``workers.roles.kafka.consume_batch`` against the real cluster: a batch does not wait to fill
+"""``workers.clients.kafka.consume_batch`` against the real cluster: a batch does not wait to fill
 (that was latency the sentinel added to what it measures), and a backlog still drains in
 batches larger than ``batch_size``."""
 
@@ -12,7 +12,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.sentinels import bootstrap, wait_until
-from workers.roles.kafka import BATCH_GROWTH, consume_batch
+from workers.clients.kafka import BATCH_GROWTH, consume_batch
 
 pytestmark = pytest.mark.kafka
 

@@ -23,6 +23,7 @@ from tests.sentinels import (
     redis_url,
     wait_until,
 )
+from workers.clients.kafka import TXN_HEADER, read_to_end
 from workers.engine import codec
 from workers.engine.profiles import (
     AT_LEAST_ONCE,
@@ -31,7 +32,6 @@ from workers.engine.profiles import (
     EXACTLY_ONCE,
     SEMANTICS,
 )
-from workers.roles.kafka import TXN_HEADER, read_to_end
 from workers.runtime.run import EXIT_STUCK
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -15,8 +15,9 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, Resourc
 from django.core.management import call_command
 
 from tests.sentinels import wait_until
+from workers.clients.lintfacts import gather
 from workers.engine.documents import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
-from workers.engine.lint import (
+from workers.engine.lint.topics import (
     CAN_HOLD,
     CANNOT_HOLD,
     METADATA,
@@ -25,7 +26,6 @@ from workers.engine.lint import (
     lint_report,
 )
 from workers.localkafka.cluster import LocalCluster
-from workers.roles.lintfacts import gather
 
 pytestmark = pytest.mark.kafka
 

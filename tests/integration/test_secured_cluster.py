@@ -15,14 +15,14 @@ import pytest
 
 from dashboard.forms import ClusterForm, format_properties
 from tests.sentinels import SentinelProcesses, make_spec
+from workers.clients.kafka import read_to_end
+from workers.clients.lintfacts import FactsError, gather
 from workers.clientsecrets import is_sealed, seal
 from workers.engine import codec
 from workers.engine.acls import TOPIC, sentinel_acls
 from workers.engine.profiles import AT_LEAST_ONCE, SEMANTICS
 from workers.localkafka.cluster import LocalCluster
 from workers.localkafka.security import write_ca
-from workers.roles.kafka import read_to_end
-from workers.roles.lintfacts import FactsError, gather
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -16,9 +16,9 @@ import os
 
 import pytest
 
-from workers.lab.soak import Soak
-from workers.lab.soakfaults import REDIS_RESTART, SENTINEL_KILL, WORKER_KILL
-from workers.lab.soakprocs import free_port, sentinel_processes
+from workers.lab.soak.faults import REDIS_RESTART, SENTINEL_KILL, WORKER_KILL
+from workers.lab.soak.procs import free_port, sentinel_processes
+from workers.lab.soak.run import Soak
 from workers.localkafka.cluster import LocalCluster
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.soak]

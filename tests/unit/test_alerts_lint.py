@@ -7,7 +7,13 @@ from typing import Any
 
 from workers.engine import alerts
 from workers.engine.documents import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
-from workers.engine.lint import ClusterFacts, PartitionFacts, Setting, TopicFacts, lint_report
+from workers.engine.lint.topics import (
+    ClusterFacts,
+    PartitionFacts,
+    Setting,
+    TopicFacts,
+    lint_report,
+)
 
 GOOD_BROKER = {
     "min.insync.replicas": Setting("2", "static broker"),

@@ -1,12 +1,12 @@
 """Brokers in words: reachability tracked across metadata fetches, client errors grouped by
-broker (workers.engine.brokers), and the connection attempt that learns a broker is gone."""
+broker (workers.engine.brokerhealth), and the connection attempt that learns a broker is gone."""
 
 from __future__ import annotations
 
 import socket
 
-from workers.engine.brokers import broker_state, group_errors, in_words, track
-from workers.roles.kafka import connect_error
+from workers.clients.kafka import connect_error
+from workers.engine.brokerhealth import broker_state, group_errors, in_words, track
 
 SEEN = {"1": "127.0.0.1:9092", "2": "127.0.0.1:9093", "3": "127.0.0.1:9094"}
 

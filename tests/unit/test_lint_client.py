@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from workers.engine.documents import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SEMANTICS
-from workers.engine.lint import CAN_HOLD, CANNOT_HOLD, ONE_FAILURE_AWAY, ClusterFacts, Setting
-from workers.engine.lintclient import (
+from workers.engine.lint.client import (
     CLIENT_DEFAULT,
     CLIENT_SET,
     JAVA,
@@ -19,7 +18,14 @@ from workers.engine.lintclient import (
     lint_profile,
     parse_properties,
 )
-from workers.engine.lintrules import CLIENT_RULES, RULES
+from workers.engine.lint.rules import CLIENT_RULES, RULES
+from workers.engine.lint.topics import (
+    CAN_HOLD,
+    CANNOT_HOLD,
+    ONE_FAILURE_AWAY,
+    ClusterFacts,
+    Setting,
+)
 from workers.engine.profiles import DEFAULT_PROFILES
 
 CLUSTER = ClusterFacts(
@@ -161,7 +167,7 @@ def test_it_finds_the_seeds_settings_clean_for_their_semantic(semantic: str, dia
 
 def test_it_grades_auto_commit_by_semantic_as_the_seed_does() -> None:
     findings = lint_client(ClientConfig("consumer", {"enable.auto.commit": "true"}))
-    from workers.engine.lint import verdict
+    from workers.engine.lint.topics import verdict
 
     assert verdict(findings, AT_MOST_ONCE)["verdict"] == ONE_FAILURE_AWAY
     assert verdict(findings, AT_LEAST_ONCE)["verdict"] == CANNOT_HOLD

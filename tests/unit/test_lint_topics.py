@@ -4,7 +4,7 @@ setting and its source, and a healthy topic on a healthy cluster can hold every 
 from __future__ import annotations
 
 from workers.engine.documents import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SEMANTICS
-from workers.engine.lint import (
+from workers.engine.lint.topics import (
     CAN_HOLD,
     CANNOT_HOLD,
     DEFAULT,

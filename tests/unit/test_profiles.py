@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from workers.clients.validation import validate_profile, validate_properties
 from workers.engine.profiles import (
     AT_LEAST_ONCE,
     AT_MOST_ONCE,
@@ -15,7 +16,6 @@ from workers.engine.profiles import (
     Profile,
     mask_secrets,
 )
-from workers.roles.validation import validate_profile, validate_properties
 
 
 def test_it_configures_at_most_once_as_the_seed_document_says():

@@ -19,7 +19,7 @@ Kinds (``RULE_KINDS``):
 - ``loss_rate``: at-most-once only: lost / acked over the verdict window above
   ``threshold`` percent (default 1).
 - ``lint_error``: the latest guarantee lint report of the sentinel's cluster has an error
-  (``workers.engine.lintrules``) under the sentinel's semantic, on its topic or on the
+  (``workers.engine.lint.rules``) under the sentinel's semantic, on its topic or on the
   cluster (``lint_condition``).
 """
 
@@ -38,7 +38,7 @@ from workers.engine.documents import (
     VERDICT_WINDOW_S,
     Verdict,
 )
-from workers.engine.lintrules import ERROR
+from workers.engine.lint.rules import ERROR
 
 VIOLATED, STALLED, DEGRADED, P99_SLO, LOSS_RATE, LINT_ERROR = (
     "violated",
@@ -194,7 +194,7 @@ def loss_rate_condition(status: Mapping[str, Any], threshold_pct: float) -> Cond
 
 
 def lint_errors(report: Mapping[str, Any], topic: str, semantic: str) -> list[dict[str, Any]]:
-    """The findings of a lint report (``workers.engine.lint.lint_report``) that are errors
+    """The findings of a lint report (``workers.engine.lint.topics.lint_report``) that are errors
     under ``semantic`` for ``topic``: the topic's own, then the cluster's."""
     own = next((t for t in report.get("topics") or [] if t.get("name") == topic), None)
     findings = list((own or {}).get("findings") or []) + list(report.get("cluster_findings") or [])

@@ -34,7 +34,7 @@ def in_words(
     ``user`` and ``mechanism`` are the client's SASL login; ``needs`` the ACLs the role that
     failed uses (``workers.engine.acls``): a denial names the ones of the denied resource;
     ``tls`` OpenSSL's reason a certificate failed verification, which librdkafka does not give
-    (``workers.roles.tlsprobe``): without it an expired certificate, an untrusted CA and a
+    (``workers.clients.tlsprobe``): without it an expired certificate, an untrusted CA and a
     hostname mismatch read the same."""
     lowered = error.lower()
     if any(error.startswith(p) or f": {p}" in error[:40] for p in _PREFIXES):

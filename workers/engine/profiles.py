@@ -5,7 +5,7 @@ strategy. The three defaults follow the user's document (``seed/delivery-semanti
 variants (``acks=1``, idempotence off, ...) are the same structure with other properties.
 
 The rules that need no client live here (Java-only and reserved keys, settings that
-contradict the commit strategy); ``workers.roles.validation`` adds librdkafka's own verdict by
+contradict the commit strategy); ``workers.clients.validation`` adds librdkafka's own verdict by
 constructing the real client.
 """
 

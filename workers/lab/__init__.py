@@ -6,7 +6,7 @@ Framework-free (no Django). Modules, from the top:
   ``ScenarioOutcome``; ``run_against()`` builds the ``Lab`` from plain values first.
 - ``catalogue``: the ``Scenario`` template, the concrete scenarios, ``SCENARIOS``, ``catalog()``.
 - ``lab``: ``Lab``, the environment of one run: progress, supervised waits, the lock, cleanup.
-- ``brokers``: ``BrokerActions``, the lab's actions on the target cluster: checks, topics,
+- ``brokeractions``: ``BrokerActions``, the lab's actions on the target cluster: checks, topics,
   broker faults it can undo.
 - ``probes``: the sentinels under test (``Probe``) and their processes (``RoleProcess``).
 - ``outcome``: run states, ``Expect``, ``promise()``, ``SemanticResult``, ``ScenarioOutcome``.

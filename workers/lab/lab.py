@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 
-from workers.lab.brokers import BrokerActions
+from workers.lab.brokeractions import BrokerActions
 from workers.lab.limits import HANG_AFTER_S, HANG_CHECK_S, MAX_RESTARTS, POLL_S, Load, Timeouts
 from workers.lab.outcome import ProgressFn, ScenarioAborted
 from workers.lab.probes import Probe, RoleProcess

@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException
 
+from workers.clients.kafka import TXN_HEADER, read_to_end
 from workers.engine import codec
 from workers.engine.documents import COUNTERS
 from workers.engine.profiles import Profile
 from workers.engine.spec import SentinelSpec
 from workers.lab.limits import HANG_AFTER_S
 from workers.lab.outcome import Expect, SemanticResult
-from workers.roles.kafka import TXN_HEADER, read_to_end
 from workers.store.sentinel import SentinelStore
-from workers.system import PROJECT_ROOT, redis_env, terminate
+from workers.system import PROJECT_ROOT, redis_env, sentinel_argv, terminate
 
 if TYPE_CHECKING:
     from workers.lab.lab import Lab
@@ -51,17 +51,13 @@ class RoleProcess:
         self.popen = self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        argv = [
-            self.probe.lab.python,
-            "-m",
-            "workers.runtime.run",
-            "--spec",
-            str(self.probe.spec_path),
-            "--roles",
-            self.roles,
+        argv = sentinel_argv(
+            self.probe.spec_path,
+            roles=self.roles,
             # A runner that dies (SIGKILL, a lost worker) leaves no sentinel running behind.
-            "--exit-with-parent",
-        ]
+            exit_with_parent=True,
+            python=self.probe.lab.python,
+        )
         with open(self.log_path, "ab") as out:  # the child keeps its own descriptor
             return subprocess.Popen(
                 argv,

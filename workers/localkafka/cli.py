@@ -23,6 +23,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from workers.localkafka import LocalClusterError
+from workers.localkafka.address import DEFAULT_NAME, DEFAULT_PORT
 from workers.localkafka.cluster import LocalCluster
 
 COMMANDS = ("start", "stop", "status", "kill", "pause", "resume", "restart", "destroy")
@@ -56,8 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("node", nargs="?", type=int, help="node id (1..3) for per-node commands")
-    parser.add_argument("--name", default="dev", help="cluster name (default: dev)")
-    parser.add_argument("--port", type=int, default=9092, help="first broker port (default 9092)")
+    parser.add_argument(
+        "--name", default=DEFAULT_NAME, help=f"cluster name (default: {DEFAULT_NAME})"
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"first broker port (default {DEFAULT_PORT})"
+    )
     parser.add_argument(
         "--controller-port",
         type=int,

@@ -13,20 +13,15 @@ heartbeat.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
 import logging
 import shutil
-import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
-    AdminClient,
     NewTopic,
     ScramCredentialInfo,
     ScramMechanism,
@@ -37,6 +32,8 @@ from workers.engine.acls import AclNeed, sentinel_acls
 from workers.engine.documents import EXACTLY_ONCE
 from workers.engine.spec import sentinel_topic_config
 from workers.localkafka import LocalClusterError
+from workers.localkafka.address import DEFAULT_NAME, DEFAULT_PORT
+from workers.localkafka.admin import AdminClients, with_retries
 from workers.localkafka.jars import KAFKA_DIR, LIBS_DIR, ensure_jars
 from workers.localkafka.node import (
     Node,
@@ -56,43 +53,12 @@ from workers.localkafka.security import (
     acl_binding,
     acl_filter,
 )
+from workers.localkafka.storage import cluster_id, format_storage, stored_cluster_id
 from workers.system import terminate_pid
 
 DEFAULT_REPLICATION_FACTOR = 3
 
 log = logging.getLogger(__name__)
-
-
-# Errors of a request that says nothing about the request itself: a broker handle the client
-# replaced (a bootstrap connection, once the metadata named the brokers), a connection that
-# dropped, a timeout. Just after a start, an admin request meets these at random.
-TRANSIENT = {
-    KafkaError._DESTROY_BROKER,
-    KafkaError._TRANSPORT,
-    KafkaError._TIMED_OUT,
-    KafkaError._ALL_BROKERS_DOWN,
-}
-
-
-def transient(exc: KafkaException) -> bool:
-    err = exc.args[0] if exc.args else None
-    return isinstance(err, KafkaError) and (err.retriable() or err.code() in TRANSIENT)
-
-
-def with_retries(send: Any, timeout: float = 30.0) -> None:
-    """``send()`` an idempotent admin request (it returns futures) and wait for every result,
-    sending it again after a transient error until ``timeout``; other errors are raised."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            for future in send().values():
-                future.result()
-            return
-        except KafkaException as exc:
-            if not transient(exc) or time.monotonic() >= deadline:
-                raise
-            log.info("admin request failed (%s): sending it again", exc.args[0])
-            time.sleep(0.5)
 
 
 class LocalCluster:
@@ -105,10 +71,10 @@ class LocalCluster:
 
     def __init__(
         self,
-        name: str = "dev",
+        name: str = DEFAULT_NAME,
         *,
         base_dir: Path | None = None,
-        broker_base_port: int = 9092,
+        broker_base_port: int = DEFAULT_PORT,
         controller_base_port: int | None = None,
         nodes: int = 3,
         heap_mb: int = 384,
@@ -158,7 +124,7 @@ class LocalCluster:
             if self.secure
             else None
         )
-        self._admin_clients: dict[str, AdminClient] = {}
+        self.admins = AdminClients(self.nodes, self.bootstrap_servers)
         # Nodes this object launched and has not yet seen start: id -> node.log size at launch.
         self._launched: dict[int, int] = {}
 
@@ -206,17 +172,17 @@ class LocalCluster:
         upsert = UserScramCredentialUpsertion(
             name, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), password.encode()
         )
-        with_retries(lambda: self._admin().alter_user_scram_credentials([upsert]))
+        with_retries(lambda: self.admins.usable().alter_user_scram_credentials([upsert]))
 
     def grant(self, principal: str, needs: list[AclNeed], *, revoke: bool = False) -> None:
         """Create (or with ``revoke`` delete) ALLOW ACLs for ``principal``, through the
         plaintext listener (its ANONYMOUS principal is a super user). Idempotent."""
         if revoke:
             filters = [acl_filter(principal, n) for n in needs]
-            with_retries(lambda: self._admin().delete_acls(filters))
+            with_retries(lambda: self.admins.usable().delete_acls(filters))
         else:
             bindings = [acl_binding(principal, need) for need in needs]
-            with_retries(lambda: self._admin().create_acls(bindings))
+            with_retries(lambda: self.admins.usable().create_acls(bindings))
 
     def wait_ready(self, timeout: float = 120, brokers: int | None = None) -> None:
         """Wait until the metadata lists ``brokers`` brokers (default: every node)."""
@@ -231,7 +197,7 @@ class LocalCluster:
                     f"{expected} brokers were expected\n{self._log_tails()}"
                 )
             remaining = deadline - time.monotonic()
-            seen = self._brokers(timeout=max(0.5, min(5.0, remaining))) or []
+            seen = self.admins.brokers(timeout=max(0.5, min(5.0, remaining))) or []
             if len(seen) >= expected and self._started(set(self.nodes)):
                 return
             if time.monotonic() >= deadline:
@@ -269,9 +235,9 @@ class LocalCluster:
             "bootstrap_servers": self.bootstrap_servers,
             "secure_bootstrap_servers": self.secure_bootstrap_servers,
             "security_dir": str(self.security.dir) if self.secure else None,
-            "cluster_id": self._stored_cluster_id(),
+            "cluster_id": stored_cluster_id(self.dir),
             "nodes": nodes,
-            "brokers": self._brokers(timeout=3.0) if running else [],
+            "brokers": self.admins.brokers(timeout=3.0) if running else [],
             "controller": self._active_controller(),
         }
 
@@ -291,7 +257,7 @@ class LocalCluster:
                 )
                 sigkill(pid)
             node.pid_file.unlink(missing_ok=True)
-        self._close_admin()
+        self.admins.clear()
 
     def destroy(self) -> None:
         """Stop the cluster and delete its directory (data, logs, cluster id). Jars stay."""
@@ -348,7 +314,9 @@ class LocalCluster:
                 raise LocalClusterError(
                     f"nodes {dead} of {self.name!r} are not running\n{self._log_tails(dead)}"
                 )
-            seen = self._brokers(timeout=max(0.5, min(5.0, deadline - time.monotonic()))) or []
+            seen = (
+                self.admins.brokers(timeout=max(0.5, min(5.0, deadline - time.monotonic()))) or []
+            )
             if node_ids <= set(seen) and self._started(node_ids):
                 return
             if time.monotonic() >= deadline:
@@ -364,7 +332,7 @@ class LocalCluster:
         """The broker id leading ``topic``/``partition`` now; -1 while it has no leader."""
         deadline = time.monotonic() + 5
         while True:
-            info = self._admin().list_topics(topic, timeout=10).topics.get(topic)
+            info = self.admins.usable().list_topics(topic, timeout=10).topics.get(topic)
             if info is not None and info.error is None:
                 break
             # A topic created a moment ago may not have reached the broker asked yet.
@@ -396,7 +364,7 @@ class LocalCluster:
             **{key: str(value) for key, value in (config or {}).items()},
         }
         new = NewTopic(name, partitions, replication_factor, config=topic_config)
-        futures = self._admin().create_topics(
+        futures = self.admins.usable().create_topics(
             [new], operation_timeout=timeout, request_timeout=timeout
         )
         futures[name].result()
@@ -405,8 +373,8 @@ class LocalCluster:
         # wait until each running one (asked alone) knows every partition's leader, so that a
         # client may use the topic at once, whichever broker it asks.
         def led_everywhere() -> bool:
-            for node in self._usable_nodes():
-                client = self._client(f"127.0.0.1:{node.broker_port}")
+            for node in self.admins.usable_nodes():
+                client = self.admins.client(f"127.0.0.1:{node.broker_port}")
                 try:
                     info = client.list_topics(name, timeout=5).topics.get(name)
                 except KafkaException:
@@ -452,109 +420,6 @@ class LocalCluster:
                     f"(--port / broker_base_port, controller_base_port)."
                 )
 
-    def _stored_cluster_id(self) -> str | None:
-        with contextlib.suppress(OSError):
-            return (self.dir / "cluster.id").read_text().strip() or None
-        return None
-
-    def _cluster_id(self) -> str:
-        """The cluster id: stored, else recovered from a formatted node, else a new one."""
-        stored = self._stored_cluster_id()
-        if stored:
-            return stored
-        value = None
-        for node in self.nodes.values():
-            with contextlib.suppress(OSError):
-                for line in (node.data / "meta.properties").read_text().splitlines():
-                    if line.startswith("cluster.id="):
-                        value = line.split("=", 1)[1].strip()
-        value = value or _new_cluster_id()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "cluster.id").write_text(value + "\n")
-        return value
-
-    def _format(self, nodes: list[Node]) -> None:
-        """Format the storage of ``nodes`` (in parallel: each is a JVM start)."""
-        if not nodes:
-            return
-        cluster_id = self._cluster_id()
-        procs = []
-        for node in nodes:
-            node.write_properties(self._voters(), len(self.nodes))
-            argv = node.java_argv(
-                "kafka.tools.StorageTool",
-                "format",
-                "--cluster-id",
-                cluster_id,
-                "--config",
-                str(node.properties),
-                "--ignore-formatted",
-                *(self.security.scram_arguments() if self.secure else []),
-            )
-            argv[1:3] = ["-Xms64m", "-Xmx256m"]
-            procs.append(
-                (
-                    node,
-                    subprocess.Popen(
-                        argv,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                    ),
-                )
-            )
-        failures = []
-        for node, proc in procs:
-            output, _ = proc.communicate(timeout=120)
-            if proc.returncode != 0 or not node.formatted:
-                failures.append(
-                    f"node {node.id}: exit {proc.returncode}\n{output.decode()[-3000:]}"
-                )
-        if failures:
-            raise LocalClusterError("formatting storage failed:\n" + "\n".join(failures))
-
-    def _admin(self) -> AdminClient:
-        """An admin client bootstrapped from the nodes that can answer now.
-
-        A frozen (SIGSTOPped) broker accepts TCP connections and answers nothing: a client
-        that already talks to it sends it metadata requests that only time out. So the client
-        is chosen by the set of running, unpaused nodes, and a pause gets a fresh one.
-        """
-        usable = [f"127.0.0.1:{node.broker_port}" for node in self._usable_nodes()]
-        return self._client(",".join(usable) or self.bootstrap_servers)
-
-    def _usable_nodes(self) -> list[Node]:
-        usable = []
-        for node in self.nodes.values():
-            pid = node.pid()
-            if pid is not None and process_state(pid) == "running":
-                usable.append(node)
-        return usable
-
-    def _client(self, bootstrap: str) -> AdminClient:
-        client = self._admin_clients.get(bootstrap)
-        if client is None:
-            client = AdminClient(
-                {
-                    "bootstrap.servers": bootstrap,
-                    "socket.connection.setup.timeout.ms": 5000,
-                    # Nodes are down on purpose here; "connection refused" (level 3) is not news.
-                    "log_level": 2,
-                }
-            )
-            self._admin_clients[bootstrap] = client
-        return client
-
-    def _close_admin(self) -> None:
-        self._admin_clients.clear()
-
-    def _brokers(self, timeout: float) -> list[int] | None:
-        """Broker ids in the metadata; None when no broker answered within ``timeout``."""
-        try:
-            return sorted(self._admin().list_topics(timeout=timeout).brokers)
-        except KafkaException:
-            return None
-
     def _active_controller(self) -> int | None:
         """The KRaft leader per the running nodes' ``quorum-state`` files (highest epoch)."""
         best: tuple[int, int] | None = None
@@ -584,17 +449,17 @@ class LocalCluster:
             del self._launched[node_id]
         return True
 
+    def _format(self, nodes: list[Node]) -> None:
+        """Format the storage of ``nodes`` (``workers.localkafka.storage``)."""
+        if not nodes:
+            return
+        scram = self.security.scram_arguments() if self.secure else []
+        cluster = cluster_id(self.dir, self.nodes.values())
+        format_storage(nodes, cluster, self._voters(), len(self.nodes), scram)
+
     def _log_tails(self, node_ids: list[int] | None = None, lines: int = 25) -> str:
         chosen = [self.nodes[n] for n in (node_ids or self.nodes)]
         return "\n".join(
             f"--- node {node.id}: {node.log} (last {lines} lines)\n{node.log_tail(lines)}"
             for node in chosen
         )
-
-
-def _new_cluster_id() -> str:
-    """A Kafka cluster id: a random UUID, URL-safe base64 without padding (22 characters)."""
-    while True:
-        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not value.startswith("-"):  # as Kafka's Uuid.randomUuid: keeps CLI parsing sane
-            return value

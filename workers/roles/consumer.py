@@ -23,18 +23,18 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from workers.engine import codec
-from workers.engine.profiles import COMMIT_BEFORE_PROCESS
-from workers.engine.spec import SentinelSpec
-from workers.engine.streams import LedgerEntry
-from workers.roles.faults import FaultHook, batch_ranges
-from workers.roles.kafka import (
+from workers.clients.kafka import (
     METADATA_REFRESH_S,
     admin_for,
     consume_batch,
     describe,
     partition_count,
 )
+from workers.engine import codec
+from workers.engine.profiles import COMMIT_BEFORE_PROCESS
+from workers.engine.spec import SentinelSpec
+from workers.engine.streams import LedgerEntry
+from workers.roles.faults import FaultHook, batch_ranges
 from workers.roles.loop import Loop, RestartRole, now_us
 from workers.store.epoch import StateLost
 from workers.store.sentinel import SentinelStore

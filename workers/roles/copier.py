@@ -15,17 +15,17 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from workers.engine import codec
-from workers.engine.spec import SentinelSpec
-from workers.roles.consumer import AssignedConsumer
-from workers.roles.faults import FaultHook
-from workers.roles.kafka import (
+from workers.clients.kafka import (
     TXN_HEADER,
     admin_for,
     commit_transaction_with_retries,
     describe,
     ensure_topic,
 )
+from workers.engine import codec
+from workers.engine.spec import SentinelSpec
+from workers.roles.consumer import AssignedConsumer
+from workers.roles.faults import FaultHook
 from workers.roles.loop import RestartRole
 from workers.store.sentinel import SentinelStore
 

@@ -22,11 +22,11 @@ from confluent_kafka import (
     KafkaException,
 )
 
+from workers.clients.kafka import describe
+from workers.clients.tlsprobe import verify_reason
 from workers.engine.acls import AclNeed, role_acls
 from workers.engine.failures import in_words
 from workers.engine.spec import SentinelSpec
-from workers.roles.kafka import describe
-from workers.roles.tlsprobe import verify_reason
 from workers.store.epoch import StateLost
 from workers.store.sentinel import SentinelStore
 

@@ -18,13 +18,7 @@ from confluent_kafka import (
     Producer,
 )
 
-from workers.engine import codec
-from workers.engine.documents import RUN_EVENT
-from workers.engine.latency import LatencyHistogram
-from workers.engine.spec import SentinelSpec
-from workers.engine.streams import AckReport, PartitionReport
-from workers.roles.faults import FaultHook
-from workers.roles.kafka import (
+from workers.clients.kafka import (
     METADATA_REFRESH_S,
     admin_for,
     commit_transaction_with_retries,
@@ -32,6 +26,12 @@ from workers.roles.kafka import (
     partition_count,
     records_ever_written,
 )
+from workers.engine import codec
+from workers.engine.documents import RUN_EVENT
+from workers.engine.latency import LatencyHistogram
+from workers.engine.spec import SentinelSpec
+from workers.engine.streams import AckReport, PartitionReport
+from workers.roles.faults import FaultHook
 from workers.roles.loop import Loop, RestartRole, now_us
 from workers.store.epoch import StateLost
 from workers.store.sentinel import SentinelStore

@@ -12,11 +12,11 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from workers.clients.kafka import TXN_HEADER
 from workers.engine import codec
 from workers.engine.spec import SentinelSpec
 from workers.engine.streams import LedgerEntry
 from workers.roles.consumer import AssignedConsumer
-from workers.roles.kafka import TXN_HEADER
 from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)

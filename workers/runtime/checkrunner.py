@@ -26,7 +26,14 @@ import time
 from collections import deque
 from typing import Any
 
-from workers.engine import brokers
+from workers.clients.kafka import (
+    METADATA_REFRESH_S,
+    admin_for,
+    connect_error,
+    describe,
+    topic_metadata,
+)
+from workers.engine import brokerhealth
 from workers.engine.checker import Checker
 from workers.engine.codec import run_started_ms
 from workers.engine.documents import (
@@ -50,13 +57,6 @@ from workers.engine.latency import LatencyHistogram, RecentLatency
 from workers.engine.spec import SentinelSpec
 from workers.engine.streams import AckReport, LedgerEntry
 from workers.engine.verdict import evaluate
-from workers.roles.kafka import (
-    METADATA_REFRESH_S,
-    admin_for,
-    connect_error,
-    describe,
-    topic_metadata,
-)
 from workers.roles.loop import Loop
 from workers.runtime.publish import LivePublisher
 from workers.store.epoch import StateLost, epoch_started_ms
@@ -74,7 +74,7 @@ CONNECT_TIMEOUT_S = 1.0
 class MetadataRefresher:
     """Fetches the sentinel topic's metadata every ``interval`` seconds in a daemon thread.
 
-    ``latest`` is the last result of ``workers.roles.kafka.topic_metadata`` with the time it
+    ``latest`` is the last result of ``workers.clients.kafka.topic_metadata`` with the time it
     was fetched (``updated_at``), None before the first fetch ends. The admin client is made
     in the thread, on its first fetch, so a runner that is never started needs no cluster."""
 
@@ -88,7 +88,7 @@ class MetadataRefresher:
         self.interval = interval
         self.timeout = timeout
         self.latest: dict[str, Any] | None = None
-        self.brokers: dict[str, dict[str, Any]] = {}  # workers.engine.brokers.track
+        self.brokers: dict[str, dict[str, Any]] = {}  # workers.engine.brokerhealth.track
         self._admin: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -131,7 +131,7 @@ class MetadataRefresher:
         failures = {
             bid: connect_error(host, CONNECT_TIMEOUT_S) for bid, host in known.items() if host
         }
-        self.brokers = brokers.track(self.brokers, seen, failures, now)
+        self.brokers = brokerhealth.track(self.brokers, seen, failures, now)
         self.latest = {**result, "brokers": self.brokers, "updated_at": now}
         return self.latest
 

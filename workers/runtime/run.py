@@ -46,7 +46,7 @@ from workers.runtime.publish import LivePublisher
 from workers.store.connection import connect
 from workers.store.coordination import Lease
 from workers.store.sentinel import SentinelStore
-from workers.system import redis_env, terminate_all
+from workers.system import redis_env, sentinel_argv, terminate_all
 
 log = logging.getLogger("workers.runtime.run")
 
@@ -322,12 +322,15 @@ def adopt_state(store: SentinelStore, spec: SentinelSpec) -> None:
 
 def start_role_process(args: argparse.Namespace, role: str) -> subprocess.Popen:
     """``role`` in a child ``workers.runtime.run``, with this process's options."""
-    argv = [sys.executable, "-m", "workers.runtime.run", "--spec", args.spec, "--roles", role]
-    argv += ["--layout", "threads", "--exit-with-parent"]
-    if args.live:
-        argv.append("--live")
-    if args.lease_token:
-        argv += ["--lease-token", args.lease_token, "--lease-ms", str(args.lease_ms)]
+    argv = sentinel_argv(
+        args.spec,
+        roles=role,
+        layout="threads",
+        exit_with_parent=True,
+        live=args.live,
+        lease_token=args.lease_token or None,
+        lease_ms=args.lease_ms,
+    )
     return subprocess.Popen(argv, env=redis_env(args.redis_url))
 
 

@@ -58,6 +58,7 @@ from workers.system import (
     QUICK_EXIT_S,
     redis_env,
     respawn_backoff,
+    sentinel_argv,
     terminate,
     terminate_all,
 )
@@ -428,22 +429,9 @@ class SentinelSupervisor:
 
     def child_argv(self, spec_path: Path, lease: Lease) -> list[str]:
         """The command line of a sentinel's process (a private spec file; no secret in it)."""
-        argv = [
-            sys.executable,
-            "-m",
-            "workers.runtime.run",
-            "--spec",
-            str(spec_path),
-            "--lease-token",
-            lease.token,
-            "--lease-ms",
-            str(lease.ttl_ms),
-            "--layout",
-            LAYOUT,
-        ]
-        if self.live:
-            argv.append("--live")
-        return argv
+        return sentinel_argv(
+            spec_path, lease_token=lease.token, lease_ms=lease.ttl_ms, layout=LAYOUT, live=self.live
+        )
 
     def stop_child(self, sid: int, release: bool = True, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop a sentinel; ``release``: then release its lease. One in the shared host is

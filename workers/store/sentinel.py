@@ -205,7 +205,7 @@ class SentinelStore(EpochGuardedStore):
         )
 
     def audit_read(self, acks_id: str, ledger_id: str, ttl_ms: int) -> None:
-        """An auditor (the soak's ground truth, ``workers.lab.soaktruth``) has read the ``acks``
+        """An auditor (the soak's ground truth, ``workers.lab.soak.truth``) has read the ``acks``
         and ``ledger`` streams up to these ids: the checker trims no further than that, so
         the auditor sees every entry however slow it is. The mark expires after ``ttl_ms``
         unless renewed, so an auditor that died holds nothing back for long."""

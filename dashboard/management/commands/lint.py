@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from dashboard.lint import services as lint
 from workers.engine.documents import SEMANTICS
-from workers.engine.lint import CANNOT_HOLD, has_errors
+from workers.engine.lint.topics import CANNOT_HOLD, has_errors
 
 
 class Command(BaseCommand):

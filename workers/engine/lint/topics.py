@@ -2,8 +2,8 @@
 facts.
 
 Inputs are dataclasses (``TopicFacts``, ``ClusterFacts``) gathered read-only by
-``workers.roles.lintfacts``; client configurations are linted by ``workers.engine.lintclient``.
-Every rule is in the catalogue ``workers.engine.lintrules.RULES``.
+``workers.clients.lintfacts``; client configurations are linted by ``workers.engine.lint.client``.
+Every rule is in the catalogue ``workers.engine.lint.rules.RULES``.
 
 Per topic and semantic the verdict is ``can-hold``, ``one-failure-away`` or ``cannot-hold``,
 with the first (most severe) finding.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.engine.documents import SEMANTICS
-from workers.engine.lintrules import (  # noqa: F401 (re-exported)
+from workers.engine.lint.rules import (  # noqa: F401 (re-exported)
     CAN_HOLD,
     CANNOT_HOLD,
     ERROR,

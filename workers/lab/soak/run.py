@@ -1,32 +1,13 @@
-"""The soak: sentinels hosted by two Celery workers, a schedule of faults for many minutes,
-ground truth kept apart, every promise judged.
-
-    python -m workers.lab.soak --minutes 30 [--seed N] [--report DIR] [--faults a,b,...]
-
-It starts a Redis of its own (persisting, as ``bin/up`` starts one), six sentinels on the
-local cluster (the settings' bootstrap servers: ``KAFKA_BOOTSTRAP_SERVERS``, with
-``LOCAL_KAFKA_NAME`` / ``LOCAL_KAFKA_PORT`` naming the ``LocalCluster`` the broker faults hit)
-hosted by two real Celery workers (``workers.lab.soakprocs``), and runs the seeded fault
-plan (``workers.lab.soakfaults``) with quiet periods between. Meanwhile it samples every
-status document and process (``workers.lab.soakwatch``) and taps the raw acks and ledger
-streams (``workers.lab.soaktruth``). At the end the producers stop, the checkers settle, every
-topic is read to its end, and each sentinel is judged; the report is a JSON file and an HTML
-page (``workers.lab.soakreport``). The exit status is 0 when every judged check passed.
-
-Built on the scenario lab: a ``Lab`` gives the broker faults it can undo, the waits, the lock
-(one soak or scenario per Redis) and the cleanup; ``Probe``s are the sentinels.
-"""
+"""The soak's run: ``Soak`` starts its Redis, its two Celery workers and six sentinels, runs
+the seeded fault plan with quiet periods between, and at the end reads every topic to its end
+and judges each sentinel (``python -m workers.lab.soak``: ``workers.lab.soak.__main__``)."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import logging
 import os
-import secrets
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,17 +15,16 @@ from typing import Any
 import redis
 
 from workers.engine.documents import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
-from workers.engine.env import envbootstrap, envint, envstr
 from workers.engine.profiles import DEFAULT_PROFILES, Profile
-from workers.lab import soakwatch
 from workers.lab.lab import Lab
 from workers.lab.limits import Load, Timeouts
 from workers.lab.outcome import ProgressFn, ScenarioAborted
 from workers.lab.probes import Probe
-from workers.lab.soakfaults import COST_S, KINDS, Faults, Plan, Record, Step, plan
-from workers.lab.soakprocs import SoakRedis, SoakWorkers, sentinel_processes
-from workers.lab.soakreport import write_report
-from workers.lab.soaktruth import StreamTap, compare, kafka_truth, read_topics
+from workers.lab.soak import watch
+from workers.lab.soak.faults import COST_S, KINDS, Faults, Plan, Record, Step, plan
+from workers.lab.soak.procs import SoakRedis, SoakWorkers, sentinel_processes
+from workers.lab.soak.report import write_report
+from workers.lab.soak.truth import StreamTap, compare, kafka_truth, read_topics
 from workers.localkafka.cluster import LocalCluster
 from workers.store.connection import connect
 from workers.system import LOCAL_DIR
@@ -139,15 +119,25 @@ class Soak:
         self.first_pids: dict[int, int | None] = {}  # each sentinel's first process
         self.names: dict[int, str] = {}
         self._t0 = time.time()
-        self.faults = Faults(self)
-        self.watcher: soakwatch.Watcher | None = None
+        self.faults = Faults(self, self.lab, self.workers, self.redis)
+        self.watcher: watch.Watcher | None = None
         self.second_half_from = self._t0
         self.tap: StreamTap | None = None
 
     def elapsed(self) -> float:
         return round(time.time() - self._t0, 1)
 
-    # -- what the faults need -----------------------------------------------------------------
+    # -- what the faults ask (``faults.SoakRun``) ----------------------------------------------
+    def name(self, sid: int) -> str:
+        return self.names[sid]
+
+    def processed(self, sid: int) -> int:
+        assert self.watcher is not None, "the faults run after start()"
+        return self.watcher.processed(sid)
+
+    def first_pid(self, sid: int) -> int | None:
+        return self.first_pids.get(sid)
+
     def main_pid(self, sid: int) -> int | None:
         return sentinel_processes({sid}).get((sid, "main"))
 
@@ -188,7 +178,7 @@ class Soak:
             problems = self.close()
         if aborted or problems:
             report.setdefault("checks", []).append(
-                soakwatch.Check(
+                watch.Check(
                     "the soak completed and the cluster was restored",
                     "soak",
                     False,
@@ -213,7 +203,7 @@ class Soak:
             self.names[probe.spec.id] = key
         self.tap = StreamTap(self.client, [p.spec for p in self.probes])
         self.tap.start()
-        self.watcher = soakwatch.Watcher(self.client, self.names, self.workers, self.redis)
+        self.watcher = watch.Watcher(self.client, self.names, self.workers, self.redis)
         self.watcher.start()
         self.workers.publish([p.spec for p in self.probes])
         self.workers.start_all()
@@ -273,7 +263,7 @@ class Soak:
     def judge(self, completeness: dict[int, dict[str, Any]]) -> dict[str, Any]:
         assert self.watcher is not None and self.tap is not None
         samples = self.watcher.samples
-        checks: list[soakwatch.Check] = []
+        checks: list[watch.Check] = []
         sentinels: dict[str, Any] = {}
         for probe in self.probes:
             key, sid = probe.key, probe.spec.id
@@ -284,12 +274,12 @@ class Soak:
             topics = read_topics(self.lab.consumer_conf(), probe.spec)
             kafka = kafka_truth(truth, topics, probe.store.aborted_txns())
             windows = probe.store.windows(self._t0)
-            judged = soakwatch.judged(probe.semantic, self.weak[key])
-            mine = soakwatch.truth_checks(key, comparison, completeness[sid])
+            judged = watch.judged(probe.semantic, self.weak[key])
+            mine = watch.truth_checks(key, comparison, completeness[sid])
             if judged:
-                mine += soakwatch.promise_checks(key, probe.semantic, totals, kafka)
-                mine += soakwatch.verdict_checks(key, samples.status[sid], windows)
-            mine += soakwatch.monotonic_checks(key, samples.status[sid])
+                mine += watch.promise_checks(key, probe.semantic, totals, kafka)
+                mine += watch.verdict_checks(key, samples.status[sid], windows)
+            mine += watch.monotonic_checks(key, samples.status[sid])
             checks += mine
             sentinels[key] = {
                 "id": sid,
@@ -311,13 +301,13 @@ class Soak:
                 ],
             }
         since = self.second_half_from
-        mem_checks, memory = soakwatch.memory_checks(samples, since, time.time())
+        mem_checks, memory = watch.memory_checks(samples, since, time.time())
         checks += mem_checks
         faults = [r.to_dict() for r in self.faults.records]
         for record in self.faults.records:
             for t in record.takeovers:
                 checks.append(
-                    soakwatch.Check(
+                    watch.Check(
                         f"back to progress after {record.kind}",
                         t["sentinel"],
                         t["ok"],
@@ -386,65 +376,3 @@ def compact_window(w: dict[str, Any]) -> list[Any]:
         c.get("duplicated", 0),
         c.get("aborted_read", 0),
     ]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m workers.lab.soak",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--seed", type=int, default=None, help="default: drawn and printed")
-    parser.add_argument("--report", type=Path, default=None, help="default: .local/soak/<time>")
-    parser.add_argument("--faults", default=",".join(KINDS), help=f"of {', '.join(KINDS)}")
-    parser.add_argument("--quiet", default="45,90", help="quiet period range, seconds: MIN,MAX")
-    parser.add_argument("--redis-port", type=int, default=27100)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    kinds = tuple(k.strip() for k in args.faults.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown or not kinds:
-        parser.error(f"unknown fault(s) {unknown}; choose from {', '.join(KINDS)}")
-    try:
-        lo, hi = (float(x) for x in args.quiet.split(","))
-    except ValueError:
-        parser.error("--quiet takes MIN,MAX in seconds, e.g. 45,90")
-    if args.minutes < 2:
-        parser.error("--minutes must be at least 2")
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    report_dir = args.report or report_dir_for(time.strftime("%Y%m%d-%H%M%S"))
-    soak = Soak(
-        minutes=args.minutes,
-        seed=seed,
-        report_dir=report_dir,
-        bootstrap_servers=envbootstrap(
-            "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
-        ),
-        local=LocalCluster(
-            envstr("LOCAL_KAFKA_NAME", "dev") or "dev",
-            broker_base_port=envint("LOCAL_KAFKA_PORT", 9092, min=1),
-        ),
-        redis_port=args.redis_port,
-        kinds=kinds,
-        quiet=(lo, hi),
-    )
-    report = soak.run()
-    failed = [c for c in report.get("checks", []) if not c["ok"]]
-    print(
-        json.dumps(
-            {
-                "seed": seed,
-                "passed": report.get("passed"),
-                "report": str(report_dir),
-                "failed": failed[:20],
-            },
-            indent=1,
-            default=str,
-        )
-    )
-    return 0 if report.get("passed") else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,7 +24,7 @@ from workers.engine.documents import (
     FORBIDDEN,
     Verdict,
 )
-from workers.lab.soakprocs import SoakRedis, SoakWorkers, rss_bytes, sentinel_processes
+from workers.lab.soak.procs import SoakRedis, SoakWorkers, rss_bytes, sentinel_processes
 from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 or Java property syntax, against the semantic it is meant to give. Pure.
 
 ``parse_properties`` reads ``key=value`` lines; ``lint_client`` returns the findings (the
-catalogue entries are ``workers.engine.lint.CLIENT_RULES``); ``workers.engine.lint.verdict``
+catalogue entries are ``workers.engine.lint.topics.CLIENT_RULES``); ``workers.engine.lint.topics.verdict``
 turns them into a verdict for a semantic. A setting left unset takes the client's own default,
 which differs between librdkafka and Java (``DEFAULTS``), and a finding says which it was.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers.engine.documents import SEMANTICS
-from workers.engine.lint import (
+from workers.engine.lint.topics import (
     CLIENT_DEFAULT,
     CLIENT_SET,
     ClusterFacts,

@@ -23,10 +23,10 @@ from typing import Any
 
 import redis
 
+from workers.clients.kafka import TXN_HEADER, read_to_end
 from workers.engine import codec
 from workers.engine.spec import SentinelSpec
 from workers.engine.streams import AckReport, LedgerEntry
-from workers.roles.kafka import TXN_HEADER, read_to_end
 from workers.store.sentinel import SentinelStore
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from pathlib import Path
 from workers.engine.spec import SPECS_FILE_ENV, SentinelSpec
 from workers.lab.limits import HANG_AFTER_S
 from workers.localkafka.devstack import port_open, redis_server_argv, wait_for_port
-from workers.system import PROJECT_ROOT, hosting_worker_argv, terminate
+from workers.system import PROJECT_ROOT, hosting_worker_argv, parse_sentinel_argv, terminate
 
 # How the soak's workers host sentinels. A short tick and lease make takeovers quick enough to
 # see many in half an hour; the bounds the soak judges them by derive from these values (and
@@ -73,19 +73,19 @@ def sentinel_processes(ids: set[int]) -> dict[tuple[int, str], int]:
     """Live sentinel processes of sentinels ``ids``: ``{(id, role group): pid}``.
 
     A hosted sentinel is ``python -m workers.runtime.run --spec DIR/{id}.json`` (role group
-    ``main``: the consuming roles) with ``--roles producer`` and ``--roles checker`` children."""
+    ``main``: the consuming roles) with ``--roles producer`` and ``--roles checker`` children
+    (``workers.system.sentinel_argv``, read back with ``parse_sentinel_argv``)."""
     found: dict[tuple[int, str], int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        argv = cmdline(int(entry))
-        if "workers.runtime.run" not in argv or "--spec" not in argv:
+        parsed = parse_sentinel_argv(cmdline(int(entry)))
+        if parsed is None:
             continue
-        spec = argv[argv.index("--spec") + 1] if argv.index("--spec") + 1 < len(argv) else ""
+        spec, role = parsed
         stem = Path(spec).stem
         if not stem.isdigit() or int(stem) not in ids:
             continue
-        role = argv[argv.index("--roles") + 1] if "--roles" in argv else "main"
         found[(int(stem), role)] = int(entry)
     return found
 

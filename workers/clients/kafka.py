@@ -20,9 +20,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic, OffsetSpec
 
+from workers.clients.tlsprobe import verify_reason
 from workers.engine.failures import in_words
 from workers.engine.spec import SentinelSpec
-from workers.roles.tlsprobe import verify_reason
 
 log = logging.getLogger(__name__)
 

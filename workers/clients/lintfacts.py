@@ -16,9 +16,9 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
 
-from workers.engine import lint
-from workers.engine.lint import ClusterFacts, PartitionFacts, Setting, TopicFacts
-from workers.roles.kafka import admin_with_errors, describe, in_words_after
+from workers.clients.kafka import admin_with_errors, describe, in_words_after
+from workers.engine.lint import topics
+from workers.engine.lint.topics import ClusterFacts, PartitionFacts, Setting, TopicFacts
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,11 @@ BROKER_KEYS = frozenset(
     }
 )
 SOURCES = {
-    ConfigSource.DEFAULT_CONFIG: lint.DEFAULT,
-    ConfigSource.STATIC_BROKER_CONFIG: lint.STATIC_BROKER,
-    ConfigSource.DYNAMIC_BROKER_CONFIG: lint.DYNAMIC_BROKER,
-    ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG: lint.DYNAMIC_CLUSTER_DEFAULT,
-    ConfigSource.DYNAMIC_TOPIC_CONFIG: lint.TOPIC_OVERRIDE,
+    ConfigSource.DEFAULT_CONFIG: topics.DEFAULT,
+    ConfigSource.STATIC_BROKER_CONFIG: topics.STATIC_BROKER,
+    ConfigSource.DYNAMIC_BROKER_CONFIG: topics.DYNAMIC_BROKER,
+    ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG: topics.DYNAMIC_CLUSTER_DEFAULT,
+    ConfigSource.DYNAMIC_TOPIC_CONFIG: topics.TOPIC_OVERRIDE,
 }
 
 

@@ -1,6 +1,6 @@
 """The guarantee lint's rule catalogue: every rule's id, the semantics it applies to with its
 severity under each, one sentence of why, and the fix. Pure data; ``docs/lint.md`` is generated
-from ``RULES`` (``python -m workers.engine.lintrules``) and a test keeps the two in step.
+from ``RULES`` (``python -m workers.engine.lint.rules``) and a test keeps the two in step.
 
 Severity: ``error`` — the guarantee cannot hold (by design, or on a routine event such as a
 leader change or a consumer restart); ``warning`` — it holds only until one more failure.
@@ -158,7 +158,7 @@ CLUSTER_RULES = [
 ]
 
 
-# The client rules' checks are in workers.engine.lintclient; their catalogue entries live here
+# The client rules' checks are in workers.engine.lint.client; their catalogue entries live here
 # so that RULES is the one catalogue.
 CLIENT_RULES = [
     _rule(

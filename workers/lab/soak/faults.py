@@ -18,14 +18,16 @@ import logging
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from confluent_kafka import KafkaException
 
 from workers.lab.limits import POLL_S
-from workers.lab.soakprocs import (
+from workers.lab.soak.procs import (
     LEASE_MS,
     SUPERVISOR_TICK_S,
+    SoakRedis,
+    SoakWorkers,
     lease_holder_pid,
     process_age_s,
 )
@@ -33,8 +35,8 @@ from workers.localkafka import LocalClusterError
 from workers.system import QUICK_EXIT_S, RESPAWN_FIRST_BACKOFF_S
 
 if TYPE_CHECKING:
+    from workers.lab.lab import Lab
     from workers.lab.probes import Probe
-    from workers.lab.soak import Soak
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +151,50 @@ class Record:
         return asdict(self)
 
 
-class Faults:
-    """Runs the plan's steps against a ``Soak``."""
+class SoakRun(Protocol):
+    """What the faults ask of the soak's run (``workers.lab.soak.run.Soak``), and all they
+    ask: its sentinels, its clock, and what it knows of their processes and progress."""
 
-    def __init__(self, soak: Soak) -> None:
+    probes: list[Probe]  # the sentinels under test
+
+    def elapsed(self) -> float:
+        """Seconds since the soak started."""
+        ...
+
+    def name(self, sid: int) -> str:
+        """The report's name of sentinel ``sid``."""
+        ...
+
+    def processed(self, sid: int) -> int:
+        """The records sentinel ``sid`` has processed so far, as last sampled."""
+        ...
+
+    def main_pid(self, sid: int) -> int | None:
+        """The pid of sentinel ``sid``'s main process, None when it has none."""
+        ...
+
+    def first_pid(self, sid: int) -> int | None:
+        """The pid of the first process sentinel ``sid`` had in the soak."""
+        ...
+
+    def kill_pid(self, pid: int) -> None:
+        """SIGKILL ``pid`` (gone already is fine)."""
+        ...
+
+    def new_run_since(self, sid: int, since: float) -> bool:
+        """A producer run of ``sid`` started after ``since``."""
+        ...
+
+
+class Faults:
+    """Runs the plan's steps: on the cluster through ``lab``, on the soak's own processes
+    through ``workers`` and ``redis``, asking ``soak`` about the sentinels."""
+
+    def __init__(self, soak: SoakRun, lab: Lab, workers: SoakWorkers, redis: SoakRedis) -> None:
         self.soak = soak
-        self.lab = soak.lab
+        self.lab = lab
+        self.workers = workers
+        self.redis = redis
         self.records: list[Record] = []
 
     def run(self, step: Step) -> Record:
@@ -210,7 +250,7 @@ class Faults:
                 pid = self.soak.main_pid(probe.spec.id)
                 if pid is None:
                     continue
-                first = self.soak.first_pids.get(probe.spec.id) == pid
+                first = self.soak.first_pid(probe.spec.id) == pid
                 if first or (process_age_s(pid) or 0) > QUICK_EXIT_S:
                     return probe, pid
             return None
@@ -229,30 +269,30 @@ class Faults:
             p.spec.id: lease_holder_pid(p.store.lease("", 0).holder()) for p in self.soak.probes
         }
         victim_pid = holders[probe.spec.id]
-        name = self.soak.workers.name_of(victim_pid)
+        name = self.workers.name_of(victim_pid)
         if name is None:
             record.detail["skipped"] = f"{probe.key} held by no worker of the soak"
             return
         hosted = {sid for sid, pid in holders.items() if pid == victim_pid}
         record.detail.update(
-            worker=name, pid=victim_pid, sentinels=[self.soak.names[s] for s in sorted(hosted)]
+            worker=name, pid=victim_pid, sentinels=[self.soak.name(s) for s in sorted(hosted)]
         )
         base = self.mark()
-        self.soak.workers.kill(name)
+        self.workers.kill(name)
         self.await_progress(record, base, hosted, new_run=True)
-        self.soak.workers.start(name)  # two workers again for the faults to come
+        self.workers.start(name)  # two workers again for the faults to come
 
     def redis_restart(self, pick: int, record: Record) -> None:
         base = self.mark()
-        self.soak.redis.restart()
+        self.redis.restart()
         record.detail["note"] = "SIGTERM (the append-only file is fsynced), start, same files"
         self.await_progress(record, base, set(base), new_run=False)
 
     def restart_all(self, pick: int, record: Record) -> None:
-        self.soak.workers.stop_all()
-        self.soak.redis.restart()
+        self.workers.stop_all()
+        self.redis.restart()
         base = self.mark()
-        self.soak.workers.start_all()
+        self.workers.start_all()
         record.detail["restarted"] = ["workers", "sentinels", "redis"]
         self.await_progress(record, base, set(base), new_run=True)
 
@@ -270,7 +310,7 @@ class Faults:
     def mark(self) -> dict[int, tuple[float, int]]:
         """(time, processed) of every sentinel now: the point progress is counted from."""
         now = time.time()
-        return {p.spec.id: (now, self.soak.watcher.processed(p.spec.id)) for p in self.soak.probes}
+        return {p.spec.id: (now, self.soak.processed(p.spec.id)) for p in self.soak.probes}
 
     def await_progress(
         self, record: Record, base: dict[int, tuple[float, int]], ids: set[int], *, new_run: bool
@@ -286,14 +326,14 @@ class Faults:
             self.lab.supervise()
             for sid in sorted(waiting):
                 since, processed = base[sid]
-                if self.soak.watcher.processed(sid) < processed + need:
+                if self.soak.processed(sid) < processed + need:
                     continue
                 if new_run and not self.soak.new_run_since(sid, since):
                     continue
                 took = round(time.time() - since, 1)
                 record.takeovers.append(
                     {
-                        "sentinel": self.soak.names[sid],
+                        "sentinel": self.soak.name(sid),
                         "seconds": took,
                         "bound_s": limit,
                         "ok": took <= limit,
@@ -303,5 +343,5 @@ class Faults:
             time.sleep(POLL_S)
         for sid in sorted(waiting):
             record.takeovers.append(
-                {"sentinel": self.soak.names[sid], "seconds": None, "bound_s": limit, "ok": False}
+                {"sentinel": self.soak.name(sid), "seconds": None, "bound_s": limit, "ok": False}
             )
