@@ -129,7 +129,7 @@ async def asgi() -> AsyncIterator[Asgi]:
 def sentinels(redis_url: str) -> Iterator[dict[str, Any]]:
     """The three default sentinels in the test database, their Redis state wiped before and
     after: by name."""
-    from tests.dashboard_data import fresh_defaults, wipe
+    from tests.support.dashboard_data import fresh_defaults, wipe
 
     made = fresh_defaults(redis_url)
     yield made

@@ -16,7 +16,7 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from tests.sentinels import (
+from tests.support.sentinels import (
     Forger,
     SentinelProcesses,
     make_spec,

@@ -23,7 +23,7 @@ from dashboard import incidents
 from dashboard.models import Channel, Incident
 from dashboard.models.oncall import RESOLVED, AlertRule, ensure_rules
 from tests.integration.test_hosting import Workers, make_sentinel
-from tests.sentinels import wait_until
+from tests.support.sentinels import wait_until
 from workers.engine import alerts
 from workers.engine.documents import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
 from workers.localkafka.cluster import LocalCluster

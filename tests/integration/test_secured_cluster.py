@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 
 from dashboard.forms import ClusterForm, format_properties
-from tests.sentinels import SentinelProcesses, make_spec
+from tests.support.sentinels import SentinelProcesses, make_spec
 from workers.clientsecrets import is_sealed, seal
 from workers.engine import codec
 from workers.engine.acls import TOPIC, sentinel_acls

@@ -21,7 +21,7 @@ from workers.engine.profiles import DEFAULT_PROFILES, Profile
 from workers.engine.spec import SentinelSpec
 from workers.store import SentinelStore, connect
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def bootstrap() -> str:

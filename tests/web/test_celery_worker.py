@@ -15,7 +15,7 @@ import pytest
 from workers.runtime.celery import app
 from workers.runtime.tasks import ping
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CELERY = Path(sys.executable).with_name("celery")
 
 pytestmark = pytest.mark.slow

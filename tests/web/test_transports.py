@@ -17,7 +17,7 @@ from dashboard import incidents
 from dashboard.models import Channel, Incident
 from dashboard.models.oncall import AlertRule
 from dashboard.transports import TransportError, check_url
-from tests.dashboard_data import fresh_defaults, wipe
+from tests.support.dashboard_data import fresh_defaults, wipe
 from workers.engine import alerts
 
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"

@@ -9,7 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from dashboard.consumers import CLOSE_UNAUTHENTICATED, LiveSocketConsumer
-from tests.dashboard_data import seed_windows, status_doc, window
+from tests.support.dashboard_data import seed_windows, status_doc, window
 from workers.engine.documents import VERDICT_UPDATE, WINDOW_UPDATE, compact
 from workers.runtime.publish import QUEUE_SIZE, LivePublisher
 from workers.store import SentinelStore, connect

@@ -14,12 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.sentinels import wait_until
+from tests.support.sentinels import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
 from workers.store import SentinelStore, connect
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def children_of(pid: int) -> list[int]:

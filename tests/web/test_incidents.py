@@ -13,7 +13,14 @@ import pytest
 from dashboard import incidents
 from dashboard.models import Channel, Incident, IncidentEvent, Silence
 from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED, AlertRule
-from tests.dashboard_data import counts, fresh_defaults, seed_windows, status_doc, window, wipe
+from tests.support.dashboard_data import (
+    counts,
+    fresh_defaults,
+    seed_windows,
+    status_doc,
+    window,
+    wipe,
+)
 from workers.engine import alerts
 from workers.engine.lint import ClusterFacts, PartitionFacts, Setting, TopicFacts, lint_report
 from workers.store import LintStore, SentinelStore, connect
