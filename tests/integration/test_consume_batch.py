@@ -11,7 +11,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.support.sentinels import bootstrap, wait_until
+from tests.support.sentinels import bootstrap
+from tests.support.waiting import wait_until
 from workers.roles.kafka import BATCH_GROWTH, consume_batch
 
 pytestmark = pytest.mark.kafka

@@ -21,8 +21,8 @@ from tests.support.sentinels import (
     SentinelProcesses,
     make_spec,
     redis_url,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 from workers.engine import codec
 from workers.engine.profiles import (
     AT_LEAST_ONCE,

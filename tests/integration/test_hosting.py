@@ -18,7 +18,7 @@ from django.db import connection
 
 from dashboard.models import Cluster, Profile, Sentinel
 from tests.integration.test_engine import read_topic
-from tests.support.sentinels import wait_until
+from tests.support.waiting import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
 from workers.store import SentinelStore, WorkerRegistry, connect
 from workers.system import hosting_worker_argv

@@ -17,7 +17,7 @@ from django.core.management.base import CommandError
 
 from tests.integration.test_hosting import Workers, make_sentinel
 from tests.integration.tlsserver import TlsServer, tls_server
-from tests.support.sentinels import wait_until
+from tests.support.waiting import wait_until
 from workers.engine.documents import Verdict
 from workers.engine.profiles import AT_LEAST_ONCE
 from workers.engine.redact import MASK
