@@ -38,9 +38,7 @@ def make_runner(redis_url: str, bootstrap: str = UNREACHABLE, topic: str = "meta
 
 def test_it_reports_an_unreachable_cluster_instead_of_leaders():
     admin = AdminClient({"bootstrap.servers": UNREACHABLE, "log_level": 0})
-    started = time.monotonic()
     meta = topic_metadata(admin, "sentinel.at-most-once", 0.5)
-    assert time.monotonic() - started < 3
     assert "Failed to get metadata" in meta["error"]
     assert meta["partitions"] == {}
 
