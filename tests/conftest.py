@@ -1,5 +1,9 @@
 """Shared fixtures: real Redis, named actors, and a websocket helper for the full ASGI stack.
 
+The tests live in four folders, each marked with its name: ``unit`` (pure Python, the fast
+loop), ``web`` (the dashboard with Redis), ``integration`` (workers against real Redis and
+Kafka) and ``browser`` (Chromium). Helpers shared across folders are in ``tests/support``.
+
 Actors (as in healthchecks' BaseTestCase): ``alice`` is an ordinary user with a known password
 (``ALICE_PASSWORD``); ``admin_user`` is a superuser "admin" with ``ADMIN_PASSWORD``;
 ``user`` is alice, for tests that just need somebody logged in.
@@ -8,6 +12,7 @@ Actors (as in healthchecks' BaseTestCase): ``alice`` is an ordinary user with a 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,9 +29,29 @@ ADMIN_PASSWORD = "admin-battery-staple"
 ALLOWED_ORIGIN = "http://127.0.0.1:8000"
 
 
+# Each folder is a room of its own, with the marker of the same name (pyproject.toml).
+FOLDERS = ("unit", "web", "integration", "browser")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks every test with its folder's marker; a test module outside the folders is an error."""
+    for item in items:
+        parts = Path(item.path).resolve().relative_to(TESTS).parts
+        if len(parts) < 2 or parts[0] not in FOLDERS:
+            raise pytest.UsageError(
+                f"{item.path}: a test module belongs in one of tests/{{{','.join(FOLDERS)}}}"
+            )
+        item.add_marker(parts[0])
+
+
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    """PBKDF2 at production strength costs ~0.5 s per hash; tests do not need that."""
+def _fast_password_hashing(request: pytest.FixtureRequest) -> None:
+    """PBKDF2 at production strength costs ~0.5 s per hash; tests do not need that. Unit tests
+    have no Django: they do not get pytest-django's ``settings`` fixture from here."""
+    if request.node.get_closest_marker("unit"):
+        return
+    settings = request.getfixturevalue("settings")
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
@@ -129,7 +154,7 @@ async def asgi() -> AsyncIterator[Asgi]:
 def sentinels(redis_url: str) -> Iterator[dict[str, Any]]:
     """The three default sentinels in the test database, their Redis state wiped before and
     after: by name."""
-    from tests.dashboard_data import fresh_defaults, wipe
+    from tests.support.dashboard_data import fresh_defaults, wipe
 
     made = fresh_defaults(redis_url)
     yield made

@@ -32,6 +32,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 
+from tests.support.waiting import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -121,16 +123,18 @@ class LiveApp:
         return json.loads(raw) if raw else None
 
     def wait(self, condition: Any, timeout: float, message: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """``wait_until`` that fails at once, with the logs, when a process of the app exited."""
+
+        def holds() -> Any:
             value = condition()
             if value:
                 return value
             for name, proc in self.procs.items():
                 if proc.poll() is not None:
                     pytest.fail(f"{name} exited with {proc.returncode}\n{self.log_tail()}")
-            time.sleep(0.5)
-        pytest.fail(f"timed out after {timeout}s: {message}\n{self.log_tail()}")
+            return value
+
+        return wait_until(holds, timeout, message, 0.5, self.log_tail)
 
 
 def _required_env(name: str) -> str:
@@ -190,7 +194,7 @@ def serve_app(
             str(port),
             "dashboard.asgi:application",
         )
-        app.wait(lambda: _healthy(app.base_url), 60, "Daphne did not answer /healthz")
+        app.wait(lambda: _healthy(app.base_url), 60, "Daphne to answer /healthz")
         if run_sentinels:
             app.wait(
                 lambda: all(

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from playwright.sync_api import expect
 
 from tests.browser.conftest import ARTIFACTS, PASSWORD, USERNAME, LiveApp
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.kafka, pytest.mark.slow]
 
@@ -105,13 +106,12 @@ def forge_duplicate(bootstrap: str, topic: str, partition: int = 0) -> None:
         _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
         assert high > 0, f"{topic}[{partition}] is empty"
         consumer.assign([TopicPartition(topic, partition, high - 1)])
-        deadline = time.monotonic() + 20
-        msg = None
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and not msg.error():
-                break
-        assert msg is not None and not msg.error(), f"could not read {topic}[{partition}]"
+        msg = wait_until(
+            lambda: (m := consumer.poll(0.5)) is not None and not m.error() and [m],
+            20,
+            f"the last record of {topic}[{partition}]",
+            interval=0,
+        )[0]  # a list: a Message with an empty value is falsy
     finally:
         consumer.close()
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})

@@ -2,7 +2,7 @@
 
 No Kafka: Daphne over a fresh database, with ten minutes of one-second windows, status
 documents and an incident seeded the way the checker and the on-call evaluation write them
-(``tests/dashboard_data.py``). Every page is screenshotted at 1400 and 390 px wide into
+(``tests/support/dashboard_data.py``). Every page is screenshotted at 1400 and 390 px wide into
 ``test-artifacts/``.
 """
 
@@ -26,7 +26,10 @@ SEED = f"""
 import json, time
 from dashboard.models import Incident, ScenarioRun, Sentinel
 from dashboard.models.oncall import AlertRule
-from tests.dashboard_data import counts, seed_windows, status_doc, window
+from tests.support.dashboard_data import counts, seed_windows, status_doc, window
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
+from tests.support.dashboard_data import counts, seed_windows, status_doc, window
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 from django.conf import settings

@@ -3,7 +3,7 @@ the client does not trust signed: each in its own words, and a sentinel STALLED,
 
 librdkafka says "certificate verify failed" for all three (``workers.clients.tlsprobe``). A TLS
 client verifies the certificate before it speaks any protocol, so the "broker" here is a real
-TLS server with such a certificate (``tests.tlsserver``), not a second secured Kafka cluster.
+TLS server with such a certificate (``tests.integration.tlsserver``), not a second secured Kafka cluster.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import replace
 import pytest
 from confluent_kafka import KafkaException
 
-from tests.sentinels import SentinelProcesses, make_spec
-from tests.tlsserver import TlsServer, tls_server
+from tests.integration.tlsserver import TlsServer, tls_server
+from tests.support.sentinels import SentinelProcesses, make_spec
 from workers.clients.kafka import list_topics_in_words
 from workers.engine.profiles import AT_LEAST_ONCE
 from workers.localkafka.security import write_ca

@@ -12,7 +12,8 @@ import redis
 from confluent_kafka import Producer
 
 from tests.integration.test_engine import read_topic
-from tests.sentinels import bootstrap, make_spec, wait_until
+from tests.support.sentinels import bootstrap, make_spec
+from tests.support.waiting import wait_until
 from workers.engine import codec
 from workers.engine.profiles import EXACTLY_ONCE
 from workers.roles.copier import TransactionalCopier

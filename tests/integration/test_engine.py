@@ -16,13 +16,13 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from tests.sentinels import (
+from tests.support.sentinels import (
     Forger,
     SentinelProcesses,
     make_spec,
     redis_url,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 from workers.clients.kafka import TXN_HEADER, read_to_end
 from workers.engine import codec
 from workers.engine.profiles import (

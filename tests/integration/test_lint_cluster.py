@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 from django.core.management import call_command
 
-from tests.sentinels import wait_until
+from tests.support.waiting import wait_until
 from workers.clients.lintfacts import gather
 from workers.engine.documents import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
 from workers.engine.lint.topics import (

@@ -10,31 +10,21 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
+from tests.support.waiting import wait_until
 from workers.localkafka import LocalClusterError
 from workers.localkafka.cluster import LocalCluster
 
 pytestmark = pytest.mark.kafka
 
 NODE_IDS = [1, 2, 3]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``predicate`` until it holds; return the seconds it took. Fails after ``timeout``."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 @pytest.fixture(scope="module")
@@ -122,15 +112,20 @@ def consume_everything(cluster: LocalCluster, topic: str, partitions: list[int])
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         values: list[str] = []
         positions = dict.fromkeys(partitions, 0)
-        deadline = time.monotonic() + 60
-        while any(positions[p] < ends[p] for p in partitions):
-            assert time.monotonic() < deadline, f"read {positions} of {ends} in 60s"
+
+        def read_to_the_end() -> bool:
+            if all(positions[p] >= ends[p] for p in partitions):
+                return True
             msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            assert msg.error() is None, msg.error()
-            values.append(msg.value().decode())
-            positions[msg.partition()] = msg.offset() + 1
+            if msg is not None:
+                assert msg.error() is None, msg.error()
+                values.append(msg.value().decode())
+                positions[msg.partition()] = msg.offset() + 1
+            return False
+
+        wait_until(
+            read_to_the_end, 60, f"every record up to {ends}", 0, lambda: f"read up to {positions}"
+        )
         return values
     finally:
         consumer.close()
@@ -185,14 +180,14 @@ def test_it_keeps_acking_with_acks_all_when_the_leader_is_killed(
     try:
         cluster.kill(victim)
         assert cluster.node_pid(victim) is None
-        killed_at = time.monotonic()
         # Keep producing (about 100 records a second) until another replica leads and at
         # least 100 records went out after that.
         after_election = 0
         new_leader = victim
         sequence = 0
-        while after_election < 100:
-            assert time.monotonic() - killed_at < 60, "no new leader 60s after the kill"
+
+        def produced_past_the_election() -> bool:
+            nonlocal after_election, new_leader, sequence
             value = f"during-{sequence}"
             values.append(value)
             produce(producer, topic, [value], reports, partition=0)
@@ -202,6 +197,14 @@ def test_it_keeps_acking_with_acks_all_when_the_leader_is_killed(
                 new_leader = cluster.leader_of(topic, 0)
             if new_leader not in (victim, -1):
                 after_election += 1
+            return after_election >= 100
+
+        wait_until(
+            produced_past_the_election,
+            60,
+            "a new leader and 100 records produced after the kill",
+            interval=0,
+        )
         assert producer.flush(40) == 0
         assert new_leader in set(NODE_IDS) - {victim}
         assert len(reports) == len(values)
@@ -212,7 +215,7 @@ def test_it_keeps_acking_with_acks_all_when_the_leader_is_killed(
             cluster.restart(victim)
 
     assert victim in kafka_admin.list_topics(timeout=10).brokers
-    wait_for(
+    wait_until(
         lambda: all(victim in p.isrs for p in partitions_of(kafka_admin, topic).values()),
         90,
         f"node {victim} back in the ISR of every partition of {topic}",
@@ -235,12 +238,12 @@ def test_it_pauses_and_resumes_a_node(
         # The cluster notices: the frozen node stops heartbeating, is fenced, and loses
         # its leadership to an in-sync replica. (Asked through the cluster's own admin client:
         # a client already connected to the frozen broker would wait on it until it times out.)
-        wait_for(
+        wait_until(
             lambda: (seen := cluster.status()["brokers"]) is not None and node not in seen,
             30,
             f"paused node {node} fenced (gone from metadata)",
         )
-        wait_for(lambda: cluster.leader_of(topic, 0) not in (node, -1), 30, "a new leader")
+        wait_until(lambda: cluster.leader_of(topic, 0) not in (node, -1), 30, "a new leader")
     finally:
         if cluster.node_pid(node) is not None:
             cluster.resume(node)
@@ -248,10 +251,10 @@ def test_it_pauses_and_resumes_a_node(
     assert cluster.node_pid(node) == pid  # the same process carried on
     status = {n["id"]: n for n in cluster.status()["nodes"]}
     assert status[node]["state"] == "running"
-    wait_for(
+    wait_until(
         lambda: node in kafka_admin.list_topics(timeout=5).brokers, 60, f"node {node} unfenced"
     )
-    wait_for(
+    wait_until(
         lambda: all(node in p.isrs for p in partitions_of(kafka_admin, topic).values()),
         90,
         f"node {node} back in the ISR of every partition of {topic}",

@@ -23,7 +23,7 @@ from dashboard.models import Channel, Incident
 from dashboard.models.oncall import RESOLVED, AlertRule, ensure_rules
 from dashboard.oncall import evaluation, notification
 from tests.integration.test_hosting import Workers, make_sentinel
-from tests.sentinels import wait_until
+from tests.support.waiting import wait_until
 from workers.engine import alerts
 from workers.engine.documents import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
 from workers.localkafka.cluster import LocalCluster
@@ -94,11 +94,12 @@ def forge_duplicate(sentinel, bootstrap: str) -> None:
     )
     try:
         consumer.assign([TopicPartition(sentinel.topic, 0, 0)])
-        msg = None
-        deadline = time.monotonic() + 30
-        while msg is None or msg.error():
-            assert time.monotonic() < deadline, "no record to copy"
-            msg = consumer.poll(1.0)
+        msg = wait_until(
+            lambda: (m := consumer.poll(1.0)) is not None and not m.error() and [m],
+            30,
+            f"a record of {sentinel.topic} to copy",
+            interval=0,
+        )[0]  # a list: a Message with an empty value is falsy
         value = msg.value()
     finally:
         consumer.close()

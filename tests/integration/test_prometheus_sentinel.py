@@ -11,7 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from dashboard.models import ApiToken
 from dashboard.prometheus import COUNTER_NAMES
 from tests.integration.test_hosting import make_sentinel
-from tests.sentinels import SentinelProcesses, wait_until
+from tests.support.sentinels import SentinelProcesses
+from tests.support.waiting import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.django_db]

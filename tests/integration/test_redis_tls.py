@@ -16,8 +16,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from tests.integration.test_hosting import Workers, make_sentinel
-from tests.sentinels import wait_until
-from tests.tlsserver import TlsServer, tls_server
+from tests.integration.tlsserver import TlsServer, tls_server
+from tests.support.waiting import wait_until
 from workers.engine.documents import Verdict
 from workers.engine.profiles import AT_LEAST_ONCE
 from workers.engine.redact import MASK

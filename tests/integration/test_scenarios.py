@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.sentinels import wait_until
+from tests.support.waiting import wait_until
 from workers.lab import runner
 from workers.lab.lab import Lab
 from workers.lab.limits import Timeouts

@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 
 from dashboard.forms import ClusterForm, format_properties
-from tests.sentinels import SentinelProcesses, make_spec
+from tests.support.sentinels import SentinelProcesses, make_spec
 from workers.clients.kafka import read_to_end
 from workers.clients.lintfacts import FactsError, gather
 from workers.clientsecrets import is_sealed, seal

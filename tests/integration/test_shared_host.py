@@ -13,7 +13,7 @@ from tests.integration.test_hosting import (
     wait_status,
     workers,  # noqa: F401 - the fixture
 )
-from tests.sentinels import wait_until
+from tests.support.waiting import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, EXACTLY_ONCE
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.sentinels import make_spec, wait_until
+from tests.support.sentinels import make_spec
+from tests.support.waiting import wait_until
 from workers.engine.documents import SEMANTICS, STATE_LOST
 from workers.runtime.supervisor import SentinelSupervisor
 from workers.store.connection import connect

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from dashboard.lab import tasks as scenario_tasks
 from dashboard.models import ApiToken
-from tests.api_schema import _served, check
-from tests.dashboard_data import fresh_defaults, wipe
+from tests.support.dashboard_data import fresh_defaults, wipe
+from tests.web.api_schema import _served, check
 
 pytestmark = pytest.mark.django_db
 

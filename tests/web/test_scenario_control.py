@@ -19,7 +19,7 @@ from django.utils import timezone
 from dashboard.lab.runs import DEAD_AFTER_S, REAP_EVERY_S, cancel_run, reap_dead_runs
 from dashboard.lab.tasks import execute_run
 from dashboard.models import Cluster, ScenarioRun
-from tests.sentinels import wait_until
+from tests.support.waiting import wait_until
 from workers.lab.catalogue import SCENARIOS, Scenario
 from workers.lab.lab import LOCK_TTL_MS, Lab
 from workers.lab.outcome import ABORTED, QUEUED, RUNNING, SemanticResult

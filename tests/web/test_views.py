@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from dashboard.models import Cluster, Profile, Sentinel
-from tests.dashboard_data import status_doc
+from tests.support.dashboard_data import status_doc
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 
@@ -302,7 +302,7 @@ def test_it_keeps_a_verdict_changes_reasons_after_a_reload(logged_in, sentinels,
 def test_every_overview_number_says_its_window_and_throughput_is_the_last_ten_seconds(
     logged_in, sentinels, redis_url
 ):
-    from tests.dashboard_data import seed_windows, window
+    from tests.support.dashboard_data import seed_windows, window
 
     alo = sentinels["at-least-once"]
     publish_status(redis_url, alo, "HOLDING")  # its verdict window: 300 processed in 300 s

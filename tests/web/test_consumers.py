@@ -9,7 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from dashboard.live.consumers import CLOSE_UNAUTHENTICATED, LiveSocketConsumer
-from tests.dashboard_data import seed_windows, status_doc, window
+from tests.support.dashboard_data import seed_windows, status_doc, window
 from workers.engine.documents import VERDICT_UPDATE, WINDOW_UPDATE, compact
 from workers.runtime.publish import QUEUE_SIZE, LivePublisher
 from workers.store.connection import connect
@@ -155,7 +155,9 @@ async def test_logging_out_in_another_tab_closes_the_live_sockets(asgi, alice, s
     from django.conf import settings
     from django.test import Client
 
+    from dashboard.live.relay import publish
     from tests.conftest import session_cookie_for
+    from workers.engine.documents import OVERVIEW_GROUP
 
     cookie = await sync_to_async(session_cookie_for)(alice)
     overview = await asgi.websocket("/ws/overview/", cookie=cookie)
@@ -176,7 +178,13 @@ async def test_logging_out_in_another_tab_closes_the_live_sockets(asgi, alice, s
             "type": "websocket.close",
             "code": CLOSE_UNAUTHENTICATED,
         }
-    assert await other.receive_nothing(timeout=0.5)
+    # The other session's socket stays open: its next message is a verdict published after
+    # the logout (a close sent to it would have come first).
+    await sync_to_async(publish)(OVERVIEW_GROUP, VERDICT_UPDATE, {"verdict": "HOLDING"})
+    assert await other.receive_json_from(timeout=TIMEOUT) == {
+        "type": "verdict",
+        "verdict": "HOLDING",
+    }
 
 
 def test_it_shares_one_publisher_thread_until_its_last_user_stops(redis_url):

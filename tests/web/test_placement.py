@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 
-from tests.sentinels import wait_until
+from tests.support.waiting import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
 from workers.runtime.supervisor import SentinelSupervisor

@@ -13,12 +13,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard.models import ApiToken
-from tests.dashboard_data import fresh_defaults, hist, status_doc, wipe
+from tests.support.dashboard_data import fresh_defaults, hist, status_doc, wipe
 from workers.engine.documents import LATENCY_BUCKETS_S, latency_buckets
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "docker" / "prometheus"
 DASHBOARD = ROOT / "docker" / "grafana" / "dashboards" / "delivery-sentinel.json"
 METRIC = re.compile(r"\bdelivery_sentinel_[a-z_]+\b")

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from dashboard.models import MetricWindow
-from tests.dashboard_data import minute, seed_windows, status_doc, window
+from tests.support.dashboard_data import minute, seed_windows, status_doc, window
 from workers.engine.documents import STATUS_VERSION
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore

@@ -10,7 +10,7 @@ import pytest
 from dashboard.metrics import overview, partitions, timeline
 from dashboard.metrics import windows as metrics
 from dashboard.models import MetricWindow, ScenarioRun
-from tests.dashboard_data import (
+from tests.support.dashboard_data import (
     hist,
     minute,
     seed_windows,

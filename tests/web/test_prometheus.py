@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard.models import ApiToken
 from dashboard.prometheus import COUNTER_NAMES, exposition, reference_exposition
-from tests.dashboard_data import counts, status_doc
+from tests.support.dashboard_data import counts, status_doc
 from workers.engine.documents import COUNTERS, LATENCY_BUCKETS_S, latency_buckets
 from workers.engine.latency import RELATIVE_ERROR, LatencyHistogram
 from workers.store.connection import connect

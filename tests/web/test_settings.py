@@ -31,7 +31,7 @@ from workers.engine.env import (
 )
 from workers.engine.redact import MASK, RedactingFilter, is_secret_key, redact_config, redact_text
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_django(code: str, **env: str) -> subprocess.CompletedProcess[str]:

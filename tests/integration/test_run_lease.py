@@ -13,14 +13,14 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.sentinels import wait_until
+from tests.support.waiting import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 from workers.system import sentinel_argv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def children_of(pid: int) -> list[int]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from tests.sentinels import wait_until
+from tests.support.waiting import wait_until
 from workers.localkafka.security import TlsFiles, write_tls_files
 from workers.system import terminate
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.support.waiting import wait_until
 from workers.clients.kafka import topic_metadata
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
@@ -37,20 +37,9 @@ def make_runner(redis_url: str, bootstrap: str = UNREACHABLE, topic: str = "meta
     return runner
 
 
-def wait_for(condition: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s")
-
-
 def test_it_reports_an_unreachable_cluster_instead_of_leaders():
     admin = AdminClient({"bootstrap.servers": UNREACHABLE, "log_level": 0})
-    started = time.monotonic()
     meta = topic_metadata(admin, "sentinel.at-most-once", 0.5)
-    assert time.monotonic() - started < 3
     assert "Failed to get metadata" in meta["error"]
     assert meta["partitions"] == {}
 
@@ -84,15 +73,22 @@ def test_a_hanging_cluster_never_delays_the_checkers_status_document(redis_url, 
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     try:
-        first = wait_for(runner.store.status, 5)
+        first = wait_until(runner.store.status, 5, "a status document", interval=0.05)
         # Reports keep coming, about once a second, while the fetch hangs.
-        later = wait_for(
+        later = wait_until(
             lambda: (d := runner.store.status())["updated_at"] >= first["updated_at"] + 1.5 and d,
             5,
+            "a status document 1.5 s newer while the fetch hangs",
+            interval=0.05,
         )
         assert first["metadata"] is None and later["metadata"] is None
         release.set()
-        doc = wait_for(lambda: (d := runner.store.status())["metadata"] and d, 5)
+        doc = wait_until(
+            lambda: (d := runner.store.status())["metadata"] and d,
+            5,
+            "the released fetch's metadata in the status document",
+            interval=0.05,
+        )
         assert doc["metadata"]["partitions"] == result["partitions"]
         assert doc["metadata"]["updated_at"] <= doc["updated_at"]
     finally:
@@ -112,12 +108,15 @@ def test_it_reads_leaders_from_the_real_cluster_into_the_status_document(redis_u
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([NewTopic(topic, 2, 3)]).values():
         future.result(30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        meta = topic_metadata(admin, topic, 2.0)
-        if meta["error"] is None and all(p["leader"] >= 0 for p in meta["partitions"].values()):
-            break
-        time.sleep(0.5)
+    wait_until(
+        lambda: (
+            (meta := topic_metadata(admin, topic, 2.0))["error"] is None
+            and all(p["leader"] >= 0 for p in meta["partitions"].values())
+        ),
+        30,
+        f"a leader for every partition of {topic}",
+        interval=0.5,
+    )
     runner = make_runner(redis_url, bootstrap, topic)
     runner.load()
     try:

@@ -11,8 +11,8 @@ from django.test import Client
 
 from dashboard.lab import tasks as scenario_tasks
 from dashboard.models import ApiToken, Cluster, ScenarioRun
-from tests.api_schema import check
-from tests.dashboard_data import seed_windows, status_doc, window
+from tests.support.dashboard_data import seed_windows, status_doc, window
+from tests.web.api_schema import check
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 

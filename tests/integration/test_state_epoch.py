@@ -9,7 +9,7 @@ import json
 import pytest
 import redis
 
-from tests.sentinels import make_spec
+from tests.support.sentinels import make_spec
 from workers.engine.documents import STATE_LOST
 from workers.engine.profiles import AT_LEAST_ONCE
 from workers.engine.streams import AckReport, LedgerEntry, PartitionReport

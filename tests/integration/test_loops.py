@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from tests.support.waiting import wait_until
 from workers.engine import codec
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
 from workers.engine.spec import SentinelSpec
@@ -95,6 +96,14 @@ def test_processing_retries_while_redis_is_away_and_gives_up_only_when_stopping(
         topic="no-redis",
     )
     unreachable = SentinelStore(connect("redis://127.0.0.1:1/0"), spec.id)
+    attempts: list[int] = []
+    append_ledger = unreachable.append_ledger
+
+    def counted(*args, **kwargs):
+        attempts.append(1)
+        return append_ledger(*args, **kwargs)
+
+    monkeypatch.setattr(unreachable, "append_ledger", counted)
     consumer = SentinelConsumer(spec, unreachable)
     outcome: list[BaseException | None] = []
 
@@ -107,7 +116,8 @@ def test_processing_retries_while_redis_is_away_and_gives_up_only_when_stopping(
 
     worker = threading.Thread(target=process, daemon=True)
     worker.start()
-    worker.join(1.5)
+    # A third attempt proves that two failures did not make it give up.
+    wait_until(lambda: len(attempts) >= 3, 10, "a third attempt to append to the ledger")
     assert worker.is_alive() and not outcome, "it must keep retrying while not stopping"
     assert "processing ledger unavailable" in (consumer.error or "")
     consumer.shutdown.set()

@@ -6,30 +6,30 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.support.waiting import wait_until
 from workers.runtime.celery import app
 from workers.runtime.tasks import ping
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CELERY = Path(sys.executable).with_name("celery")
 
 pytestmark = pytest.mark.slow
 
 
 def wait_until_ready(proc: subprocess.Popen[bytes], node: str, log: Path, timeout: float) -> None:
-    """Poll the worker with a control ping until it answers, it dies or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Ping the worker (control ping) until it answers, it dies or ``timeout`` passes."""
+
+    def answers() -> bool:
         if proc.poll() is not None:
             pytest.fail(f"celery worker exited with {proc.returncode}:\n{log.read_text()}")
-        if app.control.ping(destination=[node], timeout=0.5):
-            return
-    pytest.fail(f"celery worker {node} not ready after {timeout}s:\n{log.read_text()}")
+        return bool(app.control.ping(destination=[node], timeout=0.5))
+
+    wait_until(answers, timeout, f"celery worker {node} to answer a ping", 0, log.read_text)
 
 
 def test_it_runs_a_task_on_a_real_worker(redis_url, tmp_path):

@@ -15,6 +15,7 @@ from typing import Any
 import redis
 from confluent_kafka import Producer
 
+from tests.support.waiting import wait_until
 from workers.engine import codec
 from workers.engine.profiles import DEFAULT_PROFILES, Profile
 from workers.engine.spec import SentinelSpec
@@ -23,7 +24,7 @@ from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 from workers.system import sentinel_argv
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def bootstrap() -> str:
@@ -35,20 +36,6 @@ def bootstrap() -> str:
 
 def redis_url() -> str:
     return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def wait_until(
-    condition: Callable[[], Any], timeout: float, message: str, interval: float = 0.25
-) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail with ``message`` on timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s: {message} (last: {last!r})")
 
 
 _next_id = [int(time.time()) % 100000 * 10]
@@ -151,7 +138,7 @@ class SentinelProcesses:
             t = doc["totals"]
             return doc["updated_at"] > since and t["pending"] == 0 and t["acked"] > 0
 
-        return self.wait_status(settled, timeout, "sentinel did not settle")
+        return self.wait_status(settled, timeout, "the sentinel to settle")
 
 
 def flush_redis_keys(url: str) -> None:

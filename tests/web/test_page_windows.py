@@ -10,9 +10,9 @@ import pytest
 from django.urls import reverse
 
 from dashboard.models.oncall import ACKNOWLEDGED
-from tests.dashboard_data import counts
-from tests.test_oncall_pages import make_incident
-from tests.test_views import publish_status
+from tests.support.dashboard_data import counts
+from tests.web.test_oncall_pages import make_incident
+from tests.web.test_views import publish_status
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 
@@ -114,7 +114,7 @@ def test_it_opens_the_charts_on_the_range_of_the_last_problem(logged_in, sentine
 
 
 def test_it_flags_an_end_to_end_p99_over_the_slo_on_compare(logged_in, sentinels, redis_url):
-    from tests.dashboard_data import seed_windows, window
+    from tests.support.dashboard_data import seed_windows, window
 
     alo, amo = sentinels["at-least-once"], sentinels["at-most-once"]
     alo.slo_p99_ms = 100

@@ -13,7 +13,14 @@ import pytest
 from dashboard.models import Channel, Incident, IncidentEvent, Silence
 from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED, AlertRule
 from dashboard.oncall import evaluation as incidents
-from tests.dashboard_data import counts, fresh_defaults, seed_windows, status_doc, window, wipe
+from tests.support.dashboard_data import (
+    counts,
+    fresh_defaults,
+    seed_windows,
+    status_doc,
+    window,
+    wipe,
+)
 from workers.engine import alerts
 from workers.engine.lint.topics import (
     ClusterFacts,
