@@ -110,9 +110,10 @@ except ValueError as exc:  # unknown scheme, bad port, ...
     raise EnvError(f"DATABASE_URL: {exc} (got {mask_url(_DATABASE_URL)!r})") from None
 
 # Tests that start real worker processes need a test database those processes can open:
-# bin/test points this at a file (SQLite's test database is otherwise in memory).
+# bin/test points this at a file (SQLite's test database is otherwise in memory). A database
+# server's test database is one they can open already.
 _TEST_DB_FILE = envstr("DJANGO_TEST_DB_FILE", "")
-if _TEST_DB_FILE:
+if _TEST_DB_FILE and DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": _TEST_DB_FILE}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from django.conf import settings
-from django.db import connection
 
 from dashboard.models import Cluster, Profile, Sentinel
+from tests.database import database_url
 from tests.integration.test_engine import read_topic
 from tests.sentinels import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
@@ -37,10 +37,9 @@ class Workers:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, lease_ms: int = LEASE_MS, **extra_env: str) -> subprocess.Popen:
-        db = connection.settings_dict["NAME"]
         env = {
             **os.environ,
-            "DATABASE_URL": f"sqlite:///{db}",
+            "DATABASE_URL": database_url(),
             "DS_LEASE_MS": str(lease_ms),
             "DS_SUPERVISOR_TICK_S": "1",
             "SENTINELS_ENABLED": "true",
