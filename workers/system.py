@@ -17,7 +17,8 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Everything the project writes at run time (git-ignored): jars, cluster data, spec files.
-LOCAL_DIR = PROJECT_ROOT / ".local"
+# DS_LOCAL_DIR moves it (a container whose code is read-only; each worker machine has its own).
+LOCAL_DIR = Path(os.environ.get("DS_LOCAL_DIR") or PROJECT_ROOT / ".local")
 # A sentinel that exits is started again after a back-off that doubles with each quick exit
 # in a row: 1 s after a first crash (the worker keeps the lease meanwhile), at most 30 s.
 RESPAWN_FIRST_BACKOFF_S = 1.0
