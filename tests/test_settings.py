@@ -147,6 +147,77 @@ def test_it_redacts_secrets_in_configured_logging():
     assert f"token={MASK}" in proc.stderr
 
 
+def test_json_logs_are_one_object_per_line_with_secrets_redacted_tracebacks_too():
+    code = (
+        "import logging\n"
+        "log = logging.getLogger('dashboard.test')\n"
+        "log.warning('connecting with %s', {'sasl.password': 'hunter2', 'acks': 'all'})\n"
+        "try:\n"
+        "    raise RuntimeError('redis://:hunter3@cache:6379/0 refused')\n"
+        "except RuntimeError:\n"
+        "    log.exception('sentinel failed')\n"
+    )
+    proc = run_django(code, LOG_FORMAT="json")
+    assert proc.returncode == 0, proc.stderr
+    assert "hunter" not in proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [(line["level"], line["logger"]) for line in lines] == [
+        ("WARNING", "dashboard.test"),
+        ("ERROR", "dashboard.test"),
+    ]
+    assert f"'sasl.password': '{MASK}'" in lines[0]["message"]
+    assert lines[1]["message"] == "sentinel failed"
+    assert "RuntimeError" in lines[1]["exc_info"] and f":{MASK}@cache" in lines[1]["exc_info"]
+    assert {"time", "process"} <= set(lines[0])
+
+
+# What docs/deploy.md documents for production behind a TLS-terminating proxy.
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": "k7Vq-" + "x9" * 30,
+    "ALLOWED_HOSTS": "sentinel.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://sentinel.example.com",
+    "DJANGO_SECURE_COOKIES": "true",
+    "DJANGO_TLS_PROXY": "true",
+    "DJANGO_SSL_REDIRECT": "true",
+    "DJANGO_HSTS_SECONDS": "31536000",
+    "DATABASE_URL": "postgres://sentinel:pw@db.internal:5432/sentinel",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+    "DS_SECRETS_KEY": "unused-by-the-checks",
+}
+
+
+def deploy_check(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_manage_py_check_deploy_is_clean_under_the_documented_production_settings():
+    done = deploy_check(**PRODUCTION_ENV)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no issues" in done.stdout
+    deploy_doc = (ROOT / "docs" / "deploy.md").read_text()
+    for name in PRODUCTION_ENV:
+        assert name in deploy_doc, f"docs/deploy.md does not document {name}"
+
+
+def test_manage_py_check_deploy_names_what_a_plain_http_setup_lacks():
+    plain = {
+        k: v
+        for k, v in PRODUCTION_ENV.items()
+        if k not in {"DJANGO_SSL_REDIRECT", "DJANGO_HSTS_SECONDS"}
+    }
+    done = deploy_check(**plain)
+    assert done.returncode != 0
+    assert "security.W004" in done.stderr and "security.W008" in done.stderr
+
+
 # --- env helpers (workers.engine.env) ----------------------------------------------------------
 
 
