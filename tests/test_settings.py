@@ -171,6 +171,71 @@ def test_json_logs_are_one_object_per_line_with_secrets_redacted_tracebacks_too(
     assert {"time", "process"} <= set(lines[0])
 
 
+SEAL = "from workers.clientsecrets import seal; print(seal({'sasl.password': 'pw'})['sasl.password'][:7])"
+
+
+def manage_py(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_command_by_hand_beside_bin_up_gets_the_stacks_keys_but_never_a_deployment(tmp_path):
+    from workers.clientsecrets import generate_key
+
+    (tmp_path / "secrets-key").write_text(generate_key())
+    (tmp_path / "secret-key").write_text("local-" + "k" * 50)
+    (tmp_path / "stack.env").write_text(
+        "# Written by bin/up\n"
+        f"DS_SECRETS_KEY_FILE={tmp_path / 'secrets-key'}\n"
+        f"DJANGO_SECRET_KEY_FILE={tmp_path / 'secret-key'}\n"
+        "DJANGO_DEBUG=false\n"
+    )
+    by_hand = manage_py("shell", "-c", SEAL, DS_LOCAL_DIR=str(tmp_path))
+    assert by_hand.returncode == 0, by_hand.stderr
+    assert by_hand.stdout.strip().splitlines()[-1] == "fernet:"
+    # Nothing of the stack's: the same command fails as it always did.
+    bare = manage_py("shell", "-c", SEAL, DS_LOCAL_DIR=str(tmp_path / "none"))
+    assert "DS_SECRETS_KEY is not set" in bare.stderr
+    # A deployment's own key decides: the local files are not read at all.
+    deployed = manage_py(
+        "shell", "-c", SEAL, DS_LOCAL_DIR=str(tmp_path), DJANGO_SECRET_KEY="d" * 50
+    )
+    assert "DS_SECRETS_KEY is not set" in deployed.stderr
+
+
+def test_bin_up_writes_key_files_for_commands_by_hand_never_key_values(tmp_path):
+    code = (
+        "from workers.localkafka import devstack\n"
+        "from workers import system\n"
+        "d = devstack.local_defaults('127.0.0.1', 8000)\n"
+        "system.write_local_stack_env(d)\n"
+        "print(system.LOCAL_STACK_ENV.read_text())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DS_LOCAL_DIR": str(tmp_path)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    written = dict(
+        line.split("=", 1) for line in done.stdout.splitlines() if line and line[0] != "#"
+    )
+    assert written["DS_SECRETS_KEY_FILE"] == str(tmp_path / "secrets-key")
+    assert written["DJANGO_SECRET_KEY_FILE"] == str(tmp_path / "secret-key")
+    assert (tmp_path / "stack.env").stat().st_mode & 0o077 == 0
+    key = (tmp_path / "secrets-key").read_text()
+    assert key not in done.stdout
+
+
 # What docs/deploy.md documents for production behind a TLS-terminating proxy.
 PRODUCTION_ENV = {
     "DJANGO_DEBUG": "false",

@@ -27,6 +27,44 @@ RESPAWN_BACKOFF_MAX_S = 30.0
 QUICK_EXIT_S = 60.0
 
 
+# The settings bin/up gives its processes (key *files*, never key values), for commands run by
+# hand beside it: ``python manage.py shell`` then sees the same keys (manage.py).
+LOCAL_STACK_ENV = LOCAL_DIR / "stack.env"
+# A deployment configures these itself: with any of them set, the local stack's file is ignored.
+_DEPLOYED_BY = (
+    "DJANGO_SECRET_KEY",
+    "DJANGO_SECRET_KEY_FILE",
+    "DS_SECRETS_KEY",
+    "DS_SECRETS_KEY_FILE",
+)
+
+
+def write_local_stack_env(values: dict[str, str]) -> Path:
+    """Write ``values`` (names to values that are no secrets: key files by path) for commands
+    run by hand beside the local stack (mode 0600)."""
+    LOCAL_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = LOCAL_STACK_ENV.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("# Written by bin/up: the settings it gave its processes (manage.py reads it).\n")
+        fh.writelines(f"{name}={value}\n" for name, value in sorted(values.items()))
+    os.replace(tmp, LOCAL_STACK_ENV)
+    return LOCAL_STACK_ENV
+
+
+def local_stack_env(environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
+    """What bin/up wrote for commands by hand, unless this environment is configured as a
+    deployment is (a Django or secrets key of its own): then nothing, never the local files."""
+    if any(environ.get(name) for name in _DEPLOYED_BY) or not LOCAL_STACK_ENV.is_file():
+        return {}
+    values = {}
+    for line in LOCAL_STACK_ENV.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not name.startswith("#"):
+            values[name.strip()] = value.strip()
+    return values
+
+
 def respawn_backoff(exits: int) -> float:
     """Seconds to wait before starting a sentinel again after ``exits`` quick exits in a row
     (the worker's supervisor for a sentinel's processes, the shared host for its threads)."""

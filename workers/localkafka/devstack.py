@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from workers.clientsecrets import generate_key
 from workers.localkafka.cluster import LocalCluster
-from workers.system import LOCAL_DIR, PROJECT_ROOT, terminate
+from workers.system import LOCAL_DIR, PROJECT_ROOT, terminate, write_local_stack_env
 
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -187,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     redis_url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
     host = os.environ.get("DS_HOST", "127.0.0.1")
     port = int(os.environ.get("DS_PORT", "8000"))
-    for name, value in local_defaults(host, port).items():
+    defaults = local_defaults(host, port)
+    for name, value in defaults.items():
         os.environ.setdefault(name, value)
+    # Commands run by hand (manage.py shell, createsuperuser, secrets) see the same settings.
+    write_local_stack_env({name: os.environ[name] for name in defaults})
     stack = Stack()
 
     def on_signal(signum, _frame):
