@@ -48,3 +48,17 @@ def test_the_relay_writes_every_line_to_the_file_and_the_wanted_ones_to_the_term
     assert (tmp_path / "logs" / "worker.log").read_text() == "".join(CHATTER + NEEDED)
     assert terminal.getvalue() == "".join(f"[celery worker] {line}" for line in NEEDED)
     assert relay.tail(2) == [line.rstrip("\n") for line in NEEDED[-2:]]
+
+
+def test_a_warning_repeated_while_a_client_retries_is_said_once_then_counted(tmp_path):
+    retry = "{} WARNING workers.roles.loop: verifier exactly-once: UNKNOWN_TOPIC_OR_PART\n"
+    lines = [retry.format(f"2026-12-06 11:23:40,{ms:03d}") for ms in range(5)]
+    terminal = io.StringIO()
+    stream = io.StringIO("".join(lines + NEEDED[:1]))
+    LogRelay("worker", stream, tmp_path / "w.log", terminal).join(10)
+    assert terminal.getvalue().splitlines() == [
+        f"[worker] {lines[0].rstrip()}",
+        "[worker] (the line before: 4 more times)",
+        f"[worker] {NEEDED[0].rstrip()}",
+    ]
+    assert (tmp_path / "w.log").read_text().count("UNKNOWN_TOPIC_OR_PART") == 5

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import IO
 
 # Django's LOGGING "plain" format (dashboard/settings.py): "<date> <time>,<ms> LEVEL logger ..."
-LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (?P<level>[A-Z]+) (?P<logger>[\w.]+)")
+LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (?P<level>[A-Z]+) (?P<logger>[\w.]+)( \d+)?:?"
+)
 # librdkafka's own log lines: "%<syslog level>|<time>|<facility>|...": 0-3 are errors.
 RDKAFKA_LINE = re.compile(r"^%(?P<level>\d)\|")
 SHOWN_LEVELS = {"WARNING", "ERROR", "CRITICAL"}
@@ -62,13 +64,25 @@ class LogRelay:
         self._thread.start()
 
     def _run(self, stream: IO[str]) -> None:
+        last, repeated = "", 0
         with self.path.open("a", encoding="utf-8") as out:
             for line in stream:
                 out.write(line)
                 out.flush()
-                if self.filter.wants(line):
-                    self.terminal.write(f"[{self.name}] {line}")
-                    self.terminal.flush()
+                if not self.filter.wants(line):
+                    continue
+                # A warning repeated while a client retries is said once, then counted.
+                text = LOG_LINE.sub("", line)
+                if text == last:
+                    repeated += 1
+                    continue
+                if repeated:
+                    self.terminal.write(f"[{self.name}] (the line before: {repeated} more times)\n")
+                last, repeated = text, 0
+                self.terminal.write(f"[{self.name}] {line}")
+                self.terminal.flush()
+            if repeated:
+                self.terminal.write(f"[{self.name}] (the line before: {repeated} more times)\n")
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
