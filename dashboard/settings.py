@@ -50,6 +50,20 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 # Off by default so a plain-HTTP deployment can still log in; turn on behind TLS.
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", False)
+# Served over HTTPS through a proxy that terminates TLS (docs/deploy.md): trust its
+# X-Forwarded-Proto (only when the proxy sets it and nothing else reaches the app).
+if envbool("DJANGO_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = envbool("DJANGO_SSL_REDIRECT", False)
+# Health checks and Prometheus may reach the app over plain HTTP inside its network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", 0, min=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = envbool("DJANGO_HSTS_PRELOAD", False)
+if not SECURE_HSTS_PRELOAD:
+    # Asking browsers to preload the domain is a commitment for every subdomain, for months:
+    # the operator's decision (docs/deploy.md), not a default to be warned about.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 INSTALLED_APPS = [
     "daphne",  # first: its runserver replaces Django's with an ASGI one
@@ -110,9 +124,10 @@ except ValueError as exc:  # unknown scheme, bad port, ...
     raise EnvError(f"DATABASE_URL: {exc} (got {mask_url(_DATABASE_URL)!r})") from None
 
 # Tests that start real worker processes need a test database those processes can open:
-# bin/test points this at a file (SQLite's test database is otherwise in memory).
+# bin/test points this at a file (SQLite's test database is otherwise in memory). A database
+# server's test database is one they can open already.
 _TEST_DB_FILE = envstr("DJANGO_TEST_DB_FILE", "")
-if _TEST_DB_FILE:
+if _TEST_DB_FILE and DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": _TEST_DB_FILE}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -241,6 +256,8 @@ DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "delivery-sentinel@localhost")
 # --- Logging ----------------------------------------------------------------------------------
 
 LOG_LEVEL = envchoice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+# json: one object per line (time, level, logger, process, message) for Loki / ELK.
+LOG_FORMAT = envchoice("LOG_FORMAT", "plain", ["plain", "json"])
 
 LOGGING = {
     "version": 1,
@@ -248,11 +265,16 @@ LOGGING = {
     "filters": {"redact_secrets": {"()": "workers.engine.redact.RedactingFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
             "filters": ["redact_secrets"],
         },
     },

@@ -18,13 +18,52 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Everything the project writes at run time (git-ignored): jars, cluster data, spec files.
-LOCAL_DIR = PROJECT_ROOT / ".local"
+# DS_LOCAL_DIR moves it (a container whose code is read-only; each worker machine has its own).
+LOCAL_DIR = Path(os.environ.get("DS_LOCAL_DIR") or PROJECT_ROOT / ".local")
 # A sentinel that exits is started again after a back-off that doubles with each quick exit
 # in a row: 1 s after a first crash (the worker keeps the lease meanwhile), at most 30 s.
 RESPAWN_FIRST_BACKOFF_S = 1.0
 RESPAWN_BACKOFF_MAX_S = 30.0
 # An exit within this long of the sentinel's start counts as one more in a row.
 QUICK_EXIT_S = 60.0
+
+
+# The settings bin/up gives its processes (key *files*, never key values), for commands run by
+# hand beside it: ``python manage.py shell`` then sees the same keys (manage.py).
+LOCAL_STACK_ENV = LOCAL_DIR / "stack.env"
+# A deployment configures these itself: with any of them set, the local stack's file is ignored.
+_DEPLOYED_BY = (
+    "DJANGO_SECRET_KEY",
+    "DJANGO_SECRET_KEY_FILE",
+    "DS_SECRETS_KEY",
+    "DS_SECRETS_KEY_FILE",
+)
+
+
+def write_local_stack_env(values: dict[str, str]) -> Path:
+    """Write ``values`` (names to values that are no secrets: key files by path) for commands
+    run by hand beside the local stack (mode 0600)."""
+    LOCAL_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = LOCAL_STACK_ENV.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("# Written by bin/up: the settings it gave its processes (manage.py reads it).\n")
+        fh.writelines(f"{name}={value}\n" for name, value in sorted(values.items()))
+    os.replace(tmp, LOCAL_STACK_ENV)
+    return LOCAL_STACK_ENV
+
+
+def local_stack_env(environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
+    """What bin/up wrote for commands by hand, unless this environment is configured as a
+    deployment is (a Django or secrets key of its own): then nothing, never the local files."""
+    if any(environ.get(name) for name in _DEPLOYED_BY) or not LOCAL_STACK_ENV.is_file():
+        return {}
+    values = {}
+    for line in LOCAL_STACK_ENV.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not name.startswith("#"):
+            values[name.strip()] = value.strip()
+    return values
 
 
 def respawn_backoff(exits: int) -> float:

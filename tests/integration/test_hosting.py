@@ -4,6 +4,7 @@ an unreachable cluster. Workers are real processes sharing the test database fil
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -14,10 +15,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from django.conf import settings
-from django.db import connection
 
 from dashboard.models import Cluster, Profile, Sentinel
 from tests.integration.test_engine import read_topic
+from tests.support.database import database_url
 from tests.support.waiting import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
 from workers.store.connection import connect
@@ -31,18 +32,31 @@ ROOT = Path(__file__).resolve().parents[2]
 LEASE_MS = 10000
 
 
+# A worker per "machine": its own host name (a UTS namespace, where this runs as root) and its
+# own local directory, sharing only the database, Redis and Kafka with the others.
+OWN_HOST_NAMES = os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
 class Workers:
-    """Celery worker processes with sentinel hosting on, each on a queue of its own."""
+    """Celery worker processes with sentinel hosting on, each on a queue of its own and as if
+    on a machine of its own (``machine-<name>``: host name and local directory)."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.procs: dict[str, subprocess.Popen] = {}
 
+    def local_dir(self, name: str) -> Path:
+        return self.tmp / f"machine-{name}"
+
     def start(self, name: str, lease_ms: int = LEASE_MS, **extra_env: str) -> subprocess.Popen:
-        db = connection.settings_dict["NAME"]
+        argv = hosting_worker_argv(name, f"hosting-{uuid.uuid4().hex[:8]}")
+        if OWN_HOST_NAMES:  # unshare and sh exec the worker: its pid is the Popen's
+            script = 'hostname "$0" && exec "$@"'
+            argv = ["unshare", "--uts", "sh", "-c", script, f"machine-{name}", *argv]
         env = {
             **os.environ,
-            "DATABASE_URL": f"sqlite:///{db}",
+            "DS_LOCAL_DIR": str(self.local_dir(name)),
+            "DATABASE_URL": database_url(),
             "DS_LEASE_MS": str(lease_ms),
             "DS_SUPERVISOR_TICK_S": "1",
             "SENTINELS_ENABLED": "true",
@@ -52,7 +66,7 @@ class Workers:
         log = self.tmp / f"worker-{name}.log"
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                hosting_worker_argv(name, f"hosting-{uuid.uuid4().hex[:8]}"),
+                argv,
                 cwd=ROOT,
                 env=env,
                 stdout=out,
@@ -60,6 +74,18 @@ class Workers:
             )
         self.procs[name] = proc
         return proc
+
+    def name_of(self, pid: int | None) -> str | None:
+        return next((name for name, p in self.procs.items() if p.pid == pid), None)
+
+    def machines_with_files_of(self, sentinel_id: int) -> set[str]:
+        """The workers whose local directory holds the sentinel's spec file or manifest
+        entry (a killed worker's stay behind: nobody removed them)."""
+        return {
+            name
+            for name in self.procs
+            if any((self.local_dir(name) / "sentinels").rglob(f"{sentinel_id}.json"))
+        }
 
     def pid_holding(self, sentinel_id: int) -> int | None:
         holder = connect(settings.REDIS_URL).get(SentinelStore.key_for(sentinel_id, "lease"))
@@ -77,7 +103,7 @@ class Workers:
             except subprocess.TimeoutExpired:
                 proc.kill()
         # Sentinel processes of a killed worker stop by themselves; wait for them too.
-        wait_until(lambda: not _sentinel_processes(), 60, "sentinel processes gone")
+        wait_until(lambda: not _sentinel_processes(self.tmp), 60, "sentinel processes gone")
 
     def logs(self) -> str:
         return "\n".join(
@@ -85,14 +111,15 @@ class Workers:
         )
 
 
-def _sentinel_processes() -> list[str]:
-    """Sentinel processes of the test workers: own ones and shared hosts."""
+def _sentinel_processes(tmp: Path) -> list[str]:
+    """Sentinel processes of the test workers (their spec files and manifests are in the
+    workers' local directories under ``tmp``): own ones and shared hosts."""
     out = subprocess.run(
         ["pgrep", "-af", "workers.runtime.(run --spec|host --manifest)"],
         capture_output=True,
         text=True,
     )
-    return [line for line in out.stdout.splitlines() if str(ROOT / ".local" / "sentinels") in line]
+    return [line for line in out.stdout.splitlines() if str(tmp) in line]
 
 
 @pytest.fixture
@@ -191,12 +218,24 @@ def test_it_runs_each_sentinel_exactly_once_across_two_workers(workers):
 
 
 def test_it_fails_over_when_the_worker_holding_a_sentinel_is_killed(workers):
+    """Two workers as on two machines (own host names and local directories, sharing only
+    the database, Redis and Kafka): the survivor takes the killed one's sentinels over from
+    files of its own, and nothing is lost or duplicated."""
     sentinels = [make_sentinel(s, enabled=False) for s in (AT_LEAST_ONCE, EXACTLY_ONCE)]
     start_two_then_enable(workers, sentinels)
     for s in sentinels:
         wait_status(s, lambda d: d["totals"]["processed"] > 50, 120, f"{s.name} running", workers)
+    if OWN_HOST_NAMES:  # as if on two machines: each worker's id names its own host
+        hosts = {
+            w.split(":")[0] for w in WorkerRegistry(connect(settings.REDIS_URL)).alive(LEASE_MS)
+        }
+        assert {"machine-w1", "machine-w2"} <= hosts, hosts
+    for s in sentinels:  # each worker wrote its sentinels' files in its own local directory
+        holder = workers.name_of(workers.pid_holding(s.pk))
+        assert workers.machines_with_files_of(s.pk) == {holder}, (s.name, holder)
     victim_pid = workers.pid_holding(sentinels[0].pk)
-    victim = next(name for name, p in workers.procs.items() if p.pid == victim_pid)
+    victim = workers.name_of(victim_pid)
+    survivor = next(name for name in workers.procs if name != victim)
     moved = [s for s in sentinels if workers.pid_holding(s.pk) == victim_pid]
     runs_before = {s.pk: set(store_of(s).runs()) for s in moved}
     os.kill(victim_pid, signal.SIGKILL)
@@ -216,6 +255,8 @@ def test_it_fails_over_when_the_worker_holding_a_sentinel_is_killed(workers):
             "a new producer run on the surviving worker",
             workers,
         )
+    for s in moved:  # the survivor runs them from files of its own
+        assert survivor in workers.machines_with_files_of(s.pk), s.name
     for s in sentinels:
         before = store_of(s).status()["totals"]["processed"]
         doc = wait_status(
@@ -242,7 +283,7 @@ def test_it_restarts_a_crashed_sentinel_at_once_keeping_its_lease(workers):
     holder = connect(settings.REDIS_URL).get(lease_key)
     (main,) = [
         line
-        for line in _sentinel_processes()
+        for line in _sentinel_processes(workers.tmp)
         if f"/{sentinel.pk}.json" in line and "--roles" not in line
     ]
     runs_before = set(store_of(sentinel).runs())

@@ -147,6 +147,142 @@ def test_it_redacts_secrets_in_configured_logging():
     assert f"token={MASK}" in proc.stderr
 
 
+def test_json_logs_are_one_object_per_line_with_secrets_redacted_tracebacks_too():
+    code = (
+        "import logging\n"
+        "log = logging.getLogger('dashboard.test')\n"
+        "log.warning('connecting with %s', {'sasl.password': 'hunter2', 'acks': 'all'})\n"
+        "try:\n"
+        "    raise RuntimeError('redis://:hunter3@cache:6379/0 refused')\n"
+        "except RuntimeError:\n"
+        "    log.exception('sentinel failed')\n"
+    )
+    proc = run_django(code, LOG_FORMAT="json")
+    assert proc.returncode == 0, proc.stderr
+    assert "hunter" not in proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [(line["level"], line["logger"]) for line in lines] == [
+        ("WARNING", "dashboard.test"),
+        ("ERROR", "dashboard.test"),
+    ]
+    assert f"'sasl.password': '{MASK}'" in lines[0]["message"]
+    assert lines[1]["message"] == "sentinel failed"
+    assert "RuntimeError" in lines[1]["exc_info"] and f":{MASK}@cache" in lines[1]["exc_info"]
+    assert {"time", "process"} <= set(lines[0])
+
+
+SEAL = "from workers.clientsecrets import seal; print(seal({'sasl.password': 'pw'})['sasl.password'][:7])"
+
+
+def manage_py(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_command_by_hand_beside_bin_up_gets_the_stacks_keys_but_never_a_deployment(tmp_path):
+    from workers.clientsecrets import generate_key
+
+    (tmp_path / "secrets-key").write_text(generate_key())
+    (tmp_path / "secret-key").write_text("local-" + "k" * 50)
+    (tmp_path / "stack.env").write_text(
+        "# Written by bin/up\n"
+        f"DS_SECRETS_KEY_FILE={tmp_path / 'secrets-key'}\n"
+        f"DJANGO_SECRET_KEY_FILE={tmp_path / 'secret-key'}\n"
+        "DJANGO_DEBUG=false\n"
+    )
+    by_hand = manage_py("shell", "-c", SEAL, DS_LOCAL_DIR=str(tmp_path))
+    assert by_hand.returncode == 0, by_hand.stderr
+    assert by_hand.stdout.strip().splitlines()[-1] == "fernet:"
+    # Nothing of the stack's: the same command fails as it always did.
+    bare = manage_py("shell", "-c", SEAL, DS_LOCAL_DIR=str(tmp_path / "none"))
+    assert "DS_SECRETS_KEY is not set" in bare.stderr
+    # A deployment's own key decides: the local files are not read at all.
+    deployed = manage_py(
+        "shell", "-c", SEAL, DS_LOCAL_DIR=str(tmp_path), DJANGO_SECRET_KEY="d" * 50
+    )
+    assert "DS_SECRETS_KEY is not set" in deployed.stderr
+
+
+def test_bin_up_writes_key_files_for_commands_by_hand_never_key_values(tmp_path):
+    code = (
+        "from workers.localkafka import devstack\n"
+        "from workers import system\n"
+        "d = devstack.local_defaults('127.0.0.1', 8000)\n"
+        "system.write_local_stack_env(d)\n"
+        "print(system.LOCAL_STACK_ENV.read_text())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DS_LOCAL_DIR": str(tmp_path)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    written = dict(
+        line.split("=", 1) for line in done.stdout.splitlines() if line and line[0] != "#"
+    )
+    assert written["DS_SECRETS_KEY_FILE"] == str(tmp_path / "secrets-key")
+    assert written["DJANGO_SECRET_KEY_FILE"] == str(tmp_path / "secret-key")
+    assert (tmp_path / "stack.env").stat().st_mode & 0o077 == 0
+    key = (tmp_path / "secrets-key").read_text()
+    assert key not in done.stdout
+
+
+# What docs/deploy.md documents for production behind a TLS-terminating proxy.
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": "k7Vq-" + "x9" * 30,
+    "ALLOWED_HOSTS": "sentinel.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://sentinel.example.com",
+    "DJANGO_SECURE_COOKIES": "true",
+    "DJANGO_TLS_PROXY": "true",
+    "DJANGO_SSL_REDIRECT": "true",
+    "DJANGO_HSTS_SECONDS": "31536000",
+    "DATABASE_URL": "postgres://sentinel:pw@db.internal:5432/sentinel",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+    "DS_SECRETS_KEY": "unused-by-the-checks",
+}
+
+
+def deploy_check(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_manage_py_check_deploy_is_clean_under_the_documented_production_settings():
+    done = deploy_check(**PRODUCTION_ENV)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no issues" in done.stdout
+    deploy_doc = (ROOT / "docs" / "deploy.md").read_text()
+    for name in PRODUCTION_ENV:
+        assert name in deploy_doc, f"docs/deploy.md does not document {name}"
+
+
+def test_manage_py_check_deploy_names_what_a_plain_http_setup_lacks():
+    plain = {
+        k: v
+        for k, v in PRODUCTION_ENV.items()
+        if k not in {"DJANGO_SSL_REDIRECT", "DJANGO_HSTS_SECONDS"}
+    }
+    done = deploy_check(**plain)
+    assert done.returncode != 0
+    assert "security.W004" in done.stderr and "security.W008" in done.stderr
+
+
 # --- env helpers (workers.engine.env) ----------------------------------------------------------
 
 

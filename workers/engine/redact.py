@@ -106,6 +106,9 @@ class RedactingFilter(logging.Filter):
             record.exc_text = self._formatter.formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact_text(record.exc_text)
+        # A formatter that renders exc_info itself (the JSON one) would print it unredacted:
+        # every formatter prints exc_text when exc_info is gone.
+        record.exc_info = None
         if record.stack_info:
             record.stack_info = redact_text(record.stack_info)
         return True

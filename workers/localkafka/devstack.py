@@ -26,9 +26,11 @@ from urllib.parse import urlparse
 
 from workers.clientsecrets import generate_key
 from workers.localkafka.cluster import LocalCluster
-from workers.system import LOCAL_DIR, PROJECT_ROOT, terminate
+from workers.localkafka.logrelay import LogRelay
+from workers.system import LOCAL_DIR, PROJECT_ROOT, terminate, write_local_stack_env
 
 VENV_BIN = Path(sys.executable).parent
+LOGS_DIR = LOCAL_DIR / "logs"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -87,16 +89,39 @@ class Stack:
 
     def __init__(self) -> None:
         self.children: list[tuple[str, subprocess.Popen]] = []
+        self.relays: dict[str, LogRelay] = {}
         self.cluster: LocalCluster | None = None
         self.shutdown = False
 
     def spawn(self, name: str, argv: list[str], **kwargs) -> subprocess.Popen:
+        """Start ``name``; its output goes to ``.local/logs/<name>.log``, and the lines a
+        person needs to the terminal too (``logrelay``)."""
         log(f"starting {name}")
         # A session of its own, so the terminal's Ctrl-C reaches only this supervisor,
         # which then stops the children in order.
-        proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, start_new_session=True, **kwargs)
+        proc = subprocess.Popen(
+            argv,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            **kwargs,
+        )
+        assert proc.stdout is not None
+        path = LOGS_DIR / f"{name.replace(' ', '-')}.log"
+        self.relays[name] = LogRelay(name, proc.stdout, path)
         self.children.append((name, proc))
         return proc
+
+    def exited(self, name: str, proc: subprocess.Popen) -> None:
+        """Say that ``name`` exited, with the end of its log (the terminal showed only part)."""
+        relay = self.relays[name]
+        relay.join(5)
+        log(f"{name} exited with {proc.returncode}; the end of {relay.path}:")
+        for line in relay.tail():
+            print(f"    {line}", flush=True)
 
     def start_redis(self, url: str) -> None:
         parsed = urlparse(url)
@@ -187,8 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     redis_url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
     host = os.environ.get("DS_HOST", "127.0.0.1")
     port = int(os.environ.get("DS_PORT", "8000"))
-    for name, value in local_defaults(host, port).items():
+    defaults = local_defaults(host, port)
+    for name, value in defaults.items():
         os.environ.setdefault(name, value)
+    # Commands run by hand (manage.py shell, createsuperuser, secrets) see the same settings.
+    write_local_stack_env({name: os.environ[name] for name in defaults})
     stack = Stack()
 
     def on_signal(signum, _frame):
@@ -227,10 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         wait_for_port(host, port, 60, daphne)
         log(f"Delivery Sentinel is up: http://{host}:{port}/  (Ctrl-C stops everything)")
+        log(f"routine logs: {LOGS_DIR}/; here: sentinels starting and stopping, warnings, errors")
         while not stack.shutdown:
             for name, proc in stack.children:
                 if proc.poll() is not None:
-                    log(f"{name} exited with {proc.returncode}; stopping the stack")
+                    stack.exited(name, proc)
+                    log("stopping the stack")
                     return 1
             time.sleep(0.5)
         return 0
