@@ -148,6 +148,15 @@ class Incident(models.Model):
     class Meta:
         ordering = ["-opened_at"]
         indexes = [models.Index(fields=["state", "sentinel"])]
+        # Two evaluations at once (two workers, a slow one overlapping the next beat tick)
+        # never open a rule's incident twice: the database refuses the second.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule"],
+                condition=~models.Q(state=RESOLVED),
+                name="one_unresolved_incident_per_rule",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.kind} {self.state}: {self.reason}"
@@ -177,7 +186,8 @@ class IncidentEvent(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # Notification attempts: the channel, what was sent (trigger / acknowledge / resolve),
-    # the outcome ("pending", "ok", "error", "silenced") and how long the attempt took.
+    # the outcome ("pending", "sending" while one delivery has claimed it, "ok", "error",
+    # "skipped") and how long the attempt took.
     channel = models.ForeignKey(
         Channel, null=True, blank=True, on_delete=models.SET_NULL, related_name="sends"
     )

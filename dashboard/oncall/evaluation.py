@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from dashboard.models import Sentinel
@@ -218,29 +218,22 @@ def apply(
     now: float,
     dispatch: Dispatch,
 ) -> Incident | None:
-    """Open, grow or resolve ``rule``'s incident; the incident when one was opened."""
+    """Open, grow or resolve ``rule``'s incident; the incident when one was opened.
+
+    Safe under concurrent evaluations: the rule's row is locked for the transaction (a second
+    evaluator waits, then finds the incident the first opened), and where the database has no
+    row locks (SQLite serializes writers instead) the unique constraint on a rule's unresolved
+    incident refuses a second one, which is then left to the evaluation that opened it."""
+    AlertRule.objects.select_for_update().filter(pk=rule.pk).first()
     incident = current(rule)
     at = datetime.fromtimestamp(now, UTC)
     if condition.firing and incident is None:
         silence = active_silence(sentinel, at)
-        incident = Incident.objects.create(
-            rule=rule,
-            sentinel=sentinel,
-            cluster=sentinel.cluster.name,
-            topic=sentinel.topic,
-            semantic=sentinel.semantic,
-            kind=rule.kind,
-            severity=rule.severity,
-            reason=condition.reason,
-            counts=condition.counts,
-            baseline=baseline(status, condition),
-            silenced=silence is not None,
-            opened_at=at,
-            last_firing_at=at,
-        )
-        IncidentEvent.objects.create(
-            incident=incident, at=at, kind="opened", message=condition.reason
-        )
+        try:
+            with transaction.atomic():
+                incident = open_incident(rule, sentinel, status, condition, at, silence is not None)
+        except IntegrityError:
+            return None  # another evaluation opened it and notified
         if silence is not None:
             IncidentEvent.objects.create(
                 incident=incident, at=at, kind="silenced", message=f"nobody paged: {silence}"
@@ -258,6 +251,33 @@ def apply(
         if clear_for >= rule.resolve_after_s:
             resolve(incident, None, f"clear for {clear_for:.0f} s", dispatch=dispatch, at=at)
     return None
+
+
+def open_incident(
+    rule: AlertRule,
+    sentinel: Sentinel,
+    status: dict,
+    condition: Condition,
+    at: datetime,
+    silenced: bool,
+) -> Incident:
+    incident = Incident.objects.create(
+        rule=rule,
+        sentinel=sentinel,
+        cluster=sentinel.cluster.name,
+        topic=sentinel.topic,
+        semantic=sentinel.semantic,
+        kind=rule.kind,
+        severity=rule.severity,
+        reason=condition.reason,
+        counts=condition.counts,
+        baseline=baseline(status, condition),
+        silenced=silenced,
+        opened_at=at,
+        last_firing_at=at,
+    )
+    IncidentEvent.objects.create(incident=incident, at=at, kind="opened", message=condition.reason)
+    return incident
 
 
 def baseline(status: dict, condition: Condition) -> dict[str, int]:

@@ -62,10 +62,12 @@ def notice_for(incident: Incident, action: str, by: str = "") -> Notice:
 
 def deliver(event_id: int) -> str:
     """Send notification ``event_id``; its result ("ok" / "error" / "skipped")."""
+    # Claimed once: of two deliveries of one task (a redelivered task, two workers) only the
+    # one whose update finds it pending sends it.
+    if not IncidentEvent.objects.filter(pk=event_id, result="pending").update(result="sending"):
+        return "skipped"
     event = IncidentEvent.objects.select_related("incident", "channel").get(pk=event_id)
     channel = event.channel
-    if event.result != "pending":
-        return "skipped"  # a redelivered task
     if channel is None or not channel.enabled:
         event.result, event.error = "skipped", "channel disabled"
         event.save()

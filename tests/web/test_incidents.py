@@ -6,9 +6,12 @@ as the Celery task does, with notifications delivered to a list instead of a tas
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 
 import pytest
+from django.db import connection, connections
 
 from dashboard.models import Channel, Incident, IncidentEvent, Silence
 from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED, AlertRule
@@ -294,3 +297,49 @@ def test_it_adds_new_default_rules_to_sentinels_that_have_rules_already(
     rule = AlertRule.objects.get(sentinel=amo, kind=alerts.LINT_ERROR)
     assert rule.severity == alerts.WARNING
     assert set(rule.channels.values_list("name", flat=True)) == {"hook", "pd"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_evaluations_at_once_open_one_incident_and_page_each_channel_once(
+    sentinels, channels, redis_url, monkeypatch
+):
+    """Two workers, or a slow evaluation overlapping the next beat tick, on one violation."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has one writer at a time: a second evaluation fails, not doubles")
+    alo = only(sentinels, "at-least-once")
+    now = time.time()
+    publish(redis_url, alo)
+    evaluate(now, Sent())  # first sight: healthy
+    store = SentinelStore(connect(redis_url), alo.pk)
+    seed_windows(store, [window(alo.pk, now - 0.5, lost=37, partitions={"2": {"lost": 37}})])
+    publish(redis_url, alo, verdict="VIOLATED", totals=counts(acked=900, processed=863, lost=37))
+    # Both evaluations look for the rule's incident at the same moment: unguarded, each
+    # finds none and opens one.
+    together = threading.Barrier(2)
+    real_current = incidents.current
+
+    def current_together(rule):
+        found = real_current(rule)
+        if rule.kind == alerts.VIOLATED:
+            # the other evaluation waits for the rule's row lock
+            with contextlib.suppress(threading.BrokenBarrierError):
+                together.wait(timeout=2)
+        return found
+
+    monkeypatch.setattr(incidents, "current", current_together)
+    sent, opened = Sent(), []
+
+    def run() -> None:
+        try:
+            opened.append(evaluate(now + 1, sent))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(len(o) for o in opened) == [0, 1]
+    assert Incident.objects.filter(kind=alerts.VIOLATED).count() == 1
+    assert sorted(sent) == [("hook", "trigger"), ("pd", "trigger")]

@@ -4,6 +4,7 @@ no other channel, and refused internal addresses."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -243,3 +244,42 @@ def test_the_test_button_sends_now_and_records_the_attempt(httpserver):
     assert event.pk and event.result == "ok" and event.duration_ms is not None
     (body,) = bodies(httpserver, "/t")
     assert body["alerts"][0]["labels"]["rule"] == "test"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_notification_delivered_twice_at_once_is_sent_once(httpserver, sentinels, monkeypatch):
+    """A redelivered task and the original, in two workers at the same moment."""
+    httpserver.expect_request("/once", method="POST").respond_with_data("ok")
+    channel = Channel.objects.create(
+        name="once", kind="webhook", config={"url": httpserver.url_for("/once")}
+    )
+    pending: list[int] = []
+    incident = make_incident(sentinels["at-most-once"], [channel])
+    notification.notify(incident, alerts.TRIGGER, pending.append)
+    # Both deliveries meet once past their check that the notification is still pending:
+    # without a claim each would send it.
+    together = threading.Barrier(2)
+    real_notice_for = notification.notice_for
+
+    def notice_together(*args, **kwargs):
+        # the other delivery found it claimed and stopped
+        with contextlib.suppress(threading.BrokenBarrierError):
+            together.wait(timeout=2)
+        return real_notice_for(*args, **kwargs)
+
+    monkeypatch.setattr(notification, "notice_for", notice_together)
+    results: list[str] = []
+
+    def deliver() -> None:
+        try:
+            results.append(notification.deliver(pending[0]))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == ["ok", "skipped"]
+    assert len(httpserver.log) == 1
