@@ -104,6 +104,12 @@ def test_it_flags_offline_partitions_and_too_few_brokers() -> None:
     assert {"topic.offline", "topic.fewer-brokers-than-rf"} <= set(found)
 
 
+def test_an_offline_partition_means_no_semantic_can_hold_while_it_is_offline() -> None:
+    offline = rules(TopicFacts("t", parts(n=1, leaders=[-1])))["topic.offline"]
+    for semantic in (AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE):
+        assert verdict([offline], semantic)["verdict"] == CANNOT_HOLD, semantic
+
+
 def test_it_flags_a_broker_that_leads_nothing() -> None:
     assert "topic.leaders-not-spread" in rules(TopicFacts("t", parts(leaders=[1, 1, 2])))
     # One partition can only have one leader: not a finding.

@@ -99,8 +99,9 @@ TOPIC_RULES = [
     _rule(
         "topic.offline",
         "topic",
-        _all(ERROR, DURABLE),
-        "Some partitions have no leader: nothing can be written to or read from them.",
+        _all(ERROR),
+        "Some partitions have no leader: nothing can be written to or read from them, so no "
+        "semantic holds for their records while they are offline.",
         "Bring back a broker holding their replicas.",
     ),
     _rule(
