@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Case, IntegerField, Value, When
+from django.db.models import Case, Count, IntegerField, Q, Value, When
 from django.utils import timezone
 
-from dashboard.models import Incident, Silence
+from dashboard.models import Channel, Incident, Silence
 from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED
 
 
@@ -74,4 +74,20 @@ def overview_context(grid: list[dict[str, Any]]) -> dict[str, Any]:
             for cell in row["cells"]:
                 for c in cell:
                     c["latched"] = by_sentinel.get(c["id"], [])
-    return {"open_incidents": unresolved, "active_silences": list(active_silences())}
+    return {
+        "open_incidents": unresolved,
+        "active_silences": list(active_silences()),
+        "notification_gap": notification_gap(),
+    }
+
+
+def notification_gap() -> str:
+    """Why nobody would be told of an incident, or "" when some channel is enabled."""
+    counts = Channel.objects.aggregate(
+        total=Count("pk"), enabled=Count("pk", filter=Q(enabled=True))
+    )
+    if counts["enabled"]:
+        return ""
+    if counts["total"]:
+        return "Every notification channel is disabled: nobody is notified of incidents."
+    return "No notification channel is configured: nobody is notified of incidents."

@@ -360,6 +360,14 @@ def test_it_latches_an_unresolved_incident_on_the_overview(logged_in, sentinels,
     assert "data-latched" not in page and "violated at 14:02" not in page
 
 
+def test_the_overview_warns_while_nobody_would_be_notified(logged_in, sentinels):
+    assert "No notification channel is configured" in html(logged_in.get("/"))
+    hook = Channel.objects.create(name="hook", kind="webhook", config={"url": "http://x.test/"})
+    assert 'id="notification-gap"' not in html(logged_in.get("/"))
+    Channel.objects.filter(pk=hook.pk).update(enabled=False, disabled_reason="404 Not Found")
+    assert "Every notification channel is disabled" in html(logged_in.get("/"))
+
+
 def test_it_shows_a_channel_of_an_unknown_kind_without_its_settings(logged_in):
     channel = Channel.objects.create(name="old", kind="pager-2000", config={"token": "t0p-s3cr3t"})
     for path in ("/channels/", f"/channels/{channel.pk}/"):
