@@ -15,13 +15,16 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, ValidationError
 
-from dashboard.api_v1 import clusters, scenarios, sentinels
+from dashboard.api_v1 import clusters, oncall, scenarios, sentinels
 from dashboard.api_v1.auth import AUTH
 
 api = NinjaAPI(
     title="Delivery Sentinel API",
     version="1",
-    description="Sentinel status documents, metric windows, clusters and scenario runs.",
+    description=(
+        "Sentinel status documents, metric windows, clusters, scenario runs, incidents and "
+        "silences."
+    ),
     auth=AUTH,
     urls_namespace="api-v1",
     docs_url="/docs",
@@ -30,6 +33,8 @@ api = NinjaAPI(
 api.add_router("/sentinels", sentinels.router)
 api.add_router("/clusters", clusters.router)
 api.add_router("/scenarios", scenarios.router)
+api.add_router("/incidents", oncall.incidents)
+api.add_router("/silences", oncall.silences)
 
 
 @api.exception_handler(AuthenticationError)

@@ -21,6 +21,8 @@ class Error(Schema):
 # Every operation may answer these, all as ``{"detail": ...}``: bad input (400, or 422 with one
 # entry per field), no or a revoked token (401), a read token on a write (403), not found (404).
 ERRORS: dict[int, type[Schema]] = {400: Error, 401: Error, 403: Error, 404: Error, 422: Error}
+# A change the resource's state does not allow (acknowledging an incident that is not open).
+CONFLICT: dict[int, type[Schema]] = {409: Error}
 
 
 class LatencySummary(Schema):
@@ -113,3 +115,69 @@ class ScenarioRunIn(Schema):
     cluster: int | None = Field(
         None, ge=1, le=2**63 - 1, description="a cluster id; null: the local cluster"
     )
+
+
+IncidentState = Literal["open", "acknowledged", "resolved"]
+
+
+class IncidentOut(Schema):
+    """An incident (README, "On-call"): what it is about, its state and who moved it."""
+
+    id: int
+    sentinel: str
+    cluster: str
+    topic: str
+    semantic: str
+    kind: str = Field(description="the alert rule's kind: violated, stalled, degraded, ...")
+    severity: str
+    state: IncidentState
+    reason: str
+    counts: dict[str, int] = Field(description="the counters the incident is about")
+    silenced: bool = Field(description="opened during a silence: nobody was paged")
+    opened_at: str
+    last_firing_at: str
+    acknowledged_at: str | None = None
+    acknowledged_by: str | None = None
+    resolved_at: str | None = None
+    resolved_by: str | None = None
+    resolve_note: str
+    url: str = Field(description="its page")
+
+
+class IncidentEventOut(Schema):
+    at: str
+    kind: str = Field(description="opened, grew, notify, acknowledged, resolved, silenced")
+    message: str
+    user: str | None = None
+    channel: str | None = None
+    action: str = Field(description="for a notification: trigger, acknowledge or resolve")
+    result: str = Field(description="for a notification: pending, sending, ok, error, skipped")
+    error: str
+
+
+class IncidentDetail(IncidentOut):
+    timeline: list[IncidentEventOut]
+
+
+class ResolveIn(Schema):
+    note: str = Field("", max_length=2000, description="why it is resolved (kept on its page)")
+
+
+class SilenceOut(Schema):
+    id: int
+    cluster: str | None = None
+    sentinel: str | None = None
+    ends_at: str
+    active: bool
+    comment: str
+    created_by: str | None = None
+    created: str
+
+
+class SilenceIn(Schema):
+    cluster: str | None = Field(None, max_length=100, description="a cluster's name...")
+    sentinel: str | None = Field(None, max_length=100, description="...or a sentinel's: one")
+    ends_at: str = Field(
+        max_length=40, description="when it ends: ISO 8601 (UTC when no offset), in the future"
+    )
+    comment: str = Field("", max_length=500)

@@ -20,7 +20,7 @@ from tests.web.api_schema import _served, check
 
 pytestmark = pytest.mark.django_db
 
-KNOWN_KEYS = ["since", "until", "resolution", "limit", "scenario", "cluster"]
+KNOWN_KEYS = ["since", "until", "resolution", "limit", "scenario", "cluster", "state", "ended"]
 scalars = st.one_of(
     st.text(max_size=12),
     st.integers(min_value=-(2**70), max_value=2**70).map(str),
@@ -37,7 +37,14 @@ bodies = st.one_of(
     st.binary(max_size=40),
     json_values.map(json.dumps),
     st.fixed_dictionaries(
-        {}, optional={"scenario": json_values | st.text(max_size=30), "cluster": json_values}
+        {},
+        optional={
+            "scenario": json_values | st.text(max_size=30),
+            "cluster": json_values,
+            "sentinel": json_values,
+            "ends_at": json_values | st.text(max_size=30),
+            "note": json_values,
+        },
     ).map(json.dumps),
 )
 path_params = st.one_of(
@@ -55,7 +62,15 @@ ENDPOINTS = [
     ("post", "/api/v1/scenarios/runs"),
     ("get", "/api/v1/scenarios/runs/{run_id}"),
     ("post", "/api/v1/scenarios/runs/{run_id}/cancel"),
+    ("get", "/api/v1/incidents"),
+    ("get", "/api/v1/incidents/{incident_id}"),
+    ("post", "/api/v1/incidents/{incident_id}/acknowledge"),
+    ("post", "/api/v1/incidents/{incident_id}/resolve"),
+    ("get", "/api/v1/silences"),
+    ("post", "/api/v1/silences"),
+    ("delete", "/api/v1/silences/{silence_id}"),
 ]
+PATH_PARAMS = ("{name}", "{run_id}", "{incident_id}", "{silence_id}")
 
 
 def test_it_fuzzes_every_endpoint_the_schema_lists():
@@ -84,13 +99,15 @@ def world(redis_url, alice):
 @given(query=queries, body=bodies, param=path_params)
 def test_it_never_answers_random_input_with_a_500(world, method, template, query, body, param):
     client = Client(raise_request_exception=False)
-    path = template.replace("{name}", quote(param, safe="")).replace(
-        "{run_id}", quote(param, safe="")
-    )
+    path = template
+    for placeholder in PATH_PARAMS:
+        path = path.replace(placeholder, quote(param, safe=""))
     url = f"{path}?{urlencode(query)}" if query else path
     headers = {"Authorization": f"Bearer {world}"}
     if method == "post":
         response = client.post(url, body, content_type="application/json", headers=headers)
+    elif method == "delete":
+        response = client.delete(url, headers=headers)
     else:
         response = client.get(url, headers=headers)
     assert response.status_code < 500, (url, body, response.content[:300])
