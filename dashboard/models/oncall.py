@@ -78,8 +78,10 @@ class AlertRule(models.Model):
     for_s = models.PositiveIntegerField(default=0, help_text="stalled / degraded: seconds")
     windows = models.PositiveIntegerField(default=0, help_text="p99: consecutive minutes")
     threshold = models.FloatField(default=0.0, help_text="loss rate: percent")
-    # Clear for this long before an incident resolves by itself.
+    # Clear for this long before an incident resolves by itself, where it may.
     resolve_after_s = models.PositiveIntegerField(default=300)
+    # Off (a violation's default): the incident stays until a person resolves it.
+    resolves_itself = models.BooleanField(default=True)
     channels = models.ManyToManyField(Channel, blank=True, related_name="rules")
 
     class Meta:
@@ -106,6 +108,7 @@ def ensure_rules(sentinel: Sentinel) -> list[AlertRule]:
                 "for_s": default.for_s,
                 "windows": default.windows,
                 "threshold": default.threshold,
+                "resolves_itself": default.resolves_itself,
             },
         )
         if created:

@@ -10,7 +10,9 @@ computes each rule's condition (``workers.engine.alerts``), and:
 - while it holds, keeps that one incident (a flapping condition pages once) and, for a
   violation, grows its counts;
 - once it has been clear for the rule's ``resolve_after_s`` (the hold-down), resolves the
-  incident and notifies resolve to the channels that were sent the trigger.
+  incident and notifies resolve to the channels that were sent the trigger, if the rule
+  ``resolves_itself``: a violation's does not by default (records were lost or duplicated:
+  its incident stays until a person resolves it).
 
 The ``lint_error`` rule reads the latest guarantee lint report of the sentinel's cluster
 (``workers.store.lint.LintStore``, written by ``dashboard.lint.services``): an error found there opens one
@@ -246,7 +248,7 @@ def apply(
         if rule.kind == alerts.VIOLATED:
             grow(incident, status, at)
         incident.save()
-    elif incident is not None:
+    elif incident is not None and rule.resolves_itself:
         clear_for = now - incident.last_firing_at.timestamp()
         if clear_for >= rule.resolve_after_s:
             resolve(incident, None, f"clear for {clear_for:.0f} s", dispatch=dispatch, at=at)

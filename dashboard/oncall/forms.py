@@ -204,18 +204,29 @@ class RuleForm(forms.ModelForm):
 
     class Meta:
         model = AlertRule
-        fields = ["enabled", "severity", "for_s", "windows", "threshold", "resolve_after_s"]
+        fields = [
+            "enabled",
+            "severity",
+            "for_s",
+            "windows",
+            "threshold",
+            "resolves_itself",
+            "resolve_after_s",
+        ]
         labels = {
             "for_s": "For (seconds)",
             "windows": "Consecutive one-minute windows",
             "threshold": "Threshold (% lost)",
             "resolve_after_s": "Resolve after clear for (seconds)",
+            "resolves_itself": "Resolves by itself once clear",
         }
         help_texts = {
             "for_s": "how long the verdict must last before an incident opens",
             "windows": "how many one-minute windows in a row must be over the SLO",
             "threshold": "lost / acknowledged over the verdict window",
             "resolve_after_s": "the hold-down: an incident resolves once clear this long",
+            "resolves_itself": "off: the incident stays open until a person resolves it (a "
+            "violation's default: records were lost or duplicated)",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

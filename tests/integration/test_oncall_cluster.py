@@ -125,7 +125,10 @@ def test_a_forged_duplicate_pages_once_grows_quietly_and_resolves_once(workers, 
         # Only the violation pages here: at-most-once may really lose records right after
         # its topic is created, which its loss-rate rule would rightly report too.
         rule.channels.set([hook, pd] if rule.kind == alerts.VIOLATED else [])
-    AlertRule.objects.filter(sentinel=amo, kind=alerts.VIOLATED).update(resolve_after_s=8)
+    # This rule lets its incident resolve once clear (a violation's does not by default).
+    AlertRule.objects.filter(sentinel=amo, kind=alerts.VIOLATED).update(
+        resolve_after_s=8, resolves_itself=True
+    )
     workers.start("w1")
     wait_until(lambda: processed(amo) >= 60, 120, "the sentinel processing records")
     evaluator = Evaluator()

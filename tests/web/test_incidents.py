@@ -107,8 +107,8 @@ def test_it_gives_every_sentinel_the_default_rules_notifying_every_channel(
     assert rule.severity == alerts.CRITICAL
 
 
-def test_a_violation_opens_one_incident_pages_once_grows_and_resolves_after_the_hold_down(
-    sentinels, channels, redis_url
+def test_a_violation_opens_one_incident_pages_once_grows_and_stays_until_a_person_resolves_it(
+    sentinels, channels, redis_url, admin_user
 ):
     alo = only(sentinels, "at-least-once")
     sent = Sent()
@@ -142,16 +142,40 @@ def test_a_violation_opens_one_incident_pages_once_grows_and_resolves_after_the_
     publish(redis_url, alo, verdict="VIOLATED", totals=counts(acked=999, processed=951, lost=48))
     evaluate(now + 2 + 250, sent)
     assert Incident.objects.count() == 1 and len(sent) == 2
-    # Clear for the whole hold-down: resolved, one resolve per channel.
+    # Clear for the whole hold-down and long after: the records stay lost, so the incident
+    # stays open (nobody is told it resolved) until a person resolves it.
     publish(redis_url, alo, totals=counts(acked=1999, processed=1951, lost=48))
-    evaluate(now + 2 + 250 + 299, sent)
-    assert Incident.objects.get().state == OPEN
     evaluate(now + 2 + 250 + 301, sent)
+    evaluate(now + 2 + 250 + 3600, sent)
     incident.refresh_from_db()
-    assert incident.state == RESOLVED and incident.counts == {"lost": 48}
+    assert incident.state == OPEN and incident.counts == {"lost": 48} and len(sent) == 2
+    assert incidents.resolve(incident, admin_user, "disk replaced", dispatch=sent)
+    incident.refresh_from_db()
+    assert incident.state == RESOLVED and incident.resolved_by == admin_user
     assert sorted(sent[2:]) == [("hook", "resolve"), ("pd", "resolve")]
     kinds = list(incident.events.order_by("pk").values_list("kind", flat=True))
     assert kinds[0] == "opened" and kinds.count("grew") == 2 and kinds[-1] == "notify"
+
+
+def test_a_violation_rule_may_let_its_incident_resolve_after_the_hold_down(
+    sentinels, channels, redis_url
+):
+    alo = only(sentinels, "at-least-once")
+    sent, now = Sent(), time.time()
+    publish(redis_url, alo)
+    evaluate(now, sent)
+    rule = AlertRule.objects.get(sentinel=alo, kind=alerts.VIOLATED)
+    assert rule.resolves_itself is False  # the default: a person resolves a violation
+    AlertRule.objects.filter(pk=rule.pk).update(resolves_itself=True)
+    publish(redis_url, alo, verdict="VIOLATED", totals=counts(acked=900, processed=863, lost=37))
+    (incident,) = evaluate(now + 1, sent)
+    publish(redis_url, alo, totals=counts(acked=1999, processed=1962, lost=37))
+    evaluate(now + 1 + 299, sent)
+    assert Incident.objects.get().state == OPEN
+    evaluate(now + 1 + 301, sent)
+    incident.refresh_from_db()
+    assert incident.state == RESOLVED and incident.resolved_by is None
+    assert sorted(sent[2:]) == [("hook", "resolve"), ("pd", "resolve")]
 
 
 def test_a_silence_records_the_incident_and_pages_nobody(
@@ -343,3 +367,19 @@ def test_two_evaluations_at_once_open_one_incident_and_page_each_channel_once(
     assert sorted(len(o) for o in opened) == [0, 1]
     assert Incident.objects.filter(kind=alerts.VIOLATED).count() == 1
     assert sorted(sent) == [("hook", "trigger"), ("pd", "trigger")]
+
+
+def test_migration_0011_leaves_existing_violations_for_a_person_to_resolve(sentinels):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("dashboard.migrations.0011_rule_resolves_itself")
+    alo = sentinels["at-least-once"]
+    for kind in (alerts.VIOLATED, alerts.STALLED):
+        AlertRule.objects.update_or_create(
+            sentinel=alo, kind=kind, defaults={"severity": "critical", "resolves_itself": True}
+        )
+    migration.violations_stay(apps, None)
+    rules = dict(AlertRule.objects.filter(sentinel=alo).values_list("kind", "resolves_itself"))
+    assert rules[alerts.VIOLATED] is False and rules[alerts.STALLED] is True

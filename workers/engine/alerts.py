@@ -74,6 +74,11 @@ class RuleDefault:
     for_s: int = 0
     windows: int = 0
     threshold: float = 0.0
+    # A state (stalled, degraded, p99, loss rate, a lint error) resolves its incident once it
+    # has been clear for the hold-down; a violation does not: records were lost or duplicated,
+    # a past event with a permanent consequence, so its incident stays until a person resolves
+    # it (DESIGN.md, "A problem stays until a person has seen it"). A rule may allow it.
+    resolves_itself: bool = True
 
 
 def default_rules(semantic: str) -> list[RuleDefault]:
@@ -81,7 +86,7 @@ def default_rules(semantic: str) -> list[RuleDefault]:
     if semantic not in SEMANTICS:
         raise ValueError(f"unknown semantic {semantic!r}")
     rules = [
-        RuleDefault(VIOLATED, CRITICAL),
+        RuleDefault(VIOLATED, CRITICAL, resolves_itself=False),
         RuleDefault(STALLED, CRITICAL, for_s=60),
         RuleDefault(DEGRADED, WARNING, for_s=300),
         RuleDefault(P99_SLO, WARNING, windows=3),
