@@ -6,16 +6,16 @@ as the Celery task does, with notifications delivered to a list instead of a tas
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from dashboard.models import Channel, Incident, IncidentEvent, Silence
 from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED, AlertRule
 from dashboard.oncall import evaluation as incidents
+from tests.support.concurrency import at_once, meet
 from tests.support.dashboard_data import (
     counts,
     fresh_defaults,
@@ -345,25 +345,12 @@ def test_two_evaluations_at_once_open_one_incident_and_page_each_channel_once(
     def current_together(rule):
         found = real_current(rule)
         if rule.kind == alerts.VIOLATED:
-            # the other evaluation waits for the rule's row lock
-            with contextlib.suppress(threading.BrokenBarrierError):
-                together.wait(timeout=2)
+            meet(together)  # the other evaluation may be waiting for the rule's row lock
         return found
 
     monkeypatch.setattr(incidents, "current", current_together)
-    sent, opened = Sent(), []
-
-    def run() -> None:
-        try:
-            opened.append(evaluate(now + 1, sent))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    sent = Sent()
+    opened = at_once(lambda: evaluate(now + 1, sent))
     assert sorted(len(o) for o in opened) == [0, 1]
     assert Incident.objects.filter(kind=alerts.VIOLATED).count() == 1
     assert sorted(sent) == [("hook", "trigger"), ("pd", "trigger")]

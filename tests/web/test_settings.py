@@ -253,14 +253,7 @@ PRODUCTION_ENV = {
 
 
 def deploy_check(**env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return manage_py("check", "--deploy", "--fail-level", "WARNING", **env)
 
 
 def test_manage_py_check_deploy_is_clean_under_the_documented_production_settings():

@@ -4,7 +4,6 @@ no other channel, and refused internal addresses."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import threading
@@ -17,6 +16,7 @@ from dashboard.models import Channel, Incident
 from dashboard.models.oncall import AlertRule
 from dashboard.oncall import evaluation, notification
 from dashboard.oncall.transports import TransportError, check_url
+from tests.support.concurrency import at_once, meet
 from tests.support.dashboard_data import fresh_defaults, wipe
 from workers.engine import alerts
 
@@ -262,24 +262,10 @@ def test_a_notification_delivered_twice_at_once_is_sent_once(httpserver, sentine
     real_notice_for = notification.notice_for
 
     def notice_together(*args, **kwargs):
-        # the other delivery found it claimed and stopped
-        with contextlib.suppress(threading.BrokenBarrierError):
-            together.wait(timeout=2)
+        meet(together)  # the other delivery may have found it claimed and stopped
         return real_notice_for(*args, **kwargs)
 
     monkeypatch.setattr(notification, "notice_for", notice_together)
-    results: list[str] = []
-
-    def deliver() -> None:
-        try:
-            results.append(notification.deliver(pending[0]))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=deliver) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    results = at_once(lambda: notification.deliver(pending[0]))
     assert sorted(results) == ["ok", "skipped"]
     assert len(httpserver.log) == 1
