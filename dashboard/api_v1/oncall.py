@@ -27,6 +27,7 @@ from dashboard.api_v1.schemas import (
     ResolveIn,
     SilenceIn,
     SilenceOut,
+    Text,
 )
 from dashboard.models import Cluster, Incident, Sentinel, Silence
 from dashboard.models.oncall import OPEN, RESOLVED
@@ -87,9 +88,9 @@ class IncidentsQuery(Schema):
     state: Literal["open", "acknowledged", "resolved", "unresolved"] | None = Field(
         None, description="unresolved: open or acknowledged"
     )
-    sentinel: str | None = Field(None, max_length=100, description="a sentinel's name")
-    cluster: str | None = Field(None, max_length=100, description="a cluster's name")
-    kind: str | None = Field(None, max_length=20, description="violated, stalled, ...")
+    sentinel: Text | None = Field(None, max_length=100, description="a sentinel's name")
+    cluster: Text | None = Field(None, max_length=100, description="a cluster's name")
+    kind: Text | None = Field(None, max_length=20, description="violated, stalled, ...")
     limit: int = Field(50, ge=1, le=500, description="open ones first, then the newest")
 
 

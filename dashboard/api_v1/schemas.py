@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from workers.engine.documents import Verdict
 
 # The verdict names, as ``workers.engine.documents.Verdict`` defines them (a Literal rather than
 # the enum keeps the OpenAPI schema a plain string enum).
 VerdictName = Literal[tuple(v.value for v in Verdict)]  # type: ignore[valid-type]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+# Text the database stores or compares: PostgreSQL's text holds no NUL character (SQLite's
+# does), so one is bad input, a 422 naming the field, never a 500 from the database.
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 class Error(Schema):
@@ -111,7 +122,7 @@ class ScenarioRunOut(Schema):
 
 
 class ScenarioRunIn(Schema):
-    scenario: str = Field(max_length=64, description="a scenario name (manage.py scenario list)")
+    scenario: Text = Field(max_length=64, description="a scenario name (manage.py scenario list)")
     cluster: int | None = Field(
         None, ge=1, le=2**63 - 1, description="a cluster id; null: the local cluster"
     )
@@ -160,7 +171,7 @@ class IncidentDetail(IncidentOut):
 
 
 class ResolveIn(Schema):
-    note: str = Field("", max_length=2000, description="why it is resolved (kept on its page)")
+    note: Text = Field("", max_length=2000, description="why it is resolved (kept on its page)")
 
 
 class SilenceOut(Schema):
@@ -175,9 +186,9 @@ class SilenceOut(Schema):
 
 
 class SilenceIn(Schema):
-    cluster: str | None = Field(None, max_length=100, description="a cluster's name...")
-    sentinel: str | None = Field(None, max_length=100, description="...or a sentinel's: one")
-    ends_at: str = Field(
+    cluster: Text | None = Field(None, max_length=100, description="a cluster's name...")
+    sentinel: Text | None = Field(None, max_length=100, description="...or a sentinel's: one")
+    ends_at: Text = Field(
         max_length=40, description="when it ends: ISO 8601 (UTC when no offset), in the future"
     )
-    comment: str = Field("", max_length=500)
+    comment: Text = Field("", max_length=500)

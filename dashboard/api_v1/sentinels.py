@@ -10,7 +10,7 @@ from ninja import Query, Router, Schema
 from ninja.errors import HttpError
 from pydantic import Field
 
-from dashboard.api_v1.schemas import ERRORS, Status, StatusList, Windows
+from dashboard.api_v1.schemas import ERRORS, Status, StatusList, Text, Windows
 from dashboard.metrics.windows import db_windows, redis_windows
 from dashboard.models import Sentinel
 from dashboard.status import all_statuses, sentinel_status
@@ -35,7 +35,7 @@ def list_sentinels(request: HttpRequest) -> dict:
 
 
 @router.get("/{name}", response={200: Status, **ERRORS}, summary="One sentinel's status")
-def get_status(request: HttpRequest, name: str) -> dict:
+def get_status(request: HttpRequest, name: Text) -> dict:
     return sentinel_status(get_sentinel(name))
 
 
@@ -56,7 +56,7 @@ class WindowQuery(Schema):
     response={200: Windows, **ERRORS},
     summary="Metric windows of one sentinel",
 )
-def get_windows(request: HttpRequest, name: str, q: Query[WindowQuery]) -> dict:
+def get_windows(request: HttpRequest, name: Text, q: Query[WindowQuery]) -> dict:
     sentinel = get_sentinel(name)
     now = time.time()
     until = now if q.until is None else q.until

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.test_hosting import (
+    Workers,
     _sentinel_processes,
     make_sentinel,
     store_of,
@@ -19,8 +20,10 @@ from workers.engine.profiles import AT_LEAST_ONCE, EXACTLY_ONCE
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def host_pids() -> set[int]:
-    return {int(line.split()[0]) for line in _sentinel_processes() if "runtime.host" in line}
+def host_pids(group: Workers) -> set[int]:
+    return {
+        int(line.split()[0]) for line in _sentinel_processes(group.tmp) if "runtime.host" in line
+    }
 
 
 def exact(doc: dict) -> bool:
@@ -35,8 +38,8 @@ def test_it_keeps_the_others_in_a_shared_host_exact_when_one_fails_or_hangs(work
     for s in (alo, eos):
         wait_status(s, lambda d: d["totals"]["processed"] > 50, 120, f"{s.name} running", workers)
     # Both in one process: one shared host, no process of their own.
-    (host,) = host_pids()
-    assert [line for line in _sentinel_processes() if "runtime.run" in line] == []
+    (host,) = host_pids(workers)
+    assert [line for line in _sentinel_processes(workers.tmp) if "runtime.run" in line] == []
 
     # 1. A role of one sentinel fails: that sentinel alone starts again.
     alo_runs, eos_runs = set(store_of(alo).runs()), set(store_of(eos).runs())
@@ -49,7 +52,7 @@ def test_it_keeps_the_others_in_a_shared_host_exact_when_one_fails_or_hangs(work
         workers,
     )
     assert set(store_of(eos).runs()) == eos_runs, "the other sentinel was restarted too"
-    assert host_pids() == {host}
+    assert host_pids(workers) == {host}
     before = store_of(eos).status()["totals"]["processed"]
     doc = wait_status(
         eos, lambda d: d["totals"]["processed"] > before + 50, 60, "eos goes on", workers
@@ -62,7 +65,7 @@ def test_it_keeps_the_others_in_a_shared_host_exact_when_one_fails_or_hangs(work
     wait_until(
         lambda: any(e["kind"] == "stuck" for e in store_of(eos).events()), 90, "stuck recorded"
     )
-    wait_until(lambda: host_pids() - {host}, 60, "a new shared host")
+    wait_until(lambda: host_pids(workers) - {host}, 60, "a new shared host")
     for s, runs in ((alo, alo_runs), (eos, eos_runs)):
         doc = wait_status(
             s,

@@ -193,3 +193,26 @@ def test_it_names_what_is_wrong_with_a_silence(client, sentinels, tokens, body, 
     assert response.json()["detail"].startswith(f"{field}:"), response.json()
     check(client, "post", "/api/v1/silences", response)
     assert not Silence.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "method, url, body",
+    [
+        ("get", "/api/v1/sentinels/a%00b", None),
+        ("get", "/api/v1/sentinels/a%00b/windows", None),
+        ("get", "/api/v1/incidents?sentinel=a%00b", None),
+        ("post", "/api/v1/silences", {"cluster": "lo\x00cal", "ends_at": "2099-01-01T00:00:00"}),
+        ("post", "/api/v1/scenarios/runs", {"scenario": "x\x00"}),
+    ],
+)
+def test_a_nul_character_is_bad_input_never_a_database_error(
+    client, sentinels, tokens, method, url, body
+):
+    """PostgreSQL's text holds no NUL character: one is a 422 naming the field, not a 500."""
+    if method == "post":
+        response = client.post(url, body, content_type="application/json", headers=tokens["write"])
+    else:
+        response = client.get(url, headers=tokens["read"])
+    assert response.status_code == 422, response.content
+    assert "NUL" in response.json()["detail"][0]["msg"]
+    check(client, method, url, response)

@@ -245,11 +245,14 @@ def test_it_exports_unresolved_incidents_by_severity(client, sentinels, token):
     from dashboard.models.oncall import ACKNOWLEDGED, RESOLVED, AlertRule
 
     alo = sentinels["at-least-once"]
-    rule = AlertRule.objects.create(sentinel=alo, kind="violated", severity="critical")
-    base = {"rule": rule, "sentinel": alo, "cluster": "local", "topic": alo.topic}
-    base |= {"semantic": alo.semantic, "kind": "violated", "reason": "x"}
-    Incident.objects.create(severity="critical", **base)
-    Incident.objects.create(severity="critical", state=ACKNOWLEDGED, **base)
-    Incident.objects.create(severity="warning", state=RESOLVED, **base)
+    base = {"sentinel": alo, "cluster": "local", "topic": alo.topic}
+    base |= {"semantic": alo.semantic, "reason": "x"}
+    for kind, severity, state in (
+        ("violated", "critical", "open"),
+        ("stalled", "critical", ACKNOWLEDGED),
+        ("degraded", "warning", RESOLVED),
+    ):  # one unresolved incident per rule at most
+        rule = AlertRule.objects.create(sentinel=alo, kind=kind, severity=severity)
+        Incident.objects.create(rule=rule, kind=kind, severity=severity, state=state, **base)
     samples = scrape(client, token[1])["delivery_sentinel_incidents_open"]
     assert samples == {(("severity", "critical"),): 2.0, (("severity", "warning"),): 0.0}
