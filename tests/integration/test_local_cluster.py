@@ -15,7 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from tests.support.waiting import wait_until
@@ -150,7 +157,19 @@ def test_it_creates_a_replicated_topic_and_round_trips_1000_records(
     assert sorted(partitions) == [0, 1, 2]
     assert all(sorted(p.replicas) == NODE_IDS for p in partitions.values())
     resource = ConfigResource(ResourceType.TOPIC, topic)
-    configs = kafka_admin.describe_configs([resource])[resource].result()
+
+    def topic_configs():
+        # An admin request goes to any broker, and a broker learns of a new topic from the
+        # metadata log a few milliseconds after another: one that has not yet answers
+        # UNKNOWN_TOPIC_OR_PART, which the next request (or broker) does not.
+        try:
+            return kafka_admin.describe_configs([resource])[resource].result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+            return None
+
+    configs = wait_until(topic_configs, 30, f"the configs of {topic}")
     assert configs["min.insync.replicas"].value == "2"
     assert configs["unclean.leader.election.enable"].value == "false"
 
