@@ -44,6 +44,14 @@ Global keys: ``ds:workers`` (``WorkerRegistry``: the workers hosting sentinels, 
 ``ds:scenario-lock`` (``LabLock``: one scenario at a time per Redis);
 ``ds:scenario-run:{run}:beat`` and ``:cancel`` (``ScenarioRuns``: a run's heartbeat, a cancel);
 ``ds:lint:{cluster}`` and ``ds:lint:{cluster}:running`` (``LintStore``: guarantee lint reports).
+
+Keys of one cluster (by its name), under ``ds:cluster:{cluster}:`` (``ClusterStore``):
+
+- ``watch``      token of the worker that watches the cluster (a ``Lease``: exactly one worker
+                 runs the cluster's samplers, ``workers/runtime/watch.py``).
+- ``samplers``   hash sampler name -> JSON ``{"at", "by", "error", "samples"}``: each
+                 sampler's last step (Redis time in ms, the lease token it ran under, why it
+                 failed or null, its steps so far under that token).
 """
 
 from __future__ import annotations
@@ -78,3 +86,9 @@ def scenario_run_key(run_id: str, what: str) -> str:
 def lint_key(cluster: str, suffix: str = "") -> str:
     """Cluster ``cluster``'s lint report (``suffix`` ":running": the claim on its next run)."""
     return f"{PREFIX}lint:{cluster}{suffix}"
+
+
+def cluster_key(cluster: str, name: str) -> str:
+    """Key ``name`` of the cluster named ``cluster`` (by its name, as sentinel specs and the
+    lint name it). Its middle part is never a number, so ``sentinel_id_of`` reads None."""
+    return f"{PREFIX}cluster:{cluster}:{name}"
