@@ -99,7 +99,8 @@ class Soak:
             raise ValueError(f"fault(s) {wrong} do not apply to {hosting} hosting")
         self.minutes = minutes
         self.seed = seed
-        self.report_dir = report_dir
+        # Absolute: its Redis runs in a directory under it and is told where to log.
+        self.report_dir = report_dir.absolute()
         self.plan: Plan = plan(seed, kinds, quiet, repeat=repeat)
         self.kinds = kinds
         self.report_dir.mkdir(parents=True, exist_ok=True)
