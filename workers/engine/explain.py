@@ -1,0 +1,291 @@
+"""Why a guarantee broke (pure): an anomaly and the events around it in, an explanation out.
+
+An **anomaly** is a counter that grew (``Anomaly``: which counter, on which topic and partition,
+how many records, and when its first affected record was written). The **events** are what was
+seen around it, as plain dicts with at least ``at`` (seconds), ``kind`` and ``text``, and
+``topic`` / ``partition`` where they concern one (None: the whole cluster, or every partition):
+
+- cluster events from the cluster's watcher (``workers.engine.clusterevents``: leader changes,
+  unclean elections, ISR changes, log-start jumps, truncations, brokers unreachable...; an event
+  happened between its ``since`` and its ``at``);
+- the sentinel's own events (``SentinelStore.event``, normalised by ``sentinel_event``: a new
+  producer run, a fenced producer, a consumer session that began, an aborted transaction...).
+
+``explain`` keeps the events within ``BEFORE_S`` before and ``AFTER_S`` after the first affected
+record, scores each by how well its kind explains *that* counter (``CAUSES``), by place (the
+same partition, else the topic, else the cluster) and by time (nearer is better), and says the
+best in words with its evidence. The client configuration is evidence too: a producer with
+retries and no idempotence explains duplicates even when no event is seen. When nothing
+explains the anomaly it says so — "no cluster event seen" — and never invents a cause.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# The window around the first affected record, in seconds.
+BEFORE_S = 60.0
+AFTER_S = 10.0
+
+# Cause labels (a Prometheus label, a JSON field): what an explanation names.
+UNCLEAN_ELECTION = "unclean-election"
+TRUNCATION = "truncation"
+RETENTION = "retention"
+TOPIC_RECREATED = "topic-recreated"
+LEADER_CHANGE = "leader-change"
+BROKER_UNREACHABLE = "broker-unreachable"
+UNDER_MIN_ISR = "under-min-isr"
+OFFLINE = "offline"
+CONSUMER_SESSION = "consumer-session"
+PRODUCER_RESTART = "producer-restart"
+RETRIES_WITHOUT_IDEMPOTENCE = "retries-without-idempotence"
+ACKS_BELOW_ALL = "acks-below-all"
+FENCED = "fenced"
+TRANSACTION_ABORTED = "transaction-aborted"
+READ_UNCOMMITTED = "read-uncommitted"
+NOTHING_SEEN = "none"
+
+# Event kind -> the cause it points to. Cluster events (``clusterevents.KINDS``) and the
+# sentinel's own (``SENTINEL_KINDS``).
+EVENT_CAUSE = {
+    "unclean-election": UNCLEAN_ELECTION,
+    "end-offset-back": TRUNCATION,
+    "log-start-jump": RETENTION,
+    "topic-recreated": TOPIC_RECREATED,
+    "leader-change": LEADER_CHANGE,
+    "offline": OFFLINE,
+    "under-min-isr": UNDER_MIN_ISR,
+    "broker-unreachable": BROKER_UNREACHABLE,
+    "consumer-session": CONSUMER_SESSION,
+    "run": PRODUCER_RESTART,
+    "fenced": FENCED,
+    "txn-aborted": TRANSACTION_ABORTED,
+    "producer-txn-aborted": TRANSACTION_ABORTED,
+}
+
+# counter -> {cause: weight}: how well each cause explains that counter (0: not at all). The
+# weights only order the candidates; a cause absent from a counter's table never explains it.
+CAUSES: dict[str, dict[str, float]] = {
+    "lost": {
+        UNCLEAN_ELECTION: 10,
+        TRUNCATION: 9,
+        RETENTION: 8,
+        TOPIC_RECREATED: 8,
+        ACKS_BELOW_ALL: 6,
+        LEADER_CHANGE: 4,
+        OFFLINE: 3,
+        BROKER_UNREACHABLE: 3,
+        CONSUMER_SESSION: 3,  # at-most-once: committed, then the process died mid-batch
+    },
+    "divergent": {UNCLEAN_ELECTION: 10, TRUNCATION: 9, TOPIC_RECREATED: 8, LEADER_CHANGE: 4},
+    "truncated": {UNCLEAN_ELECTION: 10, TRUNCATION: 9, LEADER_CHANGE: 5, OFFLINE: 3},
+    "skipped": {RETENTION: 9, TRUNCATION: 8, UNCLEAN_ELECTION: 8, CONSUMER_SESSION: 4},
+    "duplicated": {
+        CONSUMER_SESSION: 9,
+        RETRIES_WITHOUT_IDEMPOTENCE: 8,
+        PRODUCER_RESTART: 6,
+        FENCED: 6,
+        LEADER_CHANGE: 4,
+        BROKER_UNREACHABLE: 3,
+    },
+    "rewound": {CONSUMER_SESSION: 9, UNCLEAN_ELECTION: 6, TRUNCATION: 6, LEADER_CHANGE: 3},
+    "aborted_read": {READ_UNCOMMITTED: 10, TRANSACTION_ABORTED: 8, FENCED: 5},
+    "stalled": {
+        OFFLINE: 10,
+        BROKER_UNREACHABLE: 9,
+        UNDER_MIN_ISR: 8,
+        LEADER_CHANGE: 5,
+        FENCED: 4,
+    },
+}
+# What a cause means for a counter, after the evidence (the event's own text).
+MEANING: dict[str, str] = {
+    UNCLEAN_ELECTION: "a leader elected from outside the in-sync replicas rewrote the log",
+    TRUNCATION: "the log was truncated",
+    RETENTION: "records deleted before they were read (retention or DeleteRecords)",
+    TOPIC_RECREATED: "the topic was deleted and created again",
+    LEADER_CHANGE: "a leader election",
+    OFFLINE: "the partition had no leader",
+    UNDER_MIN_ISR: "too few in-sync replicas: acks=all writes refused",
+    BROKER_UNREACHABLE: "a broker was unreachable",
+    CONSUMER_SESSION: "redelivered after the consumer restarted or its group rebalanced: the "
+    "committed offset was behind the last processed record",
+    PRODUCER_RESTART: "the producer restarted",
+    FENCED: "an instance was fenced (a newer one took its transactional id)",
+    TRANSACTION_ABORTED: "a transaction was aborted",
+}
+# Same place as the anomaly: the partition, the topic, the cluster.
+PLACE_WEIGHT = {"partition": 1.0, "topic": 0.7, "cluster": 0.5}
+NOTHING_TEXT = (
+    "no cluster event seen in the window: suspect the client configuration or the application"
+)
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """``count`` records of ``counter`` on ``topic`` (``partition`` None: not one in
+    particular), the first affected record written at ``at`` (seconds)."""
+
+    counter: str
+    topic: str
+    partition: int | None
+    at: float
+    count: int = 0
+
+
+@dataclass
+class Explanation:
+    """``cause`` (a label of this module; ``none`` when nothing explains it), ``text`` in
+    words, the best event as ``evidence`` (None for a configuration or nothing), and every
+    candidate considered, best first."""
+
+    cause: str
+    text: str
+    evidence: dict[str, Any] | None = None
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cause": self.cause,
+            "text": self.text,
+            "evidence": self.evidence,
+            "candidates": self.candidates,
+        }
+
+
+def sentinel_event(doc: Mapping[str, Any], topic: str) -> dict[str, Any]:
+    """A sentinel event (``SentinelStore.event``: ``ts``, ``kind``, ``message``) as an event of
+    this module: on the sentinel's ``topic``, any partition unless it names one."""
+    return {
+        "at": float(doc.get("ts", 0.0)),
+        "kind": doc.get("kind", ""),
+        "topic": topic,
+        "partition": doc.get("partition"),
+        "text": doc.get("message", ""),
+    }
+
+
+def _place(anomaly: Anomaly, event: Mapping[str, Any]) -> str | None:
+    """Where ``event`` is relative to the anomaly: ``partition``, ``topic``, ``cluster``, or
+    None for another topic or another partition (which explains nothing here)."""
+    topic, partition = event.get("topic"), event.get("partition")
+    if topic is None:
+        return "cluster"
+    if topic != anomaly.topic:
+        return None
+    if partition is None or anomaly.partition is None:
+        return "topic"
+    return "partition" if int(partition) == anomaly.partition else None
+
+
+def _when(event: Mapping[str, Any]) -> tuple[float, float]:
+    """The span in which the event happened: between the samples that saw it, else its time."""
+    at = float(event["at"])
+    return float(event.get("since") or at), at
+
+
+def _client_causes(counter: str, producer: Mapping[str, Any], consumer: Mapping[str, Any]):
+    """Causes the client configuration gives, with no event needed."""
+    out = []
+    idempotent = str(producer.get("enable.idempotence", "")).lower() == "true"
+    retries = str(producer.get("retries", producer.get("message.send.max.retries", "1")))
+    if counter == "duplicated" and producer and not idempotent and retries not in ("0", ""):
+        out.append(
+            (
+                RETRIES_WITHOUT_IDEMPOTENCE,
+                "producer retries without idempotence: a batch whose acknowledgement was lost "
+                "is written again",
+            )
+        )
+    acks = str(producer.get("acks", producer.get("request.required.acks", ""))).lower()
+    if counter == "lost" and acks in ("0", "1"):
+        out.append(
+            (
+                ACKS_BELOW_ALL,
+                f"producer acks={acks}: a record acknowledged before every in-sync replica had "
+                "it is lost when its leader fails",
+            )
+        )
+    isolation = str(consumer.get("isolation.level", "")).lower()
+    if counter == "aborted_read" and isolation == "read_uncommitted":
+        out.append((READ_UNCOMMITTED, "a read_uncommitted consumer reads aborted transactions"))
+    return out
+
+
+def explain(
+    anomaly: Anomaly,
+    events: Iterable[Mapping[str, Any]],
+    *,
+    producer: Mapping[str, Any] | None = None,
+    consumer: Mapping[str, Any] | None = None,
+    before_s: float = BEFORE_S,
+    after_s: float = AFTER_S,
+) -> Explanation:
+    """The explanation of ``anomaly`` by ``events`` and the clients' configuration."""
+    weights = CAUSES.get(anomaly.counter, {})
+    lo, hi = anomaly.at - before_s, anomaly.at + after_s
+    candidates: list[tuple[float, dict[str, Any]]] = []
+    for event in events:
+        cause = EVENT_CAUSE.get(str(event.get("kind")))
+        weight = weights.get(cause or "", 0)
+        place = _place(anomaly, event)
+        if not weight or place is None:
+            continue
+        start, end = _when(event)
+        if end < lo or start > hi:
+            continue
+        # Nearer the first affected record is better; one that happened (possibly) before it
+        # better than one after, which can explain a record only if it was still unread.
+        distance = (
+            0.0
+            if start <= anomaly.at <= end
+            else min(abs(anomaly.at - start), abs(end - anomaly.at))
+        )
+        after_penalty = 0.5 if start > anomaly.at else 1.0
+        score = weight * PLACE_WEIGHT[place] * after_penalty / (1.0 + distance / 30.0)
+        candidates.append(
+            (
+                score,
+                {
+                    "cause": cause,
+                    "score": round(score, 3),
+                    "kind": event.get("kind"),
+                    "at": end,
+                    "place": place,
+                    "text": event.get("text", ""),
+                    "event": dict(event),
+                },
+            )
+        )
+    for cause, text in _client_causes(anomaly.counter, producer or {}, consumer or {}):
+        # A configuration is always "there", but an event on the partition beats it.
+        score = weights.get(cause, 0) * 0.6
+        candidates.append(
+            (score, {"cause": cause, "score": round(score, 3), "kind": "configuration",
+                     "at": None, "place": "client", "text": text, "event": None})
+        )  # fmt: skip
+    candidates.sort(key=lambda c: -c[0])
+    ranked = [c for _s, c in candidates]
+    summary = [{k: v for k, v in c.items() if k != "event"} for c in ranked[:5]]
+    if not ranked:
+        return Explanation(NOTHING_SEEN, NOTHING_TEXT, None, [])
+    best = ranked[0]
+    return Explanation(best["cause"], _words(anomaly, best), best["event"], summary)
+
+
+def _words(anomaly: Anomaly, best: Mapping[str, Any]) -> str:
+    """E.g. "unclean leader election: t p0 at 14:02:08: broker 3 became leader from outside
+    the last ISR seen [2] (epoch 7 → 8; ...): 40 lost"."""
+    if best["event"] is None:  # the configuration
+        return f"{best['text']} ({_count(anomaly)})"
+    meaning = MEANING.get(best["cause"], best["cause"])
+    when = time.strftime("%H:%M:%S UTC", time.gmtime(best["at"]))
+    return f"{meaning}: {best['text']} at {when} ({_count(anomaly)})"
+
+
+def _count(anomaly: Anomaly) -> str:
+    where = f" on p{anomaly.partition}" if anomaly.partition is not None else ""
+    return f"{anomaly.count} {anomaly.counter.replace('_', ' ')}{where}"
