@@ -160,6 +160,34 @@ def incident_family() -> Family:
     return family
 
 
+def violation_cause_family() -> Family:
+    """Violation incidents opened, by the cause their explanation names
+    (``workers.engine.explain``; ``none``: no event explained it; ``unknown``: opened before
+    violations were explained)."""
+    from django.db.models import Count
+    from django.db.models.fields.json import KT
+
+    from dashboard.models import Incident
+    from workers.engine.alerts import VIOLATED
+
+    rows = (
+        Incident.objects.filter(kind=VIOLATED)
+        .annotate(cause=KT("explanation__cause"))
+        .values_list("cause")
+        .annotate(n=Count("pk"))
+        .values_list("cause", "n")
+    )
+    family = Family(
+        f"{NAMESPACE}_violations", "counter", "Violation incidents opened, by explained cause"
+    )
+    counts: dict[str, int] = {}
+    for cause, n in rows:
+        counts[cause or "unknown"] = counts.get(cause or "unknown", 0) + n
+    for cause, n in sorted(counts.items()):
+        family.samples.append(("_total", ("cause",), (cause,), float(n)))
+    return family
+
+
 def sentinel_labels(doc: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(doc.get(k) or "") for k in ("name", "cluster", "topic", "semantic"))
 
@@ -196,7 +224,11 @@ class SentinelCollector(Collector):
     def families(self) -> list[Family]:
         docs = self.statuses()
         slos = dict(Sentinel.objects.values_list("name", "slo_p99_ms"))
-        return [*families(docs, slos, time.time()), incident_family()]
+        return [
+            *families(docs, slos, time.time()),
+            incident_family(),
+            violation_cause_family(),
+        ]
 
     def collect(self) -> Iterator[Metric]:
         for family in self.families():

@@ -70,7 +70,16 @@ def incident_doc(incident: Incident) -> dict[str, Any]:
         "resolved_by": _who(incident.resolved_by),
         "resolve_note": incident.resolve_note,
         "url": f"{settings.DS_BASE_URL}/incidents/{incident.pk}/",
+        "explanation": _explanation(incident.explanation),
     }
+
+
+def _explanation(found: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the API says of an explanation (its evidence stays on the incident's page)."""
+    if not found:
+        return None
+    keys = ("cause", "text", "counter", "partition", "at", "candidates")
+    return {k: found.get(k) for k in keys}
 
 
 def _incident(incident_id: int) -> Incident:

@@ -131,6 +131,26 @@ class ScenarioRunIn(Schema):
 IncidentState = Literal["open", "acknowledged", "resolved"]
 
 
+class ExplanationCandidateOut(Schema):
+    cause: str
+    score: float
+    kind: str = Field(description="the event's kind, or configuration")
+    at: float | None = Field(None, description="when the event was seen (Unix seconds)")
+    place: str = Field(description="partition, topic, cluster or client")
+    text: str
+
+
+class ExplanationOut(Schema):
+    """Why a violation happened: the best-ranked cause, in words, and the candidates."""
+
+    cause: str = Field(description="a cause label, or none when no event explains it")
+    text: str
+    counter: str = Field(description="the counter explained: lost, duplicated, ...")
+    partition: int | None = None
+    at: float = Field(description="when its first affected record was written (Unix seconds)")
+    candidates: list[ExplanationCandidateOut]
+
+
 class IncidentOut(Schema):
     """An incident (README, "On-call"): what it is about, its state and who moved it."""
 
@@ -153,6 +173,9 @@ class IncidentOut(Schema):
     resolved_by: str | None = None
     resolve_note: str
     url: str = Field(description="its page")
+    explanation: ExplanationOut | None = Field(
+        None, description='a violation\'s: why it happened (docs/status.md, "Explanations")'
+    )
 
 
 class IncidentEventOut(Schema):

@@ -132,6 +132,9 @@ class Incident(models.Model):
     state = models.CharField(max_length=15, default=OPEN)
     reason = models.TextField()
     counts = models.JSONField(default=dict, blank=True)
+    # Why it happened (``workers.engine.explain.Explanation.to_dict``: cause, text, evidence,
+    # candidates): a violation's, empty for a state's.
+    explanation = models.JSONField(default=dict, blank=True)
     # Forbidden counters' totals before the violation: counts = totals - baseline.
     baseline = models.JSONField(default=dict, blank=True)
     dedup_key = models.CharField(max_length=64, unique=True, default="")

@@ -49,9 +49,10 @@ from dashboard.models.oncall import (
 from dashboard.oncall.notification import Dispatch, notify
 from dashboard.redisclient import redis_client
 from dashboard.status import all_statuses
-from workers.engine import alerts
+from workers.engine import alerts, explain
 from workers.engine.alerts import Condition
 from workers.engine.documents import FORBIDDEN, VERDICT_WINDOW_S, Window
+from workers.store.cluster import ClusterStore
 from workers.store.lint import LintStore
 from workers.store.sentinel import SentinelStore
 
@@ -187,6 +188,47 @@ def recent_partitions(
     return out, since
 
 
+# Counters counted once their grace has passed (a record is lost when it was not read within
+# the grace): their first affected record was written that long before they were counted.
+COUNTED_AFTER_GRACE = ("lost", "divergent", "skipped")
+# The client properties an explanation may weigh (never a secret: no other property is read).
+EXPLAINING_PRODUCER = ("acks", "request.required.acks", "enable.idempotence", "retries")
+EXPLAINING_CONSUMER = ("isolation.level",)
+
+
+def explain_violation(
+    sentinel: Sentinel, counts: dict[str, int], now: float, at: float | None = None
+) -> dict:
+    """Why the forbidden ``counts`` grew (``workers.engine.explain``): the largest counter on
+    the partition where most of it was seen, explained by the cluster's events (its watcher's)
+    and the sentinel's own around its first affected record, and by the client properties."""
+    if not counts:
+        return {}
+    client = redis_client()
+    store = SentinelStore(client, sentinel.pk)
+    partitions, since = recent_partitions(store, sentinel.semantic, now)
+    counter = max(counts, key=lambda name: counts[name])
+    by_partition = {p: c.get(counter, 0) for p, c in partitions.items() if c.get(counter)}
+    partition = int(max(by_partition, key=by_partition.get)) if by_partition else None
+    if at is None:  # when the first affected record was written (``at``: known already)
+        at = since - (sentinel.grace_seconds if counter in COUNTED_AFTER_GRACE else 0.0)
+    anomaly = explain.Anomaly(counter, sentinel.topic, partition, at, counts[counter])
+    lo, hi = at - explain.BEFORE_S, at + explain.AFTER_S
+    events = ClusterStore(client, sentinel.cluster.name).events(
+        since=lo - 10, until=hi + 10, topic=sentinel.topic, limit=500
+    )
+    events += [
+        explain.sentinel_event(doc, sentinel.topic)
+        for doc in store.events(200)
+        if lo <= float(doc.get("ts", 0)) <= hi
+    ]
+    profile = sentinel.profile
+    producer = {k: v for k, v in profile.producer_properties.items() if k in EXPLAINING_PRODUCER}
+    consumer = {k: v for k, v in profile.consumer_properties.items() if k in EXPLAINING_CONSUMER}
+    found = explain.explain(anomaly, events, producer=producer, consumer=consumer)
+    return {**found.to_dict(), "counter": counter, "partition": partition, "at": at}
+
+
 def minute_p99s(sentinel_id: int, count: int, now: float) -> list[float | None]:
     """End-to-end p99 of the last ``count`` complete one-minute windows, oldest first; empty
     when they are not consecutive up to the last minute."""
@@ -247,6 +289,7 @@ def apply(
         incident.last_firing_at = at
         if rule.kind == alerts.VIOLATED:
             grow(incident, status, at)
+            reexplain(incident, sentinel, now, at)
         incident.save()
     elif incident is not None and rule.resolves_itself:
         clear_for = now - incident.last_firing_at.timestamp()
@@ -263,6 +306,9 @@ def open_incident(
     at: datetime,
     silenced: bool,
 ) -> Incident:
+    explanation = {}
+    if rule.kind == alerts.VIOLATED:
+        explanation = explain_violation(sentinel, condition.counts, at.timestamp())
     incident = Incident.objects.create(
         rule=rule,
         sentinel=sentinel,
@@ -274,11 +320,16 @@ def open_incident(
         reason=condition.reason,
         counts=condition.counts,
         baseline=baseline(status, condition),
+        explanation=explanation,
         silenced=silenced,
         opened_at=at,
         last_firing_at=at,
     )
     IncidentEvent.objects.create(incident=incident, at=at, kind="opened", message=condition.reason)
+    if explanation:
+        IncidentEvent.objects.create(
+            incident=incident, at=at, kind="explained", message=explanation["text"]
+        )
     return incident
 
 
@@ -299,6 +350,26 @@ def grow(incident: Incident, status: dict, at: datetime) -> None:
         message = ", ".join(f"{k} {incident.counts.get(k, 0)} -> {v}" for k, v in counts.items())
         incident.counts = counts
         IncidentEvent.objects.create(incident=incident, at=at, kind="grew", message=message)
+
+
+# How long after the first affected record an unexplained violation is explained again: the
+# cluster's watcher samples every few seconds, so an event of the window may be recorded
+# after the incident opened.
+REEXPLAIN_FOR_S = explain.AFTER_S + 60
+
+
+def reexplain(incident: Incident, sentinel: Sentinel, now: float, at: datetime) -> None:
+    """Explain again a violation nothing explained yet, while the events of its window may
+    still arrive; the incident keeps the first explanation that names a cause."""
+    found = incident.explanation or {}
+    if found.get("cause") != explain.NOTHING_SEEN or now > found.get("at", 0) + REEXPLAIN_FOR_S:
+        return
+    again = explain_violation(sentinel, incident.counts, now, at=found["at"])
+    if again.get("cause") not in (None, explain.NOTHING_SEEN):
+        incident.explanation = again
+        IncidentEvent.objects.create(
+            incident=incident, at=at, kind="explained", message=again["text"]
+        )
 
 
 def acknowledge(incident: Incident, user, *, dispatch: Dispatch) -> bool:

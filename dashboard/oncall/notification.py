@@ -57,6 +57,8 @@ def notice_for(incident: Incident, action: str, by: str = "") -> Notice:
         ended_at=incident.resolved_at.timestamp() if incident.resolved_at else None,
         url=f"{settings.DS_BASE_URL}/incidents/{incident.pk}/",
         by=by,
+        cause=(incident.explanation or {}).get("cause", ""),
+        explanation=(incident.explanation or {}).get("text", ""),
     )
 
 

@@ -219,7 +219,8 @@ class EmailTransport(Transport):
 
     def send(self, notice: Notice) -> int | None:
         state = {ACKNOWLEDGE: "ACKNOWLEDGED", RESOLVE: "RESOLVED"}.get(notice.event, "FIRING")
-        body = notice.summary + (f"\n\n{notice.url}" if notice.url else "")
+        body = notice.summary + (f"\n\nWhy: {notice.explanation}" if notice.explanation else "")
+        body += f"\n\n{notice.url}" if notice.url else ""
         if notice.by:
             body += f"\n\n{state.lower()} by {notice.by}"
         try:

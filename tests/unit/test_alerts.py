@@ -91,3 +91,30 @@ def test_every_semantic_gets_the_rules_the_issue_names():
     assert kinds["exactly-once"] == ["violated", "stalled", "degraded", "p99_slo", "lint_error"]
     stalled = alerts.default_rules("at-least-once")[1]
     assert (stalled.kind, stalled.for_s, stalled.severity) == ("stalled", 60, "critical")
+
+
+def test_every_notification_body_carries_the_explanation_of_a_violation():
+    notice = Notice(
+        event=alerts.TRIGGER,
+        dedup_key="k",
+        rule="violated",
+        severity="critical",
+        cluster="c",
+        topic="t",
+        semantic="at-least-once",
+        sentinel="s",
+        summary="40 lost",
+        started_at=0.0,
+        cause="retention",
+        explanation="records deleted before they were read: log start 900 → 1234",
+    )
+    pagerduty = alerts.pagerduty_body(notice, "key")["payload"]["custom_details"]
+    assert pagerduty["explanation"] == notice.explanation and pagerduty["cause"] == "retention"
+    annotations = alerts.alertmanager_body(notice, "r")["alerts"][0]["annotations"]
+    assert annotations["explanation"] == notice.explanation and annotations["cause"] == "retention"
+    assert f"Why: {notice.explanation}" in alerts.slack_body(notice)["text"]
+    # A notice without one (a state's incident) says nothing of a cause.
+    plain = Notice(**{**notice.__dict__, "cause": "", "explanation": ""})
+    assert "explanation" not in alerts.pagerduty_body(plain, "key")["payload"]["custom_details"]
+    assert "explanation" not in alerts.alertmanager_body(plain, "r")["alerts"][0]["annotations"]
+    assert "Why:" not in alerts.slack_body(plain)["text"]

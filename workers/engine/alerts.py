@@ -257,6 +257,10 @@ class Notice:
     ended_at: float | None = None
     url: str = ""
     by: str = ""  # who acknowledged or resolved it
+    # Why it happened (``workers.engine.explain``): the cause's label and the words, "" when
+    # the incident has none (a state, or not a violation).
+    cause: str = ""
+    explanation: str = ""
 
     @property
     def labels(self) -> dict[str, str]:
@@ -284,6 +288,9 @@ def alertmanager_body(notice: Notice, receiver: str) -> dict[str, Any]:
     annotations = {"summary": notice.summary, "description": notice.summary}
     if notice.counts:
         annotations["counts"] = ", ".join(f"{k}={v}" for k, v in sorted(notice.counts.items()))
+    if notice.explanation:
+        annotations["explanation"] = notice.explanation
+        annotations["cause"] = notice.cause
     if notice.by:
         annotations["acknowledged_by" if notice.event == ACKNOWLEDGE else "resolved_by"] = notice.by
     status = "resolved" if notice.event == RESOLVE else "firing"
@@ -324,6 +331,8 @@ def slack_body(notice: Notice) -> dict[str, Any]:
     head = f"[{_SLACK_STATE[notice.event]}] {notice.severity}: {notice.summary}"
     if notice.by:
         head += f" ({'acknowledged' if notice.event == ACKNOWLEDGE else 'resolved'} by {notice.by})"
+    if notice.explanation:
+        head += f"\nWhy: {notice.explanation}"
     text = f"{head}\n<{notice.url}|Open the incident>" if notice.url else head
     return {"text": text}
 
@@ -350,6 +359,11 @@ def pagerduty_body(notice: Notice, routing_key: str) -> dict[str, Any]:
                 "semantic": notice.semantic,
                 "sentinel": notice.sentinel,
                 "counts": dict(notice.counts),
+                **(
+                    {"explanation": notice.explanation, "cause": notice.cause}
+                    if notice.explanation
+                    else {}
+                ),
             },
         }
         if notice.url:

@@ -1,0 +1,188 @@
+"""A violation's incident says why it happened: the cluster's events (as its watcher records
+them) and the sentinel's own around the first affected record, through the on-call evaluation,
+on the incident, in the webhook body a real HTTP receiver gets, in the API and in /metrics.
+
+Status documents, windows and cluster events are written to the test Redis as the checker and
+the cluster's watcher write them; the real-cluster cases are in
+tests/integration/test_explained_cluster.py."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from dashboard.models import Channel, Incident
+from dashboard.oncall import evaluation, notification
+from tests.support.dashboard_data import counts, fresh_defaults, seed_windows, window, wipe
+from tests.web.test_incidents import Sent, evaluate, only, publish
+from workers.engine import explain
+from workers.store.cluster import ClusterStore
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
+
+pytestmark = pytest.mark.django_db
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def cluster_event(kind, at, topic, partition, text, **extra):
+    """An event as ``workers.engine.clusterevents.diff`` makes it."""
+    return {
+        "at": at,
+        "since": at - 3,
+        "kind": kind,
+        "topic": topic,
+        "partition": partition,
+        "broker": None,
+        "before": None,
+        "after": None,
+        "count": None,
+        "text": text,
+        **extra,
+    }
+
+
+@pytest.fixture
+def sentinels(redis_url):
+    found = fresh_defaults(redis_url)
+    yield found
+    wipe(redis_url, found)
+
+
+@pytest.fixture
+def events(redis_url, sentinels):
+    store = ClusterStore(connect(redis_url), "local")
+    store.forget()
+    yield store
+    store.forget()
+
+
+def lose(redis_url, sentinel, now, lost=40, partition="0"):
+    """The checker counted ``lost`` records lost on ``partition`` in the window ending now."""
+    store = SentinelStore(connect(redis_url), sentinel.pk)
+    seed_windows(
+        store, [window(sentinel.pk, now - 0.5, lost=lost, partitions={partition: {"lost": lost}})]
+    )
+    publish(
+        redis_url, sentinel, verdict="VIOLATED", totals=counts(acked=900, processed=860, lost=lost)
+    )
+
+
+def test_a_loss_after_records_were_deleted_is_explained_everywhere(
+    sentinels,
+    events,
+    redis_url,
+    httpserver,
+    client,
+    admin_user,
+    settings,
+):
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    Channel.objects.create(name="hook", kind="webhook", config={"url": httpserver.url_for("/hook")})
+    alo = only(sentinels, "at-least-once")
+    now = time.time()
+    publish(redis_url, alo)
+    evaluate(now, Sent())  # first sight: healthy
+    text = f"{alo.topic} p0 log start 900 → 940: 40 records deleted"
+    events.record(
+        {}, [cluster_event("log-start-jump", now - 15, alo.topic, 0, text, count=40)], WEEK_MS
+    )
+    lose(redis_url, alo, now + 1)
+
+    (incident,) = incidents_opened(now + 1)
+    found = incident.explanation
+    assert (found["cause"], found["counter"], found["partition"]) == (explain.RETENTION, "lost", 0)
+    assert text in found["text"] and found["text"].endswith("(40 lost on p0)")
+    assert incident.events.filter(kind="explained", message=found["text"]).exists()
+
+    # The webhook body a real receiver got carries it.
+    ((request, _response),) = httpserver.log
+    annotations = json.loads(request.data)["alerts"][0]["annotations"]
+    assert annotations["explanation"] == found["text"] and annotations["cause"] == "retention"
+    # The incident's page, the API and /metrics say it too.
+    client.force_login(admin_user)
+    page = client.get(f"/incidents/{incident.pk}/").content.decode()
+    assert "log start 900 → 940" in page
+    doc = client.get(f"/api/v1/incidents/{incident.pk}").json()
+    assert doc["explanation"]["cause"] == "retention" and doc["explanation"]["partition"] == 0
+    settings.METRICS_ALLOWED_IPS = ["127.0.0.0/8"]
+    metrics = client.get("/metrics").content.decode()
+    assert 'delivery_sentinel_violations_total{cause="retention"} 1.0' in metrics
+
+
+def incidents_opened(now):
+    """Evaluate, delivering each notification at once (to the test's HTTP receiver)."""
+    return evaluation.evaluate(now, dispatch=notification.deliver)
+
+
+def test_an_event_elsewhere_explains_nothing_and_a_late_one_explains_it_then(
+    sentinels,
+    events,
+    redis_url,
+):
+    alo = only(sentinels, "at-least-once")
+    now = time.time()
+    publish(redis_url, alo)
+    evaluate(now, Sent())
+    other = cluster_event(
+        "unclean-election", now - 12, alo.topic, 1, "p1: broker 3 from outside the ISR"
+    )
+    events.record({}, [other], WEEK_MS)
+    lose(redis_url, alo, now + 1, partition="2")
+    (incident,) = evaluate(now + 1, Sent())
+    assert incident.explanation["cause"] == explain.NOTHING_SEEN
+    assert incident.explanation["text"] == explain.NOTHING_TEXT
+    assert incident.explanation["partition"] == 2
+
+    # The watcher records the partition's truncation a sample later: the next evaluation
+    # explains the incident by it, once.
+    late = cluster_event(
+        "end-offset-back", now - 10, alo.topic, 2, "p2 high watermark went back 1234 → 1194"
+    )
+    events.record({}, [late], WEEK_MS)
+    lose(redis_url, alo, now + 3, partition="2", lost=41)
+    evaluate(now + 3, Sent())
+    evaluate(now + 5, Sent())
+    incident = Incident.objects.get(pk=incident.pk)
+    assert incident.explanation["cause"] == explain.TRUNCATION
+    assert incident.events.filter(kind="explained").count() == 2  # nothing, then the truncation
+
+
+def test_duplicates_from_a_producer_retrying_without_idempotence_name_the_configuration(
+    sentinels,
+    events,
+    redis_url,
+):
+    amo = only(sentinels, "at-most-once")
+    profile = amo.profile
+    profile.producer_properties = {**profile.producer_properties, "acks": "1", "retries": "3"}
+    profile.save()
+    now = time.time()
+    publish(redis_url, amo)
+    evaluate(now, Sent())
+    store = SentinelStore(connect(redis_url), amo.pk)
+    seed_windows(
+        store, [window(amo.pk, now + 0.5, duplicated=3, partitions={"1": {"duplicated": 3}})]
+    )
+    publish(
+        redis_url, amo, verdict="VIOLATED", totals=counts(acked=900, processed=903, duplicated=3)
+    )
+    (incident,) = evaluate(now + 1, Sent())
+    found = incident.explanation
+    assert (found["cause"], found["counter"], found["partition"]) == (
+        explain.RETRIES_WITHOUT_IDEMPOTENCE,
+        "duplicated",
+        1,
+    )
+    assert found["text"].startswith("producer retries without idempotence")
+    # The same duplicates from the default profile (no retries): nothing is invented.
+    profile.producer_properties = {**profile.producer_properties, "retries": "0"}
+    profile.save()
+    assert incidents_explained(amo, {"duplicated": 3}, now + 1)["cause"] == explain.NOTHING_SEEN
+
+
+def incidents_explained(sentinel, grown, now):
+    sentinel.refresh_from_db()
+    return evaluation.explain_violation(sentinel, grown, now)
