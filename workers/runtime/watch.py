@@ -17,9 +17,9 @@ A **sampler** (``Sampler``) has a ``name``, an ``interval_s`` and a ``sample()``
 samplers a watcher runs is a list of factories (``SAMPLERS``, or ``DS_WATCH_SAMPLERS``:
 comma-separated ``module:callable``, or ``none``), each called once in the watch process with
 the cluster (``ClusterWatch``, its client secrets opened) and a Redis client, returning a
-sampler (or None:
-nothing to sample on this cluster). The watch process runs them one at a time, each on its
-interval, and records each step (``ClusterStore.sampled``: when, under which lease, its error).
+sampler (or None: nothing to sample on this cluster). The watch process runs them one at a
+time, each on its interval, and records each step (``ClusterStore.sampled``: when, under
+which lease, its error).
 
 Exactly one sampling at a time: before every step the process checks that the lease still
 holds its token with at least half the lease time left (its worker renews it every tick); it
@@ -63,7 +63,7 @@ from workers.system import PROJECT_ROOT, QUICK_EXIT_S, redis_env, respawn_backof
 log = logging.getLogger("workers.runtime.watch")
 
 # The samplers every watcher runs (``module:callable`` factories); DS_WATCH_SAMPLERS replaces them.
-SAMPLERS: tuple[str, ...] = ()
+SAMPLERS: tuple[str, ...] = ("workers.runtime.eventsampler:events",)
 WATCH_MODULE = "workers.runtime.watch"
 EXIT_LEASE = 71  # as workers.runtime.run: stopped because the lease is no longer ours
 EXIT_STUCK = 70
