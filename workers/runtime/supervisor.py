@@ -41,7 +41,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -61,6 +60,7 @@ from workers.system import (
     LOCAL_DIR,
     PROJECT_ROOT,
     QUICK_EXIT_S,
+    host_argv,
     redis_env,
     respawn_backoff,
     sentinel_argv,
@@ -409,8 +409,7 @@ class SentinelSupervisor:
         return self.host
 
     def host_argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "workers.runtime.host", "--manifest", str(self.host_dir)]
-        return argv + (["--live"] if self.live else [])
+        return host_argv(self.host_dir, live=self.live)
 
     def ask_to_stop(self, child: Child) -> None:
         """Ask a sentinel to stop; ``gone`` says when it has."""

@@ -33,6 +33,9 @@ Keys of one sentinel, all under ``ds:{sentinel id}:``:
                  ``APPLIED_TTL_MS`` after the writer's last write.
 - ``lease``      token of the worker process that runs the sentinel (``Lease``).
 - ``fault``      hash ``point``, ``after``, ``action``: a crash point armed by the lab.
+- ``drain``      ``requested`` while the producer is asked to stop cleanly (no new record, its
+                 last delivery reports written, the consuming roles and the checker going on:
+                 how the soak ends, in any hosting), ``done`` once it has.
 - ``alerting``   what alert evaluation remembers between runs (``alert_state``).
 - ``audit``      hash ``acks``, ``ledger``: the stream ids an auditor (the soak's ground truth)
                  has read up to; the checker trims no further (expires unless renewed).
