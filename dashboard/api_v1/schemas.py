@@ -105,6 +105,29 @@ class ClusterOut(Schema):
     client_properties: dict[str, Any] = Field(description="secrets masked as ******")
 
 
+class ClusterEventOut(Schema):
+    """One cluster event (docs/events.md): what changed between two samples of the cluster."""
+
+    id: str = Field(description="its id in the cluster's event stream (Redis time in ms-seq)")
+    cluster: str
+    at: float = Field(description="Unix seconds: the sample that saw it")
+    since: float = Field(description="Unix seconds: the sample before, where it had not happened")
+    kind: str = Field(description="one of the kinds docs/events.md names")
+    severity: Literal["bad", "warn", "good"]
+    topic: str | None = None
+    partition: int | None = None
+    broker: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    count: int | None = Field(None, description="records: deleted, or offsets truncated")
+    text: str
+
+
+class ClusterEvents(Schema):
+    cluster: str
+    events: list[ClusterEventOut]
+
+
 class ScenarioRunOut(Schema):
     id: int
     scenario: str

@@ -1,8 +1,10 @@
-"""The detail page's timeline: a sentinel's notable events and the scenario lab's runs.
+"""The detail page's timeline: a sentinel's notable events, the scenario lab's runs and the
+cluster's events on its topics.
 
 Events (verdict changes, producer runs, state lost, fencing...) come from the sentinel's
 capped event list in Redis (``SentinelStore.events``); scenario runs on its cluster from the
-database. Newest first.
+database; the cluster's events on the sentinel's topics (leader changes, ISR changes, records
+deleted...) from the cluster's event stream (``dashboard.metrics.clusterevents``). Newest first.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from django.db import DatabaseError
 from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 
+from dashboard.metrics.clusterevents import on_topics
 from dashboard.metrics.windows import range_containing
 from dashboard.models import ScenarioRun, Sentinel
 from dashboard.redisclient import redis_client
@@ -44,6 +47,9 @@ def timeline(
             entry["message"] = f"{event.get('message', '')}: {'; '.join(event['reasons'])}"
         out.append(entry)
     out.extend(scenario_runs(sentinel, limit))
+    spec = sentinel.to_spec()
+    topics = {spec.topic, spec.verified_topic}
+    out.extend(on_topics(sentinel.cluster.name, topics, limit, client))
     out.sort(key=lambda e: e["ts"], reverse=True)
     now = time.time()
     for entry in out[:limit]:

@@ -20,7 +20,10 @@ from tests.web.api_schema import _served, check
 
 pytestmark = pytest.mark.django_db
 
-KNOWN_KEYS = ["since", "until", "resolution", "limit", "scenario", "cluster", "state", "ended"]
+KNOWN_KEYS = [
+    "since", "until", "resolution", "limit", "scenario", "cluster", "state", "ended", "topic",
+    "partition",
+]  # fmt: skip
 scalars = st.one_of(
     st.text(max_size=12),
     st.integers(min_value=-(2**70), max_value=2**70).map(str),
@@ -58,6 +61,7 @@ ENDPOINTS = [
     ("get", "/api/v1/sentinels/{name}"),
     ("get", "/api/v1/sentinels/{name}/windows"),
     ("get", "/api/v1/clusters"),
+    ("get", "/api/v1/clusters/{cluster_id}/events"),
     ("get", "/api/v1/scenarios/runs"),
     ("post", "/api/v1/scenarios/runs"),
     ("get", "/api/v1/scenarios/runs/{run_id}"),
@@ -70,7 +74,7 @@ ENDPOINTS = [
     ("post", "/api/v1/silences"),
     ("delete", "/api/v1/silences/{silence_id}"),
 ]
-PATH_PARAMS = ("{name}", "{run_id}", "{incident_id}", "{silence_id}")
+PATH_PARAMS = ("{name}", "{run_id}", "{incident_id}", "{silence_id}", "{cluster_id}")
 
 
 def test_it_fuzzes_every_endpoint_the_schema_lists():

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.waiting import wait_until
 from tests.support.watching import ACTIVE, OVERLAPS, STEPS
-from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES
+from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
 from workers.engine.spec import SentinelSpec
 from workers.runtime.watch import ClusterWatch, watches_from_specs
 from workers.store.cluster import ClusterStore
@@ -37,7 +37,7 @@ def spec(sid: int, cluster: str = CLUSTER, **fields) -> SentinelSpec:
 
 def test_clusters_to_watch_are_those_of_the_sentinels_with_their_topics():
     specs = {
-        3: spec(3, topic="t3", output_topic="t3.out"),
+        3: spec(3, topic="t3", semantic=EXACTLY_ONCE),
         1: spec(1, topic="t1", semantic=AT_MOST_ONCE),
         2: spec(2, cluster="other", bootstrap_servers="other:9092", client={"a": "b"}),
     }
@@ -111,6 +111,7 @@ def alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.slow  # processes: the same on any database
 def test_one_worker_watches_a_cluster_and_another_takes_over_when_it_dies(watch_redis, fleet):
     _, client = watch_redis
     store = ClusterStore(client, CLUSTER)
@@ -132,16 +133,24 @@ def test_one_worker_watches_a_cluster_and_another_takes_over_when_it_dies(watch_
         "the other worker watching the cluster",
         details=fleet.logs,
     )
-    wait_until(lambda: steps(client).count(steps(client)[-1]) >= 10, 60, "ten steps by the new one")
+    # The dead worker's watch process may take a step or two until it sees its worker gone.
+    wait_until(
+        lambda: sum(pid != old for pid in steps(client)) >= 10,
+        60,
+        "ten steps by another watch process",
+        details=fleet.logs,
+    )
     wait_until(lambda: not alive(old), 30, "the dead worker's watch process gone")
     seen = steps(client)
     new = seen[-1]
     assert second != first and new != old
     # Never both: every step of the first process came before every step of the second.
     assert seen == [old] * seen.index(new) + [new] * (len(seen) - seen.index(new))
-    assert client.get(OVERLAPS) is None and int(client.get(ACTIVE)) == 0
+    # No step ever began while another ran (the live one may be in a step now).
+    assert client.get(OVERLAPS) is None and int(client.get(ACTIVE)) <= 1
 
 
+@pytest.mark.slow
 def test_a_cluster_without_sentinels_is_no_longer_watched(watch_redis, fleet):
     _, client = watch_redis
     store = ClusterStore(client, CLUSTER)

@@ -48,8 +48,10 @@ def placement_redis(redis_url):
 
 
 @pytest.fixture
-def fleet(placement_redis, tmp_path):
+def fleet(placement_redis, tmp_path, monkeypatch):
     url, client = placement_redis
+    # Placing sentinels only: no cluster watcher (tests/web/test_cluster_watch.py has those).
+    monkeypatch.setenv("DS_WATCH_SAMPLERS", "none")
     specs = {}
     started: list[Worker] = []
 

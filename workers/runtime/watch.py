@@ -15,10 +15,11 @@ lease; a worker that stops releases its leases.
 
 A **sampler** (``Sampler``) has a ``name``, an ``interval_s`` and a ``sample()`` step. Which
 samplers a watcher runs is a list of factories (``SAMPLERS``, or ``DS_WATCH_SAMPLERS``:
-comma-separated ``module:callable``), each called once in the watch process with the cluster
-(``ClusterWatch``, its client secrets opened) and a Redis client, returning a sampler (or None:
-nothing to sample on this cluster). The watch process runs them one at a time, each on its
-interval, and records each step (``ClusterStore.sampled``: when, under which lease, its error).
+comma-separated ``module:callable``, or ``none``), each called once in the watch process with
+the cluster (``ClusterWatch``, its client secrets opened) and a Redis client, returning a
+sampler (or None: nothing to sample on this cluster). The watch process runs them one at a
+time, each on its interval, and records each step (``ClusterStore.sampled``: when, under
+which lease, its error).
 
 Exactly one sampling at a time: before every step the process checks that the lease still
 holds its token with at least half the lease time left (its worker renews it every tick); it
@@ -62,7 +63,7 @@ from workers.system import PROJECT_ROOT, QUICK_EXIT_S, redis_env, respawn_backof
 log = logging.getLogger("workers.runtime.watch")
 
 # The samplers every watcher runs (``module:callable`` factories); DS_WATCH_SAMPLERS replaces them.
-SAMPLERS: tuple[str, ...] = ()
+SAMPLERS: tuple[str, ...] = ("workers.runtime.eventsampler:events",)
 WATCH_MODULE = "workers.runtime.watch"
 EXIT_LEASE = 71  # as workers.runtime.run: stopped because the lease is no longer ours
 EXIT_STUCK = 70
@@ -118,9 +119,7 @@ def watches_from_specs(specs: Mapping[int, SentinelSpec]) -> dict[str, ClusterWa
             out[spec.cluster] = ClusterWatch(
                 spec.cluster, spec.bootstrap_servers, dict(spec.client)
             )
-        topics.setdefault(spec.cluster, set()).update(
-            t for t in (spec.topic, spec.output_topic) if t
-        )
+        topics.setdefault(spec.cluster, set()).update((spec.topic, spec.verified_topic))
     return {
         name: ClusterWatch(w.cluster, w.bootstrap_servers, w.client, tuple(sorted(topics[name])))
         for name, w in out.items()
@@ -131,8 +130,11 @@ SamplerFactory = Callable[[ClusterWatch, redis.Redis], "Sampler | None"]
 
 
 def sampler_paths() -> list[str]:
-    """The sampler factories configured (``DS_WATCH_SAMPLERS`` or ``SAMPLERS``)."""
+    """The sampler factories configured (``DS_WATCH_SAMPLERS`` or ``SAMPLERS``; ``none``:
+    none, and no cluster is watched)."""
     configured = envstr("DS_WATCH_SAMPLERS", None)
+    if configured == "none":
+        return []
     paths = configured.split(",") if configured is not None else list(SAMPLERS)
     return [p.strip() for p in paths if p.strip()]
 

@@ -1,5 +1,5 @@
 """What the project keeps about a cluster as a whole (``ClusterStore``): which worker watches
-it, and what its samplers last did."""
+it, what its samplers last did, its last sample and its events (docs/events.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ import redis
 
 from workers.store.coordination import Lease
 from workers.store.keys import cluster_key
+
+# An event is recorded within this long of its sample's time (a sample's duration, and the
+# watcher's clock against Redis's).
+RECORDED_WITHIN_S = 120
 
 
 class ClusterStore:
@@ -47,6 +51,69 @@ class ClusterStore:
             for name, raw in self.r.hgetall(self.key("samplers")).items()
         }
 
+    # -- its events ------------------------------------------------------------------------
+    def last_sample(self) -> dict[str, Any] | None:
+        """The watcher's last sample (``workers.engine.clusterevents``), what the next one is
+        compared with: kept here so that a watcher taking over from another compares with
+        what that one saw last."""
+        raw = self.r.get(self.key("sample"))
+        return json.loads(raw) if raw else None
+
+    def record(
+        self, sample: dict[str, Any], events: list[dict[str, Any]], retention_ms: int
+    ) -> None:
+        """Keep ``sample`` as the last one and append ``events`` (one MULTI: a watcher that
+        dies between the two never records an event twice or compares with a stale sample);
+        events older than ``retention_ms`` are trimmed."""
+        seconds, micros = self.r.time()
+        oldest = max(0, seconds * 1000 + micros // 1000 - retention_ms)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.key("sample"), json.dumps(sample, separators=(",", ":")))
+        for event in events:
+            doc = {"cluster": self.cluster, **event}
+            pipe.xadd(self.key("events"), {"e": json.dumps(doc, separators=(",", ":"))})
+        pipe.xtrim(self.key("events"), minid=oldest, approximate=False)
+        pipe.execute()
+
+    def events(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        topic: str | None = None,
+        partition: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The cluster's events seen (``at``) between ``since`` and ``until`` (Unix seconds),
+        newest first, at most ``limit``; only those of ``topic`` (and ``partition``) when
+        given, together with the events of no topic (a broker's). Each has its stream ``id``.
+
+        The stream is ordered by when each event was recorded (Redis time), moments after its
+        sample: it is read ``RECORDED_WITHIN_S`` beyond the range, and filtered by ``at``."""
+        slack = RECORDED_WITHIN_S * 1000
+        high = "+" if until is None else str(max(0, int(until * 1000 + slack)))
+        low = "-" if since is None else str(max(0, int(since * 1000 - slack)))
+        out: list[dict[str, Any]] = []
+        while len(out) < limit:
+            batch = self.r.xrevrange(self.key("events"), high, low, count=500)
+            for entry_id, fields in batch:
+                doc = json.loads(fields[b"e"])
+                if (since is not None and doc["at"] < since) or (
+                    until is not None and doc["at"] > until
+                ):
+                    continue
+                if topic is not None and doc.get("topic") not in (None, topic):
+                    continue
+                if partition is not None and doc.get("partition") not in (None, partition):
+                    continue
+                out.append({"id": entry_id.decode(), **doc})
+                if len(out) >= limit:
+                    break
+            if len(batch) < 500:
+                break
+            high = "(" + batch[-1][0].decode()
+        return out
+
     def forget(self) -> None:
         """Drop what is kept about the cluster (not its watch lease: a watcher owns that)."""
-        self.r.delete(self.key("samplers"))
+        self.r.delete(self.key("samplers"), self.key("sample"), self.key("events"))

@@ -52,6 +52,10 @@ Keys of one cluster (by its name), under ``ds:cluster:{cluster}:`` (``ClusterSto
 - ``samplers``   hash sampler name -> JSON ``{"at", "by", "error", "samples"}``: each
                  sampler's last step (Redis time in ms, the lease token it ran under, why it
                  failed or null, its steps so far under that token).
+- ``sample``     the events sampler's last sample of the cluster (JSON,
+                 ``workers.engine.clusterevents``): what its next sample is compared with.
+- ``events``     stream of the cluster's events (field ``e``: JSON, ``clusterevents.diff``),
+                 trimmed by age (``DS_CLUSTER_EVENTS_RETENTION_S``, 7 days).
 """
 
 from __future__ import annotations

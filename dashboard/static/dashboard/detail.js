@@ -59,7 +59,7 @@
     });
   }
 
-  const MARK_COLOURS = { scenario: "--line-purple", selected: "--line-blue" };
+  const MARK_COLOURS = { scenario: "--line-purple", cluster: "--line-orange", selected: "--line-blue" };
 
   /* The timeline's entries (server-rendered and live) as annotation lines on every chart. */
   function marks() {
