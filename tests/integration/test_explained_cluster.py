@@ -1,0 +1,136 @@
+"""A violation explained on the real local cluster: records deleted (DeleteRecords) ahead of an
+at-least-once sentinel's stopped consumer are lost, exactly as many as the offsets say, and the
+incident that pages for them says why — the log-start jump the cluster's events watcher saw —
+on the incident and in the webhook body a real HTTP receiver gets.
+
+The sentinel's roles run in processes of their own (its consumer is stopped cleanly, so it
+committed everything it processed: what lies between its committed offsets and the deletion
+point was acknowledged and never read); the events sampler and the on-call evaluation are
+stepped here directly, as a worker's watch process and Celery beat step them."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from dashboard.models import Channel, Incident
+from dashboard.oncall import evaluation, notification
+from tests.integration.test_hosting import make_sentinel
+from tests.support.sentinels import SentinelProcesses, bootstrap
+from tests.support.waiting import wait_until
+from workers.engine import explain
+from workers.engine.profiles import AT_LEAST_ONCE
+from workers.runtime.eventsampler import EventSampler
+from workers.runtime.watch import ClusterWatch
+from workers.store.connection import connect
+
+pytestmark = [pytest.mark.kafka, pytest.mark.django_db]
+
+
+def committed(spec) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap(), "group.id": spec.group_id})
+    try:
+        parts = [TopicPartition(spec.topic, p) for p in range(spec.partitions)]
+        return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=30)}
+    finally:
+        consumer.close()
+
+
+def high_watermarks(spec) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap(), "group.id": "explained-watermarks"})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(spec.topic, p), timeout=30)[1]
+            for p in range(spec.partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def sampled_offsets(sampler: EventSampler, spec) -> bool:
+    """One step; whether the cluster's last sample knows every partition's log start."""
+    sampler.sample()
+    topic = (sampler.store.last_sample() or {}).get("topics", {}).get(spec.topic, {})
+    parts = topic.get("partitions", {})
+    return len(parts) == spec.partitions and all(p.get("start") is not None for p in parts.values())
+
+
+def jumps(sampler: EventSampler, spec) -> list[dict]:
+    """One step; the log-start jumps recorded on the sentinel's topic so far."""
+    sampler.sample()
+    return [e for e in sampler.store.events(topic=spec.topic) if e["kind"] == "log-start-jump"]
+
+
+def test_records_deleted_ahead_of_the_consumer_are_lost_exactly_and_explained(
+    tmp_path, redis_url, httpserver
+):
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    Channel.objects.create(name="hook", kind="webhook", config={"url": httpserver.url_for("/hook")})
+    sentinel = make_sentinel(AT_LEAST_ONCE)
+    spec = sentinel.to_spec()
+    procs = SentinelProcesses(spec, tmp_path)
+    sampler = EventSampler(
+        ClusterWatch(sentinel.cluster.name, bootstrap(), {}, (spec.topic,)), connect(redis_url)
+    )
+    try:
+        for roles in ("producer", "consumer", "checker"):
+            procs.start(roles)
+        procs.wait_status(lambda d: d["totals"]["processed"] > 100, 120, "records flowing")
+        evaluation.evaluate(dispatch=notification.deliver)  # first sight: healthy
+        # The consumer stops cleanly (it commits what it processed); records pile up.
+        procs.stop("consumer")
+        start = committed(spec)
+        assert all(offset >= 0 for offset in start.values()), start
+        wait_until(
+            lambda: all(hw - start[p] >= 20 for p, hw in high_watermarks(spec).items()),
+            60,
+            "20 unread records on every partition",
+        )
+        wait_until(lambda: sampled_offsets(sampler, spec), 60, "a sample with every log start")
+        # Delete every record up to the end of the log, none of them read.
+        upto = high_watermarks(spec)
+        admin = AdminClient({"bootstrap.servers": bootstrap()})
+        tps = [TopicPartition(spec.topic, p, offset) for p, offset in upto.items()]
+        for future in admin.delete_records(tps).values():
+            future.result(30)
+        deleted_at = time.time()
+        expected = sum(upto[p] - start[p] for p in upto)
+        wait_until(
+            lambda: len(jumps(sampler, spec)) == spec.partitions,
+            60,
+            "the log-start jumps seen by the cluster's watcher",
+        )
+        procs.start("consumer")  # it starts at the log start: the deleted records are never read
+        doc = procs.wait_status(
+            lambda d: d["totals"]["lost"] >= expected, 120, f"{expected} records counted lost"
+        )
+        assert doc["totals"]["lost"] == expected, doc["totals"]
+        assert doc["totals"]["duplicated"] == 0, doc["totals"]
+
+        def opened():
+            evaluation.evaluate(dispatch=notification.deliver)
+            return Incident.objects.filter(sentinel=sentinel, kind="violated").first()
+
+        incident = wait_until(opened, 60, "the violation's incident")
+        found = incident.explanation
+        assert found["cause"] == explain.RETENTION, found
+        assert found["counter"] == "lost"
+        assert "records deleted before they were read" in found["text"]
+        assert "log start" in found["text"], found["text"]
+        # The webhook a real receiver got says why.
+        wait_until(lambda: httpserver.log, 30, "the trigger at the receiver")
+        body = json.loads(httpserver.log[0][0].data)
+        annotations = body["alerts"][0]["annotations"]
+        assert annotations["cause"] == "retention"
+        assert annotations["explanation"] == found["text"]
+        # Measured (reported, not asserted): from the deletion to the explained incident.
+        explained = incident.events.get(kind="explained").at.timestamp()
+        print(f"fault to explanation: {explained - deleted_at:.1f} s")
+    finally:
+        procs.stop_all()
+        sampler.store.forget()
+        sampler.close()
