@@ -69,11 +69,11 @@ class Fleet:
         tmp.write_text(json.dumps({str(s.id): s.to_dict() for s in specs}))
         tmp.replace(self.specs)
 
-    def start(self, name: str, **env: str) -> None:
+    def start(self, name: str, lease_ms: int = 4000, **env: str) -> None:
         log = (self.tmp / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "tests.support.watching", "--specs", str(self.specs),
-             "--name", name],
+             "--name", name, "--lease-ms", str(lease_ms)],
             cwd=ROOT,
             env={**os.environ, "REDIS_URL": self.url,
                  "DS_WATCH_SAMPLERS": "tests.support.watching:counting", **env},
@@ -143,15 +143,15 @@ def test_one_worker_watches_a_cluster_and_another_takes_over_when_it_dies(watch_
 
 @pytest.mark.slow
 def test_a_step_longer_than_the_lease_never_overlaps_the_next_watchers(watch_redis, fleet):
-    """Steps of 6 s under a 4 s lease: when the worker dies mid-step, its watch process cannot
+    """Steps of 10 s under a 6 s lease: when the worker dies mid-step, its watch process cannot
     see it until the step ends, but it proves the lease during the step and exits before the
     lease can expire and move."""
     _, client = watch_redis
     store = ClusterStore(client, CLUSTER)
     fleet.enable(spec(1))
-    fleet.start("a", TEST_WATCH_STEP_S="6")
+    fleet.start("a", lease_ms=6000, TEST_WATCH_STEP_S="10")
     old = int(wait_until(lambda: client.get(ACTIVE), 60, "a step running", details=fleet.logs))
-    fleet.start("b", TEST_WATCH_STEP_S="0.05")  # ready to take the cluster: short steps
+    fleet.start("b", lease_ms=6000, TEST_WATCH_STEP_S="0.05")  # ready to take over
     fleet.procs["a"].send_signal(signal.SIGKILL)
     fleet.procs["a"].wait(10)
     wait_until(lambda: store.watcher() == "b", 60, "the other worker watching", details=fleet.logs)

@@ -223,10 +223,11 @@ class Watcher:
     def watchdog(self) -> None:
         """While a step runs, prove the lease every half second: a step cannot be stopped
         from Python, so when the lease is lost, or could expire (and move to another worker)
-        within ``margin`` because our worker stopped renewing it or Redis stopped answering,
+        within ``margin`` (a third of the lease time: room for a slow, loaded machine to
+        schedule this thread) because our worker stopped renewing it or Redis stopped answering,
         the process exits now. A step busy for ``STEP_DEADLINE_S`` is stuck in a client call:
         the process exits too (the worker starts it again)."""
-        margin = min(2.0, self.lease.ttl_ms / 4000)
+        margin = self.lease.ttl_ms / 3000
         while not self.shutdown.wait(0.5):
             since = self.busy_since
             if since is None:
