@@ -6,8 +6,9 @@ in ``FILE`` (``workers.engine.spec.specs_from_file`` format) until SIGTERM.
 
 ``counting``: a sampler factory (``DS_WATCH_SAMPLERS=tests.support.watching:counting``) whose
 steps leave their traces in Redis: ``test:watch:steps`` (list of the pids of the processes
-that sampled, in order), ``test:watch:active`` (steps running now) and ``test:watch:overlaps``
-(steps that began while another was running).
+that sampled, in order), ``test:watch:active`` (the pid of the process in a step now; one
+killed mid-step leaves its pid, but is no longer alive) and ``test:watch:overlaps`` (steps
+that began while another live process was in one, or ended finding another began).
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ from workers.store.connection import connect
 STEPS, ACTIVE, OVERLAPS = "test:watch:steps", "test:watch:active", "test:watch:overlaps"
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 class CountingSampler:
     name = "counting"
     interval_s = 0.2
@@ -37,15 +46,19 @@ class CountingSampler:
         self.r = client
 
     def sample(self) -> None:
-        if self.r.incr(ACTIVE) > 1:
-            self.r.incr(OVERLAPS)
-        try:
-            self.r.rpush(STEPS, os.getpid())
-            time.sleep(0.05)  # a step that takes a while, so that overlapping ones would meet
-            if os.environ.get("TEST_WATCH_FAIL"):
-                raise RuntimeError("this sampler fails on purpose")
-        finally:
-            self.r.decr(ACTIVE)
+        me = str(os.getpid())
+        before = self.r.getset(ACTIVE, me)
+        if before is not None and before.decode() != me and alive(int(before)):
+            self.r.incr(OVERLAPS)  # another watch process is in a step now
+        self.r.rpush(STEPS, me)
+        # A step that takes a while, so that overlapping ones would meet.
+        time.sleep(float(os.environ.get("TEST_WATCH_STEP_S", "0.05")))
+        if self.r.get(ACTIVE) == me.encode():
+            self.r.delete(ACTIVE)
+        else:
+            self.r.incr(OVERLAPS)  # another one began while this one ran
+        if os.environ.get("TEST_WATCH_FAIL"):
+            raise RuntimeError("this sampler fails on purpose")
 
     def close(self) -> None:
         pass

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.support.waiting import wait_until
-from tests.support.watching import ACTIVE, OVERLAPS, STEPS
+from tests.support.watching import ACTIVE, OVERLAPS, STEPS, alive
 from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
 from workers.engine.spec import SentinelSpec
 from workers.runtime.watch import ClusterWatch, watches_from_specs
@@ -69,11 +69,11 @@ class Fleet:
         tmp.write_text(json.dumps({str(s.id): s.to_dict() for s in specs}))
         tmp.replace(self.specs)
 
-    def start(self, name: str, **env: str) -> None:
+    def start(self, name: str, lease_ms: int = 4000, **env: str) -> None:
         log = (self.tmp / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "tests.support.watching", "--specs", str(self.specs),
-             "--name", name],
+             "--name", name, "--lease-ms", str(lease_ms)],
             cwd=ROOT,
             env={**os.environ, "REDIS_URL": self.url,
                  "DS_WATCH_SAMPLERS": "tests.support.watching:counting", **env},
@@ -101,14 +101,6 @@ def fleet(watch_redis, tmp_path):
 
 def steps(client) -> list[int]:
     return [int(pid) for pid in client.lrange(STEPS, 0, -1)]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.slow  # processes: the same on any database
@@ -146,8 +138,26 @@ def test_one_worker_watches_a_cluster_and_another_takes_over_when_it_dies(watch_
     assert second != first and new != old
     # Never both: every step of the first process came before every step of the second.
     assert seen == [old] * seen.index(new) + [new] * (len(seen) - seen.index(new))
-    # No step ever began while another ran (the live one may be in a step now).
-    assert client.get(OVERLAPS) is None and int(client.get(ACTIVE)) <= 1
+    assert client.get(OVERLAPS) is None  # no step ever began while another ran
+
+
+@pytest.mark.slow
+def test_a_step_longer_than_the_lease_never_overlaps_the_next_watchers(watch_redis, fleet):
+    """Steps of 10 s under a 6 s lease: when the worker dies mid-step, its watch process cannot
+    see it until the step ends, but it proves the lease during the step and exits before the
+    lease can expire and move."""
+    _, client = watch_redis
+    store = ClusterStore(client, CLUSTER)
+    fleet.enable(spec(1))
+    fleet.start("a", lease_ms=6000, TEST_WATCH_STEP_S="10")
+    old = int(wait_until(lambda: client.get(ACTIVE), 60, "a step running", details=fleet.logs))
+    fleet.start("b", lease_ms=6000, TEST_WATCH_STEP_S="0.05")  # ready to take over
+    fleet.procs["a"].send_signal(signal.SIGKILL)
+    fleet.procs["a"].wait(10)
+    wait_until(lambda: store.watcher() == "b", 60, "the other worker watching", details=fleet.logs)
+    wait_until(lambda: sum(pid != old for pid in steps(client)) >= 3, 60, "its steps")
+    wait_until(lambda: not alive(old), 30, "the first watch process gone")
+    assert client.get(OVERLAPS) is None
 
 
 @pytest.mark.slow

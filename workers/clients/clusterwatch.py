@@ -17,26 +17,27 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicCollection, TopicPartition
+from confluent_kafka import TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, OffsetSpec, ResourceType
 
 from workers.clients.kafka import connect_error
 from workers.engine import brokerhealth
 
-# Admin requests wait at most this long (a sample stays well within half the watch lease).
+# Admin requests wait at most this long, and a whole sample at most STEP_BUDGET_S: what has
+# not answered by then is left out of the sample.
 REQUEST_TIMEOUT_S = 4.0
+STEP_BUDGET_S = 10.0
 CONNECT_TIMEOUT_S = 1.0
 # Topic configs change rarely: read them this often.
 CONFIG_EVERY_S = 60.0
 
 
-def _result(future: Future, timeout: float = REQUEST_TIMEOUT_S + 1) -> Any:
-    """The future's result, or None when it failed (the sample leaves that part out)."""
+def _result(future: Future, deadline: float) -> Any:
+    """The future's result by ``deadline`` (monotonic), or None when it failed or is late
+    (the sample leaves that part out)."""
     try:
-        return future.result(timeout=timeout)
-    except (KafkaException, TimeoutError, ValueError, TypeError):
-        return None
-    except Exception:  # librdkafka's own error types raised through the future
+        return future.result(timeout=max(0.05, deadline - time.monotonic()))
+    except Exception:  # KafkaException, a timeout, or librdkafka's own error types
         return None
 
 
@@ -53,6 +54,7 @@ class ClusterReader:
         self.configs: dict[str, dict[str, Any]] = {}
         self.configs_at = float("-inf")
         self.requests = 0  # admin requests asked for so far (the benchmark reads it)
+        self.deadline = 0.0  # the current sample's end at the latest (monotonic)
 
     def close(self) -> None:
         self.admin.poll(0)
@@ -63,6 +65,7 @@ class ClusterReader:
         """One sample (``workers.engine.clusterevents``); ``brokers_before``: the previous
         sample's brokers (``brokerhealth.track`` keeps each broker's history)."""
         now = time.time() if now is None else now
+        self.deadline = time.monotonic() + STEP_BUDGET_S
         t = REQUEST_TIMEOUT_S
         described = self.admin.describe_topics(
             TopicCollection(self.topics), request_timeout=t
@@ -73,7 +76,7 @@ class ClusterReader:
             self.read_configs()
         topics: dict[str, dict[str, Any]] = {}
         for name, future in described.items():
-            desc = _result(future)
+            desc = _result(future, self.deadline)
             if desc is None:
                 continue
             parts = {}
@@ -95,7 +98,7 @@ class ClusterReader:
                 "partitions": parts,
             }
         self.read_offsets(topics)
-        brokers = self.read_brokers(_result(cluster), brokers_before, now)
+        brokers = self.read_brokers(_result(cluster, self.deadline), brokers_before, now)
         return {"at": now, "brokers": brokers, "topics": topics}
 
     def read_offsets(self, topics: dict[str, dict[str, Any]]) -> None:
@@ -118,11 +121,11 @@ class ClusterReader:
         )
         self.requests += 2
         for tp, future in earliest.items():
-            info = _result(future)
+            info = _result(future, self.deadline)
             if info is not None and info.offset >= 0:
                 topics[tp.topic]["partitions"][str(tp.partition)]["start"] = info.offset
         for tp, future in latest.items():
-            info = _result(future)
+            info = _result(future, self.deadline)
             if info is None or info.offset < 0:
                 continue
             part = topics[tp.topic]["partitions"][str(tp.partition)]
@@ -136,7 +139,7 @@ class ClusterReader:
         self.requests += 1
         read_all = True
         for resource, future in futures.items():
-            entries = _result(future)
+            entries = _result(future, self.deadline)
             if entries is None:
                 read_all = False
                 continue
@@ -159,8 +162,10 @@ class ClusterReader:
                 bid: doc.get("host", "") for bid, doc in before.items() if doc.get("in_metadata")
             }
         hosts = {**{bid: doc.get("host", "") for bid, doc in before.items()}, **seen}
+        # Within what is left of the step's budget, and at least a tenth of a second each.
+        each = min(CONNECT_TIMEOUT_S, (self.deadline - time.monotonic()) / max(1, len(hosts)))
         failures = {
-            bid: connect_error(host, CONNECT_TIMEOUT_S) if host else "no address known"
+            bid: connect_error(host, max(0.1, each)) if host else "no address known"
             for bid, host in hosts.items()
         }
         return brokerhealth.track(before, seen, failures, now)

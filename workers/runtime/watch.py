@@ -23,10 +23,10 @@ which lease, its error).
 
 Exactly one sampling at a time: before every step the process checks that the lease still
 holds its token with at least half the lease time left (its worker renews it every tick); it
-exits otherwise. Another worker can take the lease only once it has expired, so a step that
-ends within half the lease time never overlaps one of another worker; a step that takes longer
-is stuck (a client call that does not return) and the process exits (``EXIT_STUCK``) before
-the lease can move. When the worker dies, the process releases the lease and stops, so another
+exits otherwise. During a step it proves the lease every half second and exits
+(``EXIT_STUCK``) as soon as the lease is lost or could expire within a margin (its worker
+stopped renewing it, Redis stopped answering). Another worker can take the lease only once it
+has expired, so a step never overlaps one of another worker, however long it takes. When the worker dies, the process releases the lease and stops, so another
 worker takes the cluster on its next tick instead of after the lease time.
 """
 
@@ -53,7 +53,7 @@ from typing import Any, Protocol
 import redis
 
 from workers.clientsecrets import SecretError, unseal
-from workers.engine.env import envstr
+from workers.engine.env import envint, envstr
 from workers.engine.spec import SentinelSpec
 from workers.store.cluster import ClusterStore
 from workers.store.connection import connect
@@ -69,6 +69,8 @@ EXIT_LEASE = 71  # as workers.runtime.run: stopped because the lease is no longe
 EXIT_STUCK = 70
 EXIT_SECRETS = 78
 STOP_TIMEOUT_S = 10.0
+# A sampler step busy this long is stuck in a client call: the process exits (as a sentinel's).
+STEP_DEADLINE_S = envint("DS_STEP_DEADLINE_S", 180, min=1)
 
 
 class Sampler(Protocol):
@@ -158,6 +160,9 @@ class Watcher:
         self.shutdown = threading.Event()
         self.counts = {s.name: 0 for s in samplers}
         self.busy_since: float | None = None
+        # Until when (monotonic) the lease is known to be ours at the latest (held, and its
+        # time left), as last proven before or during a step.
+        self.safe_until = 0.0
         self.reason: str | None = None  # why it stopped, when not asked to
 
     def lease_ok(self) -> bool:
@@ -177,6 +182,8 @@ class Watcher:
             self.reason = "lease lost"
         elif pttl < self.lease.ttl_ms / 2:
             self.reason = f"lease not renewed ({pttl} ms left)"
+        else:
+            self.safe_until = time.monotonic() + pttl / 1000
         return self.reason is None
 
     def step(self, sampler: Sampler) -> None:
@@ -214,13 +221,28 @@ class Watcher:
         return 0
 
     def watchdog(self) -> None:
-        """A step stuck past half the lease time cannot be stopped from Python, and the lease
-        could move while it runs: exit the process now (the worker starts it again)."""
-        limit = self.lease.ttl_ms / 2000 - 1.0
+        """While a step runs, prove the lease every half second: a step cannot be stopped
+        from Python, so when the lease is lost, or could expire (and move to another worker)
+        within ``margin`` (a third of the lease time: room for a slow, loaded machine to
+        schedule this thread) because our worker stopped renewing it or Redis stopped answering,
+        the process exits now. A step busy for ``STEP_DEADLINE_S`` is stuck in a client call:
+        the process exits too (the worker starts it again)."""
+        margin = self.lease.ttl_ms / 3000
         while not self.shutdown.wait(0.5):
             since = self.busy_since
-            if since is not None and time.monotonic() - since > limit:
-                log.error("cluster %s: a sampler step is stuck: exiting", self.store.cluster)
+            if since is None:
+                continue
+            with contextlib.suppress(redis.RedisError):
+                held, pttl = self.lease.held()
+                self.safe_until = time.monotonic() + pttl / 1000 if held else 0.0
+            now = time.monotonic()
+            why = None
+            if now > self.safe_until - margin:
+                why = "its lease is lost or about to expire during a step"
+            elif now - since > STEP_DEADLINE_S:
+                why = f"a sampler step has run for {now - since:.0f} s"
+            if why is not None and self.busy_since is not None:
+                log.error("cluster %s: %s: exiting", self.store.cluster, why)
                 logging.shutdown()
                 os._exit(EXIT_STUCK)
 
