@@ -356,6 +356,7 @@ def test_acknowledging_on_the_incident_page_clears_the_latch_on_an_open_overview
     other.get_by_role("button", name="Acknowledge", exact=True).click()
     expect(other.locator("#acknowledged")).to_contain_text(f"by {USERNAME}")
     other.close()
+    page.bring_to_front()  # a wall screen is in front (a background tab's timers are slowed)
 
     expect(line.locator(".latched-text")).to_have_text(
         re.compile(rf"; incident #{pk} acknowledged by {USERNAME}$"), timeout=ONCALL_WAIT_MS
@@ -398,6 +399,7 @@ def test_a_violated_incident_stays_open_after_its_hold_down_until_a_person_resol
     incident_page.get_by_role("button", name="Resolve").click()
     expect(incident_page.locator("#resolved")).to_contain_text("forged by the browser test")
     incident_page.close()
+    overview.bring_to_front()  # a wall screen is in front (a background tab's timers are slowed)
     expect(overview.locator(f'#oncall-block li[data-incident="{pk}"]')).to_have_count(
         0, timeout=ONCALL_WAIT_MS
     )
