@@ -76,6 +76,7 @@ def home(request: HttpRequest) -> HttpResponse:
                 [d["verdict"] for d in statuses],
                 "Overview · Delivery Sentinel",
                 oncall.unacknowledged(oncall_block["open_incidents"]),
+                oncall_block["oncall_alarm"],
             ),
             **oncall_block,
         },
@@ -112,6 +113,7 @@ def sentinel_detail(request: HttpRequest, sentinel_id: int) -> HttpResponse:
                 [status["verdict"]],
                 f"{sentinel.name} · Delivery Sentinel",
                 oncall.unacknowledged([entry["incident"] for entry in latched]),
+                oncall.alarm([entry["incident"] for entry in latched]),
             ),
             "latched": latched,
             "recent": [

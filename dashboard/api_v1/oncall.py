@@ -33,7 +33,7 @@ from dashboard.models import Cluster, Incident, Sentinel, Silence
 from dashboard.models.oncall import OPEN, RESOLVED
 from dashboard.oncall import evaluation
 from dashboard.oncall.forms import SilenceForm
-from dashboard.oncall.services import open_first
+from dashboard.oncall.services import is_cleared, open_first, with_cleared
 from dashboard.oncall.tasks import dispatch_notification
 
 incidents = Router(tags=["incidents"])
@@ -64,6 +64,7 @@ def incident_doc(incident: Incident) -> dict[str, Any]:
         "silenced": incident.silenced,
         "opened_at": _iso(incident.opened_at),
         "last_firing_at": _iso(incident.last_firing_at),
+        "cleared_at": _iso(incident.cleared_at) if is_cleared(incident) else None,
         "acknowledged_at": _iso(incident.acknowledged_at),
         "acknowledged_by": _who(incident.acknowledged_by),
         "resolved_at": _iso(incident.resolved_at),
@@ -84,7 +85,7 @@ def _explanation(found: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _incident(incident_id: int) -> Incident:
     incident = (
-        Incident.objects.select_related("sentinel", "acknowledged_by", "resolved_by")
+        with_cleared(Incident.objects.select_related("sentinel", "acknowledged_by", "resolved_by"))
         .filter(pk=incident_id)
         .first()
     )
@@ -105,7 +106,9 @@ class IncidentsQuery(Schema):
 
 @incidents.get("", response={200: list[IncidentOut], **ERRORS}, summary="Incidents")
 def list_incidents(request: HttpRequest, q: Query[IncidentsQuery]) -> list[dict]:
-    found = Incident.objects.select_related("sentinel", "acknowledged_by", "resolved_by")
+    found = with_cleared(
+        Incident.objects.select_related("sentinel", "acknowledged_by", "resolved_by")
+    )
     if q.state == "unresolved":
         found = found.exclude(state=RESOLVED)
     elif q.state is not None:

@@ -190,6 +190,12 @@ class IncidentOut(Schema):
     silenced: bool = Field(description="opened during a silence: nobody was paged")
     opened_at: str
     last_firing_at: str
+    cleared_at: str | None = Field(
+        None,
+        description="a state's condition (stalled, degraded, p99, loss rate, lint) was found "
+        "clear then and has not held since: the incident waits out its hold-down (or a "
+        "person); null while it holds, and always for a violation",
+    )
     acknowledged_at: str | None = None
     acknowledged_by: str | None = None
     resolved_at: str | None = None
@@ -203,7 +209,10 @@ class IncidentOut(Schema):
 
 class IncidentEventOut(Schema):
     at: str
-    kind: str = Field(description="opened, grew, notify, acknowledged, resolved, silenced")
+    kind: str = Field(
+        description="opened, grew, cleared, firing (again), notify, acknowledged, resolved, "
+        "silenced"
+    )
     message: str
     user: str | None = None
     channel: str | None = None

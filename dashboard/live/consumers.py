@@ -11,7 +11,16 @@ Protocol (server -> client only; client frames are ignored):
    ``OverviewSocketConsumer``);
 3. and every ``heartbeat`` seconds (given in the state) ``{"type": "heartbeat"}``, so that a
    browser can tell a silent feed (no sentinel running) from a dead connection (a half-open
-   TCP connection never fires a close event) and reconnect.
+   TCP connection never fires a close event) and reconnect;
+4. ``{"type": "oncall", "changes": [...]}`` after incidents changed (``ONCALL_GROUP``, sent by
+   ``dashboard.oncall.events`` once committed): each change is an incident id, its sentinel,
+   the transition and the new state, no text; the page fetches what it shows from the on-call
+   room (``oncall_live.js``). The overview batches them with its windows; a sentinel's page
+   gets its sentinel's only; ``ws/oncall/`` (the incidents list) gets them all.
+
+The state also says how fresh the page should be: ``expect_every`` (seconds between data
+messages when all is well) and ``stale_after`` (seconds without any before the page says it
+is stale; ``live.js``).
 
 Anonymous users are accepted and immediately closed with code 4401. Closing *before* accepting
 would turn into an HTTP 403 on the handshake, which browsers report as close code 1006 —
@@ -33,7 +42,14 @@ from dashboard.metrics.overview import sparklines
 from dashboard.metrics.windows import live_windows
 from dashboard.models import Sentinel
 from dashboard.status import all_statuses, sentinel_status
-from workers.engine.documents import OVERVIEW_GROUP, compact, sentinel_group
+from workers.engine.documents import (
+    CHECKPOINT_INTERVAL_S,
+    ONCALL_GROUP,
+    OVERVIEW_GROUP,
+    STALE_AFTER_WINDOWS,
+    compact,
+    sentinel_group,
+)
 
 CLOSE_UNAUTHENTICATED = 4401
 
@@ -43,6 +59,7 @@ WINDOW_MESSAGE = "window"
 WINDOWS_MESSAGE = "windows"  # the overview's batch of window payloads
 VERDICT_MESSAGE = "verdict"
 HEARTBEAT_MESSAGE = "heartbeat"
+ONCALL_MESSAGE = "oncall"
 
 
 class LiveSocketConsumer(AsyncJsonWebsocketConsumer):
@@ -51,7 +68,11 @@ class LiveSocketConsumer(AsyncJsonWebsocketConsumer):
     group_name: str | None = None
     session_group: str | None = None
     heartbeat_seconds: float = 10.0
+    # Data is expected this often: a window a second from each sentinel's check runner.
+    expect_every: float = CHECKPOINT_INTERVAL_S
+    heartbeat_is_data = False  # a feed with nothing else to send: a heartbeat says "no change"
     _heartbeat: asyncio.Task | None = None
+    _oncall: bool = False
 
     def get_group_name(self) -> str:
         raise NotImplementedError
@@ -62,6 +83,9 @@ class LiveSocketConsumer(AsyncJsonWebsocketConsumer):
             "group": self.group_name,
             "server_time": datetime.now(UTC).isoformat(),
             "heartbeat": self.heartbeat_seconds,
+            "expect_every": self.expect_every,
+            "stale_after": self.expect_every * STALE_AFTER_WINDOWS,
+            "heartbeat_is_data": self.heartbeat_is_data,
         }
 
     async def connect(self) -> None:
@@ -72,6 +96,9 @@ class LiveSocketConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group_name = self.get_group_name()
         await self.channel_layer.group_add(self.group_name, self.channel_name)
+        if self.group_name != ONCALL_GROUP:
+            await self.channel_layer.group_add(ONCALL_GROUP, self.channel_name)
+        self._oncall = True
         session = self.scope.get("session")
         self.session_group = session_group(session.session_key) if session else None
         if self.session_group:
@@ -90,6 +117,8 @@ class LiveSocketConsumer(AsyncJsonWebsocketConsumer):
             self._heartbeat.cancel()
         if self.group_name is not None:
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
+        if self._oncall:
+            await self.channel_layer.group_discard(ONCALL_GROUP, self.channel_name)
         if self.session_group is not None:
             await self.channel_layer.group_discard(self.session_group, self.channel_name)
 
@@ -104,6 +133,14 @@ class LiveSocketConsumer(AsyncJsonWebsocketConsumer):
 
     async def verdict_update(self, event: dict[str, Any]) -> None:
         await self.send_json({**event["payload"], "type": VERDICT_MESSAGE})
+
+    async def oncall_update(self, event: dict[str, Any]) -> None:
+        """An incident changed (``ONCALL_UPDATE``): tell the page, which fetches the rest."""
+        if self.wants_oncall(event["payload"]):
+            await self.send_json({"type": ONCALL_MESSAGE, "changes": [event["payload"]]})
+
+    def wants_oncall(self, change: dict[str, Any]) -> bool:
+        return True
 
     async def session_ended(self, event: dict[str, Any]) -> None:
         """The user logged out (in this tab or another): stop streaming to this page."""
@@ -120,10 +157,13 @@ class OverviewSocketConsumer(LiveSocketConsumer):
     hundred sentinels would get a hundred messages a second, each a task and a repaint for the
     browser. They are sent as at most one ``{"type": "windows", "windows": [payload, ...]}``
     every ``batch_seconds``, in arrival order; a verdict goes at once, after the windows that
-    arrived before it (so the page never shows an older verdict over a newer one).
+    arrived before it (so the page never shows an older verdict over a newer one). On-call
+    changes are batched the same way: at most one ``{"type": "oncall", "changes": [...]}``
+    per batch, after its windows.
     """
 
     batch_seconds = 1.0
+    expect_every = max(CHECKPOINT_INTERVAL_S, batch_seconds)
     _flusher: asyncio.Task | None = None
 
     def get_group_name(self) -> str:
@@ -131,6 +171,7 @@ class OverviewSocketConsumer(LiveSocketConsumer):
 
     async def connect(self) -> None:
         self._windows: list[dict[str, Any]] = []
+        self._changes: list[dict[str, Any]] = []
         await super().connect()
         if self.group_name is not None:  # authenticated and streaming
             self._flusher = asyncio.create_task(self._flush_every())
@@ -149,6 +190,12 @@ class OverviewSocketConsumer(LiveSocketConsumer):
         if self._windows:
             batch, self._windows = self._windows, []
             await self.send_json({"type": WINDOWS_MESSAGE, "windows": batch})
+        if self._changes:
+            changes, self._changes = self._changes, []
+            await self.send_json({"type": ONCALL_MESSAGE, "changes": changes})
+
+    async def oncall_update(self, event: dict[str, Any]) -> None:
+        self._changes.append(event["payload"])
 
     async def window_update(self, event: dict[str, Any]) -> None:
         self._windows.append(event["payload"])
@@ -171,6 +218,9 @@ class SentinelSocketConsumer(LiveSocketConsumer):
     def get_group_name(self) -> str:
         return sentinel_group(self.sentinel_id)
 
+    def wants_oncall(self, change: dict[str, Any]) -> bool:
+        return change.get("sentinel") == self.sentinel_id
+
     @property
     def sentinel_id(self) -> int:
         return int(self.scope["url_route"]["kwargs"]["sentinel_id"])
@@ -178,6 +228,18 @@ class SentinelSocketConsumer(LiveSocketConsumer):
     async def get_state(self) -> dict[str, Any]:
         state = await database_sync_to_async(sentinel_state)(self.sentinel_id)
         return {**await super().get_state(), **state}
+
+
+class OncallSocketConsumer(LiveSocketConsumer):
+    """On-call changes only: ``ws/oncall/`` (the incidents list). Nothing but these changes
+    and heartbeats comes here, so a heartbeat means "nothing changed" and keeps it fresh."""
+
+    heartbeat_seconds = 10.0
+    expect_every = heartbeat_seconds
+    heartbeat_is_data = True
+
+    def get_group_name(self) -> str:
+        return ONCALL_GROUP
 
 
 def overview_state() -> dict[str, Any]:

@@ -6,6 +6,7 @@ from dashboard.live import consumers
 
 websocket_urlpatterns = [
     path("ws/overview/", consumers.OverviewSocketConsumer.as_asgi(), name="ws-overview"),
+    path("ws/oncall/", consumers.OncallSocketConsumer.as_asgi(), name="ws-oncall"),
     path(
         "ws/sentinel/<int:sentinel_id>/",
         consumers.SentinelSocketConsumer.as_asgi(),

@@ -34,16 +34,26 @@ def sparklines(
     }
 
 
-def page_state(verdicts: Iterable[str], base: str, unacknowledged: int = 0) -> dict[str, Any]:
+def page_state(
+    verdicts: Iterable[str], base: str, unacknowledged: int = 0, alarm: str = ""
+) -> dict[str, Any]:
     """What the tab says (base.html, ``DS.pageState``): the worst of ``verdicts`` in its title
-    and favicon, with the count of incidents nobody has acknowledged yet."""
+    and favicon, with the count of incidents nobody has acknowledged yet; ``alarm``
+    ("critical", "warning" or ""), the favicon's colour while some are."""
     worst = max(verdicts, key=severity, default="")
     return {
         "verdict": worst,
-        "note": f"{unacknowledged} not acknowledged" if unacknowledged else "",
+        "note": unacknowledged_note(unacknowledged),
+        "unacknowledged": unacknowledged,
+        "alarm": alarm,
         "base": base,
         "severity": SEVERITY,
     }
+
+
+def unacknowledged_note(unacknowledged: int) -> str:
+    """The tab title's on-call note ("2 not acknowledged"), "" when none is."""
+    return f"{unacknowledged} not acknowledged" if unacknowledged else ""
 
 
 # rec/s is the mean of the last THROUGHPUT_SECONDS one-second windows once at least

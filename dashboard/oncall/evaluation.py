@@ -9,6 +9,8 @@ computes each rule's condition (``workers.engine.alerts``), and:
   incident is still recorded);
 - while it holds, keeps that one incident (a flapping condition pages once) and, for a
   violation, grows its counts;
+- when a state's condition (not a violation's) is first found clear, records "cleared" on the
+  incident, and "firing" when it holds again, so pages never show a past state as present;
 - once it has been clear for the rule's ``resolve_after_s`` (the hold-down), resolves the
   incident and notifies resolve to the channels that were sent the trigger, if the rule
   ``resolves_itself``: a violation's does not by default (records were lost or duplicated:
@@ -19,6 +21,8 @@ The ``lint_error`` rule reads the latest guarantee lint report of the sentinel's
 incident while it persists, however many lint runs see it.
 
 Acknowledging or resolving by hand is recorded with the user and notified the same way.
+Each transition is also announced to live pages once its transaction commits
+(``dashboard.oncall.events``).
 Each notification is one ``IncidentEvent`` (``dashboard.oncall.notification``) handed to the
 ``dispatch`` its caller passes: the Celery task and the views pass
 ``dashboard.oncall.tasks.dispatch_notification`` (one task per notification, so a slow or dead
@@ -46,6 +50,7 @@ from dashboard.models.oncall import (
     active_silence,
     ensure_rules,
 )
+from dashboard.oncall.events import announce
 from dashboard.oncall.notification import Dispatch, notify
 from dashboard.redisclient import redis_client
 from dashboard.status import all_statuses
@@ -286,16 +291,41 @@ def apply(
             notify(incident, alerts.TRIGGER, dispatch)
         return incident
     if condition.firing:
+        if rule.kind != alerts.VIOLATED and is_cleared(incident):
+            IncidentEvent.objects.create(
+                incident=incident, at=at, kind="firing", message=condition.reason
+            )
+            announce(incident, "firing")
         incident.last_firing_at = at
         if rule.kind == alerts.VIOLATED:
             grow(incident, status, at)
             reexplain(incident, sentinel, now, at)
         incident.save()
-    elif incident is not None and rule.resolves_itself:
+    elif incident is not None:
+        if rule.kind != alerts.VIOLATED and not is_cleared(incident):
+            clear(incident, rule, at)
         clear_for = now - incident.last_firing_at.timestamp()
-        if clear_for >= rule.resolve_after_s:
+        if rule.resolves_itself and clear_for >= rule.resolve_after_s:
             resolve(incident, None, f"clear for {clear_for:.0f} s", dispatch=dispatch, at=at)
     return None
+
+
+def is_cleared(incident: Incident) -> bool:
+    """Whether the condition of ``incident`` (a state: stalled, degraded, p99, loss rate,
+    lint) was found clear since it last held: a "cleared" event after its last firing."""
+    return incident.events.filter(kind="cleared", at__gte=incident.last_firing_at).exists()
+
+
+def clear(incident: Incident, rule: AlertRule, at: datetime) -> None:
+    """Record that a state's condition no longer holds while its incident stays open (the
+    hold-down, or a rule that does not resolve by itself): pages say "cleared", not the past
+    as the present. A violation is never "cleared": its records stay lost or duplicated."""
+    if rule.resolves_itself:
+        message = f"condition clear; resolves after {rule.resolve_after_s} s clear"
+    else:
+        message = "condition clear; stays open until a person resolves it"
+    IncidentEvent.objects.create(incident=incident, at=at, kind="cleared", message=message)
+    announce(incident, "cleared")
 
 
 def open_incident(
@@ -330,6 +360,7 @@ def open_incident(
         IncidentEvent.objects.create(
             incident=incident, at=at, kind="explained", message=explanation["text"]
         )
+    announce(incident, "opened")
     return incident
 
 
@@ -350,6 +381,7 @@ def grow(incident: Incident, status: dict, at: datetime) -> None:
         message = ", ".join(f"{k} {incident.counts.get(k, 0)} -> {v}" for k, v in counts.items())
         incident.counts = counts
         IncidentEvent.objects.create(incident=incident, at=at, kind="grew", message=message)
+        announce(incident, "grew")
 
 
 # How long after the first affected record an unexplained violation is explained again: the
@@ -385,6 +417,7 @@ def acknowledge(incident: Incident, user, *, dispatch: Dispatch) -> bool:
         IncidentEvent.objects.create(
             incident=incident, kind="acknowledged", user=user, message=f"by {user}"
         )
+        announce(incident, "acknowledged")
         if not incident.silenced:
             notify(incident, alerts.ACKNOWLEDGE, dispatch, by=str(user))
     return True
@@ -416,6 +449,7 @@ def resolve(
             user=user,
             message=f"{who}: {note}" if note else who,
         )
+        announce(incident, "resolved")
         if not incident.silenced:
             notify(incident, alerts.RESOLVE, dispatch, by=str(user) if user else "")
     return True

@@ -8,6 +8,7 @@ app_name = "oncall"
 
 urlpatterns = [
     path("incidents/", views.incident_list, name="incidents"),
+    path("incidents/live/", views.live_fragments, name="live"),
     path("incidents/<int:pk>/", views.incident_detail, name="incident"),
     path("incidents/<int:pk>/acknowledge/", views.incident_acknowledge, name="acknowledge"),
     path("incidents/<int:pk>/resolve/", views.incident_resolve, name="resolve"),

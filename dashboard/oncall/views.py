@@ -18,17 +18,21 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
 
+from dashboard.metrics.overview import unacknowledged_note
 from dashboard.metrics.windows import RANGE_LABELS, RANGES
 from dashboard.models import Channel, Incident, Sentinel, Silence
 from dashboard.models.metrics import MetricWindow
 from dashboard.models.oncall import INCIDENT_STATES, OPEN, RESOLVED, ensure_rules
-from dashboard.oncall import evaluation, notification
+from dashboard.oncall import evaluation, notification, services
 from dashboard.oncall.forms import ChannelForm, RuleForm, SilenceForm
 from dashboard.oncall.services import open_first
 from dashboard.oncall.tasks import dispatch_notification
@@ -149,15 +153,60 @@ def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
+def back_to(request: HttpRequest, fallback: str) -> str:
+    """Where a form asked to return (``next``: the card's Acknowledge returns to its page), if
+    it is a path of this site; else ``fallback``."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return fallback
+
+
 @login_required
 @require_POST
 def incident_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    """From the incident page or a card's latched line (which passes ``next``)."""
     incident = get_object_or_404(Incident, pk=pk)
     if evaluation.acknowledge(incident, request.user, dispatch=dispatch_notification):
         messages.success(request, f"Incident #{pk} acknowledged by {request.user}.")
     else:
         messages.warning(request, f"Incident #{pk} was not open: nothing acknowledged.")
-    return redirect("oncall:incident", pk=pk)
+    return redirect(back_to(request, reverse("oncall:incident", args=[pk])))
+
+
+@never_cache
+@login_required
+@require_GET
+def live_fragments(request: HttpRequest) -> HttpResponse:
+    """What a live page redraws after an on-call event (``oncall_live.js``), rendered by the
+    templates of the first render: ``block`` (the overview's on-call box; "" with
+    ``?sentinel=``), ``latched`` (sentinel id -> its latched lines), ``note`` (the tab
+    title's "N not acknowledged"), ``alarm`` and ``unacknowledged`` (the favicon). With
+    ``?sentinel=id``, of that sentinel only (its detail page)."""
+    raw = request.GET.get("sentinel", "")
+    sentinel_id = int(raw) if raw.isdigit() else None
+    state = services.live_state(sentinel_id)
+    back = reverse("sentinel-detail", args=[sentinel_id]) if sentinel_id else reverse("home")
+    latched = {
+        str(sid): render_to_string(
+            "oncall/_latched.html",
+            {"latched": entries, "back": back, "small": sentinel_id is None},
+            request=request,
+        )
+        for sid, entries in state["latched"].items()
+    }
+    block = "" if sentinel_id else render_to_string("oncall/_overview_block.html", state, request)
+    return JsonResponse(
+        {
+            "block": block,
+            "latched": latched,
+            "note": unacknowledged_note(state["unacknowledged"]),
+            "alarm": state["alarm"],
+            "unacknowledged": state["unacknowledged"],
+        }
+    )
 
 
 @login_required

@@ -6,6 +6,7 @@ Every test's page screenshot lands in test-artifacts/; a browser console error f
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -206,3 +207,204 @@ def test_it_shows_an_invalid_profile_property_inline(page, live_app: LiveApp):
     snap(page, "profile-form-inline-error")
     page.goto(live_app.base_url + "/manage/")
     expect(page.get_by_text("typo-profile")).to_have_count(0)
+
+
+# -- on-call, live: incidents reach pages that are already open (issue 28) ------------------
+# The live app runs no Celery beat: the tests run the evaluation as its task does, in a
+# ``manage.py shell`` of the app (its transaction commits, then the on-call event goes to
+# Daphne's sockets through the same Redis channel layer).
+
+ONCALL_WAIT_MS = 5000  # an open page shows an incident change within this, without reload
+
+EVALUATE = """
+import json, time
+from django.utils import timezone
+from dashboard.models import Incident
+from dashboard.oncall import evaluation
+evaluation.evaluate(time.time(), dispatch=lambda event_id: None)
+if {resolve_all}:  # a clean slate, quietly (as if resolved an hour ago)
+    Incident.objects.exclude(state="resolved").update(
+        state="resolved", resolved_at=timezone.now() - timezone.timedelta(hours=1),
+        resolve_note="browser test set-up")
+amo = Incident.objects.filter(sentinel__name="at-most-once", kind="violated").exclude(
+    state="resolved").first()
+print(json.dumps({{"amo": amo.pk if amo else None}}))
+"""
+SHELL_TIMEOUT_S = 300  # a Django shell on a loaded two-core machine
+
+# The violation's rule with its hold-down cut to a second (as the on-call cluster test cuts
+# hold-downs), then an evaluation: how long the condition has been clear, and the state.
+PAST_HOLD_DOWN = """
+import json, time
+from dashboard.models import Incident
+from dashboard.oncall import evaluation
+i = Incident.objects.select_related("rule").get(pk={pk})
+i.rule.resolve_after_s = 1
+i.rule.save()
+now = max(time.time(), i.last_firing_at.timestamp() + 2)  # clear for twice the hold-down
+evaluation.evaluate(now, dispatch=lambda event_id: None)
+i.refresh_from_db()
+print(json.dumps({{"state": i.state, "kind": i.kind, "clear_for": now - i.last_firing_at.timestamp(),
+    "resolve_after_s": i.rule.resolve_after_s, "resolves_itself": i.rule.resolves_itself}}))
+"""
+
+
+def evaluate(live_app: LiveApp, resolve_all: bool = False) -> int | None:
+    """One evaluation of every rule (then, with ``resolve_all``, every incident resolved);
+    the at-most-once violation left unresolved."""
+    script = EVALUATE.format(resolve_all=resolve_all)
+    out = live_app.manage("shell", "-c", script, timeout=SHELL_TIMEOUT_S)
+    return json.loads(out.splitlines()[-1])["amo"]
+
+
+def past_hold_down(live_app: LiveApp, pk: int) -> dict:
+    out = live_app.manage("shell", "-c", PAST_HOLD_DOWN.format(pk=pk), timeout=SHELL_TIMEOUT_S)
+    return json.loads(out.splitlines()[-1])
+
+
+def duplicated(live_app: LiveApp, name: str) -> int:
+    return (
+        (live_app.status(live_app.sentinels[name]["id"]) or {})
+        .get("totals", {})
+        .get("duplicated", 0)
+    )
+
+
+def unacknowledged_in_title(page) -> int:
+    found = re.search(r"(\d+) not acknowledged", page.title())
+    return int(found.group(1)) if found else 0
+
+
+def violate_at_most_once(live_app: LiveApp) -> int:
+    """A forged duplicate on the at-most-once topic, seen by its checker, then the
+    evaluation that opens its incident (or grows the one open): the incident's id."""
+    before = duplicated(live_app, "at-most-once")
+    forge_duplicate(live_app.bootstrap, live_app.sentinels["at-most-once"]["topic"])
+    live_app.wait(
+        lambda: duplicated(live_app, "at-most-once") > before,
+        LIVE_TIMEOUT_MS / 1000,
+        "the at-most-once checker to count the forged duplicate",
+    )
+    pk = evaluate(live_app)
+    assert pk is not None, "the forged duplicate opened no at-most-once incident"
+    return pk
+
+
+@pytest.fixture(scope="module")
+def amo_violation(live_app: LiveApp) -> dict:
+    """The at-most-once violation the on-call tests share: opened by the first that needs
+    it (``id`` None until then)."""
+    return {"id": None}
+
+
+def test_an_open_overview_shows_a_new_incident_and_its_title_changes_without_reload(
+    page, live_app: LiveApp, amo_violation
+):
+    # The evaluator's memory (what earlier tests forged is not new), and no incident open.
+    assert evaluate(live_app, resolve_all=True) is None
+    page.goto(live_app.base_url + "/")
+    page.evaluate("window.__notReloaded = true")
+    amo = cell(page, "at-most-once")
+    expect(page.locator("#oncall-block li")).to_have_count(0)
+    expect(amo.locator(".latched")).to_have_count(0)
+    expect(page).not_to_have_title(re.compile("not acknowledged"))
+    expect(page.locator("#live-status")).to_contain_text(re.compile(r"updated \d+ s ago"))
+    snap(page, "oncall-live-overview-before")
+
+    pk = violate_at_most_once(live_app)
+    amo_violation["id"] = pk
+    committed_at = time.monotonic()
+    entry = page.locator(f'#oncall-block li[data-incident="{pk}"]')
+    expect(entry).to_contain_text("not acknowledged", timeout=ONCALL_WAIT_MS)
+    # (The same evaluation may open others: at-most-once really loses records on a loaded
+    # machine, a loss rate incident.) The title counts what the on-call box lists.
+    expect(page).to_have_title(
+        re.compile(r"· \d+ not acknowledged · Overview"), timeout=ONCALL_WAIT_MS
+    )
+    elapsed = time.monotonic() - committed_at
+    waiting = page.locator("#oncall-block .not-acked").count()
+    assert unacknowledged_in_title(page) == waiting >= 1
+    line = amo.locator(f'[data-latched="{pk}"]')
+    expect(line.locator(".latched-text")).to_have_text(
+        re.compile(
+            rf"violated at \d\d:\d\d UTC, \d+ duplicated; incident #{pk} open, not acknowledged"
+        )
+    )
+    expect(line.get_by_role("button", name=f"Acknowledge incident #{pk}")).to_be_visible()
+    expect(page.locator("#favicon")).to_have_attribute("data-alarm", "critical")
+    expect(page.locator("#favicon")).to_have_attribute("href", re.compile("^data:image/svg"))
+    assert page.evaluate("window.__notReloaded") is True
+    snap(page, "oncall-live-overview-after")
+    print(f"the open overview showed incident #{pk} {elapsed:.1f} s after it was committed")
+
+
+def test_acknowledging_on_the_incident_page_clears_the_latch_on_an_open_overview(
+    page, live_app: LiveApp, amo_violation
+):
+    pk = amo_violation["id"] or violate_at_most_once(live_app)
+    amo_violation["id"] = pk
+    page.goto(live_app.base_url + "/")
+    page.evaluate("window.__notReloaded = true")
+    line = cell(page, "at-most-once").locator(f'[data-latched="{pk}"]')
+    expect(line).to_contain_text("open, not acknowledged")
+    waiting = unacknowledged_in_title(page)
+    assert waiting >= 1
+    snap(page, "oncall-live-latch-before-ack")
+
+    other = page.context.new_page()
+    other.goto(f"{live_app.base_url}/incidents/{pk}/")
+    other.get_by_role("button", name="Acknowledge", exact=True).click()
+    expect(other.locator("#acknowledged")).to_contain_text(f"by {USERNAME}")
+    other.close()
+    page.bring_to_front()  # a wall screen is in front (a background tab's timers are slowed)
+
+    expect(line.locator(".latched-text")).to_have_text(
+        re.compile(rf"; incident #{pk} acknowledged by {USERNAME}$"), timeout=ONCALL_WAIT_MS
+    )
+    expect(line).not_to_contain_text("not acknowledged")
+    expect(line.get_by_role("button")).to_have_count(0)
+    entry = page.locator(f'#oncall-block li[data-incident="{pk}"]')
+    expect(entry).to_contain_text(f"acknowledged by {USERNAME}")
+    if waiting == 1:
+        expect(page).not_to_have_title(re.compile("not acknowledged"))
+    else:
+        expect(page).to_have_title(re.compile(rf"· {waiting - 1} not acknowledged ·"))
+    assert page.evaluate("window.__notReloaded") is True
+    snap(page, "oncall-live-latch-after-ack")
+
+
+def test_a_violated_incident_stays_open_after_its_hold_down_until_a_person_resolves_it(
+    page, live_app: LiveApp, amo_violation
+):
+    pk = amo_violation["id"] or violate_at_most_once(live_app)
+    after = past_hold_down(live_app, pk)
+    assert after["kind"] == "violated" and after["resolves_itself"] is False
+    assert after["clear_for"] > after["resolve_after_s"]
+    assert after["state"] in ("open", "acknowledged")
+
+    page.goto(f"{live_app.base_url}/sentinels/{live_app.sentinels['at-most-once']['id']}/")
+    detail_line = page.locator(f'[data-latched="{pk}"]')
+    expect(detail_line).to_contain_text(f"incident #{pk}")
+    expect(detail_line).not_to_contain_text("resolved")
+    overview = page.context.new_page()
+    overview.goto(live_app.base_url + "/")
+    card_line = cell(overview, "at-most-once").locator(f'[data-latched="{pk}"]')
+    expect(card_line).not_to_contain_text("resolved")
+    snap(overview, "oncall-violation-after-hold-down")
+
+    # Resolved with a note by a person: over on both open pages, without reload.
+    incident_page = page.context.new_page()
+    incident_page.goto(f"{live_app.base_url}/incidents/{pk}/")
+    incident_page.get_by_label("Resolution note").fill("forged by the browser test")
+    incident_page.get_by_role("button", name="Resolve").click()
+    expect(incident_page.locator("#resolved")).to_contain_text("forged by the browser test")
+    incident_page.close()
+    overview.bring_to_front()  # a wall screen is in front (a background tab's timers are slowed)
+    expect(overview.locator(f'#oncall-block li[data-incident="{pk}"]')).to_have_count(
+        0, timeout=ONCALL_WAIT_MS
+    )
+    expect(card_line).to_contain_text(f"incident #{pk} resolved by {USERNAME}")
+    expect(detail_line).to_contain_text(f"incident #{pk} resolved by {USERNAME}")
+    snap(overview, "oncall-violation-resolved")
+    overview.close()
+    amo_violation["id"] = None

@@ -44,7 +44,11 @@ def test_it_acknowledges_an_incident_from_its_page_and_the_overview_shows_it(
     incident = json.loads(live_app.manage("shell", "-c", MAKE_INCIDENT).splitlines()[-1])["id"]
     page.goto(live_app.base_url + "/")
     latched = page.locator(f'[data-latched="{incident}"]')
-    expect(latched).to_have_text(re.compile(r"violated at \d\d:\d\d, 40 lost, not acknowledged"))
+    expect(latched.locator(".latched-text")).to_have_text(
+        re.compile(
+            rf"violated at \d\d:\d\d UTC, 40 lost; incident #{incident} open, not acknowledged"
+        )
+    )
 
     page.goto(f"{live_app.base_url}/incidents/{incident}/")
     expect(page.locator("#acknowledged")).to_have_text("not acknowledged")
@@ -61,6 +65,38 @@ def test_it_acknowledges_an_incident_from_its_page_and_the_overview_shows_it(
     entry = page.locator(f'#oncall-block li[data-incident="{incident}"]')
     expect(entry).to_contain_text(f"acknowledged by {USERNAME}")
     expect(entry).not_to_contain_text("not acknowledged")
-    expect(latched).to_have_text(
-        re.compile(rf"violated at \d\d:\d\d, 40 lost, acknowledged by {USERNAME}")
+    expect(latched.locator(".latched-text")).to_have_text(
+        re.compile(
+            rf"violated at \d\d:\d\d UTC, 40 lost; incident #{incident} acknowledged by {USERNAME}"
+        )
     )
+
+
+def test_the_incidents_list_shows_a_new_incident_without_reload(page, live_app: LiveApp):
+    page.goto(live_app.base_url + "/incidents/")
+    page.evaluate("window.__notReloaded = true")
+    # Its socket carries on-call events only; a heartbeat says nothing changed.
+    expect(page.locator("#live-status")).to_contain_text(re.compile(r"updated \d+ s ago"))
+    incident = json.loads(
+        live_app.manage(
+            "shell", "-c", MAKE_INCIDENT + ANNOUNCE + "print(json.dumps({'id': i.pk}))"
+        ).splitlines()[-1]
+    )["id"]
+    row = page.locator(f'tr.incident-row[data-incident="{incident}"]')
+    expect(row).to_contain_text("not acknowledged", timeout=5000)
+    assert page.evaluate("window.__notReloaded") is True
+
+
+ANNOUNCE = """
+from dashboard.oncall.events import announce
+announce(i, "opened")
+"""
+
+
+def test_the_live_pill_turns_stale_when_no_sentinel_reports(page, live_app: LiveApp):
+    """No sentinel runs here: after five one-second windows' worth of nothing, the overview
+    says it is stale (a page that keeps saying "Live" would be trusted)."""
+    page.goto(live_app.base_url + "/")
+    pill = page.locator("#live-status")
+    expect(pill).to_have_attribute("data-state", "stale", timeout=15000)
+    expect(pill).to_contain_text(re.compile(r"Stale: nothing new for \d+ s \(expected every 1 s\)"))

@@ -348,16 +348,18 @@ def test_it_latches_an_unresolved_incident_on_the_overview(logged_in, sentinels,
     opened_at = datetime(2026, 1, 5, 14, 2, 11, tzinfo=UTC)
     incident = make_incident(sentinel, opened_at=opened_at)
     page = html(logged_in.get("/"))
-    assert "violated at 14:02, 40 lost, not acknowledged" in page
-    assert f'data-latched="{incident.pk}"' in page
-    assert f'href="/incidents/{incident.pk}/"' in page
+    n = incident.pk
+    assert f"violated at 14:02 UTC, 40 lost; incident #{n} open, not acknowledged" in page
+    assert f'data-latched="{n}"' in page
+    assert f'href="/incidents/{n}/"' in page
 
-    Incident.objects.filter(pk=incident.pk).update(state=ACKNOWLEDGED, acknowledged_by=alice)
-    assert "violated at 14:02, 40 lost, acknowledged by alice" in html(logged_in.get("/"))
+    Incident.objects.filter(pk=n).update(state=ACKNOWLEDGED, acknowledged_by=alice)
+    page = html(logged_in.get("/"))
+    assert f"violated at 14:02 UTC, 40 lost; incident #{n} acknowledged by alice" in page
 
     Incident.objects.filter(pk=incident.pk).update(state=RESOLVED)
     page = html(logged_in.get("/"))
-    assert "data-latched" not in page and "violated at 14:02" not in page
+    assert "data-latched=" not in page and "violated at 14:02" not in page
 
 
 def test_the_overview_warns_while_nobody_would_be_notified(logged_in, sentinels):

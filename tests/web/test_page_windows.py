@@ -70,7 +70,8 @@ def test_it_keeps_an_unacknowledged_violation_on_the_detail_page_and_in_the_tab(
     html = logged_in.get(reverse("sentinel-detail", args=[alo.pk])).content.decode()
     latched = html[html.index(f'data-latched="{incident.pk}"') :]
     assert re.match(
-        r'data-latched="\d+"><a href="/incidents/\d+/">violated at \d\d:\d\d, 40 lost, '
+        r'data-latched="\d+" data-latched-state="open"><a class="latched-text" '
+        r'href="/incidents/\d+/">violated at \d\d:\d\d UTC, 40 lost; incident #\d+ open, '
         r"not acknowledged<",
         latched,
     )
@@ -82,13 +83,16 @@ def test_it_keeps_an_unacknowledged_violation_on_the_detail_page_and_in_the_tab(
     overview = logged_in.get(reverse("home")).content.decode()
     title = re.search(r"<title[^>]*>([^<]*)</title>", overview).group(1)
     assert title == "DEGRADED · 1 not acknowledged · Overview · Delivery Sentinel"
-    assert 'id="favicon" href="data:," data-verdict="DEGRADED"' in overview
+    assert (
+        'id="favicon" href="data:," data-verdict="DEGRADED" data-alarm="critical" '
+        'data-unacknowledged="1"' in overview
+    )
     assert '<script id="ds-severity" type="application/json">' in overview
 
     incident.state = ACKNOWLEDGED
     incident.save()
     html = logged_in.get(reverse("sentinel-detail", args=[alo.pk])).content.decode()
-    assert f'class="latched acked" data-latched="{incident.pk}"' in html
+    assert f'class="latched latched-acknowledged acked" data-latched="{incident.pk}"' in html
     assert '<title data-base="at-least-once · Delivery Sentinel" data-note="">HOLDING · at-' in html
 
 

@@ -348,7 +348,18 @@ def merge_windows(windows: list[Window]) -> Window | None:
 OVERVIEW_GROUP = "overview"
 WINDOW_UPDATE = "window.update"
 VERDICT_UPDATE = "verdict.update"
-EVENT_TYPES = frozenset({WINDOW_UPDATE, VERDICT_UPDATE})
+# On-call: one event each time an incident opens, grows, clears (a state's condition, during
+# its hold-down), fires again, is acknowledged or resolves; sent by the dashboard
+# (``dashboard.oncall.events``) once the change is committed. It carries ids and the
+# transition only: pages fetch what they show from the on-call room.
+ONCALL_GROUP = "oncall"
+ONCALL_UPDATE = "oncall.update"
+ONCALL_TRANSITIONS = ("opened", "grew", "cleared", "firing", "acknowledged", "resolved")
+EVENT_TYPES = frozenset({WINDOW_UPDATE, VERDICT_UPDATE, ONCALL_UPDATE})
+# A sentinel's check runner writes a window every CHECKPOINT_INTERVAL_S (its cut); the
+# overview relays them in batches of as long. A live page that got nothing for
+# STALE_AFTER_WINDOWS of those periods (heartbeats aside) says it is stale (``live.js``).
+STALE_AFTER_WINDOWS = 5
 # channels-redis keeps this many messages per channel (and drops the rest) for this long:
 # publish about one snapshot per second per group.
 CHANNEL_LAYER_CAPACITY = envint("CHANNEL_LAYER_CAPACITY", 100, min=1)

@@ -5,17 +5,31 @@
  *     state(msg) {...}, window(msg) {...}, verdict(msg) {...},
  *   });
  *
- * Handlers are named after the message "type". Close code 4401 (not logged in) sends the
- * browser to the login page instead of retrying forever. The server sends a heartbeat every
- * few seconds; a connection silent for 2.5 heartbeats is treated as dropped. */
+ * Handlers are named after the message "type"; code shared by pages (the on-call state,
+ * oncall_live.js) listens too with DS.onLive(type, fn), called after the page's handler.
+ * Close code 4401 (not logged in) sends the browser to the login page instead of retrying
+ * forever. The server sends a heartbeat every few seconds; a connection silent for 2.5
+ * heartbeats is treated as dropped.
+ *
+ * Freshness: while live, the pill says "Live · updated N s ago" (N: since the last data
+ * message; heartbeats count only where the state says so, "heartbeat_is_data"). The state
+ * message says how often data is expected ("expect_every", seconds: the check runners'
+ * one-second cut, which the overview relays in one-second batches) and after how long
+ * without any the page is stale ("stale_after": STALE_AFTER_WINDOWS of those periods,
+ * workers/engine/documents.py); then the pill turns to a stale warning. */
 (function () {
   "use strict";
 
   const CLOSE_UNAUTHENTICATED = 4401;
   const MIN_DELAY_MS = 1000;
   const MAX_DELAY_MS = 30000;
-  const QUIET_AFTER_MS = 10000;
+  const STALE_AFTER_MS = 5000; // until the state message says otherwise
   const DEAD_AFTER_HEARTBEATS = 2.5;
+  const listeners = {}; // type -> [fn]: DS.onLive
+
+  function onLive(type, fn) {
+    (listeners[type] = listeners[type] || []).push(fn);
+  }
 
   function indicator() {
     const el = document.getElementById("live-status");
@@ -41,6 +55,9 @@
     let retryTimer = null;
     let countdownTimer = null;
     let heartbeatMs = 10000;
+    let staleMs = STALE_AFTER_MS;
+    let expectEvery = 1;
+    let heartbeatIsData = false;
     let lastFrameAt = 0; // any frame, heartbeats included: is the connection alive?
     let lastDataAt = 0; // state, windows, verdicts: is anything happening?
     let stopped = false;
@@ -60,7 +77,7 @@
         if (ws !== socket) return;
         attempt = 0;
         lastFrameAt = lastDataAt = Date.now();
-        status.set("live", "Live");
+        status.set("live", "Live · updated 0 s ago");
       });
       ws.addEventListener("message", (event) => {
         if (ws !== socket) return;
@@ -71,12 +88,18 @@
         } catch (err) {
           return; // not ours; never let one bad frame stop the page
         }
-        if (msg.type === "heartbeat") return;
-        if (msg.type === "state" && msg.heartbeat) heartbeatMs = msg.heartbeat * 1000;
+        if (msg.type === "state") {
+          if (msg.heartbeat) heartbeatMs = msg.heartbeat * 1000;
+          if (msg.expect_every) expectEvery = msg.expect_every;
+          if (msg.stale_after) staleMs = msg.stale_after * 1000;
+          heartbeatIsData = Boolean(msg.heartbeat_is_data);
+        }
+        if (msg.type === "heartbeat" && !heartbeatIsData) return;
         lastDataAt = lastFrameAt;
-        if (status.state !== "live") status.set("live", "Live");
+        if (status.state !== "live") status.set("live", "Live · updated 0 s ago");
         const handler = handlers[msg.type];
         if (handler) handler(msg);
+        for (const fn of listeners[msg.type] || []) fn(msg);
       });
       ws.addEventListener("close", (event) => {
         if (ws !== socket || stopped) return;
@@ -108,7 +131,8 @@
 
     /* A half-open connection (network gone, proxy dropped it) never fires "close": without
      * a heartbeat for a while it is dead, so drop it and reconnect. An open connection with
-     * heartbeats but no data just means no sentinel is reporting: say so. */
+     * heartbeats but no data for longer than expected is stale (no sentinel is reporting, or
+     * the relay is behind): say so, and since when. */
     setInterval(() => {
       if (!socket || socket.readyState !== WebSocket.OPEN || !lastFrameAt) return;
       const now = Date.now();
@@ -117,9 +141,13 @@
         socket = null;
         dead.close(4000, "no heartbeat");
         scheduleReconnect();
-      } else if (now - lastDataAt > QUIET_AFTER_MS) {
-        const quiet = Math.round((now - lastDataAt) / 1000);
-        status.set("quiet", `Live — no sentinel update for ${quiet} s`);
+      } else if (status.state === "live" || status.state === "stale") {
+        const ago = Math.round((now - lastDataAt) / 1000);
+        if (now - lastDataAt > staleMs) {
+          status.set("stale", `Stale: nothing new for ${ago} s (expected every ${expectEvery} s)`);
+        } else {
+          status.set("live", `Live · updated ${ago} s ago`);
+        }
       }
     }, 1000);
 
@@ -163,23 +191,48 @@
   /* The tab carries the worst current state: its title starts with the verdict and the
    * favicon is a dot in the verdict's colour with its icon, so a background tab shows it. */
   const ICONS = { HOLDING: "✓", DEGRADED: "!", VIOLATED: "✕", STALLED: "‖" };
+  let shownVerdict = null; // the last verdict the page asked for: on-call changes redraw it
+
+  /* The favicon's dot: red while a critical incident is not acknowledged, amber while
+   * another one is (the dot then carries the count of unacknowledged incidents), else the
+   * verdict's colour and icon. ``title.dataset.note`` / ``favicon.dataset.alarm`` and
+   * ``.unacknowledged`` come with the page and are kept current by DS.oncallState. */
+  const ALARM_COLOURS = { critical: "--violated", warning: "--degraded" };
 
   function pageState(verdict, note) {
     const title = document.querySelector("title");
     const base = title.dataset.base;
+    if (verdict === undefined) verdict = shownVerdict;
+    shownVerdict = verdict;
     if (note === undefined) note = title.dataset.note;
     if (base) document.title = (verdict ? `${verdict}${note ? " · " + note : ""} · ` : "") + base;
     const icon = document.getElementById("favicon");
     if (!icon || !verdict) return;
     const css = getComputedStyle(document.documentElement);
-    const colour = css.getPropertyValue("--" + verdict.toLowerCase()).trim() || "#57606a";
+    const alarm = icon.dataset.alarm || "";
+    const waiting = Number(icon.dataset.unacknowledged || 0);
+    const variable = ALARM_COLOURS[alarm] || "--" + verdict.toLowerCase();
+    const colour = css.getPropertyValue(variable).trim() || "#57606a";
+    const glyph = alarm ? (waiting > 9 ? "9+" : String(waiting)) : ICONS[verdict] || "?";
     const svg =
       '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">' +
       `<circle cx="8" cy="8" r="7.5" fill="${colour}"/>` +
       '<text x="8" y="12" font-size="11" font-family="sans-serif" font-weight="700" ' +
-      `text-anchor="middle" fill="#fff">${ICONS[verdict] || "?"}</text></svg>`;
+      `text-anchor="middle" fill="#fff">${glyph}</text></svg>`;
     icon.href = "data:image/svg+xml," + encodeURIComponent(svg);
     icon.dataset.verdict = verdict;
+  }
+
+  /* The on-call part of the tab: "N not acknowledged" in the title, the favicon's alarm. */
+  function oncallState(note, alarm, unacknowledged) {
+    const title = document.querySelector("title");
+    if (title.dataset.base !== undefined) title.dataset.note = note;
+    const icon = document.getElementById("favicon");
+    if (icon) {
+      icon.dataset.alarm = alarm;
+      icon.dataset.unacknowledged = String(unacknowledged);
+    }
+    pageState();
   }
 
   /* The most severe of ``verdicts``, by the order the server sends (documents.SEVERITY). */
@@ -190,5 +243,14 @@
     return out;
   }
 
-  window.DS = Object.assign(window.DS || {}, { live, fmt, setVerdict, VERDICTS, pageState, worst });
+  window.DS = Object.assign(window.DS || {}, {
+    live,
+    onLive,
+    fmt,
+    setVerdict,
+    VERDICTS,
+    pageState,
+    oncallState,
+    worst,
+  });
 })();
