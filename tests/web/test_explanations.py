@@ -105,6 +105,9 @@ def test_a_loss_after_records_were_deleted_is_explained_everywhere(
     client.force_login(admin_user)
     page = client.get(f"/incidents/{incident.pk}/").content.decode()
     assert "log start 900 → 940" in page
+    # The overview's card: its latched line's tooltip says why.
+    overview = client.get("/").content.decode()
+    assert f'title="Why: {found["text"]}"' in overview
     doc = client.get(f"/api/v1/incidents/{incident.pk}").json()
     assert doc["explanation"]["cause"] == "retention" and doc["explanation"]["partition"] == 0
     settings.METRICS_ALLOWED_IPS = ["127.0.0.0/8"]
