@@ -344,7 +344,8 @@ def advance_partition(
 def judge(state: PartitionState, *, reading: bool, t: float, policy: Policy) -> str:
     """A partition's status: STOPPED (nobody reads it and it has lag), EMPTY (nobody reads it,
     nothing to read), OK (caught up), STALLED (read, lag, no commit for ``stall_after_s``),
-    LAGGING (lag grew across the whole window and is older than ``lagging_floor_s``)."""
+    LAGGING (lag grew across the whole window and its record is known to be older than
+    ``lagging_floor_s``)."""
     if not reading:
         return STOPPED if state.lag > 0 else EMPTY
     if state.lag == 0:
@@ -361,7 +362,8 @@ def judge(state: PartitionState, *, reading: bool, t: float, policy: Policy) -> 
         and all(b >= a for a, b in zip(lags, lags[1:], strict=False))
         and lags[-1] > lags[0]
     )
-    old_enough = state.lag_s is None or state.lag_s >= policy.lagging_floor_s
+    # An unknown age (its record not read yet) is never taken as old: no false alarm.
+    old_enough = state.lag_s is not None and state.lag_s >= policy.lagging_floor_s
     return LAGGING if growing and old_enough else OK
 
 
