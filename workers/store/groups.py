@@ -98,7 +98,8 @@ class GroupStore:
     def forget(self) -> None:
         """Drop everything of this cluster's groups (a cluster removed, a test's clean slate)."""
         names = [
-            groups_key(self.cluster, f":lag:{g}") for g in self.r.hkeys(groups_key(self.cluster))
+            groups_key(self.cluster, f":lag:{g.decode() if isinstance(g, bytes) else g}")
+            for g in self.r.hkeys(groups_key(self.cluster))
         ]
         self.r.delete(groups_key(self.cluster), groups_key(self.cluster, ":events"),
                       groups_key(self.cluster, ":sample"), *names)  # fmt: skip
