@@ -33,6 +33,9 @@ Keys of one sentinel, all under ``ds:{sentinel id}:``:
                  ``APPLIED_TTL_MS`` after the writer's last write.
 - ``lease``      token of the worker process that runs the sentinel (``Lease``).
 - ``fault``      hash ``point``, ``after``, ``action``: a crash point armed by the lab.
+- ``drain``      ``requested`` while the producer is asked to stop cleanly (no new record, its
+                 last delivery reports written, the consuming roles and the checker going on:
+                 how the soak ends, in any hosting), ``done`` once it has.
 - ``alerting``   what alert evaluation remembers between runs (``alert_state``).
 - ``audit``      hash ``acks``, ``ledger``: the stream ids an auditor (the soak's ground truth)
                  has read up to; the checker trims no further (expires unless renewed).
@@ -45,6 +48,14 @@ Global keys: ``ds:workers`` (``WorkerRegistry``: the workers hosting sentinels, 
 ``ds:groups:{cluster}:events`` (capped list of its groups' rewinds, skips and losses),
 ``ds:groups:{cluster}:lag:{group}`` (capped list of one group's lag samples, for its charts) and
 ``ds:groups:{cluster}:sample`` (when and how the last sample went).
+
+Keys of one cluster (by its name), under ``ds:cluster:{cluster}:`` (``ClusterStore``):
+
+- ``watch``      token of the worker that watches the cluster (a ``Lease``: exactly one worker
+                 runs the cluster's samplers, ``workers/runtime/watch.py``).
+- ``samplers``   hash sampler name -> JSON ``{"at", "by", "error", "samples"}``: each
+                 sampler's last step (Redis time in ms, the lease token it ran under, why it
+                 failed or null, its steps so far under that token).
 """
 
 from __future__ import annotations
@@ -84,3 +95,9 @@ def lint_key(cluster: str, suffix: str = "") -> str:
 def groups_key(cluster: str, suffix: str = "") -> str:
     """The consumer groups of ``cluster`` (``suffix`` ":events", ":sample", ":lag:{group}")."""
     return f"{PREFIX}groups:{cluster}{suffix}"
+
+
+def cluster_key(cluster: str, name: str) -> str:
+    """Key ``name`` of the cluster named ``cluster`` (by its name, as sentinel specs and the
+    lint name it). Its middle part is never a number, so ``sentinel_id_of`` reads None."""
+    return f"{PREFIX}cluster:{cluster}:{name}"
