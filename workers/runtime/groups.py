@@ -19,8 +19,9 @@ from typing import Any
 import redis
 
 from workers.clients.groups import GroupReader
-from workers.engine.env import envint
+from workers.engine.env import envint, envstr
 from workers.engine.groups import GroupEvent, GroupState, Policy, advance
+from workers.runtime.watch import ClusterWatch
 from workers.store.groups import GroupStore
 
 log = logging.getLogger("workers.runtime.groups")
@@ -95,10 +96,19 @@ class GroupSampler:
         self.reader.close()
 
 
-def group_sampler(watch: Any, client: redis.Redis) -> GroupSampler:
-    """The watcher's factory (``workers.runtime.watch.SAMPLERS``): ``watch`` is the cluster
-    (its name, bootstrap servers and opened client properties)."""
+def group_sampler(watch: ClusterWatch, client: redis.Redis) -> GroupSampler:
+    """The watcher's factory (``workers.runtime.watch.SAMPLERS``): every group of the cluster
+    but those ``DS_GROUPS_EXCLUDE`` names, or only those ``DS_GROUPS_INCLUDE`` names (both
+    comma-separated shell patterns), every ``DS_GROUPS_INTERVAL_S`` seconds (30)."""
     conf = {**dict(watch.client), "bootstrap.servers": watch.bootstrap_servers}
-    return GroupSampler(
-        watch.cluster, conf, client, interval_s=float(envint("DS_GROUPS_INTERVAL_S", 30))
+    reader = GroupReader(
+        conf,
+        include=_patterns(envstr("DS_GROUPS_INCLUDE", "*")),
+        exclude=_patterns(envstr("DS_GROUPS_EXCLUDE", "")),
     )
+    interval = float(envint("DS_GROUPS_INTERVAL_S", 30, min=1))
+    return GroupSampler(watch.cluster, conf, client, interval_s=interval, reader=reader)
+
+
+def _patterns(value: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (value or "").split(",") if p.strip())
