@@ -108,8 +108,8 @@ def topic_statuses() -> dict[str, dict[str, TopicRollup]]:
 
 
 def all_groups() -> dict[str, dict[str, GroupState]]:
-    """Cluster name -> its groups' states (for ``/metrics``)."""
-    return {name: store(name).states() for name in cluster_names()}
+    """Cluster name -> its groups' states (for ``/metrics``): one Redis round trip."""
+    return GroupStore.states_of(redis_client(), cluster_names())
 
 
 def when(t: float | None) -> str:

@@ -42,6 +42,18 @@ class GroupStore:
             out[state.group] = state
         return dict(sorted(out.items()))
 
+    @staticmethod
+    def states_of(client: redis.Redis, clusters: list[str]) -> dict[str, dict[str, GroupState]]:
+        """Every group's state of each of ``clusters``, in one round trip (``/metrics``)."""
+        pipe = client.pipeline(transaction=False)
+        for cluster in clusters:
+            pipe.hgetall(groups_key(cluster))
+        out = {}
+        for cluster, raw in zip(clusters, pipe.execute() if clusters else [], strict=True):
+            states = [GroupState.from_fields(json.loads(doc)) for doc in raw.values()]
+            out[cluster] = {s.group: s for s in sorted(states, key=lambda s: s.group)}
+        return out
+
     def state(self, group: str) -> GroupState | None:
         raw = self.r.hget(groups_key(self.cluster), group)
         return GroupState.from_fields(json.loads(raw)) if raw else None
