@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.support.waiting import wait_until
 from workers.clients.groups import GroupReader
-from workers.engine.groups import EMPTY, LOST, OK, REWOUND, SKIPPED, STOPPED, Policy
+from workers.engine.groups import EMPTY, LAGGING, LOST, OK, REWOUND, SKIPPED, STOPPED, Policy
 from workers.runtime.groups import GroupSampler
 from workers.store.connection import connect
 from workers.store.groups import GroupStore
@@ -321,3 +321,22 @@ def test_it_never_counts_transaction_markers_as_lag_or_loss(groups: Groups) -> N
         assert (part.lag, part.lag_s, part.lost) == (0, 0.0, 0), name
     assert groups.partition(sample, marker).committed == 10  # Kafka's own lag would say 7
     assert sample.events == []
+
+
+def test_it_shows_a_consumer_slower_than_its_producer_as_lagging(groups: Groups) -> None:
+    group = groups.group("slow")
+    minute_ago_ms = int((time.time() - 60) * 1000)
+    groups.produce(20, timestamp_ms=minute_ago_ms)
+    consumer = groups.read_and_commit(group, 5, close=False)
+    statuses = []
+    for _ in range(3):  # each step: 20 records in, 5 read and committed by a live member
+        groups.produce(20, timestamp_ms=minute_ago_ms)
+        got = 0
+        while got < 5:
+            got += len([m for m in consumer.consume(5 - got, timeout=1.0) if m.error() is None])
+        consumer.commit(asynchronous=False)
+        result = groups.sampler.sample()
+        statuses.append(result.states[group].status)
+    part = groups.partition(result, group)
+    assert list(part.lags) == [30, 45, 60]
+    assert statuses == [OK, OK, LAGGING]
