@@ -217,6 +217,10 @@ def test_it_shows_a_group_whose_members_stop_as_stopped_within_two_samples(
 def test_it_never_flags_a_healthy_consumer_keeping_up_with_steady_traffic(
     groups: Groups,
 ) -> None:
+    # The product's own thresholds (a lag younger than 30 s is never LAGGING, no commit for
+    # 120 s is STALLED): on this shared machine a consumer that keeps up still falls a few
+    # seconds behind now and then, which is not what an on-call engineer should be told.
+    groups.sampler.policy = Policy(window=3)
     group = groups.group("healthy")
     stop = threading.Event()
     errors: list[str] = []

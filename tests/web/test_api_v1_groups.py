@@ -92,7 +92,11 @@ def test_it_lists_events_by_kind(client: Client, auth: dict[str, str], stored: G
 def test_it_answers_404_and_401_as_documented(
     client: Client, auth: dict[str, str], stored: GroupStore
 ) -> None:
-    for url in ("/api/v1/clusters/nope/groups", f"{BASE}/groups/nope"):
+    for url in (
+        "/api/v1/clusters/nope/groups",
+        f"{BASE}/groups/nope",
+        "/api/v1/clusters/%00/groups",
+    ):
         response = client.get(url, headers=auth)
         check(client, "get", url, response)
         assert response.status_code == 404

@@ -100,6 +100,7 @@ def test_it_answers_404_for_an_unknown_cluster_or_group(
 ) -> None:
     client.force_login(user)
     assert client.get(reverse("groups:cluster", args=["nope"])).status_code == 404
+    assert client.get("/groups/%00/").status_code == 404  # no cluster's name, on PostgreSQL too
     assert client.get(reverse("groups:group", args=[CLUSTER, "nope"])).status_code == 404
 
 
