@@ -64,19 +64,21 @@ def assert_conserved(totals: dict[str, int]) -> None:
 
 
 def test_it_holds_all_three_semantics_on_a_clean_run(tmp_path):
-    """All three sentinels for 30 s: HOLDING, nothing lost, duplicated or reordered, and the
-    counts equal what an independent reader finds in the topics."""
+    """All three sentinels for 600 records each (about 10 s): HOLDING, nothing lost,
+    duplicated or reordered, and the counts equal what an independent reader finds in the
+    topics. Long clean runs are the soak's (tests/integration/test_soak.py and
+    ``python -m workers.lab.soak``), not every test's."""
     sentinels = {s: SentinelProcesses(make_spec(s), tmp_path) for s in SEMANTICS}
     try:
         for procs in sentinels.values():
             procs.start("producer")
             procs.start(consumer_roles(procs.spec))
             procs.start("checker")
-        started = time.monotonic()
-        for procs in sentinels.values():
-            procs.wait_status(lambda d: d["totals"]["processed"] > 0, 90, "records flow")
-        # Keep them running for at least 30 s from the first processed record.
-        wait_until(lambda: time.monotonic() - started >= 30, 40, "a 30 s run")
+        for semantic, procs in sentinels.items():
+            # 20 records/s on each of 3 partitions: about 10 s of records, counted, not timed.
+            procs.wait_status(
+                lambda d: d["totals"]["processed"] >= 600, 120, f"{semantic}: 600 records processed"
+            )
         for semantic, procs in sentinels.items():
             doc = procs.wait_status(lambda d: d["verdict"] == "HOLDING", 30, f"{semantic} HOLDING")
             assert doc["verdict"] == "HOLDING", doc

@@ -4,7 +4,10 @@
   notification per channel to real HTTP receivers; more duplicates send nothing new; after
   the hold-down it resolves and sends exactly one resolve;
 - no false page: a fresh start, a restart of the worker and every sentinel process, and a rolling restart of
-  the three brokers open no VIOLATED incident for at-least-once or exactly-once.
+  the three brokers open no VIOLATED incident for at-least-once or exactly-once. The rolling
+  restart is the scenario lab's (the suite's only one: three broker restarts are its slowest
+  fault), so the same restart also proves that the lab's sentinels lose nothing through it,
+  with exact counts (``test_scenarios.assert_lost_nothing_through_a_rolling_restart``).
 
 Alert evaluation runs here as Celery beat runs it (``evaluation.evaluate``), every half second,
 with each notification delivered as its own task would deliver it."""
@@ -23,9 +26,11 @@ from dashboard.models import Channel, Incident
 from dashboard.models.oncall import RESOLVED, AlertRule, ensure_rules
 from dashboard.oncall import evaluation, notification
 from tests.integration.test_hosting import Workers, make_sentinel
+from tests.integration.test_scenarios import assert_lost_nothing_through_a_rolling_restart, run
 from tests.support.waiting import wait_until
 from workers.engine import alerts
 from workers.engine.documents import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
+from workers.lab.lab import Lab
 from workers.localkafka.cluster import LocalCluster
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
@@ -171,7 +176,10 @@ def test_a_forged_duplicate_pages_once_grows_quietly_and_resolves_once(workers, 
     assert {c.enabled for c in (hook, pd)} == {True}
 
 
-def test_starts_restarts_and_a_rolling_broker_restart_raise_no_false_alarm(workers, httpserver):
+@pytest.mark.timeout(1200)
+def test_starts_restarts_and_a_rolling_broker_restart_raise_no_false_alarm_and_lose_nothing(
+    workers, httpserver, tmp_path
+):
     httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
     Channel.objects.create(name="hook", kind="webhook", config={"url": httpserver.url_for("/hook")})
     alo, eos = make_sentinel(AT_LEAST_ONCE), make_sentinel(EXACTLY_ONCE)
@@ -191,8 +199,16 @@ def test_starts_restarts_and_a_rolling_broker_restart_raise_no_false_alarm(worke
         cluster = LocalCluster(
             os.environ["LOCAL_KAFKA_NAME"], broker_base_port=int(os.environ["LOCAL_KAFKA_PORT"])
         )
-        for node in sorted(cluster.nodes):  # a rolling restart of the three brokers
-            cluster.restart(node)
+        # A rolling restart of the three brokers (each stopped cleanly and started again once
+        # every replica is back in sync), by the scenario lab with sentinels of its own.
+        lab = Lab(
+            bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+            redis_url=os.environ["REDIS_URL"],
+            local=cluster,
+            workdir=tmp_path / "lab",
+        )
+        _outcome, results = run("rolling-restart", lab)
+        assert lab.touched_nodes == set(cluster.nodes), lab.touched_nodes
         for s in (alo, eos):
             before = processed(s)
             wait_until(lambda s=s, b=before: processed(s) > b + 50, 180, f"{s.name} after")
@@ -209,3 +225,9 @@ def test_starts_restarts_and_a_rolling_broker_restart_raise_no_false_alarm(worke
         assert "no progress for" in stall.reason or "not running" in stall.reason, stall.reason
     bodies = [json.loads(req.data) for req, _ in httpserver.log]
     assert [b for b in bodies if b["commonLabels"]["rule"] != alerts.STALLED] == []
+    # The lab's own sentinels lost nothing through the same rolling restart, and every broker
+    # is back.
+    assert_lost_nothing_through_a_rolling_restart(results)
+    status = cluster.status()
+    assert [n["state"] for n in status["nodes"]] == ["running"] * 3, status
+    assert status["brokers"] == [1, 2, 3], status

@@ -45,3 +45,19 @@ def test_it_gives_up_on_a_transient_error_after_its_timeout():
 def test_it_tells_transient_errors_from_the_others():
     assert transient(failure(KafkaError._TIMED_OUT))
     assert not transient(failure(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+
+
+def test_a_nodes_jvm_gets_the_options_of_local_kafka_jvm_opts(monkeypatch, tmp_path):
+    """bin/test starts its cluster with ``-XX:TieredStopAtLevel=1``; without the variable a
+    node runs with the JVM's defaults (bin/up, the benchmarks)."""
+    from workers.localkafka.node import JVM_OPTS_ENV, Node
+
+    node = Node(1, tmp_path, 9092, 9093)
+    monkeypatch.delenv(JVM_OPTS_ENV, raising=False)
+    plain = node.java_argv("kafka.Kafka", "server.properties")
+    assert not any(arg.startswith("-XX:TieredStopAtLevel") for arg in plain)
+    monkeypatch.setenv(JVM_OPTS_ENV, "-XX:TieredStopAtLevel=1  -Dx='a b'")
+    argv = node.java_argv("kafka.Kafka", "server.properties")
+    cp = argv.index("-cp")
+    assert argv[cp - 2 : cp] == ["-XX:TieredStopAtLevel=1", "-Dx=a b"]
+    assert argv[cp:] == plain[plain.index("-cp") :]

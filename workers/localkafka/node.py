@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import socket
 import time
@@ -30,6 +31,10 @@ LOG_ROTATE_BYTES = 32 * 1024 * 1024
 # Logged by a node once its broker is registered and unfenced (docker/kafka/log4j2.properties
 # keeps kafka.server at INFO for it).
 STARTED_LINE = b"Kafka Server started"
+# More JVM options for every node (and storage format) this process starts, e.g. bin/test's
+# ``-XX:TieredStopAtLevel=1``: a test cluster's nodes start, and restart, in about half the CPU
+# time (no C2 compiling while they start; the suite's light load never needs its code).
+JVM_OPTS_ENV = "LOCAL_KAFKA_JVM_OPTS"
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +203,7 @@ class Node:
             f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
             f"-Dkafka.logs.dir={self.dir}",
             self.marker,
+            *shlex.split(os.environ.get(JVM_OPTS_ENV, "")),
             "-cp",
             f"{self.libs_dir}/*",
             main_class,
