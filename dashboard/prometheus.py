@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from dashboard.groups import services as groups
 from dashboard.models import ApiToken, Sentinel
 from dashboard.status import all_statuses
 from workers.engine.documents import COUNTERS, STALE_AFTER_S, Verdict, reported_within
@@ -188,6 +189,51 @@ def violation_cause_family() -> Family:
     return family
 
 
+GROUP_LABELS = ("cluster", "group")
+GROUP_PARTITION_LABELS = ("cluster", "group", "topic", "partition")
+
+
+def group_families(states: dict[str, dict[str, Any]]) -> list[Family]:
+    """The consumer groups' families (docs/metrics.md, "Consumer groups"): ``states`` is cluster
+    name -> group name -> ``GroupState`` (the group watcher's, one Redis read per cluster)."""
+    from workers.engine.groups import EVENT_KINDS, STATUS_ORDER
+
+    prefix = f"{NAMESPACE}_consumergroup"
+    lag = Family(f"{prefix}_group_lag", "gauge", "Records the group has left to read")
+    lag_s = Family(
+        f"{prefix}_group_lag_seconds",
+        "gauge",
+        "Age of the first record the group has left to read (0 when caught up; measured, never extrapolated)",
+    )
+    offset = Family(f"{prefix}_group_offset", "gauge", "The group's committed offset")
+    counts = {
+        kind: Family(f"{prefix}_records_{kind}", "counter", f"Records {kind} (docs/groups.md)")
+        for kind in EVENT_KINDS
+    }
+    members = Family(f"{prefix}_members", "gauge", "Live members of the group")
+    status = Family(
+        f"{prefix}_status", "gauge", "1 for the group's current status, 0 for the others"
+    )
+    for cluster, found in sorted(states.items()):
+        for name, state in found.items():
+            glabels = (cluster, name)
+            members.samples.append(("", GROUP_LABELS, glabels, float(len(state.members))))
+            current = state.status
+            for each in STATUS_ORDER:
+                one = 1.0 if each == current else 0.0
+                status.samples.append(("", (*GROUP_LABELS, "status"), (*glabels, each), one))
+            for p in state.partitions.values():
+                plabels = (cluster, name, p.topic, str(p.partition))
+                lag.samples.append(("", GROUP_PARTITION_LABELS, plabels, float(p.lag)))
+                if p.lag_s is not None:
+                    lag_s.samples.append(("", GROUP_PARTITION_LABELS, plabels, p.lag_s))
+                offset.samples.append(("", GROUP_PARTITION_LABELS, plabels, float(p.committed)))
+                for kind, family in counts.items():
+                    value = float(getattr(p, kind))
+                    family.samples.append(("_total", GROUP_PARTITION_LABELS, plabels, value))
+    return [lag, lag_s, offset, *counts.values(), members, status]
+
+
 def sentinel_labels(doc: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(doc.get(k) or "") for k in ("name", "cluster", "topic", "semantic"))
 
@@ -224,10 +270,12 @@ class SentinelCollector(Collector):
     def families(self) -> list[Family]:
         docs = self.statuses()
         slos = dict(Sentinel.objects.values_list("name", "slo_p99_ms"))
+        found = groups.all_groups()
         return [
             *families(docs, slos, time.time()),
             incident_family(),
             violation_cause_family(),
+            *group_families(found),
         ]
 
     def collect(self) -> Iterator[Metric]:

@@ -46,6 +46,7 @@ urlpatterns = [
     # Guarantee lint: its pages and /api/lint/
     path("", include("dashboard.lint.urls")),
     path("scenarios/", include("dashboard.lab.urls")),
+    path("groups/", include("dashboard.groups.urls")),
     # On-call: incidents, channels, silences, alert rules
     path("", include("dashboard.oncall.urls")),
     # JSON API

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dashboard import compare
 from dashboard.forms import ClusterForm, ProfileForm, SentinelForm
+from dashboard.groups import services as groups
 from dashboard.lint import services as lint
 from dashboard.metrics import overview, partitions, timeline
 from dashboard.metrics.windows import RANGE_LABELS, summarize
@@ -62,8 +63,14 @@ def home(request: HttpRequest) -> HttpResponse:
     # Every linted topic gets a row with its lint verdicts (docs/lint.md).
     grid = overview.with_lint(grid, lint.latest_reports())
     clusters = dict(Cluster.objects.values_list("name", "pk"))
+    # Each real topic's row shows its consumer groups' worst status (docs/groups.md).
+    by_topic = groups.topic_statuses()
     for group in grid:
         group["cluster_id"] = clusters.get(group["cluster"])  # its cluster page
+        for row in group["rows"]:
+            rollup = by_topic.get(group["cluster"], {}).get(row["topic"])
+            row["groups"] = rollup
+            row["groups_css"] = groups.STATUS_CLASS.get(rollup.status, "none") if rollup else ""
     oncall_block = oncall.overview_context(grid)  # open incidents, silences, latched cells
     return render(
         request,

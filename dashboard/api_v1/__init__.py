@@ -15,15 +15,15 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, ValidationError
 
-from dashboard.api_v1 import clusters, oncall, scenarios, sentinels
+from dashboard.api_v1 import clusters, groups, oncall, scenarios, sentinels
 from dashboard.api_v1.auth import AUTH
 
 api = NinjaAPI(
     title="Delivery Sentinel API",
     version="1",
     description=(
-        "Sentinel status documents, metric windows, clusters, scenario runs, incidents and "
-        "silences."
+        "Sentinel status documents, metric windows, clusters, their consumer groups, scenario "
+        "runs, incidents and silences."
     ),
     auth=AUTH,
     urls_namespace="api-v1",
@@ -32,6 +32,7 @@ api = NinjaAPI(
 )
 api.add_router("/sentinels", sentinels.router)
 api.add_router("/clusters", clusters.router)
+api.add_router("/clusters", groups.router)
 api.add_router("/scenarios", scenarios.router)
 api.add_router("/incidents", oncall.incidents)
 api.add_router("/silences", oncall.silences)

@@ -62,6 +62,9 @@ ENDPOINTS = [
     ("get", "/api/v1/sentinels/{name}/windows"),
     ("get", "/api/v1/clusters"),
     ("get", "/api/v1/clusters/{cluster_id}/events"),
+    ("get", "/api/v1/clusters/{cluster}/groups"),
+    ("get", "/api/v1/clusters/{cluster}/groups/{group}"),
+    ("get", "/api/v1/clusters/{cluster}/group-events"),
     ("get", "/api/v1/scenarios/runs"),
     ("post", "/api/v1/scenarios/runs"),
     ("get", "/api/v1/scenarios/runs/{run_id}"),
@@ -74,7 +77,15 @@ ENDPOINTS = [
     ("post", "/api/v1/silences"),
     ("delete", "/api/v1/silences/{silence_id}"),
 ]
-PATH_PARAMS = ("{name}", "{run_id}", "{incident_id}", "{silence_id}", "{cluster_id}")
+PATH_PARAMS = (
+    "{name}",
+    "{run_id}",
+    "{incident_id}",
+    "{silence_id}",
+    "{cluster_id}",
+    "{cluster}",
+    "{group}",
+)
 
 
 def test_it_fuzzes_every_endpoint_the_schema_lists():

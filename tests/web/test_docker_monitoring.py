@@ -15,7 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from dashboard.models import ApiToken
 from tests.support.dashboard_data import fresh_defaults, hist, status_doc, wipe
 from workers.engine.documents import LATENCY_BUCKETS_S, latency_buckets
+from workers.engine.groups import GroupObservation, PartitionObservation, advance
 from workers.store.connection import connect
+from workers.store.groups import GroupStore
 from workers.store.sentinel import SentinelStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +35,7 @@ def promtool(*args: str, cwd: Path = PROMETHEUS) -> str:
 
 
 def test_it_ships_alert_rules_that_promtool_accepts():
-    assert "SUCCESS: 5 rules found" in promtool("check", "rules", "alerts.yml")
+    assert "SUCCESS: 9 rules found" in promtool("check", "rules", "alerts.yml")
 
 
 def test_it_fires_each_alert_on_what_it_mirrors():
@@ -72,6 +74,11 @@ def test_it_exports_every_metric_the_dashboard_and_rules_use(client, redis_url, 
         buckets["ack"] = buckets["e2e"]
         doc = status_doc(sentinel, latency_buckets=buckets)
         SentinelStore(connect(redis_url), sentinel.pk).set_status(doc)
+        # One consumer group sampled on the sentinel's cluster, for the groups' rules.
+        groups = GroupStore(connect(redis_url), sentinel.cluster.name)
+        part = PartitionObservation("orders", 0, 10, 0, 20, unread_ts_ms=0)
+        state, _ = advance(None, GroupObservation("billing", 1.0, "Empty", (), (part,)))
+        groups.save_sample([state], [], [], {"t": 1.0})
         _row, raw = ApiToken.issue(alice, "monitoring")
         body = client.get("/metrics", headers={"Authorization": f"Bearer {raw}"}).content
         exported = {
@@ -81,6 +88,7 @@ def test_it_exports_every_metric_the_dashboard_and_rules_use(client, redis_url, 
         }
     finally:
         wipe(redis_url, made)
+        GroupStore(connect(redis_url), made["at-least-once"].cluster.name).forget()
     for source, exprs in (("dashboard", dashboard_exprs()), ("rules", rule_exprs())):
         used = {m for e in exprs for m in METRIC.findall(e)}
         assert used, source

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from dashboard.models import ApiToken
+from dashboard.models import ApiToken, Cluster
 from dashboard.prometheus import COUNTER_NAMES, exposition, reference_exposition
 from tests.support.dashboard_data import counts, status_doc
 from workers.engine.documents import COUNTERS, LATENCY_BUCKETS_S, latency_buckets
@@ -135,9 +135,19 @@ def test_it_reads_redis_once_per_scrape(client, sentinels, redis_url, token, mon
         commands.append(str(args[0]))
         return original(self, *args, **options)
 
+    pipelines: list[int] = []
+    run_pipeline = redis.client.Pipeline.execute
+
+    def counting_pipeline(self, *args, **options):
+        pipelines.append(len(self.command_stack))
+        return run_pipeline(self, *args, **options)
+
     monkeypatch.setattr(redis.Redis, "execute_command", counting)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting_pipeline)
     scrape(client, token[1])
+    # The status documents in one MGET; the consumer groups of every cluster in one pipeline.
     assert commands == ["MGET"]
+    assert pipelines == [Cluster.objects.count()]
 
 
 @pytest.mark.parametrize(
@@ -256,3 +266,35 @@ def test_it_exports_unresolved_incidents_by_severity(client, sentinels, token):
         Incident.objects.create(rule=rule, kind=kind, severity=severity, state=state, **base)
     samples = scrape(client, token[1])["delivery_sentinel_incidents_open"]
     assert samples == {(("severity", "critical"),): 2.0, (("severity", "warning"),): 0.0}
+
+
+def test_it_exports_consumer_groups_with_group_topic_and_partition_labels(
+    client, sentinels, redis_url, token
+):
+    from workers.engine.groups import GroupObservation, PartitionObservation, advance
+    from workers.store.groups import GroupStore
+
+    cluster = next(iter(sentinels.values())).cluster.name
+    store = GroupStore(connect(redis_url), cluster)
+    store.forget()
+    state = None
+    for t, start in ((1.0, 0), (2.0, 30)):
+        part = PartitionObservation("orders", 3, 10, start, 100, unread_ts_ms=0)
+        state, events = advance(state, GroupObservation("billing", t, "Empty", (), (part,)))
+        store.save_sample([state], events, [], {"t": t})
+    try:
+        got = scrape(client, token[1])
+    finally:
+        store.forget()
+    where = tuple(sorted({"cluster": cluster, "group": "billing", "topic": "orders",
+                          "partition": "3"}.items()))  # fmt: skip
+    assert got["delivery_sentinel_consumergroup_group_lag"][where] == 70
+    assert got["delivery_sentinel_consumergroup_group_lag_seconds"][where] == 2.0
+    assert got["delivery_sentinel_consumergroup_group_offset"][where] == 10
+    assert got["delivery_sentinel_consumergroup_records_lost_total"][where] == 20
+    assert got["delivery_sentinel_consumergroup_records_skipped_total"][where] == 0
+    group = (("cluster", cluster), ("group", "billing"))
+    assert got["delivery_sentinel_consumergroup_members"][group] == 0
+    status = got["delivery_sentinel_consumergroup_status"]
+    assert status[tuple(sorted((*group, ("status", "STOPPED"))))] == 1
+    assert status[tuple(sorted((*group, ("status", "OK"))))] == 0

@@ -63,7 +63,10 @@ from workers.system import PROJECT_ROOT, QUICK_EXIT_S, redis_env, respawn_backof
 log = logging.getLogger("workers.runtime.watch")
 
 # The samplers every watcher runs (``module:callable`` factories); DS_WATCH_SAMPLERS replaces them.
-SAMPLERS: tuple[str, ...] = ("workers.runtime.eventsampler:events",)
+SAMPLERS: tuple[str, ...] = (
+    "workers.runtime.eventsampler:events",
+    "workers.runtime.groups:group_sampler",
+)
 WATCH_MODULE = "workers.runtime.watch"
 EXIT_LEASE = 71  # as workers.runtime.run: stopped because the lease is no longer ours
 EXIT_STUCK = 70

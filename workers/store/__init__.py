@@ -11,5 +11,6 @@ Nothing else formats a ``ds:`` key; each caller imports the room it needs:
   ``WorkerRegistry``);
 - ``lab``: one scenario at a time (``LabLock``) and runs in progress (``ScenarioRuns``);
 - ``lint``: guarantee lint reports (``LintStore``);
-- ``cluster``: one cluster as a whole (``ClusterStore``): its watch lease, its samplers' steps, its last sample and its events.
+- ``cluster``: one cluster as a whole (``ClusterStore``): its watch lease, its samplers' steps, its last sample and its events;
+- ``groups``: the applications' consumer groups as the group watcher sampled them (``GroupStore``).
 """

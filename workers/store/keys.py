@@ -43,7 +43,11 @@ Keys of one sentinel, all under ``ds:{sentinel id}:``:
 Global keys: ``ds:workers`` (``WorkerRegistry``: the workers hosting sentinels, for placement);
 ``ds:scenario-lock`` (``LabLock``: one scenario at a time per Redis);
 ``ds:scenario-run:{run}:beat`` and ``:cancel`` (``ScenarioRuns``: a run's heartbeat, a cancel);
-``ds:lint:{cluster}`` and ``ds:lint:{cluster}:running`` (``LintStore``: guarantee lint reports).
+``ds:lint:{cluster}`` and ``ds:lint:{cluster}:running`` (``LintStore``: guarantee lint reports);
+``ds:groups:{cluster}`` (``GroupStore``: hash group -> its bounded state, JSON),
+``ds:groups:{cluster}:events`` (capped list of its groups' rewinds, skips and losses),
+``ds:groups:{cluster}:lag:{group}`` (capped list of one group's lag samples, for its charts) and
+``ds:groups:{cluster}:sample`` (when and how the last sample went).
 
 Keys of one cluster (by its name), under ``ds:cluster:{cluster}:`` (``ClusterStore``):
 
@@ -90,6 +94,11 @@ def scenario_run_key(run_id: str, what: str) -> str:
 def lint_key(cluster: str, suffix: str = "") -> str:
     """Cluster ``cluster``'s lint report (``suffix`` ":running": the claim on its next run)."""
     return f"{PREFIX}lint:{cluster}{suffix}"
+
+
+def groups_key(cluster: str, suffix: str = "") -> str:
+    """The consumer groups of ``cluster`` (``suffix`` ":events", ":sample", ":lag:{group}")."""
+    return f"{PREFIX}groups:{cluster}{suffix}"
 
 
 def cluster_key(cluster: str, name: str) -> str:
