@@ -173,7 +173,8 @@ def test_it_counts_a_consumer_seeking_backwards_as_rewound_exactly(tmp_path):
     procs = SentinelProcesses(spec, tmp_path)
     consumer = SentinelConsumer(spec, SentinelStore(connect(redis_url()), spec.id))
     try:
-        procs.start("producer,checker")
+        procs.start("producer")
+        procs.start("checker")
         consumer.start()
 
         def processed_past(n: int) -> dict | None:

@@ -62,10 +62,13 @@ def test_an_offset_acknowledged_twice_is_divergent_and_the_log_end_going_back_tr
     po.ack(RUN, 100, 90, 20, nothing_processed)  # the log end went back from 100 to 90
     assert counts(po) == {"divergent": 10, "truncated": 10}
     assert po.last_truncation == [90, 99]
+    po.read(1, 0, 5, RUN, 0, nothing_processed)  # another topic's offsets: rewinds only
+    po.read(1, 3, 5, RUN, 3, nothing_processed)
+    assert po.read_hi == 7 and counts(po) == {"divergent": 10, "truncated": 10, "rewound": 2}
     # Another run's report below it is no truncation (two producers' reports interleave).
     po.ack(RUN, 120, 111, 5, nothing_processed)
     po.ack(RUN + 1, 0, 110, 1, nothing_processed)
-    assert counts(po) == {"divergent": 10, "truncated": 10}
+    assert counts(po) == {"divergent": 10, "truncated": 10, "rewound": 2}
 
 
 def test_a_rewind_within_a_session_counts_and_a_new_session_does_not() -> None:
@@ -368,3 +371,13 @@ def test_it_never_holds_more_than_its_cap(ops: list[tuple]) -> None:
     for op in ops:
         apply(po, ref, op, processed, at)
         assert max(len(po.unread), len(po.unacked), len(po.acked), len(po.gaps)) <= 2
+
+
+def test_a_forbidden_offset_counter_growing_is_a_violation_to_page_for() -> None:
+    from workers.engine import alerts
+
+    grown = alerts.forbidden_increase("at-least-once", {"divergent": 3, "rewound": 9}, {})
+    assert grown == {"divergent": 3}  # rewinds are what at-least-once gives up
+    status = {"semantic": "at-least-once", "cluster": "local", "topic": "t"}
+    reason = alerts.violation_reason(status, grown, {"2": {"divergent": 3}}, 0.0)
+    assert "3 offsets holding another record than acknowledged on partition 2" in reason

@@ -309,6 +309,7 @@ class PartitionOffsets:
         else:
             self.session, self.last = session, b - 1
         if not self.track_reads:
+            self.read_hi = max(self.read_hi, b - 1)
             return
         if gap is not None and gap[1] > self.floor:
             lo = max(gap[0], self.floor)
