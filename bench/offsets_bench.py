@@ -107,8 +107,9 @@ def main() -> None:
                 out.append(LedgerEntry(*codec.decode_messages(b, SID, 2_000_000)))
                 continue
             offsets: list = []
-            items, foreign = codec.decode_messages(b, SID, 2_000_000, offsets)
-            out.append(LedgerEntry(items, foreign, offsets=offsets, session=42))
+            epochs: list = []
+            items, foreign = codec.decode_messages(b, SID, 2_000_000, offsets, epochs)
+            out.append(LedgerEntry(items, foreign, offsets=offsets, epochs=epochs, session=42))
         return out
 
     entries = {w: decode(w) for w in MODES}

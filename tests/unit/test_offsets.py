@@ -170,15 +170,16 @@ def test_old_stream_entries_decode_with_offsets_unknown() -> None:
     fields = old_ledger.to_fields()
     assert set(fields) == {b"d"}  # the bytes older versions wrote
     entry = LedgerEntry.from_fields(fields)
-    assert entry.offsets is None and entry.session is None
+    assert entry.offsets is None and entry.epochs is None and entry.session is None
 
 
 def test_new_stream_entries_round_trip() -> None:
     report = AckReport(7, {0: PartitionReport.of(3, [0, 1, 2], [], [[0, 100, 3, 4]])})
     assert AckReport.from_fields(report.to_fields()) == report
-    entry = LedgerEntry([(7, 0, 1, 10, 20), (7, 0, 2, 10, 20)], 1, [], [(100, 4), (101, None)], 9)
+    entry = LedgerEntry([(7, 0, 1, 10, 20), (7, 0, 2, 10, 20)], 1, [], [100, 101], [4, None], 9)
     back = LedgerEntry.from_fields(entry.to_fields())
-    assert back.offsets == [(100, 4), (101, -1)] and back.session == 9 and back.foreign == 1
+    assert back.offsets == [100, 101] and back.epochs == [4, -1]
+    assert back.session == 9 and back.foreign == 1
 
 
 def test_malformed_offsets_are_refused_with_a_message() -> None:
@@ -188,9 +189,9 @@ def test_malformed_offsets_are_refused_with_a_message() -> None:
 
     with pytest.raises(MalformedEntry, match="'o'"):
         AckReport.from_fields({b"d": b'{"run":7,"p":{"0":{"o":[[0,1]]}}}'})
-    fields = LedgerEntry([(7, 0, 1, 10, 20)], offsets=[(5, 0)]).to_fields()
+    fields = LedgerEntry([(7, 0, 1, 10, 20)], offsets=[5], epochs=[0]).to_fields()
     fields[b"o"] = fields[b"o"] * 2
-    with pytest.raises(MalformedEntry, match="2 offsets for 1 records"):
+    with pytest.raises(MalformedEntry, match="'o' .* holds 16 bytes, not 1 8-byte values"):
         LedgerEntry.from_fields(fields)
     with pytest.raises(MalformedEntry, match="'s'"):
         LedgerEntry.from_fields({b"d": b"", b"s": b"x"})
@@ -381,3 +382,31 @@ def test_a_forbidden_offset_counter_growing_is_a_violation_to_page_for() -> None
     status = {"semantic": "at-least-once", "cluster": "local", "topic": "t"}
     reason = alerts.violation_reason(status, grown, {"2": {"divergent": 3}}, 0.0)
     assert "3 offsets holding another record than acknowledged on partition 2" in reason
+
+
+def test_the_consumer_decode_gives_offsets_and_epochs_of_the_valid_records_only() -> None:
+    from workers.engine import codec
+
+    class Msg:
+        def __init__(self, value: bytes, offset: int, epoch: int | None) -> None:
+            self.v, self.o, self.e = value, offset, epoch
+
+        def value(self) -> bytes:
+            return self.v
+
+        def partition(self) -> int:
+            return 0
+
+        def offset(self) -> int:
+            return self.o
+
+        def leader_epoch(self) -> int | None:
+            return self.e
+
+    good = [codec.encode_fields(5, RUN, 0, seq, 1, 100) for seq in (0, 1)]
+    msgs = [Msg(good[0], 10, 2), Msg(b"garbage", 11, 2), Msg(good[1], 12, None)]
+    offsets: list[int] = []
+    epochs: list[int | None] = []
+    items, foreign = codec.decode_messages(msgs, 5, 99, offsets, epochs)
+    assert [i[2] for i in items] == [0, 1] and foreign == 1
+    assert offsets == [10, 12] and epochs == [2, None]

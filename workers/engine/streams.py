@@ -26,10 +26,10 @@ Fields on the wire:
 - ledger: ``d``, the items packed little-endian ``<QIQQQ`` (run, partition, seq, produced
   and processed timestamps in µs) one after the other; ``f``, the foreign count in decimal,
   only when not 0; ``a``, the aborted reads packed ``<QIQ`` (run, partition, seq), only when
-  there are some; ``o``, for each item in the same order the offset it was read at and the
-  record's leader epoch (-1: unknown) packed ``<qi``, and ``s``, the reading consumer
-  session's id in decimal: both absent from entries written before they existed (offsets and
-  session unknown).
+  there are some; ``o``, for each item in the same order the offset it was read at, packed
+  ``<q``; ``e``, likewise the record's leader epoch (-1: unknown) packed ``<i``; ``s``, the
+  reading consumer session's id in decimal: all three absent from entries written before
+  they existed (offsets, epochs and session unknown).
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from typing import Any
 
 LEDGER_ITEM = struct.Struct("<QIQQQ")  # run, partition, seq, produce_ts_us, processed_ts_us
 ABORTED_ITEM = struct.Struct("<QIQ")  # run, partition, seq
-OFFSET_ITEM = struct.Struct("<qi")  # offset, leader epoch (-1: unknown)
 
 # run, partition, seq, produced and processed timestamps (µs since the Unix epoch)
 LedgerItem = tuple[int, int, int, int, int]
@@ -205,9 +204,10 @@ class LedgerEntry:
     items: list[LedgerItem]
     foreign: int = 0
     aborted: list[AbortedItem] = field(default_factory=list)
-    # Per item, in the same order: the offset it was read at and its leader epoch (-1:
-    # unknown). None: not recorded (entries written before offsets were).
-    offsets: list[tuple[int, int | None]] | None = None
+    # Per item, in the same order: the offset it was read at, and its leader epoch (None or
+    # -1: unknown). None: not recorded (entries written before offsets were).
+    offsets: list[int] | None = None
+    epochs: list[int | None] | None = None
     session: int | None = None  # the reading consumer session (a consumer start); None: unknown
 
     def to_fields(self) -> dict[bytes, bytes]:
@@ -217,11 +217,18 @@ class LedgerEntry:
             fields[b"f"] = str(self.foreign).encode()
         if self.aborted:
             fields[b"a"] = b"".join(ABORTED_ITEM.pack(*item) for item in self.aborted)
+        n = len(self.items)
         if self.offsets is not None:
-            if len(self.offsets) != len(self.items):
-                raise ValueError(f"{len(self.offsets)} offsets for {len(self.items)} items")
-            opack = OFFSET_ITEM.pack
-            fields[b"o"] = b"".join([opack(o, -1 if e is None else e) for o, e in self.offsets])
+            if len(self.offsets) != n:
+                raise ValueError(f"{len(self.offsets)} offsets for {n} items")
+            fields[b"o"] = struct.pack(f"<{n}q", *self.offsets)
+        if self.epochs is not None:
+            if len(self.epochs) != n:
+                raise ValueError(f"{len(self.epochs)} epochs for {n} items")
+            epochs = self.epochs
+            if None in epochs:
+                epochs = [-1 if e is None else e for e in epochs]
+            fields[b"e"] = struct.pack(f"<{n}i", *epochs)
         if self.session is not None:
             fields[b"s"] = str(self.session).encode()
         return fields
@@ -235,13 +242,8 @@ class LedgerEntry:
             foreign = int(raw)
         except ValueError:
             raise MalformedEntry(f"ledger entry's 'f' (foreign) is {raw!r}, not a number") from None
-        offsets = None
-        if b"o" in fields:
-            offsets = _unpack(OFFSET_ITEM, fields[b"o"], "'o' (offsets read at)")
-            if len(offsets) != len(items):
-                raise MalformedEntry(
-                    f"ledger entry's 'o' holds {len(offsets)} offsets for {len(items)} records"
-                )
+        offsets = _per_item(fields, b"o", "q", len(items), "offsets read at")
+        epochs = _per_item(fields, b"e", "i", len(items), "leader epochs")
         session = None
         if b"s" in fields:
             raw = fields[b"s"]
@@ -251,7 +253,7 @@ class LedgerEntry:
                 raise MalformedEntry(
                     f"ledger entry's 's' (consumer session) is {raw!r}, not a number"
                 ) from None
-        return cls(items, foreign, aborted, offsets, session)
+        return cls(items, foreign, aborted, offsets, epochs, session)
 
 
 def _is_int(value: Any) -> bool:
@@ -265,6 +267,20 @@ def _ranges(doc: dict[str, Any], key: str) -> list[list[int]]:
     ):
         raise MalformedEntry(f"{key!r} is {ranges!r}, not a list of [first, last] ranges")
     return ranges
+
+
+def _per_item(fields: Fields, key: bytes, code: str, n: int, what: str) -> list[Any] | None:
+    """A field of one little-endian ``code`` value per item, or None when absent."""
+    data = fields.get(key)
+    if data is None:
+        return None
+    size = struct.calcsize(code)
+    if len(data) != n * size:
+        raise MalformedEntry(
+            f"ledger entry's {key.decode()!r} ({what}) holds {len(data)} bytes, "
+            f"not {n} {size}-byte values for its {n} records"
+        )
+    return list(struct.unpack(f"<{n}{code}", data))
 
 
 def _unpack(layout: struct.Struct, data: bytes, what: str) -> list[Any]:

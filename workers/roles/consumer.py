@@ -141,9 +141,10 @@ class AssignedConsumer(Loop):
     def decode_batch(self, msgs: list[Any]) -> LedgerEntry:
         """The ledger entry of a batch: valid records of this sentinel with the offsets they
         were read at, by this session; the rest counts as foreign."""
-        offsets: list[tuple[int, int | None]] = []
-        items, foreign = codec.decode_messages(msgs, self.spec.id, now_us(), offsets)
-        return LedgerEntry(items, foreign, offsets=offsets, session=self.session)
+        offsets: list[int] = []
+        epochs: list[int | None] = []
+        items, foreign = codec.decode_messages(msgs, self.spec.id, now_us(), offsets, epochs)
+        return LedgerEntry(items, foreign, offsets=offsets, epochs=epochs, session=self.session)
 
     def process(
         self, entry: LedgerEntry, *, offsets: dict[int, int] | None = None, topic: str = ""

@@ -266,8 +266,8 @@ class CheckRunner(Loop):
         earlier = self.earlier_runs
         offsets = entry.offsets
         if offsets is None:
-            offsets = [(-1, None)] * len(entry.items)
-        for (run, partition, seq, produced_us, processed_us), (offset, _epoch) in zip(
+            offsets = [-1] * len(entry.items)
+        for (run, partition, seq, produced_us, processed_us), offset in zip(
             entry.items, offsets, strict=True
         ):
             if run not in known and (run in unknown or not self.learn_run(run)):
@@ -527,7 +527,7 @@ def ordered_reads(
     """``read_segments`` of one partition's records of every known run, in reading order."""
     assert entry.offsets is not None
     out: list[tuple[int, int, int, int]] = []
-    for (run, part, seq, _p, _q), (offset, _e) in zip(entry.items, entry.offsets, strict=True):
+    for (run, part, seq, _p, _q), offset in zip(entry.items, entry.offsets, strict=True):
         if part != partition or (run, part) not in groups or offset < 0:
             continue
         if out:
