@@ -21,6 +21,7 @@ from tests.integration.test_engine import read_topic
 from tests.support.database import database_url
 from tests.support.waiting import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
+from workers.runtime.manifest import STATE_FILE, read_state
 from workers.store.connection import connect
 from workers.store.coordination import WorkerRegistry
 from workers.store.sentinel import SentinelStore
@@ -316,13 +317,25 @@ def test_it_stops_and_resumes_a_sentinel_when_disabled_and_enabled(workers):
         "producer stopped",
     )
     produced = topic_size(sentinel.topic)
-    time.sleep(3)  # nothing is supposed to happen: give a running producer time to show itself
+    # Its producer's loop has ended (it flushed before it said "stopped"); once nothing runs
+    # the sentinel any more (no process of its own, no shared host running it), nothing can
+    # have written to its topic since.
+    wait_until(lambda: runs_nowhere(workers, sentinel.pk), 30, "the sentinel run nowhere")
     assert topic_size(sentinel.topic) == produced
     assert stopped["ts"] > 0
     Sentinel.objects.filter(pk=sentinel.pk).update(enabled=True)
     wait_until(
         lambda: topic_size(sentinel.topic) > produced + 20, 30, "records again after re-enabling"
     )
+
+
+def runs_nowhere(workers: Workers, sentinel_id: int) -> bool:
+    """No process of its own runs the sentinel, and every shared host of the test workers has
+    written a state since without it among its running sentinels."""
+    if any(f"/{sentinel_id}.json" in line for line in _sentinel_processes(workers.tmp)):
+        return False
+    states = [read_state(p.parent) for p in workers.tmp.rglob(STATE_FILE)]
+    return all(state is not None and str(sentinel_id) not in state["running"] for state in states)
 
 
 def topic_size(topic: str) -> int:
