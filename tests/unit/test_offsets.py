@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from workers.engine.checker import Checker
 from workers.engine.documents import FORBIDDEN, OFFSET_COUNTERS
 from workers.engine.offsets import PartitionOffsets, read_segments
-from workers.engine.streams import AckReport, LedgerEntry, PartitionReport, offset_segments
+from workers.engine.streams import (
+    AckReport,
+    LedgerEntry,
+    PartitionReport,
+    delivery_segments,
+    offset_segments,
+)
 from workers.engine.verdict import evaluate
 
 RUN = 7
@@ -202,6 +208,13 @@ def test_segments_of_reports_and_reads() -> None:
     assert offset_segments([0, 1, 2, 3], [10, 11, 13, 14], None) == [[0, 10, 2, -1], [2, 13, 2, -1]]
     assert offset_segments([1, 0], [11, 10], [0, 1]) == [[0, 10, 1, 1], [1, 11, 1, 0]]
     assert offset_segments([0, 1], [-1, -1], None) == []
+    # the producer's flush: acks=0 gives no offsets; a retry's unknown offset is left out
+    assert delivery_segments([0, 1], [None, None], [None, None]) == []
+    assert delivery_segments([0, 1, 2], [10, None, 12], [1, 1, None]) == [
+        [0, 10, 1, 1],
+        [2, 12, 1, -1],
+    ]
+    assert delivery_segments([0, 1], [10, 11], []) == [[0, 10, 2, -1]]
     assert read_segments(RUN, [0, 1, 2], [5, 6, 7]) == [(5, 3, RUN, 0)]
     assert read_segments(RUN, [0, 1, 5, 6, 0], [5, 6, 7, 8, 9]) == [
         (5, 2, RUN, 0),

@@ -113,6 +113,29 @@ class PartitionReport:
         return cls(produced, _ranges(doc, "a"), _ranges(doc, "f"), offsets)
 
 
+def delivery_segments(
+    seqs: list[int], offsets: list[int | None], epochs: list[int | None]
+) -> list[list[int]]:
+    """``offset_segments`` of a flush's delivery reports as the client gave them: an offset or
+    epoch it did not know is None or negative (every offset under ``acks=0``; a retried
+    record an idempotent producer learns was written already) and is left out, the others
+    kept. ``epochs`` of another length than ``seqs`` count as unknown."""
+    n = len(seqs)
+    if not n or len(offsets) != n:
+        return []
+    if offsets[0] is None and offsets[-1] is None and offsets.count(None) == n:
+        return []  # acks=0: checked at C speed, as every flush of it is
+    if None in offsets:
+        offsets = [-1 if o is None else o for o in offsets]
+    if max(offsets) < 0:  # type: ignore[type-var]
+        return []
+    if len(epochs) != n:
+        return offset_segments(seqs, offsets, None)  # type: ignore[arg-type]
+    if None in epochs:
+        epochs = [-1 if e is None else e for e in epochs]
+    return offset_segments(seqs, offsets, epochs)  # type: ignore[arg-type]
+
+
 def offset_segments(
     seqs: list[int], offsets: list[int], epochs: list[int] | None = None
 ) -> list[list[int]]:

@@ -30,7 +30,7 @@ from workers.engine import codec
 from workers.engine.documents import RUN_EVENT
 from workers.engine.latency import LatencyHistogram
 from workers.engine.spec import SentinelSpec
-from workers.engine.streams import AckReport, PartitionReport, offset_segments
+from workers.engine.streams import AckReport, PartitionReport, delivery_segments
 from workers.roles.faults import FaultHook
 from workers.roles.loop import Loop, RestartRole, now_us
 from workers.store.epoch import StateLost
@@ -61,20 +61,6 @@ def ack_flush_interval(partitions: int, transactional: bool = True) -> float:
 
 _U64 = struct.Struct(">Q")
 AFTER_STATE_LOSS = "after Redis lost the sentinel state"
-
-
-def ack_segments(
-    seqs: list[int], offsets: list[int | None], epochs: list[int | None]
-) -> list[list[int]]:
-    """Where delivery reports put ``seqs`` (``streams.offset_segments``); none when the offsets
-    are not known for them all (under ``acks=0`` the client says none: None or -1)."""
-    if not seqs or len(offsets) != len(seqs) or None in offsets or max(offsets) < 0:
-        return []
-    if len(epochs) != len(seqs):
-        return offset_segments(seqs, offsets, None)
-    if None in epochs:
-        epochs = [-1 if e is None else e for e in epochs]
-    return offset_segments(seqs, offsets, epochs)
 
 
 class SentinelProducer(Loop):
@@ -405,7 +391,7 @@ class SentinelProducer(Loop):
                 produced.get(partition, 0),
                 acked.get(partition, ()),
                 failed.get(partition, ()),
-                ack_segments(
+                delivery_segments(
                     acked.get(partition, []),
                     ack_offsets.get(partition, []),
                     ack_epochs.get(partition, []),
