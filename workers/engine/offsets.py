@@ -374,37 +374,42 @@ class PartitionOffsets:
     # -- snapshot ---------------------------------------------------------------------------
 
     def to_doc(self) -> dict[str, Any]:
-        doc: dict[str, Any] = self.counts()
-        doc.update(
-            track_reads=self.track_reads,
-            unread=self.unread.rows(),
-            unacked=self.unacked.rows(),
-            acked=self.acked.pairs(),
-            gaps=self.gaps.pairs(),
-            floor=self.floor,
-            ack_his=[[r, h] for r, h in sorted(self.ack_his.items())],
-            read_hi=self.read_hi,
-            session=self.session,
-            last=self.last,
-            last_truncation=self.last_truncation,
-        )
+        """The state as JSON-ready data; zero counters and empty or default parts are left
+        out (a checkpoint holds one per partition, written every second it changed)."""
+        doc: dict[str, Any] = {k: v for k, v in self.counts().items() if v}
+        parts = {
+            "unread": self.unread.rows(),
+            "unacked": self.unacked.rows(),
+            "acked": self.acked.pairs(),
+            "gaps": self.gaps.pairs(),
+            "ack_his": [[r, h] for r, h in sorted(self.ack_his.items())],
+            "last_truncation": self.last_truncation,
+            "floor": self.floor,
+        }
+        doc.update((k, v) for k, v in parts.items() if v)
+        if self.session is not None:
+            doc["session"] = self.session
+        if not self.track_reads:
+            doc["track_reads"] = False
+        doc["read_hi"], doc["last"] = self.read_hi, self.last
         return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], cap: int = DEFAULT_CAP) -> PartitionOffsets:
-        po = cls(bool(doc["track_reads"]), cap)
+        po = cls(bool(doc.get("track_reads", True)), cap)
         for name in OFFSET_COUNTERS:
-            setattr(po, name, int(doc[name]))
-        po.unread = Segments(doc["unread"])
-        po.unacked = Segments(doc["unacked"])
-        po.acked = Intervals(doc["acked"])
-        po.gaps = Intervals(doc["gaps"])
-        po.floor = int(doc["floor"])
-        po.ack_his = {int(r): int(h) for r, h in doc["ack_his"]}
+            setattr(po, name, int(doc.get(name, 0)))
+        po.unread = Segments(doc.get("unread", ()))
+        po.unacked = Segments(doc.get("unacked", ()))
+        po.acked = Intervals(doc.get("acked", ()))
+        po.gaps = Intervals(doc.get("gaps", ()))
+        po.floor = int(doc.get("floor", 0))
+        po.ack_his = {int(r): int(h) for r, h in doc.get("ack_his", ())}
         po.read_hi = int(doc["read_hi"])
-        po.session = None if doc["session"] is None else int(doc["session"])
+        session = doc.get("session")
+        po.session = None if session is None else int(session)
         po.last = int(doc["last"])
-        po.last_truncation = doc["last_truncation"]
+        po.last_truncation = doc.get("last_truncation")
         return po
 
 
