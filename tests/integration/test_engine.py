@@ -127,10 +127,14 @@ def test_it_counts_forged_records_exactly(tmp_path):
     """A duplicate, a skipped sequence number and garbage bytes written straight into the topic."""
     spec = make_spec(AT_LEAST_ONCE, grace_seconds=2.0)
     procs = SentinelProcesses(spec, tmp_path)
+    # The forged run is older than the sentinel's own: a newer run's records on a partition
+    # pass an older run's (its records not processed then count as lost after the grace
+    # period), so a forged run newer than the producer's could make the producer's records
+    # acknowledged but not yet processed on a slow machine count as lost.
+    forger = Forger(spec)
     try:
         procs.start("producer,consumer,checker")
         procs.wait_status(lambda d: d["totals"]["processed"] > 0, 90, "records flow")
-        forger = Forger(spec)
         for seq in (0, 1, 2, 3, 3, 4, 6, 7, 8, 9):  # 3 twice, 5 never
             forger.write(1, seq)
         forger.write_raw(2, b"\x00garbage that is no sentinel record")
@@ -240,6 +244,9 @@ def test_it_survives_restarts_of_every_process_without_false_counts(semantic, tm
             totals
         )
         assert totals["foreign"] == 0 and totals["phantom"] == 0, totals
+        # A restart is a new consumer session or producer run: no rewind, skip or divergence.
+        for name in OFFSET_ANOMALIES:
+            assert totals[name] == 0, (name, totals)
         assert totals["processed"] == totals["acked"], totals
         assert doc["runs"] == 2, "one run per producer start"
         truth = read_topic(spec.bootstrap_servers, spec.verified_topic)
