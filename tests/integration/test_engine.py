@@ -33,10 +33,14 @@ from workers.engine.profiles import (
     SEMANTICS,
 )
 from workers.runtime.run import EXIT_STUCK
+from workers.store.connection import connect
+from workers.store.sentinel import SentinelStore
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 ZERO_COUNTERS = ("lost", "duplicated", "reordered", "late", "phantom", "aborted_read", "foreign")
+# Where in the log (workers/engine/offsets.py): nothing on a clean run, nothing left unchecked.
+OFFSET_ANOMALIES = ("divergent", "rewound", "skipped", "truncated", "offsets_unchecked")
 
 
 def read_topic(bootstrap: str, topic: str, isolation: str = "read_committed") -> Counter:
@@ -87,8 +91,15 @@ def test_it_holds_all_three_semantics_on_a_clean_run(tmp_path):
         for semantic, procs in sentinels.items():
             doc = procs.wait_settled()
             totals = doc["totals"]
-            for name in ZERO_COUNTERS:
+            for name in ZERO_COUNTERS + OFFSET_ANOMALIES:
                 assert totals[name] == 0, (semantic, name, totals)
+            # ... and the offsets were there to check: every partition's reads have offsets,
+            # and its delivery reports too except under acks=0 (its client knows none).
+            positions = doc["offsets"]
+            assert set(positions) == {"0", "1", "2"}, positions
+            assert all(p["read_to"] >= 0 for p in positions.values()), positions
+            acked_known = semantic != AT_MOST_ONCE
+            assert all((p["acked_to"] >= 0) == acked_known for p in positions.values()), positions
             assert totals["produced"] == totals["acked"] + totals["failed"], totals
             assert totals["failed"] == 0, totals
             assert totals["processed"] == totals["acked"], totals
@@ -118,30 +129,94 @@ def test_it_counts_forged_records_exactly(tmp_path):
     """A duplicate, a skipped sequence number and garbage bytes written straight into the topic."""
     spec = make_spec(AT_LEAST_ONCE, grace_seconds=2.0)
     procs = SentinelProcesses(spec, tmp_path)
+    # The forged run is older than the sentinel's own: a newer run's records on a partition
+    # pass an older run's (its records not processed then count as lost after the grace
+    # period), so a forged run newer than the producer's could make the producer's records
+    # acknowledged but not yet processed on a slow machine count as lost.
+    forger = Forger(spec)
     try:
         procs.start("producer,consumer,checker")
         procs.wait_status(lambda d: d["totals"]["processed"] > 0, 90, "records flow")
-        forger = Forger(spec)
-        forger.claim(1, 0, 9)
         for seq in (0, 1, 2, 3, 3, 4, 6, 7, 8, 9):  # 3 twice, 5 never
             forger.write(1, seq)
         forger.write_raw(2, b"\x00garbage that is no sentinel record")
         forger.flush()
+        # The delivery reports claim seqs 4 and 6 where the other one really is: two offsets
+        # holding another record than acknowledged (divergent); 5 was never written (no offset).
+        at = {seq: offsets[0] for (_p, seq), offsets in forger.offsets.items()}
+        at[4], at[6] = at[6], at[4]
+        forger.claim(1, 0, 9, at=at)
         doc = procs.wait_status(
             lambda d: (
                 d["totals"]["lost"] >= 1
                 and d["totals"]["foreign"] >= 1
                 and d["totals"]["duplicated"] >= 1
+                and d["totals"]["divergent"] >= 2
             ),
             60,
-            "forged duplicate, loss and foreign record counted",
+            "forged duplicate, loss, foreign record and divergent offsets counted",
         )
         totals = doc["totals"]
         assert (totals["duplicated"], totals["lost"], totals["foreign"]) == (1, 1, 1), totals
         assert totals["reordered"] == 0, totals
+        assert doc["partitions"]["1"]["divergent"] == totals["divergent"] == 2, totals
+        assert (totals["rewound"], totals["skipped"], totals["truncated"]) == (0, 0, 0), totals
         assert doc["verdict"] == "VIOLATED", doc
         assert doc["partitions"]["1"]["lost"] == 1 and doc["partitions"]["1"]["duplicated"] == 1
     finally:
+        procs.stop_all()
+
+
+def test_it_counts_a_consumer_seeking_backwards_as_rewound_exactly(tmp_path):
+    """The consumer, in this process, seeks back five offsets on partition 0 within its
+    session: exactly five records rewound (and duplicated), nothing else; a restart (a new
+    session) re-reading from its committed offsets is no rewind."""
+    from confluent_kafka import TopicPartition
+
+    from workers.roles.consumer import SentinelConsumer
+
+    spec = make_spec(AT_LEAST_ONCE, partitions=1)
+    procs = SentinelProcesses(spec, tmp_path)
+    consumer = SentinelConsumer(spec, SentinelStore(connect(redis_url()), spec.id))
+    try:
+        procs.start("producer")
+        procs.start("checker")
+        consumer.start()
+
+        def processed_past(n: int) -> dict | None:
+            consumer.step()
+            doc = procs.status()
+            return doc if doc and doc["totals"]["processed"] > n else None
+
+        def more(what: str) -> None:
+            target = procs.status()["totals"]["processed"] + 20
+            wait_until(lambda: processed_past(target), 60, what)
+
+        wait_until(lambda: processed_past(20), 90, "records processed")
+        tp = TopicPartition(spec.topic, 0)
+        (position,) = consumer.consumer.position([tp])
+        consumer.consumer.seek(TopicPartition(spec.topic, 0, position.offset - 5))
+        more("records processed after the seek")
+        consumer.close()
+        consumer.start()  # a new session, from the committed offsets
+        more("records processed after the restart")
+        assert procs.stop("producer") == 0
+        since = time.time() + 1.5  # a status computed after the last delivery reports
+
+        def settled() -> dict | None:
+            doc = processed_past(0)
+            ok = doc and doc["updated_at"] > since and doc["totals"]["pending"] == 0
+            return doc if ok else None
+
+        doc = wait_until(settled, 60, "the sentinel to settle")
+        totals = doc["totals"]
+        assert totals["rewound"] == 5, totals
+        assert doc["partitions"]["0"]["rewound"] == 5, doc["partitions"]
+        assert totals["duplicated"] >= 5, totals  # the rewind's five, and the restart's
+        for name in ("divergent", "skipped", "truncated", "lost", "offsets_unchecked"):
+            assert totals[name] == 0, (name, totals)
+    finally:
+        consumer.close()
         procs.stop_all()
 
 
@@ -171,6 +246,9 @@ def test_it_survives_restarts_of_every_process_without_false_counts(semantic, tm
             totals
         )
         assert totals["foreign"] == 0 and totals["phantom"] == 0, totals
+        # A restart is a new consumer session or producer run: no rewind, skip or divergence.
+        for name in OFFSET_ANOMALIES:
+            assert totals[name] == 0, (name, totals)
         assert totals["processed"] == totals["acked"], totals
         assert doc["runs"] == 2, "one run per producer start"
         truth = read_topic(spec.bootstrap_servers, spec.verified_topic)

@@ -19,7 +19,7 @@ from tests.support.waiting import wait_until
 from workers.engine import codec
 from workers.engine.profiles import DEFAULT_PROFILES, Profile
 from workers.engine.spec import SentinelSpec
-from workers.engine.streams import AckReport, PartitionReport
+from workers.engine.streams import AckReport, PartitionReport, offset_segments
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 from workers.system import sentinel_argv
@@ -155,19 +155,45 @@ class Forger:
         self.run = codec.new_run_id()
         self.store.register_run(self.run, {"started": time.time(), "reason": "forged by a test"})
         self.producer = Producer({"bootstrap.servers": spec.bootstrap_servers, "acks": "all"})
+        # (partition, seq) -> offsets it was written at, from the delivery reports
+        self.offsets: dict[tuple[int, int], list[int]] = {}
 
     def write(self, partition: int, seq: int, *, run: int | None = None) -> None:
         record = codec.Record(self.spec.id, run or self.run, partition, seq, time.time_ns() // 1000)
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is None:
+                self.offsets.setdefault((partition, seq), []).append(msg.offset())
+
         self.producer.produce(
-            self.spec.topic, codec.encode(record, self.spec.record_size), partition=partition
+            self.spec.topic,
+            codec.encode(record, self.spec.record_size),
+            partition=partition,
+            on_delivery=delivered,
         )
 
     def write_raw(self, partition: int, value: bytes) -> None:
         self.producer.produce(self.spec.topic, value, partition=partition)
 
-    def claim(self, partition: int, first: int, last: int, *, acked: bool = True) -> None:
+    def claim(
+        self,
+        partition: int,
+        first: int,
+        last: int,
+        *,
+        acked: bool = True,
+        at: dict[int, int] | None = None,
+    ) -> None:
+        """Report seqs first..last delivered (or failed), and with ``at`` ({seq: offset})
+        acknowledged at those offsets."""
         seqs = range(first, last + 1)
-        report = PartitionReport.of(len(seqs), seqs if acked else (), () if acked else seqs)
+        where = sorted(at.items()) if at else []
+        report = PartitionReport.of(
+            len(seqs),
+            seqs if acked else (),
+            () if acked else seqs,
+            offset_segments([s for s, _ in where], [o for _, o in where]),
+        )
         self.store.append_acks(AckReport(self.run, {partition: report}))
 
     def flush(self) -> None:

@@ -64,6 +64,10 @@ _FORBIDDEN_WORDS = {
     "lost": "acknowledged records lost",
     "duplicated": "duplicate processings",
     "aborted_read": "reads of aborted transactions",
+    "divergent": "offsets holding another record than acknowledged",
+    "rewound": "records read again within one consumer session",
+    "skipped": "acknowledged offsets skipped by the consumer",
+    "truncated": "offsets truncated from the log end",
 }
 
 

@@ -56,11 +56,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from workers.engine.documents import CHECKER_COUNTERS as COUNTERS
+from workers.engine.offsets import DEFAULT_CAP, OFFSET_COUNTERS, PartitionOffsets
 
 # Counters stored per key (pending is a stored gauge; in_flight is computed;
-# foreign and aborted_read are per partition, independent of runs).
+# foreign and aborted_read are per partition, independent of runs; the offset
+# counters are kept by the partition's ``PartitionOffsets``).
 _KEY_COUNTERS = tuple(
-    name for name in COUNTERS if name not in ("aborted_read", "foreign", "pending", "in_flight")
+    name
+    for name in COUNTERS
+    if name not in ("aborted_read", "foreign", "pending", "in_flight", *OFFSET_COUNTERS)
 )
 # Cumulative counters kept per partition: those of forgotten runs, plus the
 # run-independent ones.
@@ -126,6 +130,16 @@ class _Intervals:
         los[i:j] = keep_lo
         his[i:j] = keep_hi
         return removed
+
+    def count(self, lo: int, hi: int) -> int:
+        """How many members of the set lie in [lo, hi)."""
+        los, his = self.los, self.his
+        i = bisect_right(his, lo)
+        n = 0
+        while i < len(los) and los[i] < hi:
+            n += min(his[i], hi) - max(los[i], lo)
+            i += 1
+        return n
 
     def pairs(self) -> list[list[int]]:
         return [[a, b] for a, b in zip(self.los, self.his, strict=True)]
@@ -287,6 +301,23 @@ class _Key:
             del states[0]
         self.low = starts[0]
 
+    def processed_in(self, lo: int, hi: int) -> int:
+        """How many seqs of [lo, hi) have been processed (at least once)."""
+        n, low = 0, self.low
+        if lo < low:
+            top = hi if hi < low else low
+            n += top - lo - self.lost_below.count(lo, top) - self.fail_below.count(lo, top)
+        if hi > low:
+            starts, states = self.starts, self.states
+            lo = lo if lo > low else low
+            k = bisect_right(starts, lo) - 1
+            while k < len(starts) and starts[k] < hi:
+                if states[k] in (PUNREP, DONE):
+                    end = starts[k + 1] if k + 1 < len(starts) else INF
+                    n += min(end, hi) - max(starts[k], lo)
+                k += 1
+        return n
+
     # -- snapshot ---------------------------------------------------------
 
     def to_doc(self) -> dict[str, Any]:
@@ -331,10 +362,17 @@ class _Key:
 class Checker:
     """Exact delivery accounting for one sentinel (see the module docstring)."""
 
-    def __init__(self, grace_seconds: float = 10.0) -> None:
+    def __init__(
+        self, grace_seconds: float = 10.0, track_reads: bool = True, offsets_cap: int = DEFAULT_CAP
+    ) -> None:
         if grace_seconds < 0:
             raise ValueError(f"grace_seconds must be >= 0, got {grace_seconds!r}")
         self.grace_seconds = float(grace_seconds)
+        # The offsets of processed records are of the acknowledged log (not so under
+        # exactly-once, whose verifier reads the copier's output): ``PartitionOffsets``.
+        self.track_reads = track_reads
+        self.offsets_cap = offsets_cap
+        self._offsets: dict[int, PartitionOffsets] = {}
         self._keys: dict[tuple[int, int], _Key] = {}
         self._by_partition: dict[int, list[_Key]] = {}
         self._registered: set[int] = set()
@@ -468,6 +506,28 @@ class Checker:
             self._first_processing(key, now)
         self._processed_general(key, seqs, now)
 
+    def ack_offsets(self, run: int, partition: int, segments: Sequence[Sequence[int]]) -> None:
+        """Where delivery reports put records: per segment ``(seq, offset, count)``, seqs
+        seq..seq+count-1 of (run, partition) at offsets offset..offset+count-1. Call it after
+        ``acked`` for the same report; a negative offset (unknown) is ignored."""
+        if run in self._forgotten:
+            return
+        po = self._partition_offsets(partition)
+        processed = self._processed_fn(partition)
+        for seq, offset, count in segments:
+            po.ack(run, seq, offset, count, processed)
+
+    def read_offsets(
+        self, partition: int, session: int | None, segments: Sequence[Sequence[int]]
+    ) -> None:
+        """Where processed records were read: per segment ``(offset, count, run, seq)``, in
+        offset order, read by consumer session ``session`` (None: unknown). Call it after
+        ``processed`` for the same records."""
+        po = self._partition_offsets(partition)
+        processed = self._processed_fn(partition)
+        for offset, count, run, seq in segments:
+            po.read(session, offset, count, run, seq, processed)
+
     def tick(self, now: float) -> None:
         """Declare lost every pending seq whose pass is ``grace_seconds`` old."""
         if now > self._now:
@@ -501,8 +561,11 @@ class Checker:
     def partition_counts(self) -> dict[int, dict[str, int]]:
         """Every counter per Kafka partition, summed over runs (live and forgotten)."""
         out: dict[int, dict[str, int]] = {}
-        for partition in set(self._by_partition) | set(self._part_static):
+        for partition in set(self._by_partition) | set(self._part_static) | set(self._offsets):
             counts = dict.fromkeys(COUNTERS, 0)
+            po = self._offsets.get(partition)
+            if po is not None:
+                counts.update(po.counts())
             for name, value in self._part_static.get(partition, {}).items():
                 counts[name] += value
             for key in self._by_partition.get(partition, ()):
@@ -512,6 +575,18 @@ class Checker:
             counts["in_flight"] = counts["produced"] - counts["acked"] - counts["failed"]
             out[partition] = counts
         return dict(sorted(out.items()))
+
+    def log_positions(self) -> dict[int, dict[str, Any]]:
+        """Per partition with offsets seen: the highest offset acknowledged (``acked_to``) and
+        read (``read_to``; -1: none) and the last truncation's [first, last] offsets."""
+        return {
+            p: {
+                "acked_to": max(po.ack_his.values(), default=-1),
+                "read_to": po.read_hi,
+                "last_truncation": po.last_truncation,
+            }
+            for p, po in sorted(self._offsets.items())
+        }
 
     def totals(self) -> dict[str, int]:
         """Every counter summed over partitions and runs."""
@@ -539,6 +614,8 @@ class Checker:
             "part_static": [[p, dict(c)] for p, c in sorted(self._part_static.items())],
             "foreign_unattributed": self._foreign_unattributed,
             "keys": [key.to_doc() for _, key in sorted(self._keys.items())],
+            "track_reads": self.track_reads,
+            "offsets": [[p, po.to_doc()] for p, po in sorted(self._offsets.items())],
         }
 
     @classmethod
@@ -546,7 +623,7 @@ class Checker:
         """Rebuild a checker from ``snapshot()``; it then behaves identically."""
         if doc.get("format") != _SNAPSHOT_FORMAT:
             raise ValueError(f"unsupported checker snapshot format {doc.get('format')!r}")
-        checker = cls(doc["grace_seconds"])
+        checker = cls(doc["grace_seconds"], bool(doc.get("track_reads", True)))
         checker._now = float("-inf") if doc["now"] is None else float(doc["now"])
         checker._registered = {int(r) for r in doc["registered"]}
         checker._forgotten = {int(r) for r in doc["forgotten"]}
@@ -558,6 +635,11 @@ class Checker:
             for p, counts in doc["part_static"]
         }
         checker._foreign_unattributed = int(doc["foreign_unattributed"])
+        # Checkpoints written before offsets were tracked have none: nothing known yet.
+        checker._offsets = {
+            int(p): PartitionOffsets.from_doc(po, checker.offsets_cap)
+            for p, po in doc.get("offsets", ())
+        }
         for kdoc in doc["keys"]:
             key = _Key.from_doc(kdoc)
             checker._keys[(key.run, key.partition)] = key
@@ -572,6 +654,24 @@ class Checker:
         if static is None:
             static = self._part_static[partition] = dict.fromkeys(_PART_COUNTERS, 0)
         return static
+
+    def _partition_offsets(self, partition: int) -> PartitionOffsets:
+        po = self._offsets.get(partition)
+        if po is None:
+            po = self._offsets[partition] = PartitionOffsets(self.track_reads, self.offsets_cap)
+        return po
+
+    def _processed_fn(self, partition: int) -> Any:
+        """``PartitionOffsets``' question: how many of run's seqs [lo, hi) were processed."""
+        keys = self._keys
+
+        def processed(run: int, lo: int, hi: int) -> int:
+            key = keys.get((run, partition))
+            if key is None or hi <= lo or lo < 0:
+                return 0
+            return key.processed_in(lo, hi)
+
+        return processed
 
     def _new_key(self, run: int, partition: int) -> _Key:
         key = _Key(run, partition)

@@ -186,18 +186,26 @@ def decode_fields(
 
 
 def decode_messages(
-    msgs: Iterable[Any], sentinel_id: int, stamp: int
+    msgs: Iterable[Any],
+    sentinel_id: int,
+    stamp: int,
+    offsets: list[int] | None = None,
+    epochs: list[int | None] | None = None,
 ) -> tuple[list[tuple[int, int, int, int, int]], int]:
     """The consumer's batch decode. ``msgs`` are Kafka messages (``value()``, ``partition()``);
     returns ``(run_id, partition, seq, produce_ts_us, stamp)`` for each valid record of sentinel
     ``sentinel_id`` (``stamp``: the batch's processing time, the ledger's last field) and how
-    many were anything else (foreign).
+    many were anything else (foreign). With ``offsets`` and ``epochs``, appends to them, for
+    each valid record in the same order, the offset it was read at (``offset()``) and its
+    leader epoch (``leader_epoch()``: None when unknown).
 
     Accepts exactly what ``decode_fields(value, sentinel_id=..., partition=...)`` accepts
     (tests/unit/test_codec.py holds them equal), with the checks inlined: this is every
     consumer's hot loop at saturation. Never raises on any value."""
     out: list[tuple[int, int, int, int, int]] = []
     append = out.append
+    where = offsets.append if offsets is not None else None
+    epoch = epochs.append if epochs is not None else None
     foreign = 0
     unpack, crc32, magic_ok, version_ok = _FULL.unpack_from, zlib.crc32, MAGIC, VERSION
     header, body_size = HEADER_SIZE, _BODY_SIZE
@@ -207,6 +215,9 @@ def decode_messages(
             fields = decode_fields(value, sentinel_id=sentinel_id, partition=partition)
             if type(fields) is tuple:
                 append((*fields[1:], stamp))
+                if where is not None:
+                    where(msg.offset())
+                    epoch(msg.leader_epoch())  # type: ignore[misc]
             else:
                 foreign += 1
             continue
@@ -221,6 +232,9 @@ def decode_messages(
             foreign += 1
             continue
         append((run, part, seq, ts, stamp))
+        if where is not None:
+            where(msg.offset())
+            epoch(msg.leader_epoch())  # type: ignore[misc]
     return out, foreign
 
 

@@ -22,21 +22,46 @@ AT_LEAST_ONCE = "at-least-once"
 EXACTLY_ONCE = "exactly-once"
 SEMANTICS = (AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE)
 
-# Counters whose any occurrence breaks the semantic's promise (a VIOLATED verdict).
+# Counters whose any occurrence breaks the semantic's promise (a VIOLATED verdict). The offset
+# anomalies (DESIGN.md, "Where in the log, and why"; ``workers.engine.offsets``) follow what
+# each semantic gives up: a rewind re-processes records (a duplicate's cause), a divergent,
+# skipped or truncated offset is an acknowledged record not read where it was written (a
+# loss's cause). At-most-once tolerates loss, at-least-once duplicates and rewinds,
+# exactly-once none of them.
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    AT_MOST_ONCE: ("duplicated", "aborted_read"),
-    AT_LEAST_ONCE: ("lost",),
-    EXACTLY_ONCE: ("lost", "duplicated", "aborted_read"),
+    AT_MOST_ONCE: ("duplicated", "aborted_read", "rewound"),
+    AT_LEAST_ONCE: ("lost", "divergent", "skipped", "truncated"),
+    EXACTLY_ONCE: (
+        "lost",
+        "duplicated",
+        "aborted_read",
+        "divergent",
+        "rewound",
+        "skipped",
+        "truncated",
+    ),
 }
 # Counters a fault may legitimately raise under the semantic: it gives up exactly these.
 ALLOWED: dict[str, tuple[str, ...]] = {
-    AT_MOST_ONCE: ("lost",),
-    AT_LEAST_ONCE: ("duplicated",),
+    AT_MOST_ONCE: ("lost", "divergent", "skipped", "truncated"),
+    AT_LEAST_ONCE: ("duplicated", "rewound"),
     EXACTLY_ONCE: (),
 }
 
 # -- counters --------------------------------------------------------------------------------
 
+# Where in the log (DESIGN.md, "Where in the log, and why"; ``workers.engine.offsets``), per
+# partition: offsets holding another record than acknowledged, reads going back within one
+# consumer session, acknowledged offsets a session jumped over, offsets by which the log end
+# went back, and acknowledged offsets that could not be checked (bounded memory; never an
+# anomaly).
+OFFSET_COUNTERS: tuple[str, ...] = (
+    "divergent",
+    "rewound",
+    "skipped",
+    "truncated",
+    "offsets_unchecked",
+)
 # The checker's counters (DESIGN.md, "What every number means"); in_flight is derived
 # (produced - acked - failed) and pending is a level, not an increase.
 CHECKER_COUNTERS: tuple[str, ...] = (
@@ -51,6 +76,7 @@ CHECKER_COUNTERS: tuple[str, ...] = (
     "reordered",
     "aborted_read",
     "foreign",
+    *OFFSET_COUNTERS,
     "pending",
     "in_flight",
 )
@@ -65,7 +91,18 @@ PARTITION_EVENT_COUNTERS = tuple(
     name for name in COUNTERS if name not in RATE_COUNTERS and name != "pending"
 )
 # Problem counters charted and flagged on the pages.
-EVENT_COUNTERS = ("lost", "duplicated", "reordered", "late", "phantom", "aborted_read")
+EVENT_COUNTERS = (
+    "lost",
+    "duplicated",
+    "reordered",
+    "late",
+    "phantom",
+    "aborted_read",
+    "divergent",
+    "rewound",
+    "skipped",
+    "truncated",
+)
 
 # -- verdicts --------------------------------------------------------------------------------
 
@@ -149,6 +186,10 @@ class StatusDoc(TypedDict, total=False):
     # "e2e": latency_buckets(...), "ack": latency_buckets(...)}
     latency_buckets: dict[str, Any]
     partitions: dict[str, dict[str, int]]  # partition -> cumulative counters
+    # partition -> where the log is as the checker saw it: {"acked_to": highest offset
+    # acknowledged, "read_to": highest offset read (-1: none), "last_truncation": [first, last]
+    # offsets of the last truncation seen, or None}
+    offsets: dict[str, dict[str, Any]]
     # The topic's cluster metadata as the checker last fetched it (None before its first fetch):
     # {"error": str | None, "partitions": {p: {"leader", "leader_host", "replicas", "isr"}},
     #  "updated_at": float}

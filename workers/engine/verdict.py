@@ -5,7 +5,8 @@ Pure Python. The rules are DESIGN.md's, in precedence order:
 1. VIOLATED: the guarantee itself broke.
    at-most-once: a duplicate or an aborted read;
    at-least-once: a loss;
-   exactly-once: a loss, a duplicate or an aborted read.
+   exactly-once: a loss, a duplicate or an aborted read;
+   and the offset anomalies each forbids (``documents.FORBIDDEN``).
    Violations are facts already counted, so they win over STALLED.
 2. STALLED: an error is reported (cluster unreachable, sentinel down) or no
    progress for ``stall_after_s``. A stall is never reported as loss.
@@ -29,6 +30,10 @@ DEFAULT_THRESHOLDS: dict[str, int] = {
     "reordered": 0,
     "late": 0,
     "phantom": 0,
+    "divergent": 0,
+    "rewound": 0,
+    "skipped": 0,
+    "truncated": 0,
 }
 
 _WHAT = {
@@ -38,6 +43,10 @@ _WHAT = {
     "reordered": "reordered",
     "late": "late",
     "phantom": "phantom (processed though not acked)",
+    "divergent": "divergent offsets (log rewritten)",
+    "rewound": "rewound reads",
+    "skipped": "skipped offsets",
+    "truncated": "truncated offsets",
 }
 
 

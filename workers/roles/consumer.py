@@ -9,6 +9,7 @@ strategy decides whether the Kafka offset commit comes before it (at-most-once) 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -72,12 +73,16 @@ class AssignedConsumer(Loop):
         self.metadata_client: AdminClient | None = None
         self.assigned = 0
         self._last_metadata = 0.0
+        # Identifies this consumer's reading between two starts (the ledger's session: within
+        # one, offsets read only go forward; a restart may legitimately re-read or jump).
+        self.session = 0
 
     def consumer_conf(self) -> dict[str, Any]:
         return self.spec.consumer_conf(error_cb=self.on_client_error)
 
     def start(self) -> None:
         self.join_epoch()
+        self.session = secrets.randbits(63)
         self.consumer = Consumer(self.consumer_conf())
         # Quiet: the consumer's own error_cb already reports an unreachable cluster.
         self.metadata_client = admin_for(self.spec, quiet=True)
@@ -133,9 +138,13 @@ class AssignedConsumer(Loop):
                 self.on_client_error(err)
         return good
 
-    def decode_batch(self, msgs: list[Any]) -> tuple[list[tuple[int, int, int, int, int]], int]:
-        """Ledger items for valid records of this sentinel; the rest counts as foreign."""
-        return codec.decode_messages(msgs, self.spec.id, now_us())
+    def decode_batch(self, msgs: list[Any]) -> LedgerEntry:
+        """The ledger entry of a batch: valid records of this sentinel with the offsets they
+        were read at, by this session; the rest counts as foreign."""
+        offsets: list[int] = []
+        epochs: list[int | None] = []
+        items, foreign = codec.decode_messages(msgs, self.spec.id, now_us(), offsets, epochs)
+        return LedgerEntry(items, foreign, offsets=offsets, epochs=epochs, session=self.session)
 
     def process(
         self, entry: LedgerEntry, *, offsets: dict[int, int] | None = None, topic: str = ""
@@ -213,15 +222,15 @@ class SentinelConsumer(AssignedConsumer):
                 return
             # Decoded after the commit: decoding stamps the processing time, and at-most-once
             # processes only once the commit came back, so its latency includes the commit.
-            items, foreign = self.decode_batch(msgs)
-            batch = self.fault_detail(items)
+            entry = self.decode_batch(msgs)
+            batch = self.fault_detail(entry.items)
             self.fault.at("after-commit", detail=batch)
-            self.process(LedgerEntry(items, foreign))
+            self.process(entry)
             self.fault.at("after-process", detail=batch)
         else:
-            items, foreign = self.decode_batch(msgs)
-            batch = self.fault_detail(items)
-            self.process(LedgerEntry(items, foreign))
+            entry = self.decode_batch(msgs)
+            batch = self.fault_detail(entry.items)
+            self.process(entry)
             self.fault.at("after-process", detail=batch)
             if not self.commit(msgs):
                 return

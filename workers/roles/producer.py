@@ -30,7 +30,7 @@ from workers.engine import codec
 from workers.engine.documents import RUN_EVENT
 from workers.engine.latency import LatencyHistogram
 from workers.engine.spec import SentinelSpec
-from workers.engine.streams import AckReport, PartitionReport
+from workers.engine.streams import AckReport, PartitionReport, delivery_segments
 from workers.roles.faults import FaultHook
 from workers.roles.loop import Loop, RestartRole, now_us
 from workers.store.epoch import StateLost
@@ -88,6 +88,9 @@ class SentinelProducer(Loop):
         self.next_seq: dict[int, int] = {}
         self._credit = 0.0  # records due per partition (every partition has the same rate)
         self._acked: dict[int, list[int]] = defaultdict(list)
+        # Parallel to _acked: the offset and leader epoch each record was acknowledged at.
+        self._ack_offsets: dict[int, list[int]] = defaultdict(list)
+        self._ack_epochs: dict[int, list[int | None]] = defaultdict(list)
         self._failed: dict[int, list[int]] = defaultdict(list)
         self._produced: dict[int, int] = defaultdict(int)
         self._ack_seconds: list[float] = []  # delivery latencies, into a histogram per flush
@@ -101,6 +104,8 @@ class SentinelProducer(Loop):
         self.transactional = spec.eos
         self._in_txn = False
         self._txn_acked: dict[int, list[int]] = defaultdict(list)  # delivered, not yet committed
+        self._txn_offsets: dict[int, list[int]] = defaultdict(list)
+        self._txn_epochs: dict[int, list[int | None]] = defaultdict(list)
         self.fenced = False
         self.fault = FaultHook(store)
         self.draining = False  # asked to stop cleanly (``SentinelStore.request_drain``)
@@ -284,7 +289,15 @@ class SentinelProducer(Loop):
             return  # a previous run's straggler: that run's ranges are closed
         seq = _U64.unpack_from(value, codec.SEQ_OFFSET)[0]
         if err is None:
-            (self._txn_acked if self.transactional else self._acked)[msg.partition()].append(seq)
+            partition = msg.partition()
+            if self.transactional:
+                self._txn_acked[partition].append(seq)
+                self._txn_offsets[partition].append(msg.offset())
+                self._txn_epochs[partition].append(msg.leader_epoch())
+            else:
+                self._acked[partition].append(seq)
+                self._ack_offsets[partition].append(msg.offset())
+                self._ack_epochs[partition].append(msg.leader_epoch())
             latency = msg.latency()
             if latency is not None:
                 self._ack_seconds.append(latency)
@@ -320,7 +333,14 @@ class SentinelProducer(Loop):
         else:
             for partition, seqs in self._txn_acked.items():
                 self._acked[partition].extend(seqs)
-        self._in_txn, self._txn_acked = False, defaultdict(list)
+                self._ack_offsets[partition].extend(self._txn_offsets[partition])
+                self._ack_epochs[partition].extend(self._txn_epochs[partition])
+        self._in_txn = False
+        self._forget_transaction()
+
+    def _forget_transaction(self) -> None:
+        self._txn_acked = defaultdict(list)
+        self._txn_offsets, self._txn_epochs = defaultdict(list), defaultdict(list)
 
     def abort_transaction(self, err: KafkaError) -> None:
         assert self.producer is not None
@@ -336,7 +356,8 @@ class SentinelProducer(Loop):
     def transaction_failed(self, err: KafkaError) -> None:
         """A transactional error the producer cannot go on from. The open transaction's records
         stay in flight (their outcome is unknown); a new producer starts a new run."""
-        self._in_txn, self._txn_acked = False, defaultdict(list)
+        self._in_txn = False
+        self._forget_transaction()
         if err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
             self.fenced = True
             self.error = f"fenced: {err.str()}"
@@ -355,17 +376,26 @@ class SentinelProducer(Loop):
         if self.transactional:
             self.end_transaction()
         acked, failed, produced = self._acked, self._failed, self._produced
+        ack_offsets, ack_epochs = self._ack_offsets, self._ack_epochs
         self._acked, self._failed, self._produced = (
             defaultdict(list),
             defaultdict(list),
             defaultdict(int),
         )
+        self._ack_offsets, self._ack_epochs = defaultdict(list), defaultdict(list)
         seconds, self._ack_seconds = self._ack_seconds, []
         latency = LatencyHistogram()
         latency.record_many([s * 1000.0 for s in seconds])
         parts = {
             partition: PartitionReport.of(
-                produced.get(partition, 0), acked.get(partition, ()), failed.get(partition, ())
+                produced.get(partition, 0),
+                acked.get(partition, ()),
+                failed.get(partition, ()),
+                delivery_segments(
+                    acked.get(partition, []),
+                    ack_offsets.get(partition, []),
+                    ack_epochs.get(partition, []),
+                ),
             )
             for partition in set(acked) | set(failed) | set(produced)
         }
@@ -410,4 +440,6 @@ class SentinelProducer(Loop):
             defaultdict(list),
             defaultdict(int),
         )
-        self._txn_acked, self._ack_seconds = defaultdict(list), []
+        self._ack_offsets, self._ack_epochs = defaultdict(list), defaultdict(list)
+        self._forget_transaction()
+        self._ack_seconds = []

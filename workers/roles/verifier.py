@@ -15,7 +15,6 @@ from confluent_kafka import (
 from workers.clients.kafka import TXN_HEADER
 from workers.engine import codec
 from workers.engine.spec import SentinelSpec
-from workers.engine.streams import LedgerEntry
 from workers.roles.consumer import AssignedConsumer
 from workers.store.sentinel import SentinelStore
 
@@ -67,21 +66,18 @@ class CommittedVerifier(AssignedConsumer):
                 aborted.append(msg)
             else:
                 clean.append(msg)
-        items, foreign = self.decode_batch(clean)
+        entry = self.decode_batch(clean)
         aborted_items = []
         for msg in aborted:
             record = codec.decode(msg.value(), sentinel_id=self.spec.id)
             if isinstance(record, codec.Record):
                 aborted_items.append((record.run_id, record.partition, record.seq))
             else:
-                foreign += 1
+                entry.foreign += 1
+        entry.aborted = aborted_items
         for msg in msgs:
             self.offsets[msg.partition()] = msg.offset() + 1
-        self.process(
-            LedgerEntry(items, foreign, aborted_items),
-            offsets=self.offsets,
-            topic=self.source_topic,
-        )
+        self.process(entry, offsets=self.offsets, topic=self.source_topic)
         self.error = None
 
     def refresh_aborted(self) -> None:

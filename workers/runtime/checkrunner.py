@@ -54,6 +54,7 @@ from workers.engine.documents import (
     summary,
 )
 from workers.engine.latency import LatencyHistogram, RecentLatency
+from workers.engine.offsets import read_segments
 from workers.engine.spec import SentinelSpec
 from workers.engine.streams import AckReport, LedgerEntry
 from workers.engine.verdict import evaluate
@@ -153,7 +154,7 @@ class CheckRunner(Loop):
         self.prev_totals: dict[str, int] | None = None
         self.prev_parts: dict[int, dict[str, int]] = {}
         self.verdict: str | None = None
-        self.checker = Checker(grace_seconds=spec.grace_seconds)
+        self.checker = self.new_checker()
         self.acks_id = "0-0"
         self.ledger_id = "0-0"
         self.epoch: str | None = None
@@ -172,6 +173,11 @@ class CheckRunner(Loop):
         self.metadata = MetadataRefresher(spec)
 
     # -- state -----------------------------------------------------------------------------
+    def new_checker(self) -> Checker:
+        # Under exactly-once the ledger's offsets are the verifier's, of the copier's output
+        # topic, not of the acknowledged log: only rewinds are judged from them.
+        return Checker(grace_seconds=self.spec.grace_seconds, track_reads=not self.spec.eos)
+
     def load(self) -> None:
         self.epoch = self.join_epoch()
         doc, self.acks_id, self.ledger_id = self.store.load_checkpoint()
@@ -186,7 +192,7 @@ class CheckRunner(Loop):
         """Start afresh in the new epoch: what was counted belonged to the lost state."""
         log.warning("sentinel %s: %s; the checker starts afresh", self.spec.name, reason)
         self.epoch = self.join_epoch()
-        self.checker = Checker(grace_seconds=self.spec.grace_seconds)
+        self.checker = self.new_checker()
         self.acks_id = self.ledger_id = "0-0"
         self.known_runs.clear()
         self.earlier_runs.clear()
@@ -243,6 +249,8 @@ class CheckRunner(Loop):
                 self.checker.acked(run, partition, first, last, now)
             for first, last in entry.failed:
                 self.checker.failed(run, partition, first, last, now)
+            if entry.offsets:
+                self.checker.ack_offsets(run, partition, [o[:3] for o in entry.offsets])
         if report.latency is not None:
             hist = LatencyHistogram.load(report.latency)
             self.ack_latency.merge(hist)
@@ -251,11 +259,17 @@ class CheckRunner(Loop):
     def apply_ledger(self, entry: LedgerEntry, now: float) -> None:
         # Per record: a set lookup, two list appends and a subtraction; the latency histograms
         # are filled once per entry and partition (record_many), not once per record.
+        # With offsets, one more append per record: where it was read (the offsets' checks).
         foreign = entry.foreign
-        groups: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
+        groups: dict[tuple[int, int], tuple[list[int], list[int], list[int]]] = {}
         known, unknown = self.known_runs, set()
         earlier = self.earlier_runs
-        for run, partition, seq, produced_us, processed_us in entry.items:
+        offsets = entry.offsets
+        if offsets is None:
+            offsets = [-1] * len(entry.items)
+        for (run, partition, seq, produced_us, processed_us), offset in zip(
+            entry.items, offsets, strict=True
+        ):
             if run not in known and (run in unknown or not self.learn_run(run)):
                 unknown.add(run)  # asked Redis once per entry, not once per record
                 if run not in earlier:  # a run from before the state was lost: not foreign
@@ -263,15 +277,25 @@ class CheckRunner(Loop):
                 continue
             group = groups.get((run, partition))
             if group is None:
-                group = groups[(run, partition)] = ([], [])
+                group = groups[(run, partition)] = ([], [], [])
             group[0].append(seq)
             group[1].append(processed_us - produced_us)
+            group[2].append(offset)
         delays_ms: list[float] = []
-        for (run, partition), (seqs, delays_us) in groups.items():
+        reads: dict[int, list[tuple[int, int, int, int]]] = {}
+        for (run, partition), (seqs, delays_us, offs) in groups.items():
             self.checker.processed(run, partition, seqs, now)
             ms = [d / 1000.0 for d in delays_us]  # negatives (clock skew) count as 0
             self.partition_e2e.record_many(partition, ms, now)
             delays_ms.extend(ms)
+            if entry.offsets is not None:
+                reads.setdefault(partition, []).extend(read_segments(run, seqs, offs))
+        if entry.offsets is not None and len(reads) < len(groups):
+            # A partition read records of two runs: their segments in reading order.
+            for partition in {p for _r, p in groups}:
+                reads[partition] = ordered_reads(entry, partition, groups)
+        for partition, segments in reads.items():
+            self.checker.read_offsets(partition, entry.session, segments)
         for run, partition, _seq in entry.aborted:
             if run in known or self.learn_run(run) or run not in earlier:
                 self.checker.aborted_read(run, partition, 1)
@@ -484,6 +508,7 @@ class CheckRunner(Loop):
                 str(p): {k: counts.get(k, 0) for k in COUNTERS}
                 for p, counts in sorted(self.checker.partition_counts().items())
             },
+            "offsets": {str(p): pos for p, pos in self.checker.log_positions().items()},
             "partition_latency_ms": {
                 str(p): {**summary(h), "count": h.count}
                 for p, h in sorted(self.partition_e2e.histograms(now).items())
@@ -494,6 +519,24 @@ class CheckRunner(Loop):
             "updated_at": now,
             "checker_pid": os.getpid(),
         }
+
+
+def ordered_reads(
+    entry: LedgerEntry, partition: int, groups: dict[tuple[int, int], Any]
+) -> list[tuple[int, int, int, int]]:
+    """``read_segments`` of one partition's records of every known run, in reading order."""
+    assert entry.offsets is not None
+    out: list[tuple[int, int, int, int]] = []
+    for (run, part, seq, _p, _q), offset in zip(entry.items, entry.offsets, strict=True):
+        if part != partition or (run, part) not in groups or offset < 0:
+            continue
+        if out:
+            o, c, r, s = out[-1]
+            if r == run and offset == o + c and seq == s + c:
+                out[-1] = (o, c + 1, r, s)
+                continue
+        out.append((offset, 1, run, seq))
+    return out
 
 
 def window_summary(hist: LatencyHistogram) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from workers.engine.documents import (
     AT_MOST_ONCE,
     EXACTLY_ONCE,
     FORBIDDEN,
+    OFFSET_COUNTERS,
     Verdict,
 )
 from workers.lab.soak.procs import SoakRedis, SoakWorkers, rss_bytes, sentinel_processes
@@ -44,6 +45,7 @@ MONOTONIC = (
     "aborted_read",
     "foreign",
     "late",
+    *OFFSET_COUNTERS,
 )
 # Memory is "flat" when it grew by at most this over the second half (start vs end; each
 # value the median of the samples of the first / last RSS_EDGE_S of the span, so one sample
