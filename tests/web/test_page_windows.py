@@ -42,9 +42,13 @@ def test_it_labels_every_detail_number_with_its_window(logged_in, sentinels, red
     assert re.search(
         r'reordered <span class="win">5 min</span></dt><dd data-recent="reordered">2<', html
     )
-    assert 'p99 ms <span class="win">1 min</span></dt><dd data-recent="p99">42.5<' in html
+    assert 'p99 <span class="win">1 min</span></dt><dd data-recent="p99">42.5 ms<' in html
     # Totals since start, one click from the overview: its cell links to them.
-    assert re.search(r'lost <span class="win">total</span></dt><dd data-total="lost">40<', html)
+    assert re.search(
+        r'<dt title="acked, and still not processed[^"]*">lost <span class="win">total</span></dt>'
+        r'<dd data-total="lost">40<',
+        html,
+    )
     assert 'id="totals">Since start<' in html
     overview = logged_in.get(reverse("home")).content.decode()
     assert f'href="/sentinels/{alo.pk}/#totals">totals since start<' in overview
