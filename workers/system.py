@@ -147,6 +147,25 @@ def parse_sentinel_argv(argv: Sequence[str]) -> tuple[str, str] | None:
     return value("--spec") or "", value("--roles") or MAIN_ROLES
 
 
+# A worker's shared host of light sentinels is ``python -m HOST_MODULE --manifest DIR``.
+HOST_MODULE = "workers.runtime.host"
+
+
+def host_argv(manifest_dir: str | Path, *, live: bool = False) -> list[str]:
+    """The command line of a worker's shared sentinel host (the one way to build it)."""
+    argv = [sys.executable, "-m", HOST_MODULE, "--manifest", str(manifest_dir)]
+    return argv + (["--live"] if live else [])
+
+
+def parse_host_argv(argv: Sequence[str]) -> str | None:
+    """The manifest directory of a shared host's command line (``host_argv``), None for any
+    other process's."""
+    if HOST_MODULE not in argv or "--manifest" not in argv:
+        return None
+    i = argv.index("--manifest") + 1
+    return argv[i] if i < len(argv) else None
+
+
 def terminate(proc: subprocess.Popen, timeout: float, *, group: bool = False) -> bool:
     """SIGTERM ``proc``, wait up to ``timeout`` s, then SIGKILL it; reaped either way.
 

@@ -1,8 +1,9 @@
 """A short soak (2 minutes) on the real local cluster: the same runner and judging as the
 30-minute one (``python -m workers.lab.soak``, docs/reliability.md), with fewer faults.
 
-Six sentinels hosted by two real Celery workers on a Redis of the soak's own; a fixed seed
-orders the faults (a sentinel process SIGKILLed, a whole worker SIGKILLed, Redis restarted);
+Six sentinels hosted by two real Celery workers as production hosts them (in each worker's
+shared host), on a Redis of the soak's own; a fixed seed orders the faults (a worker's shared
+host SIGKILLed with every sentinel in it, a whole worker SIGKILLed, Redis restarted);
 every judged check must pass: nothing acked lost, nothing duplicated or aborted read under
 exactly-once, never VIOLATED, back to progress within each fault's bound, counters that never
 fall, and every sentinel's counts equal to the ground truth recounted from the raw streams.
@@ -16,8 +17,8 @@ import os
 
 import pytest
 
-from workers.lab.soak.faults import REDIS_RESTART, SENTINEL_KILL, WORKER_KILL
-from workers.lab.soak.procs import free_port, sentinel_processes
+from workers.lab.soak.faults import HOST_KILL, REDIS_RESTART, WORKER_KILL
+from workers.lab.soak.procs import free_port, parent_pid
 from workers.lab.soak.run import Soak
 from workers.localkafka.cluster import LocalCluster
 
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.soak]
 SEED = 20261129
 # The soak's whole wall time, start to report (the least it takes): the suite's budget for it.
 MINUTES = 2.0
-FAULTS = (SENTINEL_KILL, WORKER_KILL, REDIS_RESTART)
+FAULTS = (HOST_KILL, WORKER_KILL, REDIS_RESTART)
 
 
 def env(name: str) -> str:
@@ -56,6 +57,12 @@ def test_it_keeps_every_promise_through_a_short_soak_of_faults(tmp_path):
     # Every planned fault ran and each affected sentinel was measured back to progress.
     assert sorted(f["kind"] for f in report["faults"]) == sorted(FAULTS), report["faults"]
     assert all(f["takeovers"] for f in report["faults"]), report["faults"]
+    # The host kill ended a shared host with sentinels in it, and each came back.
+    (host_kill,) = (f for f in report["faults"] if f["kind"] == HOST_KILL)
+    assert host_kill["detail"]["sentinels"], host_kill
+    assert sorted(t["sentinel"] for t in host_kill["takeovers"]) == sorted(
+        host_kill["detail"]["sentinels"]
+    )
     # The judged sentinels were judged on every claim, the others on their counts alone.
     judged = {k for k, s in report["sentinels"].items() if s["judged"]}
     assert judged == {"alo", "eos", "eos-6p"}
@@ -67,7 +74,15 @@ def test_it_keeps_every_promise_through_a_short_soak_of_faults(tmp_path):
         assert doc["comparison"]["differ"] == [], (key, doc["comparison"])
     html = (tmp_path / "soak" / "soak.html").read_text()
     assert html.count("<svg") == 4 * len(report["sentinels"])
-    # Nothing left behind: no sentinel process, the cluster whole.
-    assert not sentinel_processes({s["id"] for s in report["sentinels"].values()})
+    # The sentinels ran in the workers' shared hosts (sampled for memory), and nothing is
+    # left behind: no host process, the cluster whole.
+    hosts = {
+        pid
+        for name, pts in soak.watcher.samples.rss.items()
+        if "host" in name
+        for _t, pid, _b in pts
+    }
+    assert hosts, soak.watcher.samples.rss.keys()
+    assert not [pid for pid in hosts if parent_pid(pid) is not None], hosts
     status = local.status()
     assert [n["state"] for n in status["nodes"]] == ["running"] * 3, status

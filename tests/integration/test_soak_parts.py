@@ -7,16 +7,29 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+
+from tests.support.waiting import wait_until
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SPECS_FILE_ENV, SentinelSpec, specs_from_file
 from workers.engine.streams import AckReport, LedgerEntry, PartitionReport
-from workers.lab.soak.faults import KEEP_PROCESSES, KINDS, plan
-from workers.lab.soak.procs import process_age_s
+from workers.lab.soak.faults import (
+    HOST_KILL,
+    KEEP_PROCESSES,
+    KINDS,
+    SENTINEL_KILL,
+    kinds_for,
+    plan,
+)
+from workers.lab.soak.procs import OWN, SHARED, cmdline, host_processes, process_age_s
+from workers.lab.soak.run import Soak
 from workers.lab.soak.truth import Truth, compare
 from workers.lab.soak.watch import monotonic_checks
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
+from workers.system import host_argv, parse_host_argv
 
 
 def spec(sid: int = 990_010) -> SentinelSpec:
@@ -120,3 +133,37 @@ def test_it_tells_a_process_that_just_started_from_one_running_for_long():
         proc.kill()
         proc.wait()
     assert process_age_s(proc.pid) is None  # gone
+
+
+def test_each_hosting_has_its_own_process_kill_and_refuses_the_other():
+    assert HOST_KILL in kinds_for(SHARED) and SENTINEL_KILL not in kinds_for(SHARED)
+    assert SENTINEL_KILL in kinds_for(OWN) and HOST_KILL not in kinds_for(OWN)
+    assert set(kinds_for(SHARED)) | set(kinds_for(OWN)) == set(KINDS)
+    with pytest.raises(ValueError, match="do not apply to shared hosting"):
+        Soak(
+            minutes=2,
+            seed=1,
+            report_dir=Path("unused"),
+            bootstrap_servers="127.0.0.1:1",
+            local=None,  # refused before anything starts
+            redis_port=1,
+            kinds=(SENTINEL_KILL,),
+        )
+
+
+def test_it_finds_a_workers_shared_host_by_its_command_line_and_parent(tmp_path):
+    """``host_processes`` maps a worker's pid to its shared host (a child started with
+    ``workers.system.host_argv``), and ignores another process's children."""
+    argv = host_argv(tmp_path / "shared")
+    # The host's command line, but a process that only sleeps (``-c`` takes the code; what
+    # follows is its sys.argv, as /proc shows it).
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv[1:]])
+    try:
+        assert parse_host_argv(argv) == str(tmp_path / "shared")
+        # Until the child has exec'ed, /proc shows this process's command line for it.
+        wait_until(lambda: parse_host_argv(cmdline(child.pid)) is not None, 30, "the child's exec")
+        assert host_processes({os.getpid()}) == {os.getpid(): child.pid}
+        assert host_processes({child.pid}) == {}
+    finally:
+        child.kill()
+        child.wait(10)

@@ -49,6 +49,9 @@ ACK_REPORT_INTERVAL_S = 0.5
 # longer interval keeps that cost per record, not per partition (0.5 s at 1,000 partitions).
 ACK_FLUSH_INTERVAL_MAX_S = 1.0
 ACK_FLUSH_PARTITIONS_PER_S = 2000
+# How often the producer asks whether it is to drain (``SentinelStore.request_drain``): one
+# Redis read a second, for something only the soak asks.
+DRAIN_CHECK_S = 1.0
 
 
 def ack_flush_interval(partitions: int, transactional: bool = True) -> float:
@@ -100,9 +103,16 @@ class SentinelProducer(Loop):
         self._txn_acked: dict[int, list[int]] = defaultdict(list)  # delivered, not yet committed
         self.fenced = False
         self.fault = FaultHook(store)
+        self.draining = False  # asked to stop cleanly (``SentinelStore.request_drain``)
+        self._drain_checked = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
+        if self.store.drain_state() is not None:  # drained before this start: stays stopped
+            self.draining = True
+            self.shutdown.set()
+            self.store.mark_drained()  # nothing of this process is in flight
+            return
         admin = admin_for(self.spec)
         self.partitions = ensure_topic(admin, self.spec, self.spec.topic, self.spec.partitions)
         extra: dict[str, Any] = {"on_delivery": self._on_delivery, "error_cb": self.on_client_error}
@@ -149,6 +159,21 @@ class SentinelProducer(Loop):
             except (KafkaException, RestartRole, StateLost) as exc:
                 log.warning("sentinel %s: last transaction: %s", self.spec.name, exc)
         self.producer = None
+        if self.draining:
+            self.store.mark_drained()
+
+    def drain(self) -> None:
+        """Stop cleanly, the other roles going on: the loop ends, ``close()`` sends what is
+        in flight and writes the last delivery reports, then says the drain is done."""
+        log.info("sentinel %s: producer draining", self.spec.name)
+        self.draining = True
+        self.shutdown.set()
+
+    def drain_requested(self, now: float) -> bool:
+        if now - self._drain_checked < DRAIN_CHECK_S:
+            return False
+        self._drain_checked = now
+        return self.store.drain_state() is not None
 
     # -- work ------------------------------------------------------------------------------
     def step(self) -> None:
@@ -156,6 +181,9 @@ class SentinelProducer(Loop):
         if not self.run_id:  # the new run after a state loss is not registered yet
             self.new_run(AFTER_STATE_LOSS)
         now = time.monotonic()
+        if self.drain_requested(now):
+            self.drain()
+            return
         if now - self._last_metadata >= METADATA_REFRESH_S:
             self._last_metadata = now
             self.follow_partitions()

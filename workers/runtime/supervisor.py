@@ -25,6 +25,10 @@ its token is gone or has less than half the lease time left (its worker is pause
 off from Redis), so it is gone before another worker can take the lease. When its parent
 worker dies, the child stops at once and releases the lease, so a live worker takes over on
 its next tick rather than after the full lease time.
+
+Each tick also takes or renews the watch leases of the sentinels' clusters
+(``workers.runtime.watch.ClusterWatchers``): one worker per cluster runs that cluster's
+samplers, whichever worker first takes its lease.
 """
 
 from __future__ import annotations
@@ -37,7 +41,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -50,12 +53,14 @@ import redis
 from workers.engine.env import envchoice, envint
 from workers.engine.spec import SentinelSpec
 from workers.runtime.manifest import entry_path, read_state, write_entry
+from workers.runtime.watch import ClusterWatchers
 from workers.store.coordination import Lease, WorkerRegistry
 from workers.store.sentinel import SentinelStore
 from workers.system import (
     LOCAL_DIR,
     PROJECT_ROOT,
     QUICK_EXIT_S,
+    host_argv,
     redis_env,
     respawn_backoff,
     sentinel_argv,
@@ -150,6 +155,14 @@ class SentinelSupervisor:
         self.host_dir = self.spec_dir / "shared"
         self.shutdown = threading.Event()
         self._thread: threading.Thread | None = None
+        # The clusters of the sentinels, each watched by exactly one worker (workers/runtime/watch.py).
+        self.watchers = ClusterWatchers(
+            client,
+            redis_url=redis_url,
+            worker_id=self.worker_id,
+            directory=self.spec_dir / "watch",
+            lease_ms=LEASE_MS,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -168,6 +181,7 @@ class SentinelSupervisor:
         if self.host is not None:
             procs[self.host.pid] = self.host
         terminate_all(list(procs.values()), STOP_TIMEOUT_S)
+        self.watchers.stop()
         for child in children.values():
             with contextlib.suppress(redis.RedisError):
                 child.lease.release()
@@ -213,6 +227,7 @@ class SentinelSupervisor:
             self.place(specs)
         finally:  # what we hold now, for the others' next decisions and for `placement`
             self.registry.beat(self.worker_id, self.cap, self.leases, int(self.tick_s * 1000))
+        self.watchers.tick(specs)
 
     def place(self, specs: dict[int, SentinelSpec]) -> None:
         # A worker that has missed three of its beats is dead or stalled for placing: what it
@@ -394,8 +409,7 @@ class SentinelSupervisor:
         return self.host
 
     def host_argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "workers.runtime.host", "--manifest", str(self.host_dir)]
-        return argv + (["--live"] if self.live else [])
+        return host_argv(self.host_dir, live=self.live)
 
     def ask_to_stop(self, child: Child) -> None:
         """Ask a sentinel to stop; ``gone`` says when it has."""

@@ -10,5 +10,6 @@ Nothing else formats a ``ds:`` key; each caller imports the room it needs:
 - ``coordination``: which worker runs which sentinel (``Lease``, ``lease_holders``,
   ``WorkerRegistry``);
 - ``lab``: one scenario at a time (``LabLock``) and runs in progress (``ScenarioRuns``);
-- ``lint``: guarantee lint reports (``LintStore``).
+- ``lint``: guarantee lint reports (``LintStore``);
+- ``cluster``: one cluster as a whole (``ClusterStore``): its watch lease, its samplers' steps.
 """

@@ -33,6 +33,9 @@ Keys of one sentinel, all under ``ds:{sentinel id}:``:
                  ``APPLIED_TTL_MS`` after the writer's last write.
 - ``lease``      token of the worker process that runs the sentinel (``Lease``).
 - ``fault``      hash ``point``, ``after``, ``action``: a crash point armed by the lab.
+- ``drain``      ``requested`` while the producer is asked to stop cleanly (no new record, its
+                 last delivery reports written, the consuming roles and the checker going on:
+                 how the soak ends, in any hosting), ``done`` once it has.
 - ``alerting``   what alert evaluation remembers between runs (``alert_state``).
 - ``audit``      hash ``acks``, ``ledger``: the stream ids an auditor (the soak's ground truth)
                  has read up to; the checker trims no further (expires unless renewed).
@@ -41,6 +44,14 @@ Global keys: ``ds:workers`` (``WorkerRegistry``: the workers hosting sentinels, 
 ``ds:scenario-lock`` (``LabLock``: one scenario at a time per Redis);
 ``ds:scenario-run:{run}:beat`` and ``:cancel`` (``ScenarioRuns``: a run's heartbeat, a cancel);
 ``ds:lint:{cluster}`` and ``ds:lint:{cluster}:running`` (``LintStore``: guarantee lint reports).
+
+Keys of one cluster (by its name), under ``ds:cluster:{cluster}:`` (``ClusterStore``):
+
+- ``watch``      token of the worker that watches the cluster (a ``Lease``: exactly one worker
+                 runs the cluster's samplers, ``workers/runtime/watch.py``).
+- ``samplers``   hash sampler name -> JSON ``{"at", "by", "error", "samples"}``: each
+                 sampler's last step (Redis time in ms, the lease token it ran under, why it
+                 failed or null, its steps so far under that token).
 """
 
 from __future__ import annotations
@@ -75,3 +86,9 @@ def scenario_run_key(run_id: str, what: str) -> str:
 def lint_key(cluster: str, suffix: str = "") -> str:
     """Cluster ``cluster``'s lint report (``suffix`` ":running": the claim on its next run)."""
     return f"{PREFIX}lint:{cluster}{suffix}"
+
+
+def cluster_key(cluster: str, name: str) -> str:
+    """Key ``name`` of the cluster named ``cluster`` (by its name, as sentinel specs and the
+    lint name it). Its middle part is never a number, so ``sentinel_id_of`` reads None."""
+    return f"{PREFIX}cluster:{cluster}:{name}"

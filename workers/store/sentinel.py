@@ -24,6 +24,10 @@ EVENTS_KEPT = 200
 T = TypeVar("T")
 
 
+DRAIN_REQUESTED = "requested"
+DRAIN_DONE = "done"
+
+
 class SentinelStore(EpochGuardedStore):
     """Typed access to one sentinel's keys."""
 
@@ -106,6 +110,21 @@ class SentinelStore(EpochGuardedStore):
         action = (self.r.hget(self.key("fault"), "action") or b"kill").decode()
         self.r.delete(self.key("fault"))
         return action
+
+    # -- draining (asked by the soak) ------------------------------------------------------
+    def request_drain(self) -> None:
+        """Ask the producer to stop cleanly, wherever it runs (its own process, a thread of
+        a shared host): it produces nothing more, writes its last delivery reports and says
+        ``done``; the consuming roles and the checker go on."""
+        self.r.set(self.key("drain"), DRAIN_REQUESTED)
+
+    def drain_state(self) -> str | None:
+        """None (producing), ``requested`` or ``done``."""
+        value = self.r.get(self.key("drain"))
+        return value.decode() if value else None
+
+    def mark_drained(self) -> None:
+        self.r.set(self.key("drain"), DRAIN_DONE)
 
     # -- producer results ----------------------------------------------------------------
     def append_acks(self, report: AckReport) -> None:

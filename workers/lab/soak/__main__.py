@@ -2,11 +2,13 @@
 ground truth kept apart, every promise judged.
 
     python -m workers.lab.soak --minutes 30 [--seed N] [--report DIR] [--faults a,b,...]
+        [--hosting shared|own]
 
 It starts a Redis of its own (persisting, as ``bin/up`` starts one), six sentinels on the
 local cluster (the settings' bootstrap servers: ``KAFKA_BOOTSTRAP_SERVERS``, with
 ``LOCAL_KAFKA_NAME`` / ``LOCAL_KAFKA_PORT`` naming the ``LocalCluster`` the broker faults hit)
-hosted by two real Celery workers (``workers.lab.soak.procs``), and runs the seeded fault
+hosted by two real Celery workers (``workers.lab.soak.procs``) as production hosts them (in
+each worker's shared host; ``--hosting own``: a process each), and runs the seeded fault
 plan (``workers.lab.soak.faults``) with quiet periods between. Meanwhile it samples every
 status document and process (``workers.lab.soak.watch``) and taps the raw acks and ledger
 streams (``workers.lab.soak.truth``). At the end the producers stop, the checkers settle, every
@@ -27,7 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-from workers.lab.soak.faults import KINDS
+from workers.lab.soak.faults import kinds_for
+from workers.lab.soak.procs import HOSTINGS, OWN, SHARED
 from workers.lab.soak.run import Soak, report_dir_for
 from workers.localkafka.address import bootstrap_servers, local_address
 
@@ -41,15 +44,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=None, help="default: drawn and printed")
     parser.add_argument("--report", type=Path, default=None, help="default: .local/soak/<time>")
-    parser.add_argument("--faults", default=",".join(KINDS), help=f"of {', '.join(KINDS)}")
+    parser.add_argument("--hosting", choices=HOSTINGS, default=SHARED)
+    parser.add_argument(
+        "--faults",
+        default=None,
+        help=f"default: every fault of the hosting: shared {', '.join(kinds_for(SHARED))}; "
+        f"own {', '.join(kinds_for(OWN))}",
+    )
     parser.add_argument("--quiet", default="45,90", help="quiet period range, seconds: MIN,MAX")
     parser.add_argument("--redis-port", type=int, default=27100)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    kinds = tuple(k.strip() for k in args.faults.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in KINDS]
+    applicable = kinds_for(args.hosting)
+    if args.faults is None:
+        kinds = applicable
+    else:
+        kinds = tuple(k.strip() for k in args.faults.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in applicable]
     if unknown or not kinds:
-        parser.error(f"unknown fault(s) {unknown}; choose from {', '.join(KINDS)}")
+        parser.error(
+            f"fault(s) {unknown} do not apply to {args.hosting} hosting; "
+            f"choose from {', '.join(applicable)}"
+        )
     try:
         lo, hi = (float(x) for x in args.quiet.split(","))
     except ValueError:
@@ -65,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap_servers=bootstrap_servers(),
         local=local_address().cluster(),
         redis_port=args.redis_port,
+        hosting=args.hosting,
         kinds=kinds,
         quiet=(lo, hi),
     )

@@ -25,6 +25,8 @@ from confluent_kafka import KafkaException
 from workers.lab.limits import POLL_S
 from workers.lab.soak.procs import (
     LEASE_MS,
+    OWN,
+    SHARED,
     SUPERVISOR_TICK_S,
     SoakRedis,
     SoakWorkers,
@@ -44,6 +46,7 @@ LEADER_KILL = "leader-kill"
 BROKER_PAUSE = "broker-pause"
 ROLLING_RESTART = "rolling-restart"
 SENTINEL_KILL = "sentinel-kill"
+HOST_KILL = "host-kill"
 WORKER_KILL = "worker-kill"
 REDIS_RESTART = "redis-restart"
 RESTART_ALL = "restart-all"
@@ -52,10 +55,22 @@ KINDS = (
     BROKER_PAUSE,
     ROLLING_RESTART,
     SENTINEL_KILL,
+    HOST_KILL,
     WORKER_KILL,
     REDIS_RESTART,
     RESTART_ALL,
 )
+# The fault that kills what runs a sentinel, by hosting (``procs.HOSTINGS``): one sentinel's
+# own process, or the worker's shared host with every sentinel in it.
+PROCESS_KILL = {OWN: SENTINEL_KILL, SHARED: HOST_KILL}
+
+
+def kinds_for(hosting: str) -> tuple[str, ...]:
+    """Every fault that applies to sentinels hosted ``hosting``."""
+    other = PROCESS_KILL[OWN if hosting == SHARED else SHARED]
+    return tuple(k for k in KINDS if k != other)
+
+
 # Faults after which every long-lived process of the monitor still runs (one sentinel's
 # processes excepted): the second half's, so that memory is compared across it.
 KEEP_PROCESSES = (LEADER_KILL, BROKER_PAUSE, ROLLING_RESTART, SENTINEL_KILL)
@@ -66,6 +81,7 @@ COST_S = {
     BROKER_PAUSE: 35,
     ROLLING_RESTART: 300,
     SENTINEL_KILL: 15,
+    HOST_KILL: 20,
     WORKER_KILL: 30,
     REDIS_RESTART: 15,
     RESTART_ALL: 60,
@@ -76,6 +92,8 @@ START_ALLOWANCE_S = 10.0
 # A broker fault heals by Kafka's own means (a new leader, a node back); the scenario lab's
 # progress limit (``Timeouts.progress``) bounds it.
 BROKER_BOUND_S = 90.0
+# How often a shared host reads its manifest (``workers.runtime.host.SYNC_INTERVAL_S``).
+HOST_SYNC_S = 1.0
 # A Celery worker booting (Django settings, the app, the supervisor's first tick).
 WORKER_BOOT_S = 30.0
 
@@ -86,6 +104,9 @@ def bound(kind: str) -> float:
     failover = LEASE_MS / 1000 + SUPERVISOR_TICK_S + START_ALLOWANCE_S
     return {
         SENTINEL_KILL: crash,  # the worker keeping the lease restarts it after its back-off
+        # The worker starts a new host at its next tick, and gives it each sentinel back
+        # after the first back-off; the host takes a new entry at its next manifest read.
+        HOST_KILL: crash + HOST_SYNC_S,
         WORKER_KILL: failover,  # children release their leases at once; at worst they expire
         REDIS_RESTART: failover,  # a lease guard that lost Redis stops its sentinel
         RESTART_ALL: WORKER_BOOT_S + SUPERVISOR_TICK_S + START_ALLOWANCE_S,
@@ -177,6 +198,10 @@ class SoakRun(Protocol):
         """The pid of the first process sentinel ``sid`` had in the soak."""
         ...
 
+    def first_host(self, worker: str) -> int | None:
+        """The pid of the first shared host worker ``worker`` had in the soak."""
+        ...
+
     def kill_pid(self, pid: int) -> None:
         """SIGKILL ``pid`` (gone already is fine)."""
         ...
@@ -262,6 +287,43 @@ class Faults:
         base = self.mark()
         self.soak.kill_pid(pid)
         self.await_progress(record, base, {probe.spec.id}, new_run=True)
+
+    def host_kill(self, pick: int, record: Record) -> None:
+        """SIGKILL a worker's shared sentinel host (every sentinel in it ends at once), one
+        that never exited before or has run for longer than a quick exit, as
+        ``sentinel_kill`` picks: the worker starts a new host and gives it each sentinel back
+        after the first back-off, which the bound assumes."""
+        names = sorted(self.workers.names)
+        order = [names[(pick + i) % len(names)] for i in range(len(names))]
+
+        def victim() -> tuple[str, int, set[int]] | None:
+            hosts = self.workers.hosts()
+            for name in order:
+                pid, hosted = hosts.get(name), self.held_by(name)
+                if pid is None or not hosted:
+                    continue
+                if self.soak.first_host(name) == pid or (process_age_s(pid) or 0) > QUICK_EXIT_S:
+                    return name, pid, hosted
+            return None
+
+        name, pid, hosted = self.lab.wait(
+            victim, QUICK_EXIT_S + 60, "a shared host that never exited or ran a minute"
+        )
+        record.detail.update(
+            worker=name, pid=pid, sentinels=[self.soak.name(s) for s in sorted(hosted)]
+        )
+        base = self.mark()
+        self.soak.kill_pid(pid)
+        self.await_progress(record, base, hosted, new_run=True)
+
+    def held_by(self, worker: str) -> set[int]:
+        """The sentinels whose lease the worker ``worker`` holds."""
+        pid = self.workers.pids().get(worker)
+        return {
+            p.spec.id
+            for p in self.soak.probes
+            if pid is not None and lease_holder_pid(p.store.lease("", 0).holder()) == pid
+        }
 
     def worker_kill(self, pick: int, record: Record) -> None:
         probe = self.soak.probes[pick % len(self.soak.probes)]

@@ -22,7 +22,13 @@ from pathlib import Path
 from workers.engine.spec import SPECS_FILE_ENV, SentinelSpec
 from workers.lab.limits import HANG_AFTER_S
 from workers.localkafka.devstack import port_open, redis_server_argv, wait_for_port
-from workers.system import PROJECT_ROOT, hosting_worker_argv, parse_sentinel_argv, terminate
+from workers.system import (
+    PROJECT_ROOT,
+    hosting_worker_argv,
+    parse_host_argv,
+    parse_sentinel_argv,
+    terminate,
+)
 
 # How the soak's workers host sentinels. A short tick and lease make takeovers quick enough to
 # see many in half an hour; the bounds the soak judges them by derive from these values (and
@@ -67,6 +73,27 @@ def cmdline(pid: int) -> list[str]:
             return [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
     except OSError:
         return []
+
+
+def parent_pid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])  # field 4: ppid
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def host_processes(worker_pids: set[int]) -> dict[int, int]:
+    """The shared sentinel hosts of the workers ``worker_pids``: ``{worker pid: host pid}``
+    (``workers.system.host_argv``; a worker's supervisor starts its host as its child)."""
+    found: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or parse_host_argv(cmdline(int(entry))) is None:
+            continue
+        ppid = parent_pid(int(entry))
+        if ppid in worker_pids:
+            found[ppid] = int(entry)
+    return found
 
 
 def sentinel_processes(ids: set[int]) -> dict[tuple[int, str], int]:
@@ -126,10 +153,27 @@ class SoakRedis:
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
 
+# How the soak's workers host its sentinels: ``shared`` (production's way for sentinels at the
+# default rate: one host process per worker, a thread group per sentinel) or ``own`` (a
+# process per sentinel, which the ``sentinel-kill`` fault needs).
+SHARED = "shared"
+OWN = "own"
+HOSTINGS = (SHARED, OWN)
+
+
 class SoakWorkers:
     """Two (or more) Celery workers with sentinel hosting on, on a queue nobody sends to."""
 
-    def __init__(self, workdir: Path, redis_url: str, names: tuple[str, ...] = ("w1", "w2")):
+    def __init__(
+        self,
+        workdir: Path,
+        redis_url: str,
+        names: tuple[str, ...] = ("w1", "w2"),
+        hosting: str = SHARED,
+    ):
+        if hosting not in HOSTINGS:
+            raise ValueError(f"hosting {hosting!r}: one of {', '.join(HOSTINGS)}")
+        self.hosting = hosting
         self.workdir = workdir
         self.redis_url = redis_url
         self.names = names
@@ -142,9 +186,7 @@ class SoakWorkers:
         tmp = self.specs_file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold secrets
         with os.fdopen(fd, "w") as fh:
-            # Processes of their own: the soak's faults SIGKILL one sentinel's process (in a
-            # worker's shared host that would crash every light sentinel of the worker).
-            json.dump({str(s.id): {**s.to_dict(), "hosting": "own"} for s in specs}, fh)
+            json.dump({str(s.id): {**s.to_dict(), "hosting": self.hosting} for s in specs}, fh)
         os.replace(tmp, self.specs_file)
 
     def env(self) -> dict[str, str]:
@@ -204,6 +246,12 @@ class SoakWorkers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+    def hosts(self) -> dict[str, int]:
+        """``{worker name: pid of its shared sentinel host}`` for the workers that have one."""
+        pids = self.pids()
+        hosts = host_processes(set(pids.values()))
+        return {n: hosts[pid] for n, pid in pids.items() if pid in hosts}
 
     def name_of(self, pid: int | None) -> str | None:
         return next((n for n, p in self.procs.items() if p.pid == pid), None)

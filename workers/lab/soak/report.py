@@ -32,6 +32,7 @@ FAULT_COLOURS = {
     "broker-pause": "#9467bd",
     "rolling-restart": "#8c564b",
     "sentinel-kill": "#e377c2",
+    "host-kill": "#bcbd22",
     "worker-kill": "#ff7f0e",
     "redis-restart": "#17becf",
     "restart-all": "#1f77b4",

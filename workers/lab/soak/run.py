@@ -21,12 +21,13 @@ from workers.lab.limits import Load, Timeouts
 from workers.lab.outcome import ProgressFn, ScenarioAborted
 from workers.lab.probes import Probe
 from workers.lab.soak import watch
-from workers.lab.soak.faults import COST_S, KINDS, Faults, Plan, Record, Step, plan
-from workers.lab.soak.procs import SoakRedis, SoakWorkers, sentinel_processes
+from workers.lab.soak.faults import COST_S, Faults, Plan, Record, Step, kinds_for, plan
+from workers.lab.soak.procs import SHARED, SoakRedis, SoakWorkers, sentinel_processes
 from workers.lab.soak.report import write_report
 from workers.lab.soak.truth import StreamTap, compare, kafka_truth, read_topics
 from workers.localkafka.cluster import LocalCluster
 from workers.store.connection import connect
+from workers.store.sentinel import DRAIN_DONE
 from workers.system import LOCAL_DIR
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,20 @@ class Soak:
         bootstrap_servers: str,
         local: LocalCluster,
         redis_port: int,
-        kinds: tuple[str, ...] = KINDS,
+        hosting: str = SHARED,
+        kinds: tuple[str, ...] | None = None,
         quiet: tuple[float, float] = (45.0, 90.0),
         repeat: bool = True,
         progress: ProgressFn | None = None,
     ) -> None:
         """``repeat``: after every kind ran once, repeat the second half's faults as time
-        allows (a short soak that must fit its time runs each fault once)."""
+        allows (a short soak that must fit its time runs each fault once). ``hosting``: how
+        the workers host the sentinels (``procs.HOSTINGS``); ``kinds`` (default: every fault
+        for that hosting, ``faults.kinds_for``) must apply to it."""
+        applicable = kinds_for(hosting)
+        kinds = applicable if kinds is None else kinds
+        if wrong := [k for k in kinds if k not in applicable]:
+            raise ValueError(f"fault(s) {wrong} do not apply to {hosting} hosting")
         self.minutes = minutes
         self.seed = seed
         self.report_dir = report_dir
@@ -113,10 +121,11 @@ class Soak:
             raise
         self.lab.scenario_name = "soak"
         self.client = connect(self.redis.url)
-        self.workers = SoakWorkers(work, self.redis.url)
+        self.workers = SoakWorkers(work, self.redis.url, hosting=hosting)
         self.probes: list[Probe] = []
         self.weak: dict[str, bool] = {}
         self.first_pids: dict[int, int | None] = {}  # each sentinel's first process
+        self.first_hosts: dict[str, int] = {}  # each worker's first shared host
         self.names: dict[int, str] = {}
         self._t0 = time.time()
         self.faults = Faults(self, self.lab, self.workers, self.redis)
@@ -137,6 +146,9 @@ class Soak:
 
     def first_pid(self, sid: int) -> int | None:
         return self.first_pids.get(sid)
+
+    def first_host(self, worker: str) -> int | None:
+        return self.first_hosts.get(worker)
 
     def main_pid(self, sid: int) -> int | None:
         return sentinel_processes({sid}).get((sid, "main"))
@@ -210,6 +222,7 @@ class Soak:
         self.lab.wait_flow(self.probes)
         # Each sentinel's first process, as flowing began: one that never exited.
         self.first_pids = {p.spec.id: self.main_pid(p.spec.id) for p in self.probes}
+        self.first_hosts = self.workers.hosts()
 
     def run_plan(self, until: float) -> None:
         middle = self._t0 + (until - self._t0) / 2
@@ -237,20 +250,16 @@ class Soak:
             self.lab.hold(seconds, what)
 
     def finish(self) -> dict[str, Any]:
-        producers = [
-            pid
-            for (_sid, role), pid in sentinel_processes(set(self.names)).items()
-            if role == "producer"
-        ]
-        for pid in producers:  # alone: the consumer and the checker drain what is left
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        # Their last delivery reports reach the acks stream only as they exit (a producer
+        # The producers alone stop, wherever they run (a process of their own, a thread of a
+        # shared host): the consuming roles and the checkers go on with what is left.
+        for probe in self.probes:
+            probe.store.request_drain()
+        # Their last delivery reports reach the acks stream only as they stop (a producer
         # with retries may take its delivery timeout): settling starts after that.
         self.lab.wait(
-            lambda: not any(_alive(pid) for pid in producers),
+            lambda: all(p.store.drain_state() == DRAIN_DONE for p in self.probes),
             self.lab.timeouts.stop + 30,
-            "the producers to exit",
+            "the producers to drain",
         )
         self.lab.settle(self.probes)
         self.workers.stop_all()
@@ -340,15 +349,6 @@ class Soak:
         problems = self.lab.close()
         self.redis.stop()
         return problems
-
-
-def _alive(pid: int) -> bool:
-    """``pid`` still runs (not our child: the worker's sentinel reaps it)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def takeover_max(records: list[Record]) -> dict[str, float | None]:

@@ -2,7 +2,7 @@
 
 ``Watcher`` samples, once a second, every sentinel's status document (verdict, totals), and
 every ``RSS_EVERY_S`` the resident memory of each process of the monitor (the Celery workers,
-each sentinel process, Redis) and Redis' own ``used_memory``. ``judge()`` turns the samples,
+their shared sentinel hosts, each sentinel process of its own, Redis) and Redis' own ``used_memory``. ``judge()`` turns the samples,
 the one-second windows, the takeovers and the ground truth into checks that pass or fail.
 """
 
@@ -144,6 +144,8 @@ class Watcher(threading.Thread):
             pids["redis"] = self.redis.pid
         for (sid, role), pid in sentinel_processes(set(self.names)).items():
             pids[f"{self.names[sid]}/{role}"] = pid
+        for name, pid in self.workers.hosts().items():
+            pids[f"shared host of {name}"] = pid
         with self.lock:
             for name, pid in pids.items():
                 rss = rss_bytes(pid)

@@ -1,0 +1,158 @@
+"""Watching a cluster: exactly one worker runs its samplers, and another takes over when that
+worker dies (workers/runtime/watch.py).
+
+Real watch processes under real leases in a real Redis; the workers are stand-ins that run
+only their cluster watchers (tests/support/watching.py), and the sampler counts its steps in
+Redis (no Kafka: what the event sampler finds is tested in tests/integration)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tests.support.waiting import wait_until
+from tests.support.watching import ACTIVE, OVERLAPS, STEPS
+from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES
+from workers.engine.spec import SentinelSpec
+from workers.runtime.watch import ClusterWatch, watches_from_specs
+from workers.store.cluster import ClusterStore
+from workers.store.connection import connect
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = "watch-test"
+
+
+def spec(sid: int, cluster: str = CLUSTER, **fields) -> SentinelSpec:
+    fields = {"topic": f"sentinel.{sid}", "bootstrap_servers": "127.0.0.1:1", **fields}
+    profile = DEFAULT_PROFILES[fields.pop("semantic", AT_LEAST_ONCE)]
+    return SentinelSpec(id=sid, name=f"s{sid}", profile=profile, cluster=cluster, **fields)
+
+
+def test_clusters_to_watch_are_those_of_the_sentinels_with_their_topics():
+    specs = {
+        3: spec(3, topic="t3", output_topic="t3.out"),
+        1: spec(1, topic="t1", semantic=AT_MOST_ONCE),
+        2: spec(2, cluster="other", bootstrap_servers="other:9092", client={"a": "b"}),
+    }
+    assert watches_from_specs(specs) == {
+        CLUSTER: ClusterWatch(CLUSTER, "127.0.0.1:1", {}, ("t1", "t3", "t3.out")),
+        "other": ClusterWatch("other", "other:9092", {"a": "b"}, ("sentinel.2",)),
+    }
+    assert watches_from_specs({}) == {}
+
+
+@pytest.fixture
+def watch_redis(redis_url):
+    """A database of its own: the test's keys and the cluster's watch lease."""
+    url = urlunsplit(urlsplit(redis_url)._replace(path="/12"))
+    client = connect(url)
+    client.flushdb()
+    yield url, client
+    client.flushdb()
+
+
+class Fleet:
+    def __init__(self, tmp: Path, url: str) -> None:
+        self.tmp, self.url = tmp, url
+        self.specs = tmp / "specs.json"
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def enable(self, *specs: SentinelSpec) -> None:
+        tmp = self.specs.with_suffix(".tmp")
+        tmp.write_text(json.dumps({str(s.id): s.to_dict() for s in specs}))
+        tmp.replace(self.specs)
+
+    def start(self, name: str, **env: str) -> None:
+        log = (self.tmp / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.watching", "--specs", str(self.specs),
+             "--name", name],
+            cwd=ROOT,
+            env={**os.environ, "REDIS_URL": self.url,
+                 "DS_WATCH_SAMPLERS": "tests.support.watching:counting", **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("*.log"))
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            proc.wait(30)
+
+
+@pytest.fixture
+def fleet(watch_redis, tmp_path):
+    group = Fleet(tmp_path, watch_redis[0])
+    yield group
+    group.stop()
+
+
+def steps(client) -> list[int]:
+    return [int(pid) for pid in client.lrange(STEPS, 0, -1)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_one_worker_watches_a_cluster_and_another_takes_over_when_it_dies(watch_redis, fleet):
+    _, client = watch_redis
+    store = ClusterStore(client, CLUSTER)
+    fleet.enable(spec(1), spec(2))  # two sentinels on one cluster: one watcher
+    fleet.start("a")
+    fleet.start("b")
+    first = wait_until(store.watcher, 60, "a worker watching the cluster", details=fleet.logs)
+    wait_until(lambda: len(steps(client)) >= 10, 60, "ten steps", details=fleet.logs)
+    assert len(set(steps(client))) == 1, "one watch process samples the cluster"
+    sampled = store.samplers()["counting"]
+    assert sampled["by"].rpartition(":")[0] == first and sampled["error"] is None
+
+    fleet.procs[first].send_signal(signal.SIGKILL)  # the worker dies; its watch process stays
+    fleet.procs[first].wait(10)
+    old = steps(client)[-1]
+    second = wait_until(
+        lambda: (w := store.watcher()) not in (None, first) and w,
+        60,
+        "the other worker watching the cluster",
+        details=fleet.logs,
+    )
+    wait_until(lambda: steps(client).count(steps(client)[-1]) >= 10, 60, "ten steps by the new one")
+    wait_until(lambda: not alive(old), 30, "the dead worker's watch process gone")
+    seen = steps(client)
+    new = seen[-1]
+    assert second != first and new != old
+    # Never both: every step of the first process came before every step of the second.
+    assert seen == [old] * seen.index(new) + [new] * (len(seen) - seen.index(new))
+    assert client.get(OVERLAPS) is None and int(client.get(ACTIVE)) == 0
+
+
+def test_a_cluster_without_sentinels_is_no_longer_watched(watch_redis, fleet):
+    _, client = watch_redis
+    store = ClusterStore(client, CLUSTER)
+    fleet.enable(spec(1))
+    fleet.start("a", TEST_WATCH_FAIL="1")
+    wait_until(lambda: len(steps(client)) >= 2, 60, "steps", details=fleet.logs)
+    # A step that raises is recorded with its error, and the next one comes.
+    doc = wait_until(lambda: store.samplers().get("counting"), 30, "a recorded step")
+    assert doc["error"] == "RuntimeError: this sampler fails on purpose"
+    pid = steps(client)[-1]
+    fleet.enable(spec(2, cluster="another"))
+    wait_until(lambda: store.watcher() is None, 30, "the watch lease released", details=fleet.logs)
+    wait_until(lambda: not alive(pid), 30, "its watch process gone")
+    wait_until(lambda: ClusterStore(client, "another").watcher() == "a", 30, "the new cluster")
