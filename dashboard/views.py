@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboard import compare, formatting
 from dashboard.forms import ClusterForm, ProfileForm, SentinelForm
 from dashboard.lint import services as lint
-from dashboard.metrics import overview, partitions, timeline
+from dashboard.metrics import cluster, overview, partitions, timeline
 from dashboard.metrics.windows import RANGE_LABELS, summarize
 from dashboard.models import Cluster, Profile, Sentinel
 from dashboard.oncall import services as oncall
@@ -63,6 +63,8 @@ def home(request: HttpRequest) -> HttpResponse:
     grid = overview.overview_grid(statuses, recent)
     # Every linted topic gets a row with its lint verdicts (docs/lint.md).
     grid = overview.with_lint(grid, lint.latest_reports())
+    # A cluster with an unreachable broker says so in words, and its cards name it.
+    grid = overview.with_cluster_problems(grid, statuses, cluster.cluster_problems(statuses))
     clusters = dict(Cluster.objects.values_list("name", "pk"))
     for group in grid:
         group["cluster_id"] = clusters.get(group["cluster"])  # its cluster page

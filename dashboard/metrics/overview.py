@@ -85,6 +85,7 @@ def cell(
         "verdict_since": doc.get("verdict_since"),
         "since": formatting.since(doc.get("verdict_since"), now),
         "reasons": "; ".join(doc.get("reasons") or []),
+        "cluster_problem": "",  # with_cluster_problems: the cluster's state, when it is why
         "enabled": doc.get("enabled", True),
         "lost": formatting.count(counts.get("lost", 0)),
         "duplicated": formatting.count(counts.get("duplicated", 0)),
@@ -155,3 +156,23 @@ def with_lint(
             ]
         groups[name]["rows"] = [rows[t] for t in sorted(rows)]
     return [groups[c] for c in sorted(groups)]
+
+
+def with_cluster_problems(
+    grid: list[dict[str, Any]], docs: Iterable[dict[str, Any]], problems: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Each cluster group gains ``problem`` (its state in words, or ``""``); each card of a
+    cluster with a problem that the problem explains (``cluster.affected``) names it in
+    ``cluster_problem`` instead of its raw client line (kept one click away on the page)."""
+    from dashboard.metrics.cluster import affected
+
+    hit = {d["id"] for d in docs if problems.get(d["cluster"]) and affected(d)}
+    for group in grid:
+        problem = problems.get(group["cluster"], "")
+        group["problem"] = problem
+        for row in group["rows"]:
+            for cells in row["cells"]:
+                for c in cells:
+                    if c["id"] in hit:
+                        c["cluster_problem"] = f"cluster {group['cluster']}: {problem}"
+    return grid

@@ -249,3 +249,62 @@ def test_an_incident_table_shows_the_counters_its_kind_is_about(logged_in, senti
     assert "<td>21</td>" in table
     assert "355.8 ms" in table and "93.6 s" in table
     assert "355.84000000000003" not in page
+
+
+def test_the_overview_says_the_clusters_state_and_the_cards_name_it(
+    logged_in, sentinels, redis_url
+):
+    """All three brokers unreachable: one strip for the cluster in words, and each card that
+    reports a client error names the cluster's state, its raw client line one click away."""
+    from workers.engine.brokerhealth import track
+
+    seen = {"1": "127.0.0.1:9092", "2": "127.0.0.1:9093", "3": "127.0.0.1:9094"}
+    went = time.time() - 120
+    brokers = track(track({}, seen, dict.fromkeys(seen), went - 60), seen, {}, went)
+    brokers = track(brokers, seen, dict.fromkeys(seen, "Connection refused"), went)
+    raw = (
+        "producer: _TRANSPORT: 127.0.0.1:9094/bootstrap: Connect to ipv4#127.0.0.1:9094 "
+        "failed: Connection refused"
+    )
+    client = connect(redis_url)
+    for s in sentinels.values():
+        errors = [raw] if s.name != "exactly-once" else []
+        doc = status_doc(
+            s,
+            "STALLED" if errors else "HOLDING",
+            errors=errors,
+            reasons=errors,
+            metadata={"error": "Failed to get metadata", "partitions": {}, "brokers": brokers},
+        )
+        SentinelStore(client, s.pk).set_status(doc)
+    html = logged_in.get(reverse("home")).content.decode()
+    clock = datetime.fromtimestamp(went, UTC).strftime("%H:%M:%S")
+    strip = html[html.index("data-cluster-strip=") :]
+    strip = strip[: strip.index("</p>")]
+    assert f"all 3 brokers unreachable since {clock} UTC" in strip
+    assert html.count("data-cluster-strip=") == 1
+    for s in sentinels.values():
+        cell = html[html.index(f'data-sentinel="{s.pk}"') :]
+        cell = cell[: cell.index("</article>")]
+        if s.name == "exactly-once":  # holding, no client error: its card is not about it
+            assert "cluster-note" not in cell
+            continue
+        note = re.search(r'data-field="cluster-note">([^<]*)<', cell)
+        assert (
+            note and note.group(1) == f"cluster local: all 3 brokers unreachable since {clock} UTC"
+        )
+        raw_at = cell.index("127.0.0.1:9094/bootstrap")
+        assert cell.rindex("<details", 0, raw_at) > cell.index("cluster-note")  # one click away
+
+
+def test_a_healthy_cluster_has_no_strip(logged_in, sentinels, redis_url):
+    from workers.engine.brokerhealth import track
+
+    seen = {"1": "127.0.0.1:9092", "2": "127.0.0.1:9093", "3": "127.0.0.1:9094"}
+    brokers = track({}, seen, dict.fromkeys(seen), time.time())
+    alo = sentinels["at-least-once"]
+    SentinelStore(connect(redis_url), alo.pk).set_status(
+        status_doc(alo, metadata={"error": None, "partitions": {}, "brokers": brokers})
+    )
+    html = logged_in.get(reverse("home")).content.decode()
+    assert "data-cluster-strip=" not in html and "cluster-note" not in html

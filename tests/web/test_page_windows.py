@@ -186,7 +186,7 @@ def test_it_shows_a_clusters_brokers_leaders_and_errors_in_words(logged_in, sent
     down = html[html.index('data-broker="2"') :]
     down = down[: down.index("</li>\n")]
     assert 'data-reachable="false"' in down
-    assert "broker 2 (127.0.0.1:9093) unreachable since 01:00:00: Connection refused" in down
+    assert "broker 2 (127.0.0.1:9093) unreachable since 01:00:00 UTC: Connection refused" in down
     assert "leads 1 sentinel partition" in down
     assert "consumer: connection failed: 127.0.0.1:9093/2: Connect failed" in down
     assert "_TRANSPORT" not in html
@@ -200,6 +200,6 @@ def test_it_shows_a_clusters_brokers_leaders_and_errors_in_words(logged_in, sent
     assert "leader unreachable" in html
     # The detail page's partition table says so too, before the metadata moves the leader.
     part = logged_in.get(reverse("sentinel-partitions", args=[alo.pk])).content.decode()
-    assert "leader broker 2 (127.0.0.1:9093) unreachable since 01:00:00" in part
+    assert "leader broker 2 (127.0.0.1:9093) unreachable since 01:00:00 UTC" in part
     # The overview's cluster heading leads to the cluster page.
     assert f'href="/clusters/{alo.cluster_id}/"' in logged_in.get(reverse("home")).content.decode()
