@@ -105,6 +105,6 @@ def cluster_problems(docs: Iterable[dict[str, Any]]) -> dict[str, str]:
 
 
 def affected(doc: dict[str, Any]) -> bool:
-    """Whether a sentinel's card is about its cluster's state: it reports client errors, or it
-    is stalled (no progress: the cluster is the likely why)."""
-    return bool(doc.get("errors")) or doc.get("verdict") == "STALLED"
+    """Whether a sentinel's card is about its cluster's state: it is stalled (no progress, its
+    reasons the clients' raw errors). A violated or degraded card keeps its own reasons."""
+    return doc.get("verdict") == "STALLED"
