@@ -8,6 +8,7 @@ Views stay thin: the numbers come from the readers of ``dashboard.metrics`` and 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.contrib import messages
@@ -20,16 +21,17 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard import compare
+from dashboard import compare, formatting
 from dashboard.forms import ClusterForm, ProfileForm, SentinelForm
 from dashboard.groups import services as groups
 from dashboard.lint import services as lint
-from dashboard.metrics import overview, partitions, timeline
+from dashboard.metrics import cluster, overview, partitions, timeline
 from dashboard.metrics.windows import RANGE_LABELS, summarize
 from dashboard.models import Cluster, Profile, Sentinel
 from dashboard.oncall import services as oncall
 from dashboard.status import all_statuses, placement, redis_problem, sentinel_status
 from workers.engine.documents import (
+    COUNTER_MEANINGS,
     EVENT_COUNTERS,
     LATENCY_WINDOW_S,
     SEMANTICS,
@@ -62,6 +64,8 @@ def home(request: HttpRequest) -> HttpResponse:
     grid = overview.overview_grid(statuses, recent)
     # Every linted topic gets a row with its lint verdicts (docs/lint.md).
     grid = overview.with_lint(grid, lint.latest_reports())
+    # A cluster with an unreachable broker says so in words, and its cards name it.
+    grid = overview.with_cluster_problems(grid, statuses, cluster.cluster_problems(statuses))
     clusters = dict(Cluster.objects.values_list("name", "pk"))
     # Each real topic's row shows its consumer groups' worst status (docs/groups.md).
     by_topic = groups.topic_statuses()
@@ -102,6 +106,33 @@ CHARTS = (
 )
 
 
+def detail_totals(totals: dict[str, int], spec: Any) -> list[dict[str, Any]]:
+    """The detail page's totals, each with its meaning (``COUNTER_MEANINGS``, the title of its
+    label) and ``in flight`` beside ``acked`` and ``failed``: processed may run ahead of
+    acked while delivery reports are on their way, and in flight says how many are. Under
+    ``acks=0`` the acked label says what acked means there."""
+    acks = str(spec.producer_conf().get("acks", "")).strip()
+    out = []
+    for key, value in totals.items():
+        label = key.replace("_", " ")
+        if key == "acked" and acks == "0":
+            label = "acked (left the client: acks=0)"
+        out.append(
+            {"key": key, "label": label, "value": value, "title": COUNTER_MEANINGS.get(key, "")}
+        )
+        if key == "failed":
+            in_flight = max(0, totals.get("produced", 0) - totals.get("acked", 0) - value)
+            out.append(
+                {
+                    "key": "in_flight",
+                    "label": "in flight / not yet reported",
+                    "value": in_flight,
+                    "title": COUNTER_MEANINGS["in_flight"],
+                }
+            )
+    return out
+
+
 @login_required
 def sentinel_detail(request: HttpRequest, sentinel_id: int) -> HttpResponse:
     sentinel = get_object_or_404(_sentinels(), pk=sentinel_id)
@@ -127,8 +158,10 @@ def sentinel_detail(request: HttpRequest, sentinel_id: int) -> HttpResponse:
                 (k, k.replace("_", " "), (status["window"].get("counts") or {}).get(k, 0))
                 for k in EVENT_COUNTERS
             ],
+            "recent_p99": formatting.latency_ms((status.get("recent_latency_ms") or {}).get("p99")),
+            "since": formatting.since(status.get("verdict_since"), time.time()),
             "windows": {"verdict": minutes(VERDICT_WINDOW_S), "latency": minutes(LATENCY_WINDOW_S)},
-            "totals": [(k, k.replace("_", " "), v) for k, v in status["totals"].items()],
+            "totals": detail_totals(status["totals"], spec),
             "config": config,
             "settings": compare.sentinel_settings(spec),
             "timeline": events,
@@ -146,7 +179,11 @@ def sentinel_partitions(request: HttpRequest, sentinel_id: int) -> HttpResponse:
     """The per-partition table (an htmx partial, refreshed every few seconds)."""
     sentinel = get_object_or_404(_sentinels(), pk=sentinel_id)
     table = partitions.partition_table(sentinel, sentinel_status(sentinel))
-    return render(request, "dashboard/_partitions.html", {"table": table, "sentinel": sentinel})
+    return render(
+        request,
+        "dashboard/_partitions.html",
+        {"table": table, "sentinel": sentinel, "meanings": COUNTER_MEANINGS},
+    )
 
 
 # -- compare ------------------------------------------------------------------------------------

@@ -57,9 +57,15 @@ class Status(Schema):
     run_id: int | None = None
     runs: int
     verdict: VerdictName
+    verdict_since: float | None = Field(
+        None, description="Unix time the sentinel entered its verdict; null before its first report"
+    )
     reasons: list[str]
     totals: dict[str, int]
-    window: dict[str, Any]
+    window: dict[str, Any] = Field(
+        description="seconds, and counts: increases over the last `seconds`, except the gauge "
+        "`pending`, its level now (never negative)"
+    )
     latency_ms: LatencySummary
     recent_latency_ms: LatencySummary
     produce_ack_latency_ms: LatencySummary
@@ -83,7 +89,10 @@ class WindowDoc(Schema):
     seconds: float
     sentinel: int | None = None
     verdict: str
-    counts: dict[str, int]
+    counts: dict[str, int] = Field(
+        description="increases over the window, except the gauge `pending`: its level at the "
+        "window's end, never negative (a gauge is a level, not a delta)"
+    )
     partitions: dict[str, dict[str, int]]
     e2e: dict[str, Any]
     ack: dict[str, Any]

@@ -9,6 +9,7 @@ JSON: ``GET /api/lint/?cluster=NAME`` (the latest stored report) and ``POST /api
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from django.contrib import messages
@@ -19,6 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from dashboard import formatting
 from dashboard.decorators import api_view
 from dashboard.forms import masked_text
 from dashboard.lint import services as lint
@@ -136,6 +138,7 @@ def cluster_page(request: HttpRequest, cluster: str) -> HttpResponse:
             "cluster": target.name,
             "clusters": [t.name for t in lint.targets()],
             "report": report,
+            "ran": formatting.clock((report or {}).get("generated_at"), time.time()),
             "rows": rows(report),
             "verdict_class": VERDICT_CLASS,
             "semantics": SEMANTICS,

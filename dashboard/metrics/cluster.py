@@ -91,3 +91,20 @@ def _topic(doc: dict[str, Any], known: dict[str, dict[str, Any]]) -> dict[str, A
         "error": meta.get("error") if meta else "no cluster metadata from the sentinel yet",
         "partitions": rows,
     }
+
+
+def cluster_problems(docs: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """Cluster name -> its state in words (``brokerhealth.cluster_summary``: "all 3 brokers
+    unreachable since 10:08:27 UTC"), for the clusters where a broker is unreachable, from the
+    status documents of all sentinels (the most recent fetch of each broker wins)."""
+    known: dict[str, dict[str, dict[str, Any]]] = {}
+    for doc in sorted(docs, key=_fetched):
+        brokers = (doc.get("metadata") or {}).get("brokers") or {}
+        known.setdefault(doc["cluster"], {}).update(brokers)
+    return {name: text for name, b in known.items() if (text := words.cluster_summary(b))}
+
+
+def affected(doc: dict[str, Any]) -> bool:
+    """Whether a sentinel's card is about its cluster's state: it is stalled (no progress, its
+    reasons the clients' raw errors). A violated or degraded card keeps its own reasons."""
+    return doc.get("verdict") == "STALLED"

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from dashboard import formatting
 from dashboard.redisclient import redis_client
 from workers.engine.documents import SEMANTICS, SEVERITY, severity
 from workers.store.sentinel import SentinelStore
@@ -66,16 +67,19 @@ THROUGHPUT_POINTS = 5
 def throughput(doc: dict[str, Any], recent: list[list[float]] | None) -> str:
     points = (recent or [])[-THROUGHPUT_SECONDS:]
     if len(points) >= THROUGHPUT_POINTS:
-        return f"{sum(p[1] for p in points) / len(points):.1f}"
+        return formatting.decimal(sum(p[1] for p in points) / len(points))
     window = doc.get("window") or {}
     seconds = window.get("seconds") or 0
     processed = (window.get("counts") or {}).get("processed", 0)
-    return f"{processed / seconds:.1f}" if seconds else "0.0"
+    return formatting.decimal(processed / seconds if seconds else 0)
 
 
-def cell(doc: dict[str, Any], recent: list[list[float]] | None = None) -> dict[str, Any]:
+def cell(
+    doc: dict[str, Any], recent: list[list[float]] | None = None, now: float | None = None
+) -> dict[str, Any]:
     """What one overview cell shows for one sentinel; the page's JS computes the same.
     ``recent``: its sparkline points (``[t, processed per second]``), oldest first."""
+    now = time.time() if now is None else now
     window = doc.get("window") or {}
     counts = window.get("counts") or {}
     latency = doc.get("recent_latency_ms") or {}
@@ -88,14 +92,17 @@ def cell(doc: dict[str, Any], recent: list[list[float]] | None = None) -> dict[s
         "semantic": doc["semantic"],
         "verdict": doc["verdict"],
         "verdict_class": str(doc["verdict"]).lower(),
+        "verdict_since": doc.get("verdict_since"),
+        "since": formatting.since(doc.get("verdict_since"), now),
         "reasons": "; ".join(doc.get("reasons") or []),
+        "cluster_problem": "",  # with_cluster_problems: the cluster's state, when it is why
         "enabled": doc.get("enabled", True),
-        "lost": str(counts.get("lost", 0)),
-        "duplicated": str(counts.get("duplicated", 0)),
-        "reordered": str(counts.get("reordered", 0)),
-        "processed": str((doc.get("totals") or {}).get("processed", 0)),
+        "lost": formatting.count(counts.get("lost", 0)),
+        "duplicated": formatting.count(counts.get("duplicated", 0)),
+        "reordered": formatting.count(counts.get("reordered", 0)),
+        "processed": formatting.count((doc.get("totals") or {}).get("processed", 0)),
         "throughput": throughput(doc, recent),
-        "p99": "—" if p99 is None else f"{p99:.1f}",
+        "p99": formatting.latency_ms(p99),
     }
 
 
@@ -131,8 +138,8 @@ def with_lint(
 ) -> list[dict[str, Any]]:
     """The grid with a row for every topic of each cluster's latest lint report (``reports``:
     cluster name -> report), sentinel topics included: each row gains ``lint`` (one entry per
-    semantic: ``verdict``, ``label``, ``css``, ``first``, or ``None`` when the topic was not
-    linted) and ``internal``. Rows stay sorted by topic; clusters without sentinels appear."""
+    semantic: ``verdict``, ``label``, ``css``, ``first``, ``ran`` (when the lint ran, a UTC
+    clock time), or ``None`` when the topic was not linted) and ``internal``. Rows stay sorted by topic; clusters without sentinels appear."""
     groups = {g["cluster"]: g for g in grid}
     for name, report in reports.items():
         if name not in groups:
@@ -143,14 +150,39 @@ def with_lint(
                 topic["name"], {"topic": topic["name"], "cells": [[] for _ in SEMANTICS]}
             )
         linted = {t["name"]: t for t in report.get("topics", [])}
+        ran = formatting.clock(report.get("generated_at"), time.time())
         for topic_name, row in rows.items():
             doc = linted.get(topic_name)
             row["internal"] = bool(doc and doc["internal"])
             row["lint"] = [
-                {**doc["verdicts"][s], "css": LINT_CLASS[doc["verdicts"][s]["verdict"]]}
+                {
+                    **doc["verdicts"][s],
+                    "css": LINT_CLASS[doc["verdicts"][s]["verdict"]],
+                    "ran": ran,
+                }
                 if doc
                 else None
                 for s in SEMANTICS
             ]
         groups[name]["rows"] = [rows[t] for t in sorted(rows)]
     return [groups[c] for c in sorted(groups)]
+
+
+def with_cluster_problems(
+    grid: list[dict[str, Any]], docs: Iterable[dict[str, Any]], problems: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Each cluster group gains ``problem`` (its state in words, or ``""``); each card of a
+    cluster with a problem that the problem explains (``cluster.affected``) names it in
+    ``cluster_problem`` instead of its raw client line (kept one click away on the page)."""
+    from dashboard.metrics.cluster import affected
+
+    hit = {d["id"] for d in docs if problems.get(d["cluster"]) and affected(d)}
+    for group in grid:
+        problem = problems.get(group["cluster"], "")
+        group["problem"] = problem
+        for row in group["rows"]:
+            for cells in row["cells"]:
+                for c in cells:
+                    if c["id"] in hit:
+                        c["cluster_problem"] = f"cluster {group['cluster']}: {problem}"
+    return grid

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from dashboard import formatting
 from dashboard.metrics.windows import redis_windows
 from dashboard.models import Sentinel
 from workers.engine.brokerhealth import broker_state
@@ -81,6 +82,7 @@ def partition_table(sentinel: Sentinel, status: dict[str, Any]) -> dict[str, Any
                 "isr": meta["isr"] if meta else [],
                 "counts": counts,
                 "p99": latency.get("p99"),
+                "p99_text": formatting.latency_ms(latency.get("p99")),
                 "problems": problems,
             }
         )

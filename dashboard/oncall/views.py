@@ -27,6 +27,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from dashboard import formatting
 from dashboard.metrics.overview import unacknowledged_note
 from dashboard.metrics.windows import RANGE_LABELS, RANGES
 from dashboard.models import Channel, Incident, Sentinel, Silence
@@ -38,7 +39,7 @@ from dashboard.oncall.services import open_first
 from dashboard.oncall.tasks import dispatch_notification
 from dashboard.oncall.transports import TRANSPORTS
 from workers.engine.alerts import RULE_KINDS
-from workers.engine.documents import FORBIDDEN, SEMANTICS
+from workers.engine.documents import COUNTERS, EVENT_COUNTERS, FORBIDDEN, SEMANTICS
 from workers.engine.redact import MASK
 
 INCIDENTS_PER_PAGE = 50
@@ -114,18 +115,29 @@ def triggering_windows(incident: Incident) -> list[dict[str, Any]]:
         start__gte=datetime.fromtimestamp(start, UTC),
         start__lte=datetime.fromtimestamp(end, UTC),
     ).order_by("start")[:WINDOWS_SHOWN]
-    forbidden = FORBIDDEN.get(incident.semantic, ())
+    columns = incident_columns(incident)
     return [
         {
             "start": w.start,
             "verdict": w.verdict,
             "processed": w.counts.get("processed", 0),
-            "problems": {k: w.counts.get(k, 0) for k in forbidden},
-            "problem": any(w.counts.get(k, 0) for k in forbidden),
-            "p99": (w.latency.get("e2e") or {}).get("p99"),
+            "problems": {k: w.counts.get(k, 0) for k in columns},
+            "problem": any(w.counts.get(k, 0) for k in columns),
+            "p99": formatting.latency_ms((w.latency.get("e2e") or {}).get("p99")),
         }
         for w in rows
     ]
+
+
+def incident_columns(incident: Incident) -> list[str]:
+    """The counters an incident's windows table shows: the ones its kind is about (its
+    ``counts``: "21 lost" shows lost, whatever the semantic forbids) and the semantic's
+    forbidden ones, problem counters first in their usual order."""
+    wanted = set(FORBIDDEN.get(incident.semantic, ())) | {
+        k for k in (incident.counts or {}) if k in COUNTERS
+    }
+    order = list(EVENT_COUNTERS) + [k for k in COUNTERS if k not in EVENT_COUNTERS]
+    return [k for k in order if k in wanted]
 
 
 @login_required
@@ -143,7 +155,7 @@ def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "kind_label": RULE_KINDS.get(incident.kind, incident.kind),
             "events": incident.events.select_related("channel", "user").order_by("at", "pk"),
             "windows": triggering_windows(incident),
-            "forbidden": FORBIDDEN.get(incident.semantic, ()),
+            "forbidden": incident_columns(incident),
             "detail_url": reverse("sentinel-detail", args=[incident.sentinel_id])
             + f"?range={range_name}",
             "detail_range": RANGE_LABELS[range_name],

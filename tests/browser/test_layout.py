@@ -282,3 +282,104 @@ def test_it_focuses_the_error_summary_and_confirms_before_disabling(page, live_a
     expect(row).to_contain_text("disabled")
     row.get_by_role("button", name=re.compile("^Enable")).click()  # no question to turn it on
     expect(row).to_contain_text("enabled")
+
+
+# -- issue #28, item 6: what an on-call engineer needs at 390 px, asserted by geometry --------
+
+PHONE = {"width": 390, "height": 844}
+
+# Where the lines of an element's text break: the character before each break.
+BREAKS_AFTER = """
+(el) => {
+  const text = el.firstChild && el.textContent;
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  const chars = [];
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (let i = 0; i < node.length; i++) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const rect = range.getClientRects()[0];
+      if (rect) chars.push([node.data[i], Math.round(rect.top)]);
+    }
+  }
+  const out = [];
+  for (let i = 1; i < chars.length; i++) if (chars[i][1] > chars[i - 1][1]) out.push(chars[i - 1][0]);
+  return out;
+}
+"""
+
+
+def inside_viewport(locator, width: int = PHONE["width"]) -> bool:
+    box = locator.bounding_box()
+    return (
+        box is not None and box["width"] > 0 and box["x"] >= 0 and box["x"] + box["width"] <= width
+    )
+
+
+def test_phone_incidents_are_stacked_cards_with_reason_and_opened_time(page, live_app, seeded):
+    page.set_viewport_size(PHONE)
+    page.goto(live_app.base_url + "/incidents/")
+    row = page.locator(f'[data-incident="{seeded["incident"]}"]')
+    for label in ("Reason", "Opened", "State", "Sentinel"):
+        cell = row.locator(f'td[data-label="{label}"]')
+        expect(cell).to_be_visible()
+        assert inside_viewport(cell), (label, cell.bounding_box())
+    expect(row.locator('td[data-label="Reason"]')).to_contain_text("40 acknowledged records lost")
+    expect(row.locator('td[data-label="Opened"]')).to_contain_text("UTC")
+    # Stacked: the reason sits below the state, not beside it.
+    state = row.locator('td[data-label="State"]').bounding_box()
+    reason = row.locator('td[data-label="Reason"]').bounding_box()
+    assert reason["y"] >= state["y"] + state["height"] - 1
+    page.screenshot(path=str(ARTIFACTS / "phone-incidents.png"), full_page=True)
+
+
+def test_phone_partitions_show_status_first(page, live_app, seeded):
+    page.set_viewport_size(PHONE)
+    page.goto(live_app.base_url + f"/sentinels/{seeded['ids']['at-least-once']}/")
+    table = page.locator("table.partitions")
+    expect(table.locator("tbody tr[data-partition]").first).to_be_visible()
+    headers = table.locator("thead th")
+    expect(headers.nth(0)).to_have_text("Partition")
+    expect(headers.nth(1)).to_have_text("Status")
+    for row in table.locator("tbody tr[data-partition]").all():
+        assert inside_viewport(row.locator("th")), row.locator("th").bounding_box()
+        status = row.locator("td.col-status")
+        assert inside_viewport(status), status.bounding_box()
+    # Partition 2's leader (broker 2) is unreachable in the seeded metadata: said first.
+    expect(table.locator('tr[data-partition="1"] td.col-status')).to_contain_text("Problem")
+    expect(page.locator(".scroll-cue")).to_be_visible()  # the rest scrolls, and says so
+    table.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "phone-partitions.png"), full_page=True)
+
+
+def test_phone_overview_says_the_clusters_state_and_topic_names_wrap_at_dots(
+    page, live_app, seeded
+):
+    page.set_viewport_size(PHONE)
+    page.goto(live_app.base_url + "/")
+    strip = page.locator("[data-cluster-strip]")
+    expect(strip).to_contain_text(re.compile(r"broker 2 unreachable since \d\d:\d\d:\d\d UTC"))
+    assert inside_viewport(strip)
+    # The violated card keeps its own reason (a loss), not the cluster's state.
+    card = page.locator(f'[data-sentinel="{seeded["ids"]["at-least-once"]}"]')
+    expect(card.locator('[data-field="reasons"]')).to_contain_text("40 acknowledged records")
+    expect(card.locator('[data-field="cluster-note"]')).to_have_count(0)
+    page.screenshot(path=str(ARTIFACTS / "phone-overview.png"), full_page=True)
+    # A topic name squeezed into a narrow box breaks after its dots (or hyphens), never mid-word.
+    topic = page.locator("th.topic-name").first
+    topic.evaluate("(el) => { el.style.width = '5.5rem'; el.style.display = 'block'; }")
+    breaks = topic.evaluate(BREAKS_AFTER)
+    assert "." in breaks and set(breaks) <= {".", "-"}, breaks  # at dots (or hyphens)
+
+
+def test_chart_markers_are_numbered_symbols_with_their_labels_in_a_list(page, live_app, seeded):
+    page.goto(live_app.base_url + f"/sentinels/{seeded['ids']['at-least-once']}/?range=15m")
+    chart = page.locator('[data-chart="events"]')
+    expect(chart).to_have_attribute("data-marks", re.compile(r"[1-9]"))
+    marks = int(chart.get_attribute("data-marks"))
+    items = page.locator("#chart-marks li")
+    expect(items).to_have_count(marks)
+    expect(items.first.locator(".mark-symbol")).to_have_text("1")
+    expect(page.locator("#chart-marks")).to_contain_text("UTC VIOLATED")
+    page.screenshot(path=str(ARTIFACTS / "chart-markers.png"), full_page=True)

@@ -3,6 +3,8 @@ document, where the detail page's partition table reads it (no Kafka call in a r
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 import time
 import uuid
@@ -11,10 +13,12 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from dashboard.metrics.cluster import affected, cluster_problems
 from tests.support.waiting import wait_until
 from workers.clients.kafka import topic_metadata
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
+from workers.localkafka.cluster import LocalCluster
 from workers.runtime import checkrunner
 from workers.runtime.checkrunner import CheckRunner
 from workers.store.connection import connect
@@ -130,5 +134,52 @@ def test_it_reads_leaders_from_the_real_cluster_into_the_status_document(redis_u
         assert str(first["controller"]) in first["brokers"]
         assert first["partitions"]["0"]["leader_host"].startswith("127.0.0.1:")
         assert runner.status(time.time())["metadata"] == first  # what the pages read
+    finally:
+        runner.store.reset()
+
+
+def test_a_stopped_broker_reads_as_the_clusters_state_in_words(redis_url, settings):
+    """The overview's cluster strip and card note (issue #28, item 5) from a real stopped
+    broker: the check runner's metadata thread finds it unreachable, and the cluster's state
+    reads "broker 3 unreachable since HH:MM:SS UTC", nothing for a healthy cluster."""
+    bootstrap = settings.KAFKA_BOOTSTRAP_SERVERS
+    topic = f"dashboard-test-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, 1, 3)]).values():
+        future.result(30)
+    runner = make_runner(redis_url, bootstrap, topic)
+    runner.load()
+    cluster = LocalCluster(
+        os.environ["LOCAL_KAFKA_NAME"], broker_base_port=int(os.environ["LOCAL_KAFKA_PORT"])
+    )
+    try:
+        runner.metadata.fetch()
+        healthy = runner.status(time.time())
+        assert cluster_problems([healthy]) == {}
+        cluster.kill(3)
+        try:
+            wait_until(
+                lambda: not runner.metadata.fetch()["brokers"]["3"]["reachable"],
+                30,
+                "broker 3 unreachable in the checker's metadata",
+                interval=0.5,
+            )
+            doc = runner.status(time.time())
+            problems = cluster_problems([doc])
+            assert re.fullmatch(
+                r"broker 3 unreachable since \d\d:\d\d:\d\d UTC", problems[doc["cluster"]]
+            ), problems
+            assert not affected(doc)  # not stalled: its card keeps its own reasons
+            assert affected({**doc, "verdict": "STALLED"})
+        finally:
+            cluster.start_node(3)
+            cluster.wait_for_brokers({3}, timeout=120)
+        wait_until(
+            lambda: runner.metadata.fetch()["brokers"]["3"]["reachable"],
+            60,
+            "broker 3 reachable again",
+            interval=0.5,
+        )
+        assert cluster_problems([runner.status(time.time())]) == {}
     finally:
         runner.store.reset()

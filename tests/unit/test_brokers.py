@@ -27,7 +27,7 @@ def test_it_keeps_when_a_broker_became_unreachable_until_it_answers_again():
     later = track(down, gone, {"1": None, "2": "Connection refused", "3": None}, now=115.0)
     assert later["2"]["since"] == 105.0 and later["2"]["in_metadata"] is False
     assert broker_state("2", later["2"]) == (
-        "broker 2 (127.0.0.1:9093) unreachable since 00:01:45: Connection refused"
+        "broker 2 (127.0.0.1:9093) unreachable since 00:01:45 UTC: Connection refused"
     )
     back = track(later, SEEN, dict.fromkeys(SEEN), now=130.0)
     assert back["2"]["reachable"] and back["2"]["since"] is None
@@ -65,3 +65,20 @@ def test_it_learns_at_once_that_nothing_listens_on_a_brokers_port():
         assert connect_error(address, 1.0) is None
     assert connect_error(address, 1.0) == "Connection refused"
     assert connect_error("no-port", 1.0)
+
+
+def test_it_says_the_clusters_state_in_words_when_something_is_wrong():
+    from workers.engine.brokerhealth import cluster_summary
+
+    up = track({}, SEEN, dict.fromkeys(SEEN), now=100.0)
+    assert cluster_summary(up) is None
+    one = track(up, SEEN, {"1": "Connection refused", "2": None, "3": None}, now=36184.0)
+    assert cluster_summary(one) == "broker 1 unreachable since 10:03:04 UTC"
+    two = track(one, SEEN, {"1": "refused", "2": None, "3": "refused"}, now=36200.0)
+    assert cluster_summary(two) == (
+        "broker 1 unreachable since 10:03:04 UTC; broker 3 unreachable since 10:03:20 UTC"
+    )
+    # The whole cluster: since the last broker went, whoever went first.
+    every = dict.fromkeys(SEEN, "Connection refused")
+    all_down = track(two, SEEN, every, now=36507.0)
+    assert cluster_summary(all_down) == "all 3 brokers unreachable since 10:08:27 UTC"

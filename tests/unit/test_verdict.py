@@ -136,3 +136,27 @@ def test_it_refuses_an_unknown_threshold() -> None:
 def test_it_is_a_string_enum() -> None:
     assert Verdict.VIOLATED == "VIOLATED"
     assert str(Verdict.HOLDING) == "HOLDING"
+
+
+def test_a_verdict_keeps_the_time_it_was_entered_until_it_changes() -> None:
+    from workers.engine.documents import verdict_entered
+
+    assert verdict_entered(None, "HOLDING", 100.0) == 100.0
+    held = {"verdict": "HOLDING", "verdict_since": 100.0}
+    assert verdict_entered(held, "HOLDING", 160.0) == 100.0
+    assert verdict_entered(held, "VIOLATED", 160.0) == 160.0
+    # A document from before the field, or one from the future (a clock gone back): now.
+    assert verdict_entered({"verdict": "HOLDING"}, "HOLDING", 160.0) == 160.0
+    assert (
+        verdict_entered({"verdict": "HOLDING", "verdict_since": 999.0}, "HOLDING", 160.0) == 160.0
+    )
+
+
+def test_a_silent_checker_is_stalled_since_its_last_report() -> None:
+    from workers.engine.documents import STALE_AFTER_S, as_read
+
+    doc = {"verdict": "HOLDING", "verdict_since": 50.0, "reasons": [], "updated_at": 100.0}
+    fresh = as_read(doc, 100.0 + STALE_AFTER_S)
+    assert (fresh["verdict"], fresh["verdict_since"]) == ("HOLDING", 50.0)
+    silent = as_read(doc, 100.0 + STALE_AFTER_S + 1)
+    assert (silent["verdict"], silent["verdict_since"]) == ("STALLED", 100.0)

@@ -214,7 +214,7 @@ def test_it_groups_the_overview_by_cluster_and_topic_with_a_column_per_semantic(
     assert [c["name"] for c in alo[1]] == ["at-least-once", "alo-acks1"]
     first = alo[1][0]
     assert first["throughput"] == "1.0"  # 300 processed over the 300 s verdict window
-    assert first["p99"] == "42.5"
+    assert first["p99"] == "42.5 ms"
     assert first["processed"] == "900"
 
 

@@ -315,9 +315,9 @@ def test_every_overview_number_says_its_window_and_throughput_is_the_last_ten_se
     cell = html[html.index(f'data-sentinel="{alo.pk}"') :]
     assert 'data-field="throughput">30.0<' in cell  # the live page's 10 s mean, not 1.0
     for label in (
-        'lost <span class="win">5 min',
-        'rec/s <span class="win">10 s',
-        'p99 ms <span class="win">1 min',
-        'processed <span class="win">total',
+        'lost <span class="win">last 5 min',
+        'rec/s <span class="win">last 10 s',
+        'p99 <span class="win">last 1 min',
+        'processed <span class="win">since start',
     ):
         assert label in cell

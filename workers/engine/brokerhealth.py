@@ -79,13 +79,33 @@ def clock(ts: float) -> str:
 
 
 def broker_state(bid: str, info: Mapping[str, Any]) -> str:
-    """E.g. "broker 2 (127.0.0.1:9093) unreachable since 14:02:11: connection refused"."""
+    """E.g. "broker 2 (127.0.0.1:9093) unreachable since 14:02:11 UTC: connection refused"."""
     name = f"broker {bid} ({info.get('host') or 'address unknown'})"
     if info.get("reachable", True):
         return f"{name} up"
-    since = f" since {clock(info['since'])}" if info.get("since") else ""
+    since = f" since {clock(info['since'])} UTC" if info.get("since") else ""
     why = f": {info['error']}" if info.get("error") else ""
     return f"{name} unreachable{since}{why}"
+
+
+def cluster_summary(brokers: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The cluster's state in words when something is wrong, ``None`` when every known broker
+    is reachable: "all 3 brokers unreachable since 10:08:27 UTC" (since the last of them went),
+    or per broker "broker 1 unreachable since 10:03:04 UTC" (several: joined by "; ")."""
+    down = {bid: info for bid, info in brokers.items() if not info.get("reachable", True)}
+    if not down:
+        return None
+
+    def since(info: Mapping[str, Any]) -> str:
+        return f" since {clock(info['since'])} UTC" if info.get("since") else ""
+
+    if len(down) == len(brokers):
+        latest = max((info.get("since") or 0 for info in down.values()), default=0)
+        noun = "the broker" if len(down) == 1 else f"all {len(down)} brokers"
+        return f"{noun} unreachable{since({'since': latest})}"
+    return "; ".join(
+        f"broker {bid} unreachable{since(down[bid])}" for bid in sorted(down, key=sort_key)
+    )
 
 
 def group_errors(errors: Iterable[str], brokers: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -82,6 +82,37 @@ CHECKER_COUNTERS: tuple[str, ...] = (
 )
 # The status document's and the windows' counters.
 COUNTERS: tuple[str, ...] = tuple(name for name in CHECKER_COUNTERS if name != "in_flight")
+# Counters that are levels (gauges), not increases: a window carries their value at its end,
+# never a difference, so they are never negative (docs/status.md).
+GAUGES: tuple[str, ...] = ("pending",)
+# What each counter means, in one sentence (DESIGN.md, "What every number means"; the pages'
+# tooltips and docs/status.md say the same). ``in_flight`` is derived: produced - acked - failed.
+COUNTER_MEANINGS: dict[str, str] = {
+    "produced": "produce() was called for the record",
+    "acked": "its delivery report succeeded (under acks=0 this only means it left the client)",
+    "failed": "its delivery report carried an error (a failed record is not a loss)",
+    "in_flight": "produced, delivery report not yet received by the checker "
+    "(produced = acked + failed + in flight)",
+    "processed": "processings applied to the processing ledger, duplicates included; it can run "
+    "ahead of acked while delivery reports are on their way (they are reported every ~0.5 s)",
+    "duplicated": "every processing of a record beyond its first",
+    "lost": "acked, and still not processed once the consumer moved past it and the grace "
+    "period elapsed",
+    "late": "declared lost, then processed after all (moved from lost to late)",
+    "phantom": "not acked (failed or timed out) but processed anyway",
+    "reordered": "processed after a higher sequence number of its partition, not a duplicate",
+    "aborted_read": "a record of an aborted transaction reached the read_committed verifier",
+    "foreign": "anything on the sentinel topic that is not a record of a known sentinel run",
+    "pending": "acked, not processed yet, not lost: a level, never negative",
+    "divergent": "an offset holds another record than its delivery report said (the log was "
+    "rewritten: an unclean election, a truncation)",
+    "rewound": "within one consumer session, read at an offset at or below one it had read",
+    "skipped": "within one consumer session, an acknowledged offset jumped over and its record "
+    "never processed",
+    "truncated": "offsets by which the partition's log end went back",
+    "offsets_unchecked": "acknowledged offsets the bounded picture of the log had to drop: "
+    "not checked, never an anomaly",
+}
 # Throughput counters, shown as rates.
 RATE_COUNTERS = ("produced", "acked", "processed")
 # Counters that mark a problem: a window keeps them per partition, and only the non-zero ones
@@ -176,6 +207,7 @@ class StatusDoc(TypedDict, total=False):
     run_id: int | None
     runs: int
     verdict: str
+    verdict_since: float | None  # when the sentinel entered ``verdict`` (``verdict_entered``)
     reasons: list[str]
     totals: dict[str, int]
     window: dict[str, Any]  # {"seconds": VERDICT_WINDOW_S, "counts": {counter: increase}}
@@ -225,6 +257,7 @@ def empty_status(
         "run_id": None,
         "runs": 0,
         "verdict": Verdict.STALLED.value,
+        "verdict_since": None,
         "reasons": [reason],
         "totals": dict.fromkeys(COUNTERS, 0),
         "window": {"seconds": 0, "counts": dict.fromkeys(COUNTERS, 0)},
@@ -236,6 +269,16 @@ def empty_status(
         "last_progress_at": None,
         "updated_at": None,
     }
+
+
+def verdict_entered(previous: dict[str, Any] | None, verdict: str, now: float) -> float:
+    """When the sentinel entered ``verdict``: the time the previous document (the last one
+    written, ``None`` for none) says, if it had the same verdict; else ``now``."""
+    if previous and previous.get("verdict") == verdict:
+        since = previous.get("verdict_since")
+        if isinstance(since, int | float) and since <= now:
+            return float(since)
+    return now
 
 
 def reported_within(status: dict[str, Any], now: float) -> bool:
@@ -254,7 +297,11 @@ def as_read(status: dict[str, Any], now: float) -> dict[str, Any]:
     reported) is left as it is. ``version`` is stamped for documents written before checkers
     wrote it."""
     doc = {**status, "version": STATUS_VERSION}
+    doc.setdefault("verdict_since", None)
     if doc.get("updated_at") and not reported_within(doc, now):
+        if doc["verdict"] != Verdict.STALLED.value:
+            # Silent since its last report: stalled from then (a reader cannot know better).
+            doc["verdict_since"] = doc["updated_at"]
         doc["verdict"] = Verdict.STALLED.value
         doc["reasons"] = [f"checker silent for {now - doc['updated_at']:.0f}s", *doc["reasons"]]
     return doc
@@ -268,6 +315,7 @@ COMPACT_KEYS = (
     "cluster",
     "topic",
     "verdict",
+    "verdict_since",
     "reasons",
     "totals",
     "window",
@@ -369,7 +417,8 @@ def merge_windows(windows: list[Window]) -> Window | None:
         for name, acc_hist in hists.items():
             if (h := w.histogram(name)) is not None:
                 acc_hist.merge(h)
-    counts["pending"] = windows[-1].counts.get("pending", 0)
+    for k in GAUGES:
+        counts[k] = windows[-1].counts.get(k, 0)
     first, last = windows[0], windows[-1]
     return Window(
         start=first.start,

@@ -39,6 +39,7 @@ from workers.engine.codec import run_started_ms
 from workers.engine.documents import (
     CHECKPOINT_INTERVAL_S,
     COUNTERS,
+    GAUGES,
     LATENCY_BUCKETS_S,
     LATENCY_WINDOW_S,
     PARTITION_EVENT_COUNTERS,
@@ -49,9 +50,11 @@ from workers.engine.documents import (
     W1_RETENTION_S,
     WINDOW_UPDATE,
     Window,
+    as_read,
     compact,
     latency_buckets,
     summary,
+    verdict_entered,
 )
 from workers.engine.latency import LatencyHistogram, RecentLatency
 from workers.engine.offsets import read_segments
@@ -154,6 +157,8 @@ class CheckRunner(Loop):
         self.prev_totals: dict[str, int] | None = None
         self.prev_parts: dict[int, dict[str, int]] = {}
         self.verdict: str | None = None
+        # The verdict the last status document gave, and since when (``verdict_since``).
+        self.entered: dict[str, Any] | None = None
         self.checker = self.new_checker()
         self.acks_id = "0-0"
         self.ledger_id = "0-0"
@@ -187,6 +192,10 @@ class CheckRunner(Loop):
             self.ack_latency = LatencyHistogram.load(doc["ack"])
         self.known_runs = set(self.checker.runs())
         self._last_processed = self.checker.totals()["processed"]
+        previous = self.store.status()
+        if previous and previous.get("incarnation", "") == self.spec.incarnation:
+            # A restart keeps the time the verdict was entered (a silent checker's as read).
+            self.entered = as_read(previous, time.time())
 
     def on_state_lost(self, reason: str) -> None:
         """Start afresh in the new epoch: what was counted belonged to the lost state."""
@@ -384,7 +393,8 @@ class CheckRunner(Loop):
         if self.prev_totals is None:
             # The first window after a (re)start would hold everything since the beginning.
             counts, partitions = dict.fromkeys(totals, 0), {}
-        counts["pending"] = totals["pending"]
+        for gauge in GAUGES:
+            counts[gauge] = totals[gauge]  # a level, never a difference
         window = Window(
             start=round(now, 3) - CHECKPOINT_INTERVAL_S,
             seconds=CHECKPOINT_INTERVAL_S,
@@ -442,14 +452,15 @@ class CheckRunner(Loop):
         return merged
 
     def window_delta(self, now: float, totals: dict[str, int]) -> dict[str, int]:
-        """Counter increases over the verdict window (totals when the window is younger)."""
+        """Counter increases over the verdict window (totals when the window is younger);
+        gauges (``GAUGES``) are their level now, never a difference."""
         self.history.append((now, dict(totals)))
         while len(self.history) > 1 and self.history[1][0] <= now - VERDICT_WINDOW_S:
             self.history.popleft()
         base = self.history[0][1]
         if self.history[0][0] > now - VERDICT_WINDOW_S:
             return dict(totals)
-        return {k: totals.get(k, 0) - base.get(k, 0) for k in totals}
+        return {k: totals[k] if k in GAUGES else totals.get(k, 0) - base.get(k, 0) for k in totals}
 
     def status(self, now: float) -> dict[str, Any]:
         totals = self.checker.totals()
@@ -478,6 +489,9 @@ class CheckRunner(Loop):
             stall_after_s=self.spec.stall_after_s,
             error="; ".join(errors) or None,
         )
+        verdict_text = str(verdict.value if hasattr(verdict, "value") else verdict)
+        since = verdict_entered(self.entered, verdict_text, now)
+        self.entered = {"verdict": verdict_text, "verdict_since": since}
         runs = self.store.runs()
         return {
             "version": STATUS_VERSION,
@@ -489,7 +503,8 @@ class CheckRunner(Loop):
             "topic": self.spec.topic,
             "run_id": max(runs) if runs else None,
             "runs": len(runs),
-            "verdict": str(verdict.value if hasattr(verdict, "value") else verdict),
+            "verdict": verdict_text,
+            "verdict_since": since,
             "reasons": reasons,
             "totals": {k: totals.get(k, 0) for k in COUNTERS},
             "window": {

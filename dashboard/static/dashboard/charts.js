@@ -51,11 +51,65 @@
     return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
   }
 
+  /* An event marker: a numbered dot at the top of its line; its label is in the page's list
+   * (#chart-marks), so labels of events close together never smear into one another. */
+  function drawSymbol(ctx, x, top, text) {
+    const r = 7 * devicePixelRatio;
+    ctx.save();
+    ctx.setLineDash([]);
+    ctx.beginPath();
+    ctx.arc(x, top + r, r, 0, 2 * Math.PI);
+    ctx.fill();
+    ctx.fillStyle = "#fff";
+    ctx.font = `700 ${Math.round(9 * devicePixelRatio)}px system-ui, sans-serif`;
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    ctx.fillText(text, x, top + r + 0.5);
+    ctx.restore();
+  }
+
+  /* The labels of the markers shown, numbered as drawn, in the page's #chart-marks list (every
+   * chart of a page shows the same range and marks: the list is written once per change). */
+  function listMarks(shown) {
+    const list = document.getElementById("chart-marks");
+    if (!list) return;
+    const key = JSON.stringify(shown.map((m) => [m.n, m.t, m.label]));
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
+    list.replaceChildren(
+      ...shown.map((m) => {
+        const li = document.createElement("li");
+        li.dataset.mark = String(m.n);
+        const symbol = document.createElement("span");
+        symbol.className = "mark-symbol";
+        symbol.style.background = css(m.colour, "#57606a");
+        symbol.textContent = String(m.n);
+        li.append(symbol, ` ${utc(m.t, "seconds")} UTC ${m.label || ""}`);
+        return li;
+      }),
+    );
+    list.hidden = shown.length === 0;
+  }
+
+  /* Y-axis tick labels, short (DS.format.compact), and an axis as wide as its widest label,
+   * so no label is clipped. */
+  function yValues(u, splits) {
+    return splits.map((v) => (v == null ? "" : DS.format.compact(v)));
+  }
+
+  function ySize(u, values, axisIdx, cycleNum) {
+    const axis = u.axes[axisIdx];
+    if (cycleNum > 1) return axis._size; // settled: uPlot asks again while it converges
+    const longest = Math.max(0, ...(values || []).map((v) => String(v).length));
+    return Math.max(40, Math.ceil(longest * 7.5) + 18);
+  }
+
   /* Draws the annotation lines (and the SLO line) over the plot area. */
   function drawOverlay(u, marks, slo) {
     const ctx = u.ctx;
     const { left, top, width, height } = u.bbox;
     let drawn = 0;
+    const shown = [];
     ctx.save();
     ctx.font = `${Math.round(11 * devicePixelRatio)}px system-ui, sans-serif`;
     ctx.textBaseline = "top";
@@ -70,8 +124,9 @@
       ctx.moveTo(x, top);
       ctx.lineTo(x, top + height);
       ctx.stroke();
-      if (mark.label) ctx.fillText(mark.label, Math.min(x + 3, left + width - 60), top + 2);
       drawn += 1;
+      drawSymbol(ctx, x, top, String(drawn));
+      shown.push({ ...mark, n: drawn });
     }
     if (slo != null && u.scales.y.min != null && slo >= u.scales.y.min && slo <= u.scales.y.max) {
       const y = Math.round(u.valToPos(slo, "y", true));
@@ -90,6 +145,7 @@
       ctx.fillText(`SLO p99 ${slo} ms`, left + width - 4, above ? y - 2 : y + 2);
     }
     ctx.restore();
+    listMarks(shown);
     // What is drawn, for whoever inspects the page (and its browser tests).
     u.root.parentElement.dataset.marks = String(drawn);
     u.root.parentElement.dataset.xMin = String(u.scales.x.min ?? "");
@@ -140,7 +196,7 @@
             points: events ? { show: true, filter: nonZero, size: 7 } : { show: false },
           })),
         ],
-        axes: [{ ...axis, values: axisTimes }, { ...axis, size: 56 }],
+        axes: [{ ...axis, values: axisTimes }, { ...axis, values: yValues, size: ySize }],
         hooks: { draw: [(u) => drawOverlay(u, marks, slo)] },
       },
       [[], ...defs.map(() => [])],
@@ -156,7 +212,7 @@
       const latest = defs.map(([name, label]) => {
         const values = series[name] || [];
         for (let i = n - 1; i >= 0; i--) {
-          if (values[i] != null) return `${label} ${+values[i].toFixed(2)}`;
+          if (values[i] != null) return `${label} ${DS.format.compact(values[i])}`;
         }
         return `${label} no data`;
       });

@@ -164,13 +164,31 @@
     DS.setVerdict(panel, status.verdict);
     const reasons = panel.querySelector('[data-field="reasons"]');
     if (reasons) reasons.textContent = (status.reasons || []).join("; ");
-    setAll("total", status.totals || {});
+    setAll("total", withInFlight(status.totals || {}));
     setAll("recent", {
       ...((status.window || {}).counts || {}),
-      p99: DS.fmt((status.recent_latency_ms || {}).p99, 1),
+      p99: DS.format.latencyMs((status.recent_latency_ms || {}).p99),
     });
+    showSince(status.verdict_since);
     DS.pageState(status.verdict);
   }
+
+  /* Totals as the page shows them (dashboard.views.detail_totals): with in flight, the records
+   * whose delivery report the checker has not received yet. */
+  function withInFlight(totals) {
+    const inFlight = (totals.produced || 0) - (totals.acked || 0) - (totals.failed || 0);
+    return { ...totals, in_flight: Math.max(0, inFlight) };
+  }
+
+  /* "since 10:06:27 UTC, 7 min" beside the verdict, its age kept current. */
+  function showSince(since) {
+    const node = panel.querySelector('[data-field="since"]');
+    if (!node) return;
+    if (since !== undefined) node.dataset.since = since === null ? "" : String(since);
+    const at = node.dataset.since ? Number(node.dataset.since) : null;
+    node.textContent = DS.format.since(at, Date.now() / 1000);
+  }
+  setInterval(() => showSince(), 5000);
 
   function setAll(kind, values) {
     for (const [key, value] of Object.entries(values)) {
@@ -188,7 +206,7 @@
     Object.assign(item.dataset, { ts: String(ts), kind: "verdict", verdict: msg.verdict });
     const time = document.createElement("time");
     time.dateTime = new Date(ts * 1000).toISOString();
-    time.textContent = DS.utc(ts, "full");
+    time.textContent = DS.utc(ts, "full") + " UTC";
     const kind = document.createElement("span");
     kind.className = "event-kind";
     kind.textContent = "verdict change";

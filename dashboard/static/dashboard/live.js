@@ -168,7 +168,7 @@
   /* Small shared formatting helpers. */
   function fmt(value, digits) {
     if (value === null || value === undefined || Number.isNaN(value)) return "—";
-    if (typeof value === "number" && digits !== undefined) return value.toFixed(digits);
+    if (typeof value === "number" && digits !== undefined) return DS.format.decimal(value, digits);
     return String(value);
   }
 

@@ -28,22 +28,37 @@
     const seconds = window_.seconds || 0;
     const latency = status.recent_latency_ms || {};
     DS.setVerdict(cell.el, status.verdict);
-    setField(cell.el, "lost", String(counts.lost || 0));
-    setField(cell.el, "duplicated", String(counts.duplicated || 0));
-    setField(cell.el, "reordered", String(counts.reordered || 0));
+    showSince(cell.el, status.verdict_since);
+    setField(cell.el, "lost", DS.format.count(counts.lost || 0));
+    setField(cell.el, "duplicated", DS.format.count(counts.duplicated || 0));
+    setField(cell.el, "reordered", DS.format.count(counts.reordered || 0));
     if (cell.spark.length < THROUGHPUT_POINTS) {
-      setField(cell.el, "throughput", seconds ? ((counts.processed || 0) / seconds).toFixed(1) : "0.0");
+      setField(cell.el, "throughput", DS.format.decimal(seconds ? (counts.processed || 0) / seconds : 0));
     }
-    setField(cell.el, "p99", DS.fmt(latency.p99, 1));
-    setField(cell.el, "processed", String((status.totals || {}).processed || 0));
+    setField(cell.el, "p99", DS.format.latencyMs(latency.p99));
+    setField(cell.el, "processed", DS.format.count((status.totals || {}).processed || 0));
     setField(cell.el, "reasons", (status.reasons || []).join("; "));
   }
+
+  /* "since 10:06:27 UTC, 7 min": when the card entered its verdict (the status document's
+   * verdict_since), its age kept current between updates. */
+  function showSince(el, since) {
+    const node = el.querySelector('[data-field="since"]');
+    if (!node) return;
+    if (since !== undefined) node.dataset.since = since === null ? "" : String(since);
+    const at = node.dataset.since ? Number(node.dataset.since) : null;
+    const text = DS.format.since(at, Date.now() / 1000);
+    if (node.textContent !== text) node.textContent = text;
+  }
+  setInterval(() => {
+    for (const cell of cells.values()) showSince(cell.el);
+  }, 5000);
 
   function showThroughput(cell) {
     const recent = cell.spark.slice(-THROUGHPUT_SECONDS);
     if (recent.length < THROUGHPUT_POINTS) return;
     const mean = recent.reduce((sum, p) => sum + p[1], 0) / recent.length;
-    setField(cell.el, "throughput", mean.toFixed(1));
+    setField(cell.el, "throughput", DS.format.decimal(mean));
   }
 
   function drawSpark(cell) {
@@ -60,7 +75,7 @@
     const coords = points.map(([t, v]) => {
       const x = 120 - ((now - t) / SPARK_SECONDS) * 120;
       const y = 23 - (v / max) * 22;
-      return `${x.toFixed(1)},${y.toFixed(1)}`;
+      return `${Math.round(x * 10) / 10},${Math.round(y * 10) / 10}`; // coordinates, not text
     });
     line.setAttribute("points", coords.join(" "));
   }
@@ -110,6 +125,7 @@
       const cell = cells.get(Number(msg.sentinel));
       if (cell) {
         DS.setVerdict(cell.el, msg.verdict);
+        if (msg.t) showSince(cell.el, msg.t);
         setField(cell.el, "reasons", (msg.reasons || []).join("; "));
       }
       showWorst();
