@@ -110,6 +110,14 @@ class Profile:
                 f"unknown commit strategy {self.commit_strategy!r}; expected one of {COMMIT_STRATEGIES}"
             )
 
+    @property
+    def acks_zero(self) -> bool:
+        """Its producer asks for no acknowledgement (``acks=0``): a delivery report then says
+        only that the record left the client, and the offset librdkafka puts in it is not
+        the record's (None for some, made-up small numbers for others)."""
+        acks = self.producer.get("acks", self.producer.get("request.required.acks", "all"))
+        return str(acks).strip() == "0"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
