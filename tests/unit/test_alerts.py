@@ -59,19 +59,25 @@ def test_stalled_and_degraded_hold_for_their_duration_first():
     assert alerts.verdict_condition(alerts.DEGRADED, stalled, 100.0, 60, 999.0).firing is False
 
 
+def trigger(**fields) -> Notice:
+    """A violation's trigger notice, ``fields`` overriding its defaults."""
+    base = {
+        "event": alerts.TRIGGER,
+        "dedup_key": "k",
+        "rule": "violated",
+        "severity": "critical",
+        "cluster": "c",
+        "topic": "t",
+        "semantic": "at-least-once",
+        "sentinel": "s",
+        "summary": "",
+        "started_at": 0.0,
+    }
+    return Notice(**{**base, **fields})
+
+
 def test_the_pagerduty_summary_fits_its_limit_and_acknowledge_carries_no_payload():
-    notice = Notice(
-        event=alerts.TRIGGER,
-        dedup_key="k",
-        rule="violated",
-        severity="critical",
-        cluster="c",
-        topic="t",
-        semantic="at-most-once",
-        sentinel="s",
-        summary="x" * 5000,
-        started_at=0.0,
-    )
+    notice = trigger(semantic="at-most-once", summary="x" * 5000)
     body = alerts.pagerduty_body(notice, "key")
     assert len(body["payload"]["summary"]) == alerts.PAGERDUTY_SUMMARY_MAX
     ack = alerts.pagerduty_body(Notice(**{**notice.__dict__, "event": alerts.ACKNOWLEDGE}), "key")
@@ -94,17 +100,8 @@ def test_every_semantic_gets_the_rules_the_issue_names():
 
 
 def test_every_notification_body_carries_the_explanation_of_a_violation():
-    notice = Notice(
-        event=alerts.TRIGGER,
-        dedup_key="k",
-        rule="violated",
-        severity="critical",
-        cluster="c",
-        topic="t",
-        semantic="at-least-once",
-        sentinel="s",
+    notice = trigger(
         summary="40 lost",
-        started_at=0.0,
         cause="retention",
         explanation="records deleted before they were read: log start 900 → 1234",
     )
