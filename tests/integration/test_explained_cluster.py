@@ -129,7 +129,7 @@ def test_records_deleted_ahead_of_the_consumer_are_lost_exactly_and_explained(
         assert annotations["explanation"] == found["text"]
         # Measured (reported, not asserted): from the deletion to the explained incident.
         explained = incident.events.get(kind="explained").at.timestamp()
-        print(f"fault to explanation: {explained - deleted_at:.1f} s")
+        print(f"fault to explanation: {explained - deleted_at:.1f} s; why: {found['text']}")
     finally:
         procs.stop_all()
         sampler.store.forget()
