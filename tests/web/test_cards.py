@@ -228,7 +228,8 @@ def test_an_incident_table_shows_the_counters_its_kind_is_about(logged_in, senti
         opened_at=opened,
         last_firing_at=opened,
     )
-    assert incident_columns(incident) == ["lost", "duplicated", "aborted_read", "acked"]
+    # The counter it is about (lost), the semantic's forbidden ones, then the rest it carries.
+    assert incident_columns(incident) == ["lost", "duplicated", "aborted_read", "rewound", "acked"]
     MetricWindow.objects.create(
         sentinel=amo,
         start=opened,
