@@ -7,11 +7,8 @@ the watch processes, the lease, the sampler, Redis and the cluster are real."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.support.waiting import wait_until
+from tests.support.watching import WatchFleet
 from workers.engine.groups import LOST
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
@@ -30,48 +28,11 @@ from workers.store.groups import GroupStore
 
 pytestmark = pytest.mark.kafka
 
-ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
 
 
-class Workers:
-    def __init__(self, tmp: Path, redis_url: str, tag: str, cluster: str) -> None:
-        self.tmp, self.url, self.tag = tmp, redis_url, tag
-        self.specs = tmp / "specs.json"
-        profile = DEFAULT_PROFILES[AT_LEAST_ONCE]
-        spec = SentinelSpec(
-            id=1, name="s1", profile=profile, cluster=cluster, topic=f"{tag}-sentinel",
-            bootstrap_servers=BOOTSTRAP,
-        )  # fmt: skip
-        self.specs.write_text(json.dumps({"1": spec.to_dict()}))
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str) -> None:
-        log = (self.tmp / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.watching", "--specs", str(self.specs),
-             "--name", name],
-            cwd=ROOT,
-            env={**os.environ, "REDIS_URL": self.url,
-                 "DS_WATCH_SAMPLERS": "workers.runtime.groups:group_sampler",
-                 "DS_GROUPS_INTERVAL_S": "1", "DS_GROUPS_INCLUDE": f"{self.tag}-*"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("*.log"))
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            proc.wait(30)
-
-
 @pytest.fixture
-def setup(redis_url: str, tmp_path: Path) -> Iterator[tuple[Workers, GroupStore, str, str]]:
+def setup(redis_url: str, tmp_path: Path) -> Iterator[tuple[WatchFleet, GroupStore, str, str]]:
     if not BOOTSTRAP:
         pytest.fail("KAFKA_BOOTSTRAP_SERVERS not set: run bin/test", pytrace=False)
     tag = f"grl-{uuid.uuid4().hex[:8]}"
@@ -82,7 +43,25 @@ def setup(redis_url: str, tmp_path: Path) -> Iterator[tuple[Workers, GroupStore,
     wait_until(lambda: topic in admin.list_topics(timeout=5).topics, 30, "the topic")
     client = connect(redis_url)
     store = GroupStore(client, cluster)
-    workers = Workers(tmp_path, redis_url, tag, cluster)
+    workers = WatchFleet(
+        tmp_path,
+        redis_url,
+        env={
+            "DS_WATCH_SAMPLERS": "workers.runtime.groups:group_sampler",
+            "DS_GROUPS_INTERVAL_S": "1",
+            "DS_GROUPS_INCLUDE": f"{tag}-*",
+        },
+    )
+    workers.enable(
+        SentinelSpec(
+            id=1,
+            name="s1",
+            profile=DEFAULT_PROFILES[AT_LEAST_ONCE],
+            cluster=cluster,
+            topic=f"{tag}-sentinel",
+            bootstrap_servers=BOOTSTRAP,
+        )
+    )
     yield workers, store, topic, tag
     workers.stop()
     store.forget()
@@ -97,7 +76,7 @@ def delete_before(topic: str, offset: int) -> None:
 
 
 def test_killing_the_watching_worker_moves_the_group_watcher_without_counting_twice(
-    setup: tuple[Workers, GroupStore, str, str],
+    setup: tuple[WatchFleet, GroupStore, str, str],
 ) -> None:
     workers, store, topic, tag = setup
     group = f"{tag}-billing"

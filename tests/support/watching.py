@@ -17,6 +17,8 @@ import argparse
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -28,6 +30,53 @@ from workers.runtime.watch import ClusterWatch, ClusterWatchers
 from workers.store.connection import connect
 
 STEPS, ACTIVE, OVERLAPS = "test:watch:steps", "test:watch:active", "test:watch:overlaps"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class WatchFleet:
+    """Stand-in workers (``python -m tests.support.watching``) over one specs file, for tests:
+    ``enable`` the sentinels, ``start`` a worker by name (its log in ``tmp``), ``stop`` all.
+    ``env``: what every worker's environment adds (its samplers, their settings);
+    ``lease_ms``: the watch lease each one asks for, None for the module's default."""
+
+    def __init__(
+        self, tmp: Path, url: str, env: dict[str, str] | None = None, lease_ms: int | None = None
+    ) -> None:
+        self.tmp, self.url, self.env, self.lease_ms = tmp, url, env or {}, lease_ms
+        self.specs = tmp / "specs.json"
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def enable(self, *specs: SentinelSpec) -> None:
+        tmp = self.specs.with_suffix(".tmp")
+        tmp.write_text(json.dumps({str(s.id): s.to_dict() for s in specs}))
+        tmp.replace(self.specs)
+
+    def start(self, name: str, lease_ms: int | None = None, **env: str) -> None:
+        lease_ms = self.lease_ms if lease_ms is None else lease_ms
+        argv = [sys.executable, "-m", "tests.support.watching", "--specs", str(self.specs),
+                "--name", name]  # fmt: skip
+        if lease_ms is not None:
+            argv += ["--lease-ms", str(lease_ms)]
+        log = (self.tmp / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**os.environ, "REDIS_URL": self.url, **self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("*.log"))
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            proc.wait(30)
 
 
 def alive(pid: int) -> bool:

@@ -7,25 +7,19 @@ Redis (no Kafka: what the event sampler finds is tested in tests/integration).""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from tests.support.waiting import wait_until
-from tests.support.watching import ACTIVE, OVERLAPS, STEPS, alive
+from tests.support.watching import ACTIVE, OVERLAPS, STEPS, WatchFleet, alive
 from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
 from workers.engine.spec import SentinelSpec
 from workers.runtime.watch import ClusterWatch, watches_from_specs
 from workers.store.cluster import ClusterStore
 from workers.store.connection import connect
 
-ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = "watch-test"
 
 
@@ -58,43 +52,14 @@ def watch_redis(redis_url):
     client.flushdb()
 
 
-class Fleet:
-    def __init__(self, tmp: Path, url: str) -> None:
-        self.tmp, self.url = tmp, url
-        self.specs = tmp / "specs.json"
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def enable(self, *specs: SentinelSpec) -> None:
-        tmp = self.specs.with_suffix(".tmp")
-        tmp.write_text(json.dumps({str(s.id): s.to_dict() for s in specs}))
-        tmp.replace(self.specs)
-
-    def start(self, name: str, lease_ms: int = 4000, **env: str) -> None:
-        log = (self.tmp / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.watching", "--specs", str(self.specs),
-             "--name", name, "--lease-ms", str(lease_ms)],
-            cwd=ROOT,
-            env={**os.environ, "REDIS_URL": self.url,
-                 "DS_WATCH_SAMPLERS": "tests.support.watching:counting", **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("*.log"))
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            proc.wait(30)
-
-
 @pytest.fixture
 def fleet(watch_redis, tmp_path):
-    group = Fleet(tmp_path, watch_redis[0])
+    group = WatchFleet(
+        tmp_path,
+        watch_redis[0],
+        env={"DS_WATCH_SAMPLERS": "tests.support.watching:counting"},
+        lease_ms=4000,
+    )
     yield group
     group.stop()
 
