@@ -320,6 +320,9 @@ def inside_viewport(locator, width: int = PHONE["width"]) -> bool:
 def test_phone_incidents_are_stacked_cards_with_reason_and_opened_time(page, live_app, seeded):
     page.set_viewport_size(PHONE)
     page.goto(live_app.base_url + "/incidents/")
+    # The list refetches its table once its socket connects (oncall_live.js): measure the
+    # table it settled on, not the one being replaced.
+    page.wait_for_selector("body[data-oncall-updated]", state="attached")
     row = page.locator(f'[data-incident="{seeded["incident"]}"]')
     for label in ("Reason", "Opened", "State", "Sentinel"):
         cell = row.locator(f'td[data-label="{label}"]')

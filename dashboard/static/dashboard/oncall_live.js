@@ -30,6 +30,7 @@
       const doc = new DOMParser().parseFromString(await response.text(), "text/html");
       const fresh = doc.getElementById("incidents-live");
       if (fresh) document.getElementById("incidents-live").replaceChildren(...fresh.childNodes);
+      document.body.dataset.oncallUpdated = String(Date.now());
       return;
     }
     const url = "/incidents/live/" + (sentinel ? `?sentinel=${encodeURIComponent(sentinel)}` : "");
