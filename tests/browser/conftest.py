@@ -5,10 +5,17 @@
   ``manage.py sentinels ensure-defaults``;
 - Redis: the suite's (``REDIS_URL``), but a database index of its own (``BROWSER_REDIS_DB``),
   flushed first, so the sentinels' keys and channel groups meet no other test's;
-- the local Kafka cluster of the suite (``KAFKA_BOOTSTRAP_SERVERS``, started by bin/test);
-- one ``manage.py sentinels run <name>`` process per default sentinel (they publish live
-  windows to the dashboard's channel layer) and Daphne on a free port;
+- Daphne on a free port, one server (``served_app``), one Chromium and one logged-in session
+  for every browser test module of the run;
+- for a module that asks for ``live_app``: one ``manage.py sentinels run <name>`` process per
+  default sentinel on the suite's local Kafka cluster (``KAFKA_BOOTSTRAP_SERVERS``, started by
+  bin/test), publishing live windows to the dashboard's channel layer, from the module's first
+  test to its last; then they stop and their Redis state is flushed, so the next module meets
+  a quiet app (``quiet_app``: no sentinel running, no live state);
 - Debian's Chromium through Playwright (never ``playwright install``).
+
+What a module writes to the database (incidents, rules, a sentinel's SLO) stays for the
+modules after it: each module makes the state it asserts on itself, whatever ran before.
 
 Each test gets a fresh page in a logged-in context; when the test ends the page's screenshot
 goes to ``test-artifacts/`` and any browser console error or uncaught page error fails it.
@@ -96,17 +103,59 @@ class LiveApp:
         self.procs[name] = proc
         return proc
 
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
+    def stop(self, names: list[str]) -> None:
+        """Stops the named processes (SIGTERM, then SIGKILL after 30 s) and forgets them."""
+        procs = [self.procs.pop(name) for name in names]
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 30
-        for proc in self.procs.values():
+        for proc in procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+    def stop_all(self) -> None:
+        self.stop(list(self.procs))
+
+    def flush_redis(self) -> None:
+        """Forgets every sentinel's state and the channel layer's groups (the app's own Redis
+        database): what the next sentinels, or seeded data, write starts from nothing."""
+        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+        try:
+            client.flushdb()
+        except redis.RedisError as exc:
+            pytest.fail(f"Redis not reachable at {self.redis_url}: {exc}", pytrace=False)
+        finally:
+            client.close()
+
+    def run_sentinels(self) -> None:
+        """Starts the default sentinels on ``bootstrap`` over a flushed Redis database and waits
+        until each has processed records (its status document says so)."""
+        self.flush_redis()
+        docs = json.loads(self.manage("sentinels", "status", "--json"))["sentinels"]
+        self.sentinels = {doc["name"]: doc for doc in docs}
+        try:
+            for name in self.sentinels:
+                self.start(f"sentinel-{name}", "manage.py", "sentinels", "run", name)
+            self.wait(
+                lambda: all(
+                    (self.status(doc["id"]) or {}).get("totals", {}).get("processed", 0) > 0
+                    for doc in self.sentinels.values()
+                ),
+                SENTINELS_READY_TIMEOUT,
+                "the default sentinels did not process records",
+            )
+        except BaseException:
+            self.stop_sentinels()
+            raise
+
+    def stop_sentinels(self) -> None:
+        """Stops the sentinel processes, then flushes their state (``flush_redis``)."""
+        self.stop([name for name in self.procs if name.startswith("sentinel-")])
+        self.flush_redis()
 
     def log_tail(self, chars: int = 3000) -> str:
         out = []
@@ -144,20 +193,11 @@ def _required_env(name: str) -> str:
     return value
 
 
-def serve_app(
-    tmp: Path, *, bootstrap: str = "", run_sentinels: bool = False, redis_db: int = BROWSER_REDIS_DB
-) -> LiveApp:
+def serve_app(tmp: Path, *, bootstrap: str = "") -> LiveApp:
     """Daphne over a fresh, migrated database (admin user, the default sentinels' rows) and a
-    flushed Redis database of its own; with ``run_sentinels``, the default sentinels running on
-    ``bootstrap`` too. The caller stops it (``stop_all``); a failed start stops what it began."""
-    redis_url = with_db(_required_env("REDIS_URL"), redis_db)
-    flush = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
-    try:
-        flush.flushdb()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis not reachable at {redis_url}: {exc}", pytrace=False)
-    finally:
-        flush.close()
+    flushed Redis database of its own; ``run_sentinels`` starts the sentinels on ``bootstrap``.
+    The caller stops it (``stop_all``); a failed start stops what it began."""
+    redis_url = with_db(_required_env("REDIS_URL"), BROWSER_REDIS_DB)
     port = free_port()
     env = {
         **os.environ,
@@ -175,15 +215,11 @@ def serve_app(
         env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
     env.pop("DJANGO_SETTINGS_MODULE", None)
     app = LiveApp(f"http://127.0.0.1:{port}", env, redis_url, bootstrap, tmp)
+    app.flush_redis()
     try:
         app.manage("migrate", "--noinput")
         app.manage("ensure_admin")
         app.manage("sentinels", "ensure-defaults")
-        if run_sentinels:
-            docs = json.loads(app.manage("sentinels", "status", "--json"))["sentinels"]
-            app.sentinels = {doc["name"]: doc for doc in docs}
-            for name in app.sentinels:
-                app.start(f"sentinel-{name}", "manage.py", "sentinels", "run", name)
         app.start(
             "daphne",
             "-m",
@@ -195,29 +231,18 @@ def serve_app(
             "dashboard.asgi:application",
         )
         app.wait(lambda: _healthy(app.base_url), 60, "Daphne to answer /healthz")
-        if run_sentinels:
-            app.wait(
-                lambda: all(
-                    (app.status(doc["id"]) or {}).get("totals", {}).get("processed", 0) > 0
-                    for doc in app.sentinels.values()
-                ),
-                SENTINELS_READY_TIMEOUT,
-                "the default sentinels did not process records",
-            )
     except BaseException:
         app.stop_all()
         raise
     return app
 
 
-@pytest.fixture(scope="module")
-def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
-    """The app served by Daphne with the default sentinels running (module-scoped, so the
-    sentinel processes stop before other test modules run)."""
+@pytest.fixture(scope="session")
+def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    """Daphne over a fresh database with the default sentinels' rows, started once for every
+    browser test module of the run; no sentinel runs unless a module asks for ``live_app``."""
     app = serve_app(
-        tmp_path_factory.mktemp("browser"),
-        bootstrap=_required_env("KAFKA_BOOTSTRAP_SERVERS"),
-        run_sentinels=True,
+        tmp_path_factory.mktemp("browser"), bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
     )
     try:
         yield app
@@ -225,16 +250,26 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
         app.stop_all()
 
 
-@pytest.fixture(scope="session")
-def quiet_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
-    """Daphne over a fresh database with the default sentinels' rows and no sentinel process
-    (nothing needs Kafka), on a Redis database of its own so the modules with running
-    sentinels never flush it. Started once for the modules that seed their own data."""
-    app = serve_app(tmp_path_factory.mktemp("quiet-browser"), redis_db=BROWSER_REDIS_DB + 1)
+@pytest.fixture(scope="module")
+def live_app(served_app: LiveApp) -> Iterator[LiveApp]:
+    """The app with the default sentinels running on the suite's Kafka cluster, for one module:
+    they start over a flushed Redis database before its first test and stop (their state
+    flushed again) after its last, so they never run under another module's tests."""
+    _required_env("KAFKA_BOOTSTRAP_SERVERS")
+    served_app.run_sentinels()
     try:
-        yield app
+        yield served_app
     finally:
-        app.stop_all()
+        served_app.stop_sentinels()
+
+
+@pytest.fixture(scope="module")
+def quiet_app(served_app: LiveApp) -> LiveApp:
+    """The app with no sentinel process (nothing needs Kafka) and no sentinel's live state
+    left in Redis, for the modules that seed their own data."""
+    running = [name for name in served_app.procs if name.startswith("sentinel-")]
+    assert not running, f"sentinels still running for a quiet module: {running}"
+    return served_app
 
 
 def _healthy(base_url: str) -> bool:
@@ -247,7 +282,7 @@ def _healthy(base_url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
@@ -265,12 +300,14 @@ def log_in(page: Any, base_url: str) -> None:
     page.wait_for_url(base_url + "/")
 
 
-@pytest.fixture(scope="module")
-def storage_state(browser: Any, live_app: LiveApp, tmp_path_factory: pytest.TempPathFactory) -> str:
+@pytest.fixture(scope="session")
+def storage_state(
+    browser: Any, served_app: LiveApp, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     """A logged-in session, saved once for every test's fresh context."""
     context = browser.new_context()
     page = context.new_page()
-    log_in(page, live_app.base_url)
+    log_in(page, served_app.base_url)
     path = tmp_path_factory.mktemp("state") / "state.json"
     context.storage_state(path=str(path))
     context.close()
@@ -321,6 +358,6 @@ def page(
 
 @pytest.fixture
 def anonymous_page(
-    browser: Any, live_app: LiveApp, request: pytest.FixtureRequest, console_errors: ConsoleErrors
+    browser: Any, served_app: LiveApp, request: pytest.FixtureRequest, console_errors: ConsoleErrors
 ) -> Iterator[Any]:
     yield from _new_page(browser, request, None, console_errors)

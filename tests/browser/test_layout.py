@@ -1,8 +1,8 @@
 """Charts that fit their data, and every page at desktop and phone width (issue 16, items 7, 10).
 
-No Kafka: Daphne over a fresh database, with ten minutes of one-second windows, status
-documents and an incident seeded the way the checker and the on-call evaluation write them
-(``tests/support/dashboard_data.py``). Every page is screenshotted at 1400 and 390 px wide into
+No Kafka: the quiet app (conftest.py: no sentinel running), with ten minutes of one-second
+windows, status documents and an incident seeded the way the checker and the on-call
+evaluation write them (``tests/support/dashboard_data.py``). Every page is screenshotted at 1400 and 390 px wide into
 ``test-artifacts/``.
 """
 
@@ -29,9 +29,6 @@ SEED = f"""
 import json, time
 from dashboard.models import Incident, ScenarioRun, Sentinel
 from dashboard.models.oncall import AlertRule
-from tests.support.dashboard_data import counts, seed_windows, status_doc, window
-from workers.store.connection import connect
-from workers.store.sentinel import SentinelStore
 from tests.support.dashboard_data import counts, seed_windows, status_doc, window
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
@@ -74,6 +71,8 @@ for s in Sentinel.objects.all():
                     previous="HOLDING", reasons=["40 acknowledged records lost on partition 2"])
         rule, _ = AlertRule.objects.get_or_create(sentinel=s, kind="violated",
                                                   defaults={{"severity": "critical"}})
+        # One unresolved incident per rule: one an earlier module left open is resolved first.
+        Incident.objects.filter(rule=rule).exclude(state="resolved").update(state="resolved")
         i = Incident.objects.create(rule=rule, sentinel=s, cluster=s.cluster.name, topic=s.topic,
             semantic=s.semantic, kind="violated", severity="critical", counts={{"lost": 40}},
             reason="at-least-once on cluster local: 40 acknowledged records lost on partition 2")

@@ -1,8 +1,8 @@
 """On-call pages in Chromium: acknowledge an incident from its page, see it on the overview.
 
-No Kafka here: this module overrides ``live_app`` with Daphne over a fresh database (the
-default sentinels exist but do not run), and the incident is written with the models, as
-the evaluation would write it.
+No Kafka here: this module overrides ``live_app`` with the quiet app (conftest.py: the run's
+Daphne, the default sentinels' rows, no sentinel running), and the incident is written with
+the models, as the evaluation would write it.
 """
 
 from __future__ import annotations
