@@ -12,7 +12,8 @@ from workers.engine.documents import STATUS_VERSION
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 
-pytestmark = pytest.mark.django_db
+# On SQLite too (both_databases): the 24-hour range, read from the rollups by the same plain cursor.
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 
 @pytest.fixture

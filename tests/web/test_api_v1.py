@@ -16,7 +16,9 @@ from tests.web.api_schema import check
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 
-pytestmark = pytest.mark.django_db
+# On SQLite too (both_databases): the API's reads and writes (tokens looked up by hash, scenario
+# runs started and listed, sentinels with their clusters).
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 READS = [
     "/api/v1/sentinels",

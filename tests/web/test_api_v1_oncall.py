@@ -13,7 +13,9 @@ from dashboard.models.oncall import ACKNOWLEDGED, OPEN, RESOLVED, AlertRule, act
 from tests.web.api_schema import check
 from workers.engine import alerts
 
-pytestmark = pytest.mark.django_db
+# On SQLite too (both_databases): incident lists ordered and filtered in SQL, acknowledge / resolve
+# under row locks, and input the database cannot store (a NUL character).
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 
 @pytest.fixture

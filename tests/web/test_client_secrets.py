@@ -36,6 +36,11 @@ KEY_PASSWORD = "pem-key-pass-51d0b8"
 HOOK_URL = "https://hooks.example.com/services/T0KEN-c0ffee-91ab"  # an on-call webhook's
 ROUTING_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"  # a PagerDuty integration key
 
+# On SQLite too (both_databases): secrets sealed on their way into the database (save,
+# QuerySet.update, bulk_create), what each engine keeps on disk, and the migrations that seal
+# and open existing rows.
+pytestmark = pytest.mark.both_databases
+
 
 def test_it_seals_secrets_and_opens_them_again_leaving_other_properties_alone():
     sealed = seal({"sasl.password": PASSWORD, "sasl.mechanism": "SCRAM-SHA-512", "acks": "all"})

@@ -22,7 +22,9 @@ from workers.store.cluster import ClusterStore
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 
-pytestmark = pytest.mark.django_db
+# On SQLite too (both_databases): an incident's explanation, a JSONField read back and grouped by a
+# key inside it in /metrics.
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 

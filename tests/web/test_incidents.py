@@ -36,7 +36,10 @@ from workers.store.connection import connect
 from workers.store.lint import LintStore
 from workers.store.sentinel import SentinelStore
 
-pytestmark = pytest.mark.django_db
+# On SQLite too (both_databases): row locks (select_for_update), the constraint of one unresolved
+# incident per rule and the evaluation's transactions; the concurrent evaluations' test runs on
+# PostgreSQL only (SQLite has one writer at a time).
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 
 @pytest.fixture

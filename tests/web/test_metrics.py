@@ -23,7 +23,9 @@ from workers.runtime.checkrunner import CheckRunner
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 
-pytestmark = pytest.mark.django_db
+# On SQLite too (both_databases): rollups read with a plain cursor, whose JSON and datetime columns
+# each backend hands back differently (metrics/windows.py).
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
+pytestmark = pytest.mark.both_databases
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

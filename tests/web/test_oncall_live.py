@@ -69,6 +69,7 @@ def committed(now: float) -> None:
         evaluation.evaluate(now, dispatch=nobody)
 
 
+@pytest.mark.both_databases  # events sent on commit, none after a rollback: each engine's transactions
 @pytest.mark.django_db(transaction=True)
 def test_each_transition_sends_one_oncall_event_after_commit(
     sentinels, redis_url, alice, announced
@@ -243,6 +244,7 @@ def agree(client, api, incident: Incident, card: list[str], state: str, cleared:
     assert ("open, not acknowledged" in " ".join(card)) == (state == OPEN)
 
 
+@pytest.mark.both_databases  # one incident through every page's and the API's queries
 @pytest.mark.django_db
 def test_a_violation_is_one_latch_open_acknowledged_from_the_card_resolved_by_the_api(
     logged_in, api, sentinels, redis_url, alice
@@ -284,6 +286,7 @@ def test_a_violation_is_one_latch_open_acknowledged_from_the_card_resolved_by_th
     agree(logged_in, api, incident, resolved, RESOLVED, False)
 
 
+@pytest.mark.both_databases  # its events' times compared in SQL (Max with a filter, >=)
 @pytest.mark.django_db
 def test_a_state_says_firing_then_cleared_in_its_hold_down_then_resolves(
     logged_in, api, sentinels, redis_url

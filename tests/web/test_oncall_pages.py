@@ -18,7 +18,9 @@ from workers.clientsecrets import is_sealed
 from workers.engine import alerts
 from workers.engine.redact import MASK
 
-pytestmark = pytest.mark.django_db
+# On SQLite too (both_databases): the incident list's ordering and filters in SQL (Case, Max with a
+# filter, distinct), a channel's counts, the windows around an incident.
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 HOOK_SECRET = "https://hooks.example/T0K3N-5ecret-path-abc123"
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"

@@ -14,7 +14,9 @@ from workers.engine.latency import LatencyHistogram
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 
-pytestmark = pytest.mark.django_db
+# On SQLite too (both_databases): bulk inserts that skip existing rows (ignore_conflicts on a unique
+# constraint), minute boundaries stored as datetimes, deletes by age.
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 
 def window(

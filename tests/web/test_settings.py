@@ -531,6 +531,7 @@ def test_it_redacts_log_arguments_and_tracebacks():
 
 
 # --- ensure_admin (first-run bootstrap; configured from the environment) ------------------------
+# bin/up's start path, on SQLite too (both_databases): a user created once, in a transaction.
 
 
 def ensure_admin() -> str:
@@ -539,6 +540,7 @@ def ensure_admin() -> str:
     return out.getvalue()
 
 
+@pytest.mark.both_databases
 @pytest.mark.django_db
 def test_it_creates_an_admin_with_a_generated_password_once(monkeypatch):
     monkeypatch.delenv("DS_ADMIN_USER", raising=False)
@@ -557,6 +559,7 @@ def test_it_creates_an_admin_with_a_generated_password_once(monkeypatch):
     assert get_user_model().objects.count() == 1
 
 
+@pytest.mark.both_databases
 @pytest.mark.django_db
 def test_it_uses_the_configured_admin_and_never_prints_a_supplied_password(monkeypatch, tmp_path):
     password_file = tmp_path / "admin_pw"
@@ -571,6 +574,7 @@ def test_it_uses_the_configured_admin_and_never_prints_a_supplied_password(monke
     assert authenticate(username="oncall", password="operator-chosen-pw") is not None
 
 
+@pytest.mark.both_databases
 @pytest.mark.django_db
 def test_it_does_nothing_when_any_user_exists(alice, monkeypatch):
     monkeypatch.delenv("DS_ADMIN_PASSWORD", raising=False)
@@ -579,6 +583,7 @@ def test_it_does_nothing_when_any_user_exists(alice, monkeypatch):
     assert not get_user_model().objects.filter(is_superuser=True).exists()
 
 
+@pytest.mark.both_databases
 @pytest.mark.django_db
 def test_it_reports_a_bad_admin_password_file(monkeypatch, tmp_path):
     monkeypatch.delenv("DS_ADMIN_PASSWORD", raising=False)

@@ -14,7 +14,9 @@ from workers.engine.documents import COUNTERS
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 
-pytestmark = pytest.mark.django_db
+# On SQLite too (both_databases): bin/up's start path: the default sentinels created once
+# (get_or_create in a transaction).
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 DOC_KEYS = {
     "version",

@@ -184,6 +184,7 @@ def hanging_url():
     server.close()
 
 
+@pytest.mark.both_databases  # two deliveries writing at once while one waits on the network
 @pytest.mark.django_db(transaction=True)
 def test_a_hanging_receiver_times_out_without_delaying_another_channel(
     httpserver, hanging_url, redis_url
@@ -246,6 +247,7 @@ def test_the_test_button_sends_now_and_records_the_attempt(httpserver):
     assert body["alerts"][0]["labels"]["rule"] == "test"
 
 
+@pytest.mark.both_databases  # the claim that one of two concurrent deliveries wins
 @pytest.mark.django_db(transaction=True)
 def test_a_notification_delivered_twice_at_once_is_sent_once(httpserver, sentinels, monkeypatch):
     """A redelivered task and the original, in two workers at the same moment."""

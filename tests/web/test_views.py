@@ -13,7 +13,9 @@ from tests.support.dashboard_data import status_doc
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 
-pytestmark = pytest.mark.django_db
+# On SQLite too (both_databases): the pages with the heaviest queries (manage's counts per cluster
+# and profile, a sentinel's page with its timeline, compare).
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 HX = {"HTTP_HX_REQUEST": "true"}
 
