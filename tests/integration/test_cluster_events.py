@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -18,6 +19,7 @@ from confluent_kafka import Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.support.waiting import wait_until
+from workers.clients import clusterwatch
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
 from workers.localkafka.cluster import LocalCluster
@@ -180,3 +182,22 @@ def test_a_workers_watch_process_records_the_events(topic, redis_url, tmp_path):
         worker.terminate()
         worker.wait(30)
         store.forget()
+
+
+def test_a_reader_whose_requests_get_no_answer_asks_with_a_fresh_client_next_time(monkeypatch):
+    """A broker that accepts connections and never answers (frozen, or a connection stuck on a
+    stopped broker): the sample leaves the topic out, never guesses, and the next sample is
+    asked by a new admin client, not by the one stuck on that connection."""
+    monkeypatch.setattr(clusterwatch, "REQUEST_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(clusterwatch, "STEP_BUDGET_S", 3.0)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        reader = clusterwatch.ClusterReader(
+            {"bootstrap.servers": f"127.0.0.1:{silent.getsockname()[1]}"}, ["t"]
+        )
+        first = reader.admin
+        sample = reader.sample({})
+        assert sample["topics"] == {} and reader.renewals == 1
+        assert reader.admin is not first
+        reader.close()
