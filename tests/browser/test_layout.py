@@ -92,8 +92,29 @@ def live_app(quiet_app: LiveApp) -> LiveApp:
 
 
 @pytest.fixture(scope="module")
-def seeded(live_app: LiveApp) -> dict[str, Any]:
+def seeded_once(live_app: LiveApp) -> dict[str, Any]:
     return json.loads(live_app.manage("shell", "-c", SEED).splitlines()[-1])
+
+
+@pytest.fixture
+def seeded(live_app: LiveApp, seeded_once: dict[str, Any]) -> dict[str, Any]:
+    """The seeded data, its status documents stamped fresh for this test: nothing runs their
+    checkers, and a document older than ``STALE_AFTER_S`` reads as STALLED (the sentinel
+    stopped reporting), whatever it said. Only the report times move: what the documents say
+    of the past (since when) stays as seeded."""
+    client = connect(live_app.redis_url)
+    try:
+        for sid in seeded_once["ids"].values():
+            store = SentinelStore(client, sid)
+            doc = store.status()
+            shift = time.time() - doc["updated_at"]
+            for field in ("updated_at", "last_progress_at"):
+                if doc.get(field):
+                    doc[field] += shift
+            store.set_status(doc)
+    finally:
+        client.close()
+    return seeded_once
 
 
 def drawn_x_range(page, chart: str) -> tuple[float, float]:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.support.waiting import wait_until
+from workers.clients import clusterwatch
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
 from workers.localkafka.cluster import LocalCluster
@@ -62,6 +64,11 @@ def sampler(topic, redis_url):
     events.close()
 
 
+def _partition_any(sample):
+    topics = (sample or {}).get("topics", {})
+    return next(iter(topics.values()), {}).get("partitions", {}).get("0")
+
+
 def _partition(sample):
     """Partition 0 of the sample's one topic, once its leader and offsets are known."""
     topics = (sample or {}).get("topics", {})
@@ -99,11 +106,30 @@ def test_a_stopped_leader_is_a_leader_change_and_isr_shrink_and_back_an_isr_expa
         seen.extend(e for e in sampler.sample() if e.get("topic") in (topic, None))
         return set(wanted) <= {e["kind"] for e in seen if e["topic"] == topic}
 
+    def details() -> str:  # what the sampler last saw beside what a fresh client sees
+        fresh = AdminClient({"bootstrap.servers": BOOTSTRAP})
+        try:
+            (desc,) = [
+                f.result(10) for f in fresh.describe_topics(TopicCollection([topic])).values()
+            ]
+            now = {
+                p.id: (p.leader.id if p.leader else None, [n.id for n in p.isr])
+                for p in desc.partitions
+            }
+        except Exception as exc:  # the diagnosis must not hide the failure
+            now = repr(exc)
+        last = _partition_any(sampler.store.last_sample())
+        return (
+            f"sampler's last: {last}; fresh client: {now}; events seen: {seen}; "
+            f"reader errors: {list(sampler.reader.errors)}; renewals: {sampler.reader.renewals}"
+        )  # fmt: skip
+
     cluster.stop_node(leader)  # a clean stop: leadership moves at once
     try:
         wait_until(
-            lambda: kinds_seen("leader-change", "isr-shrink"), 90, "leader change, ISR shrink"
-        )
+            lambda: kinds_seen("leader-change", "isr-shrink"), 90, "leader change, ISR shrink",
+            details=details,
+        )  # fmt: skip
     finally:
         cluster.start_node(leader)
         cluster.wait_for_brokers({leader}, timeout=180)
@@ -156,3 +182,22 @@ def test_a_workers_watch_process_records_the_events(topic, redis_url, tmp_path):
         worker.terminate()
         worker.wait(30)
         store.forget()
+
+
+def test_a_reader_whose_requests_get_no_answer_asks_with_a_fresh_client_next_time(monkeypatch):
+    """A broker that accepts connections and never answers (frozen, or a connection stuck on a
+    stopped broker): the sample leaves the topic out, never guesses, and the next sample is
+    asked by a new admin client, not by the one stuck on that connection."""
+    monkeypatch.setattr(clusterwatch, "REQUEST_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(clusterwatch, "STEP_BUDGET_S", 3.0)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        reader = clusterwatch.ClusterReader(
+            {"bootstrap.servers": f"127.0.0.1:{silent.getsockname()[1]}"}, ["t"]
+        )
+        first = reader.admin
+        sample = reader.sample({})
+        assert sample["topics"] == {} and reader.renewals == 1
+        assert reader.admin is not first
+        reader.close()

@@ -23,6 +23,7 @@ from tests.integration.test_hosting import make_sentinel
 from tests.support.sentinels import SentinelProcesses, bootstrap
 from tests.support.waiting import wait_until
 from workers.engine import explain
+from workers.engine.documents import CONSUMER_SESSION_EVENT
 from workers.engine.profiles import AT_LEAST_ONCE
 from workers.runtime.eventsampler import EventSampler
 from workers.runtime.watch import ClusterWatch
@@ -57,6 +58,11 @@ def sampled_offsets(sampler: EventSampler, spec) -> bool:
     topic = (sampler.store.last_sample() or {}).get("topics", {}).get(spec.topic, {})
     parts = topic.get("partitions", {})
     return len(parts) == spec.partitions and all(p.get("start") is not None for p in parts.values())
+
+
+def events_of(store, kind: str) -> list[dict]:
+    """The sentinel's events of ``kind``, newest first."""
+    return [e for e in store.events(200) if e["kind"] == kind]
 
 
 def jumps(sampler: EventSampler, spec) -> list[dict]:
@@ -134,3 +140,43 @@ def test_records_deleted_ahead_of_the_consumer_are_lost_exactly_and_explained(
         procs.stop_all()
         sampler.store.forget()
         sampler.close()
+
+
+def test_duplicates_after_a_consumer_crash_are_explained_by_its_restart(tmp_path, redis_url):
+    """At-least-once: the consumer dies (its fault hook, SIGKILL) after processing a batch and
+    before committing it; started again, it reads that batch again from the committed offsets.
+    The duplicates are as many as the crashed batch held, and the explanation names the
+    consumer's restart (its ``consumer-session`` event), not the cluster."""
+    sentinel = make_sentinel(AT_LEAST_ONCE)
+    spec = sentinel.to_spec()
+    procs = SentinelProcesses(spec, tmp_path)
+    try:
+        for roles in ("producer", "consumer", "checker"):
+            procs.start(roles)
+        procs.wait_status(lambda d: d["totals"]["processed"] > 100, 120, "records flowing")
+        (first,) = events_of(procs.store, CONSUMER_SESSION_EVENT)
+        crashed = procs.procs["consumer"]
+        procs.store.arm_fault("after-process")
+        wait_until(lambda: crashed.poll() is not None, 60, "the consumer's crash point")
+        (fault,) = events_of(procs.store, "fault")
+        batch = fault["batch"]  # the records the crashed session processed and never committed
+        committed_then = committed(spec)
+        procs.start("consumer")
+        procs.wait_status(
+            lambda d: d["totals"]["duplicated"] >= batch, 90, f"the {batch} records read again"
+        )
+        assert procs.stop("producer") == 0
+        totals = procs.wait_settled(90)["totals"]
+        assert totals["duplicated"] == batch and totals["lost"] == 0, (batch, totals)
+        second = [e for e in events_of(procs.store, CONSUMER_SESSION_EVENT) if e != first]
+        (restart,) = second  # the restart resumed from what the crashed session committed
+        assert {int(p): o for p, o in restart["offsets"].items()} == committed_then
+        assert restart["session"] != first["session"]
+
+        found = evaluation.explain_violation(sentinel, {"duplicated": batch}, time.time())
+        assert found["cause"] == explain.CONSUMER_SESSION, found
+        assert found["evidence"]["kind"] == CONSUMER_SESSION_EVENT, found
+        assert "redelivered after the consumer restarted" in found["text"], found["text"]
+        print(f"why: {found['text']}")
+    finally:
+        procs.stop_all()

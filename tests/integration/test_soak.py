@@ -1,4 +1,4 @@
-"""A short soak (2 minutes) on the real local cluster: the same runner and judging as the
+"""A short soak (90 seconds) on the real local cluster: the same runner and judging as the
 30-minute one (``python -m workers.lab.soak``, docs/reliability.md), with fewer faults.
 
 Six sentinels hosted by two real Celery workers as production hosts them (in each worker's
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.soak]
 
 SEED = 20261129
 # The soak's whole wall time, start to report (the least it takes): the suite's budget for it.
-MINUTES = 2.0
+MINUTES = 1.5
 FAULTS = (HOST_KILL, WORKER_KILL, REDIS_RESTART)
 
 

@@ -13,11 +13,13 @@ read.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from confluent_kafka import TopicCollection, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, OffsetSpec, ResourceType
 
 from workers.clients.kafka import connect_error
@@ -32,12 +34,26 @@ CONNECT_TIMEOUT_S = 1.0
 CONFIG_EVERY_S = 60.0
 
 
-def _result(future: Future, deadline: float) -> Any:
+# Errors that say the request got no answer (rather than an answer such as "no such topic").
+_UNANSWERED = frozenset({KafkaError._TIMED_OUT, KafkaError._TIMED_OUT_QUEUE, KafkaError._TRANSPORT})
+
+
+def _result(future: Future, deadline: float, unanswered: list | None = None) -> Any:
     """The future's result by ``deadline`` (monotonic), or None when it failed or is late
-    (the sample leaves that part out)."""
+    (the sample leaves that part out); a request that got no answer is noted in
+    ``unanswered``."""
     try:
         return future.result(timeout=max(0.05, deadline - time.monotonic()))
-    except Exception:  # KafkaException, a timeout, or librdkafka's own error types
+    except FutureTimeout:
+        if unanswered is not None:
+            unanswered.append("late")
+        return None
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        if unanswered is not None and isinstance(err, KafkaError) and err.code() in _UNANSWERED:
+            unanswered.append(err.name())
+        return None
+    except Exception:  # librdkafka's own error types
         return None
 
 
@@ -47,14 +63,19 @@ class ClusterReader:
 
     def __init__(self, conf: Mapping[str, Any], topics: list[str] | tuple[str, ...]) -> None:
         self.topics = list(topics)
-        self.errors: list[str] = []
-        self.admin = AdminClient(
-            {**conf, "log_level": 0, "error_cb": lambda err: self.errors.append(err.str())}
-        )
+        self.errors: deque[str] = deque(maxlen=20)  # the client's last errors (error_cb)
+        self.conf = dict(conf)
+        self.admin = self._admin()
+        self.renewals = 0  # admin clients replaced after a blind sample (see ``sample``)
         self.configs: dict[str, dict[str, Any]] = {}
         self.configs_at = float("-inf")
         self.requests = 0  # admin requests asked for so far (the benchmark reads it)
         self.deadline = 0.0  # the current sample's end at the latest (monotonic)
+
+    def _admin(self) -> AdminClient:
+        return AdminClient(
+            {**self.conf, "log_level": 0, "error_cb": lambda err: self.errors.append(err.str())}
+        )
 
     def close(self) -> None:
         self.admin.poll(0)
@@ -75,8 +96,9 @@ class ClusterReader:
         if time.monotonic() - self.configs_at >= CONFIG_EVERY_S and self.topics:
             self.read_configs()
         topics: dict[str, dict[str, Any]] = {}
+        unanswered: list[str] = []
         for name, future in described.items():
-            desc = _result(future, self.deadline)
+            desc = _result(future, self.deadline, unanswered)
             if desc is None:
                 continue
             parts = {}
@@ -98,7 +120,15 @@ class ClusterReader:
                 "partitions": parts,
             }
         self.read_offsets(topics)
-        brokers = self.read_brokers(_result(cluster, self.deadline), brokers_before, now)
+        brokers = self.read_brokers(
+            _result(cluster, self.deadline, unanswered), brokers_before, now
+        )
+        if unanswered:
+            # Blind: a client can stay stuck on a connection that no longer answers (a
+            # stopped broker) long after the cluster moved on. The next sample asks with a
+            # fresh client, which bootstraps from whichever brokers answer.
+            self.admin = self._admin()
+            self.renewals += 1
         return {"at": now, "brokers": brokers, "topics": topics}
 
     def read_offsets(self, topics: dict[str, dict[str, Any]]) -> None:

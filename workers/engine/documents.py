@@ -468,11 +468,15 @@ RUN_EVENT = "run"
 # Redis lost the sentinel's state (a restart without persistence, FLUSHALL, a failover to a
 # replica that was behind): a new state epoch and a new run begin; nothing before counts.
 STATE_LOST = "state-lost"
+# A consumer began to read (a start: a new session), from the group's committed offsets:
+# what it had processed past them before is read again (at-least-once's duplicates).
+CONSUMER_SESSION_EVENT = "consumer-session"
 # Timeline labels of the event kinds (an unknown kind shows as itself).
 SENTINEL_EVENTS: dict[str, str] = {
     VERDICT_EVENT: "verdict change",
     RUN_EVENT: "producer run",
     STATE_LOST: "sentinel state lost",
+    CONSUMER_SESSION_EVENT: "consumer started",
     "state-reset": "state of a former sentinel cleared",
     "fenced": "fenced",
     "stuck": "stuck, restarted",

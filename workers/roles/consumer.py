@@ -32,6 +32,7 @@ from workers.clients.kafka import (
     partition_count,
 )
 from workers.engine import codec
+from workers.engine.documents import CONSUMER_SESSION_EVENT
 from workers.engine.profiles import COMMIT_BEFORE_PROCESS
 from workers.engine.spec import SentinelSpec
 from workers.engine.streams import LedgerEntry
@@ -122,8 +123,15 @@ class AssignedConsumer(Loop):
         if count is None or count <= self.assigned:
             return
         new = list(range(self.assigned, count))
-        self.consumer.incremental_assign(self.start_offsets(new))
+        starts = self.start_offsets(new)
+        self.consumer.incremental_assign(starts)
+        first = self.assigned == 0
         self.assigned = count
+        if first:  # this session's first reads: where it resumes, for the explanations
+            self.note_session(starts)
+
+    def note_session(self, starts: list[TopicPartition]) -> None:
+        """A new session's first assignment (``starts``: where it resumes); nothing here."""
 
     def poll_batch(self) -> list[Any]:
         assert self.consumer is not None
@@ -212,6 +220,24 @@ class SentinelConsumer(AssignedConsumer):
     def start(self) -> None:
         self._uncommitted = {}  # a restart reads again from the committed offsets
         super().start()
+
+    def note_session(self, starts: list[TopicPartition]) -> None:
+        """The ``consumer-session`` event: this start and the offsets it resumes from (a
+        restart re-reads what was processed past them and not committed)."""
+        offsets = {tp.partition: tp.offset for tp in starts}
+        where = ", ".join(
+            f"p{p} {o}" if o >= 0 else f"p{p} ({'earliest' if o == OFFSET_BEGINNING else 'latest'})"
+            for p, o in sorted(offsets.items())
+        )
+        try:
+            self.store.event(
+                CONSUMER_SESSION_EVENT,
+                f"consumer started (session {self.session:x}), reading from {where}",
+                session=str(self.session),
+                offsets={str(p): o for p, o in offsets.items()},
+            )
+        except redis.RedisError as exc:  # evidence for an explanation, not worth a restart
+            log.warning("consumer session event not recorded: %s", exc)
 
     def step(self) -> None:
         msgs = self.poll_batch()
