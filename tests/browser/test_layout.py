@@ -2,8 +2,8 @@
 
 No Kafka: the quiet app (conftest.py: no sentinel running), with ten minutes of one-second
 windows, status documents and an incident seeded the way the checker and the on-call
-evaluation write them (``tests/support/dashboard_data.py``). Every page is screenshotted at 1400 and 390 px wide into
-``test-artifacts/``.
+evaluation write them (``tests/support/dashboard_data.py``). Every page is screenshotted at
+1400 and 390 px wide into ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -379,26 +379,9 @@ def test_phone_partitions_show_status_first(page, live_app, seeded):
     page.screenshot(path=str(ARTIFACTS / "phone-partitions.png"), full_page=True)
 
 
-def report_again(live_app: LiveApp, sentinel_id: int) -> None:
-    """The seeded status document reported again now, as its checker reports every second: a
-    reader shows a report older than 30 s (``STALE_AFTER_S``) as STALLED, and the module's
-    earlier tests take longer than that."""
-    client = connect(live_app.redis_url)
-    try:
-        store = SentinelStore(client, sentinel_id)
-        doc = store.status()
-        assert doc, f"no seeded status document for sentinel {sentinel_id}"
-        now = time.time()
-        store.set_status({**doc, "updated_at": now, "last_progress_at": now})
-    finally:
-        client.close()
-
-
 def test_phone_overview_says_the_clusters_state_and_topic_names_wrap_at_dots(
     page, live_app, seeded
 ):
-    # The card as its checker reports it (VIOLATED), not a silent checker's (STALLED).
-    report_again(live_app, seeded["ids"]["at-least-once"])
     page.set_viewport_size(PHONE)
     page.goto(live_app.base_url + "/")
     strip = page.locator("[data-cluster-strip]")
