@@ -17,10 +17,12 @@ from django.conf import settings
 from dashboard.redisclient import redis_client
 from workers.clients.lintfacts import FactsError, gather
 from workers.clientsecrets import SecretError, unseal
+from workers.engine.groups import worst_lags
 from workers.engine.lint.client import lint_profile
-from workers.engine.lint.topics import ClusterFacts, lint_report
+from workers.engine.lint.topics import ClusterFacts, lint_report, with_group_lags
 from workers.engine.profiles import DEFAULT_PROFILES
 from workers.engine.redact import redact_text
+from workers.store.groups import GroupStore
 from workers.store.lint import LintStore
 
 # A run claims its cluster this long at most, so a crashed run does not block the next one.
@@ -91,6 +93,9 @@ def run(target: Target, *, timeout: float = 15.0) -> dict[str, Any]:
             "profiles": _profiles(None),
         }
     else:
+        # What the cluster's group watcher measured: a retention shorter than a group's lag.
+        groups = GroupStore(redis_client(), target.name).states().values()
+        facts = with_group_lags(facts, worst_lags(groups, started))
         report = lint_report(facts, generated_at=started)
         report["error"] = None
         report["profiles"] = _profiles(facts)

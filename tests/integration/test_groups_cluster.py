@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from tests.support.waiting import wait_until
 from workers.clients.groups import GroupReader
@@ -344,3 +351,40 @@ def test_it_shows_a_consumer_slower_than_its_producer_as_lagging(groups: Groups)
     part = groups.partition(result, group)
     assert list(part.lags) == [30, 45, 60]
     assert statuses == [OK, OK, LAGGING]
+
+
+@pytest.mark.django_db
+def test_the_lint_says_when_retention_is_shorter_than_a_groups_worst_lag(
+    groups: Groups, admin: AdminClient
+) -> None:
+    """A group an hour behind (its next record was written an hour ago) on a topic that keeps
+    records 30 minutes: the lint of the cluster names the rule, the group and both durations,
+    from the topic's real configs and the watcher's stored lag."""
+    from dashboard.lint import services as lint
+
+    group = groups.group("reports")
+    groups.produce(50, timestamp_ms=int((time.time() - 3600) * 1000))
+    groups.read_and_commit(group, 10)
+    groups.sampler.sample()
+    config = ConfigResource(
+        ResourceType.TOPIC,
+        groups.topic,
+        incremental_configs=[
+            ConfigEntry("retention.ms", "1800000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    for future in admin.incremental_alter_configs([config]).values():
+        future.result(30)
+    target = lint.Target(groups.cluster, BOOTSTRAP)
+
+    def finding() -> dict | None:
+        report = lint.run(target)
+        (topic,) = [t for t in report["topics"] if t["name"] == groups.topic]
+        found = [f for f in topic["findings"] if f["rule"] == "topic.retention-below-group-lag"]
+        return found[0] if found else None
+
+    found = wait_until(finding, 30, "the retention finding (the topic's config read back)")
+    assert found["severity"] == "error" and found["value"] == "1800000", found
+    assert found["message"].startswith(
+        f"retention 30 min is shorter than group '{group}''s worst lag this week (1.0 h)"
+    ), found["message"]

@@ -5,6 +5,7 @@ consumer shown OK, an idle topic's astronomical time lag) each a case of its own
 from __future__ import annotations
 
 from workers.engine.groups import (
+    DAY_S,
     EMPTY,
     LAGGING,
     LOST,
@@ -20,6 +21,7 @@ from workers.engine.groups import (
     advance,
     topic_rollups,
     worst,
+    worst_lags,
 )
 
 MEMBER = ("app-1@/10.0.0.1",)
@@ -239,3 +241,37 @@ def test_it_rolls_up_per_topic_with_the_worst_status() -> None:
     assert (rollup.status, rollup.groups, rollup.lag, rollup.lost) == (STOPPED, 2, 40, 10)
     assert worst([OK, EMPTY, LAGGING]) == LAGGING
     assert a.summary()["status"] == OK and b.summary()["lost"] == 10
+
+
+def test_it_keeps_the_worst_lag_of_each_of_the_last_seven_days() -> None:
+    day = DAY_S
+    # ts_ms=0: the unread record was written at the epoch, so lag_s is the sample's time.
+    samples = [
+        obs(2 * day + 100.0, 10, ts_ms=int((2 * day) * 1000)),  # day 2: 100 s behind
+        obs(2 * day + 900.0, 10, ts_ms=int((2 * day) * 1000)),  # day 2: 900 s, the worst
+        obs(3 * day + 50.0, 10, ts_ms=int((3 * day) * 1000)),  # day 3: 50 s
+    ]
+    state, _ = run(*samples)
+    p = part(state)
+    assert p.peaks == ((2, 900.0), (3, 50.0))
+    assert p.worst_lag_s(3 * day + 60.0) == 900.0
+    # Six days after day 3, day 2 is out of the window; day 3 still in it.
+    assert p.worst_lag_s(9 * day) == 50.0
+    assert p.worst_lag_s(10 * day) is None
+    # A sample eight days on keeps no day older than the last seven.
+    later, _ = advance(state, obs(11 * day, 10, ts_ms=int((11 * day - 5) * 1000)), POLICY)
+    assert part(later).peaks == ((11, 5.0),)
+    assert GroupState.from_fields(later.to_fields()) == later
+
+
+def test_it_reads_a_state_saved_before_the_peaks_were_kept() -> None:
+    state, _ = run(obs(1.0, 10, ts_ms=0))
+    fields = state.to_fields()
+    fields["partitions"] = [f[:15] for f in fields["partitions"]]  # the former layout
+    assert part(GroupState.from_fields(fields)).peaks == ()
+
+
+def test_it_gives_each_topics_groups_worst_lag_of_the_week_worst_first() -> None:
+    a, _ = run(obs(100.0, 10, ts_ms=40_000, group="a"))  # 60 s behind
+    b, _ = run(obs(100.0, 10, ts_ms=0, group="b"), obs(200.0, 100, end=100, group="b"))
+    assert worst_lags([a, b], 200.0) == {"orders": [("b", 100.0), ("a", 60.0)]}

@@ -146,3 +146,42 @@ def test_it_reports_cluster_findings_in_every_topics_verdict_and_exits_on_errors
     assert v[AT_LEAST_ONCE]["verdict"] == CAN_HOLD
     assert has_errors(report)
     assert not has_errors(lint_report(cluster(topics={"a": TopicFacts("a", parts())})))
+
+
+def test_it_says_when_retention_is_shorter_than_a_groups_worst_lag_of_the_week() -> None:
+    minute = {"retention.ms": Setting("60000", TOPIC_OVERRIDE)}
+    lagging = TopicFacts("orders", parts(), minute, group_lags=(("billing", 840.0), ("ok", 5.0)))
+    found = rules(lagging)["topic.retention-below-group-lag"]
+    assert found.message == (
+        "retention 1 min is shorter than group 'billing''s worst lag this week (14 min): "
+        "it loses records the next time it falls that far behind"
+    )
+    assert (found.setting, found.value, found.source) == ("retention.ms", "60000", TOPIC_OVERRIDE)
+    doc = lint_report(cluster(topics={"orders": lagging}))
+    (topic,) = doc["topics"]
+    assert topic["verdicts"][AT_LEAST_ONCE]["verdict"] == CANNOT_HOLD
+    # At-most-once promises no durability: losing records to retention breaks nothing there.
+    assert topic["verdicts"][AT_MOST_ONCE]["verdict"] == CAN_HOLD
+
+
+def test_it_takes_the_brokers_retention_when_the_topic_has_none_and_forever_as_forever() -> None:
+    hours = cluster({"log.retention.hours": Setting("1", STATIC_BROKER)})
+    behind = TopicFacts("t", parts(), group_lags=(("g", 2 * 3600.0),))
+    assert rules(behind, hours)["topic.retention-below-group-lag"].message.startswith(
+        "retention 1 h is shorter than group 'g''s worst lag this week (2 h)"
+    )
+    forever = TopicFacts("t", parts(), {"retention.ms": Setting("-1", TOPIC_OVERRIDE)})
+    kept = TopicFacts("t", parts(), dict(forever.configs), group_lags=(("g", 1e9),))
+    assert "topic.retention-below-group-lag" not in rules(kept, hours)
+    compacted = TopicFacts(
+        "t",
+        parts(),
+        {"cleanup.policy": Setting("compact", TOPIC_OVERRIDE)},
+        group_lags=(("g", 1e9),),
+    )
+    assert "topic.retention-below-group-lag" not in rules(compacted, hours)
+    # A group keeping up within the retention is no finding; nor is a topic without groups.
+    assert "topic.retention-below-group-lag" not in rules(
+        TopicFacts("t", parts(), group_lags=(("g", 3000.0),)), hours
+    )
+    assert "topic.retention-below-group-lag" not in rules(TopicFacts("t", parts()), hours)

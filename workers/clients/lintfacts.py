@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 # Topics per DescribeConfigs request: one request per batch, all batches in flight at once.
 CONFIG_BATCH = 200
 # Only these topic configs are kept (the rules read them; the rest would only cost memory).
-TOPIC_KEYS = frozenset({"min.insync.replicas", "unclean.leader.election.enable"})
+TOPIC_KEYS = frozenset(
+    {"min.insync.replicas", "unclean.leader.election.enable", "retention.ms", "cleanup.policy"}
+)
 BROKER_KEYS = frozenset(
     {
         "transaction.max.timeout.ms",
@@ -36,6 +38,10 @@ BROKER_KEYS = frozenset(
         "min.insync.replicas",
         "unclean.leader.election.enable",
         "broker.session.timeout.ms",
+        "log.retention.ms",
+        "log.retention.minutes",
+        "log.retention.hours",
+        "log.cleanup.policy",
     }
 )
 SOURCES = {

@@ -47,6 +47,12 @@ def worst(statuses: Iterable[str]) -> str:
     return max(statuses, key=lambda s: SEVERITY.get(s, 0), default=OK)
 
 
+# The worst lag in seconds is kept per day for this many days (``PartitionState.peaks``): the
+# lint compares a topic's retention with its groups' worst lag of the week.
+PEAK_DAYS = 7
+DAY_S = 86400
+
+
 @dataclass(frozen=True)
 class Policy:
     """How statuses are judged. ``window``: samples LAGGING looks at (lag grew across all of
@@ -164,16 +170,25 @@ class PartitionState:
     lost: int = 0
     skipped: int = 0
     rewound: int = 0
+    # (day since the epoch, the worst lag_s seen that day), the last PEAK_DAYS days at most
+    peaks: tuple[tuple[int, float], ...] = ()
 
     @property
     def key(self) -> str:
         return f"{self.topic}:{self.partition}"
+
+    def worst_lag_s(self, t: float) -> float | None:
+        """The worst lag in seconds seen over the last ``PEAK_DAYS`` days (None: no age known)."""
+        first_day = int(t // DAY_S) - PEAK_DAYS + 1
+        seen = [lag_s for day, lag_s in self.peaks if day >= first_day]
+        return max(seen) if seen else None
 
     def to_fields(self) -> list[Any]:
         return [
             self.topic, self.partition, self.committed, self.log_start, self.log_end,
             self.frontier, self.lag, self.lag_s, self.status, self.changed_t, self.zero_t,
             list(self.lags), self.lost, self.skipped, self.rewound,
+            [list(peak) for peak in self.peaks],
         ]  # fmt: skip
 
     @classmethod
@@ -185,6 +200,7 @@ class PartitionState:
             changed_t=float(f[9]), zero_t=None if f[10] is None else float(f[10]),
             lags=tuple(int(x) for x in f[11]), lost=int(f[12]), skipped=int(f[13]),
             rewound=int(f[14]),
+            peaks=tuple((int(d), float(v)) for d, v in (f[15] if len(f) > 15 else [])),
         )  # fmt: skip
 
 
@@ -290,9 +306,10 @@ def advance_partition(
 
     lost = skipped = rewound = 0
     if prev is None:
-        frontier, changed_t, zero_t, lags = committed, t, None, ()
+        frontier, changed_t, zero_t, lags, peaks = committed, t, None, (), ()
     else:
         frontier, changed_t, zero_t, lags = prev.frontier, prev.changed_t, prev.zero_t, prev.lags
+        peaks = prev.peaks
         lost, skipped, rewound = prev.lost, prev.skipped, prev.rewound
         if committed != prev.committed:
             changed_t = t
@@ -332,13 +349,26 @@ def advance_partition(
     else:
         lag_s = max(0.0, t - obs.unread_ts_ms / 1000.0)
     lags = (*lags, lag)[-policy.window :]
+    if lag_s is not None:
+        peaks = _with_peak(peaks, t, lag_s)
     reading = obs.assigned or (prev is not None and committed != prev.committed)
     state = PartitionState(
         topic=obs.topic, partition=obs.partition, committed=committed, log_start=start,
         log_end=end, frontier=frontier, lag=lag, lag_s=lag_s, status=OK, changed_t=changed_t,
-        zero_t=zero_t, lags=lags, lost=lost, skipped=skipped, rewound=rewound,
+        zero_t=zero_t, lags=lags, lost=lost, skipped=skipped, rewound=rewound, peaks=peaks,
     )  # fmt: skip
     return replace(state, status=judge(state, reading=reading, t=t, policy=policy)), events
+
+
+def _with_peak(
+    peaks: tuple[tuple[int, float], ...], t: float, lag_s: float
+) -> tuple[tuple[int, float], ...]:
+    """``peaks`` with ``lag_s`` seen at ``t``: the day's worst kept, days older than the
+    last ``PEAK_DAYS`` dropped."""
+    day = int(t // DAY_S)
+    kept = {d: v for d, v in peaks if d > day - PEAK_DAYS}
+    kept[day] = max(kept.get(day, 0.0), lag_s)
+    return tuple(sorted(kept.items()))
 
 
 def judge(state: PartitionState, *, reading: bool, t: float, policy: Policy) -> str:
@@ -424,4 +454,21 @@ def topic_rollups(groups: Iterable[GroupState]) -> dict[str, TopicRollup]:
             topic, worst(r["status"]), len(r["groups"]), r["lag"], r[LOST], r[SKIPPED], r[REWOUND]
         )
         for topic, r in sorted(acc.items())
+    }
+
+
+def worst_lags(groups: Iterable[GroupState], t: float) -> dict[str, list[tuple[str, float]]]:
+    """Per topic, each group's worst lag in seconds over the last ``PEAK_DAYS`` days (its
+    worst partition), worst first: what the lint compares retention with."""
+    acc: dict[str, dict[str, float]] = {}
+    for group in groups:
+        for p in group.partitions.values():
+            worst_s = p.worst_lag_s(t)
+            if worst_s is None:
+                continue
+            row = acc.setdefault(p.topic, {})
+            row[group.group] = max(row.get(group.group, 0.0), worst_s)
+    return {
+        topic: sorted(row.items(), key=lambda item: (-item[1], item[0]))
+        for topic, row in sorted(acc.items())
     }

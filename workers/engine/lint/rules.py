@@ -120,6 +120,16 @@ TOPIC_RULES = [
         "sentinel on the topic will not see that broker's loss.",
         "Run a preferred leader election (kafka-leader-election --election-type PREFERRED).",
     ),
+    _rule(
+        "topic.retention-below-group-lag",
+        "topic",
+        _all(ERROR, DURABLE),
+        "Records are deleted once older than the topic's retention, read or not: a consumer "
+        "group that falls further behind than that never reads them (lost to retention). The "
+        "group's worst lag of the last 7 days, as its watcher measured it, already did.",
+        "Raise retention.ms above the group's worst lag with room to spare (kafka-configs "
+        "--alter --entity-type topics --add-config retention.ms=...), or make the group keep up.",
+    ),
 ]
 
 CLUSTER_RULES = [

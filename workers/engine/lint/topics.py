@@ -11,7 +11,7 @@ with the first (most severe) finding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from workers.engine.documents import SEMANTICS
@@ -67,6 +67,9 @@ class TopicFacts:
     configs: dict[str, Setting] = field(default_factory=dict)
     internal: bool = False
     error: str | None = None
+    # Its consumer groups' worst lag in seconds over the last days, worst first (the group
+    # watcher's, ``workers.engine.groups.worst_lags``): ((group, seconds), ...).
+    group_lags: tuple[tuple[str, float], ...] = ()
 
     @property
     def replication_factor(self) -> int:
@@ -217,7 +220,70 @@ def lint_topic(topic: TopicFacts, cluster: ClusterFacts) -> list[Finding]:
             "leader",
             Setting(None, METADATA),
         )
+    retention_ms, retention = _retention(topic, cluster)
+    deletes = "delete" in str(_cleanup_policy(topic, cluster).value or "delete").lower()
+    if topic.group_lags and deletes and retention_ms is not None:
+        group, lag_s = topic.group_lags[0]  # the worst
+        if lag_s * 1000 >= retention_ms:
+            add(
+                "topic.retention-below-group-lag",
+                f"retention {_span(retention_ms / 1000)} is shorter than group '{group}''s "
+                f"worst lag this week ({_span(lag_s)}): it loses records the next time it "
+                "falls that far behind",
+                "retention.ms",
+                retention,
+            )
     return out
+
+
+def with_group_lags(facts: ClusterFacts, lags: dict[str, list[tuple[str, float]]]) -> ClusterFacts:
+    """``facts`` with each topic's groups' worst lags (``workers.engine.groups.worst_lags``)."""
+    topics = {
+        name: replace(topic, group_lags=tuple(lags.get(name, ())))
+        for name, topic in facts.topics.items()
+    }
+    return replace(facts, topics=topics)
+
+
+def _retention(topic: TopicFacts, cluster: ClusterFacts) -> tuple[int | None, Setting]:
+    """The topic's retention in ms (None: kept forever) and the setting it comes from: the
+    topic's ``retention.ms`` (Kafka reports the effective value), else the broker's
+    ``log.retention.ms`` / ``.minutes`` / ``.hours`` (168 h by default)."""
+    own = topic.configs.get("retention.ms")
+    if own is not None and own.value not in (None, ""):
+        ms, setting = _int(own.value, -1), own
+    else:
+        ms, setting = 168 * 3600_000, Setting("168", DEFAULT)
+        for key, scale in (
+            ("log.retention.hours", 3600_000),
+            ("log.retention.minutes", 60_000),
+            ("log.retention.ms", 1),
+        ):
+            found = cluster.configs.get(key)
+            if found is not None and found.value not in (None, ""):
+                ms, setting = _int(found.value, -1) * scale, found
+    return (ms if ms >= 0 else None), setting
+
+
+def _cleanup_policy(topic: TopicFacts, cluster: ClusterFacts) -> Setting:
+    return (
+        topic.configs.get("cleanup.policy")
+        or cluster.configs.get("log.cleanup.policy")
+        or Setting("delete", DEFAULT)
+    )
+
+
+def _span(seconds: float) -> str:
+    """A duration in the largest unit that keeps it readable: 45 s, 14 min, 2.5 h, 7 d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            value = seconds / size
+            return (
+                f"{value:.0f} {unit}"
+                if value >= 10 or value == int(value)
+                else f"{value:.1f} {unit}"
+            )
+    return f"{seconds:.0f} s"
 
 
 def _idle_leaders(topic: TopicFacts) -> list[int]:
