@@ -282,8 +282,11 @@ def _healthy(base_url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one module. Not for the session: Playwright's sync API keeps its asyncio
+    loop running in the main thread while it is open, and every pytest-asyncio test after it
+    would fail ("Runner.run() cannot be called from a running event loop")."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -300,11 +303,11 @@ def log_in(page: Any, base_url: str) -> None:
     page.wait_for_url(base_url + "/")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def storage_state(
     browser: Any, served_app: LiveApp, tmp_path_factory: pytest.TempPathFactory
 ) -> str:
-    """A logged-in session, saved once for every test's fresh context."""
+    """A logged-in session, saved once per module for every test's fresh context."""
     context = browser.new_context()
     page = context.new_page()
     log_in(page, served_app.base_url)
