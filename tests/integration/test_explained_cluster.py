@@ -154,7 +154,8 @@ def test_duplicates_after_a_consumer_crash_are_explained_by_its_restart(tmp_path
         for roles in ("producer", "consumer", "checker"):
             procs.start(roles)
         procs.wait_status(lambda d: d["totals"]["processed"] > 100, 120, "records flowing")
-        (first,) = events_of(procs.store, CONSUMER_SESSION_EVENT)
+        sessions = events_of(procs.store, CONSUMER_SESSION_EVENT)
+        assert sessions, "the consumer's start recorded no consumer-session event"
         crashed = procs.procs["consumer"]
         procs.store.arm_fault("after-process")
         wait_until(lambda: crashed.poll() is not None, 60, "the consumer's crash point")
@@ -168,10 +169,10 @@ def test_duplicates_after_a_consumer_crash_are_explained_by_its_restart(tmp_path
         assert procs.stop("producer") == 0
         totals = procs.wait_settled(90)["totals"]
         assert totals["duplicated"] == batch and totals["lost"] == 0, (batch, totals)
-        second = [e for e in events_of(procs.store, CONSUMER_SESSION_EVENT) if e != first]
-        (restart,) = second  # the restart resumed from what the crashed session committed
-        assert {int(p): o for p, o in restart["offsets"].items()} == committed_then
-        assert restart["session"] != first["session"]
+        later = [e for e in events_of(procs.store, CONSUMER_SESSION_EVENT) if e not in sessions]
+        restart = later[-1]  # the restart's first session (newest first), which resumed from
+        assert {int(p): o for p, o in restart["offsets"].items()} == committed_then  # the commit
+        assert restart["session"] not in {e["session"] for e in sessions}
 
         found = evaluation.explain_violation(sentinel, {"duplicated": batch}, time.time())
         assert found["cause"] == explain.CONSUMER_SESSION, found
