@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -16,6 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from dashboard.metrics.cluster import affected, cluster_problems
 from tests.support.waiting import wait_until
 from workers.clients.kafka import topic_metadata
+from workers.engine.brokerhealth import cluster_summary
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
 from workers.localkafka.cluster import LocalCluster
@@ -27,14 +29,18 @@ from workers.store.sentinel import SentinelStore
 UNREACHABLE = "127.0.0.1:1"
 
 
-def make_runner(redis_url: str, bootstrap: str = UNREACHABLE, topic: str = "metadata") -> Any:
-    spec = SentinelSpec(
+def make_spec(bootstrap: str = UNREACHABLE, topic: str = "metadata") -> SentinelSpec:
+    return SentinelSpec(
         id=990_002,
         name="metadata",
         profile=DEFAULT_PROFILES[AT_LEAST_ONCE],
         bootstrap_servers=bootstrap,
         topic=topic,
     )
+
+
+def make_runner(redis_url: str, bootstrap: str = UNREACHABLE, topic: str = "metadata") -> Any:
+    spec = make_spec(bootstrap, topic)
     store = SentinelStore(connect(redis_url), spec.id)
     store.reset()
     runner = CheckRunner(spec, store)
@@ -62,6 +68,41 @@ def test_the_checker_puts_the_fetch_and_its_time_into_the_status_document(redis_
         assert runner.status(time.time())["metadata"] == fetched
     finally:
         runner.store.reset()
+
+
+def test_a_fetch_that_gets_no_answer_takes_nobody_out_of_the_metadata(monkeypatch):
+    """A metadata fetch that times out (the cluster, or a client stuck on a killed broker's
+    connection, did not answer) says nothing of who is in the cluster: brokers that still
+    accept connections stay reachable, the one that refuses is unreachable, and the next fetch
+    asks with a fresh client."""
+    listening = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    hosts = {str(i + 1): f"127.0.0.1:{s.getsockname()[1]}" for i, s in enumerate(listening)}
+    with socket.socket() as closed:  # a port nobody listens on: "broker 3", killed
+        closed.bind(("127.0.0.1", 0))
+        hosts["3"] = f"127.0.0.1:{closed.getsockname()[1]}"
+    answers = [
+        {"error": None, "partitions": {}, "brokers": dict(hosts), "controller": 1},
+        {"error": "Failed to get metadata: Local: Timed out", "partitions": {}},
+    ]
+    admins: list[object] = []
+    monkeypatch.setattr(checkrunner, "admin_for", lambda spec, quiet: admins.append(1) or object())
+    monkeypatch.setattr(checkrunner, "topic_metadata", lambda admin, topic, timeout: answers.pop(0))
+    refresher = checkrunner.MetadataRefresher(make_spec())
+    try:
+        first = refresher.fetch()
+        assert not first["brokers"]["3"]["reachable"]  # refused: unreachable at once
+        second = refresher.fetch()
+        brokers = second["brokers"]
+        assert [brokers[b]["reachable"] for b in ("1", "2", "3")] == [True, True, False], brokers
+        assert all(brokers[b]["in_metadata"] for b in ("1", "2", "3")), brokers
+        assert cluster_summary(brokers).startswith("broker 3 unreachable since"), brokers
+        assert len(admins) == 1  # the failed fetch dropped its client ...
+        answers.append({"error": None, "partitions": {}, "brokers": dict(hosts)})
+        refresher.fetch()
+        assert len(admins) == 2  # ... and the next one made a fresh one
+    finally:
+        for server in listening:
+            server.close()
 
 
 def test_a_hanging_cluster_never_delays_the_checkers_status_document(redis_url, monkeypatch):

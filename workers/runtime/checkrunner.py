@@ -129,7 +129,15 @@ class MetadataRefresher:
         except Exception as exc:  # e.g. a client property librdkafka refuses: say so, go on
             result = {"error": describe(exc), "partitions": {}}
         now = time.time()
-        seen = result.get("brokers") or {}
+        if "brokers" in result:
+            seen = result["brokers"]
+        else:
+            # The metadata did not come (the cluster, or this client, did not answer): that
+            # says nothing of who is in it, so nobody left it; the connections below say who
+            # answers. The next fetch asks with a fresh client: librdkafka's could stay stuck
+            # on a killed broker's connection while the others answered.
+            seen = {bid: b["host"] for bid, b in self.brokers.items() if b.get("in_metadata")}
+            self._admin = None
         # Every broker ever seen is tried, so one that left the metadata is still shown.
         known = {**{bid: b["host"] for bid, b in self.brokers.items()}, **seen}
         failures = {
