@@ -179,7 +179,7 @@ class PartitionState:
 
     def worst_lag_s(self, t: float) -> float | None:
         """The worst lag in seconds seen over the last ``PEAK_DAYS`` days (None: no age known)."""
-        first_day = int(t // DAY_S) - PEAK_DAYS + 1
+        first_day = _first_peak_day(t)
         seen = [lag_s for day, lag_s in self.peaks if day >= first_day]
         return max(seen) if seen else None
 
@@ -365,10 +365,16 @@ def _with_peak(
 ) -> tuple[tuple[int, float], ...]:
     """``peaks`` with ``lag_s`` seen at ``t``: the day's worst kept, days older than the
     last ``PEAK_DAYS`` dropped."""
+    first_day = _first_peak_day(t)
+    kept = {d: v for d, v in peaks if d >= first_day}
     day = int(t // DAY_S)
-    kept = {d: v for d, v in peaks if d > day - PEAK_DAYS}
     kept[day] = max(kept.get(day, 0.0), lag_s)
     return tuple(sorted(kept.items()))
+
+
+def _first_peak_day(t: float) -> int:
+    """The oldest day (since the epoch) of the ``PEAK_DAYS`` days that end with ``t``'s."""
+    return int(t // DAY_S) - PEAK_DAYS + 1
 
 
 def judge(state: PartitionState, *, reading: bool, t: float, policy: Policy) -> str:
