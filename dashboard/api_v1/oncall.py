@@ -52,7 +52,8 @@ def _who(user: Any) -> str | None:
 def incident_doc(incident: Incident) -> dict[str, Any]:
     return {
         "id": incident.pk,
-        "sentinel": incident.sentinel.name,
+        "sentinel": incident.sentinel.name if incident.sentinel is not None else None,
+        "group": incident.group or None,
         "cluster": incident.cluster,
         "topic": incident.topic,
         "semantic": incident.semantic,
@@ -61,6 +62,7 @@ def incident_doc(incident: Incident) -> dict[str, Any]:
         "state": incident.state,
         "reason": incident.reason,
         "counts": {k: int(v) for k, v in (incident.counts or {}).items()},
+        "partitions": incident.partitions or {},
         "silenced": incident.silenced,
         "opened_at": _iso(incident.opened_at),
         "last_firing_at": _iso(incident.last_firing_at),
@@ -99,6 +101,7 @@ class IncidentsQuery(Schema):
         None, description="unresolved: open or acknowledged"
     )
     sentinel: Text | None = Field(None, max_length=100, description="a sentinel's name")
+    group: Text | None = Field(None, max_length=255, description="a consumer group's name")
     cluster: Text | None = Field(None, max_length=100, description="a cluster's name")
     kind: Text | None = Field(None, max_length=20, description="violated, stalled, ...")
     limit: int = Field(50, ge=1, le=500, description="open ones first, then the newest")
@@ -115,6 +118,8 @@ def list_incidents(request: HttpRequest, q: Query[IncidentsQuery]) -> list[dict]
         found = found.filter(state=q.state)
     if q.sentinel is not None:
         found = found.filter(sentinel__name=q.sentinel)
+    if q.group is not None:
+        found = found.filter(group=q.group, group_rule__isnull=False)
     if q.cluster is not None:
         found = found.filter(cluster=q.cluster)
     if q.kind is not None:

@@ -187,15 +187,26 @@ class IncidentOut(Schema):
     """An incident (README, "On-call"): what it is about, its state and who moved it."""
 
     id: int
-    sentinel: str
+    sentinel: str | None = Field(description="the sentinel's name; null for a group incident")
+    group: str | None = Field(
+        None, description="a consumer group rule's incident: the group's name (else null)"
+    )
     cluster: str
-    topic: str
+    topic: str = Field(description="the sentinel's topic; a group incident's topics")
     semantic: str
-    kind: str = Field(description="the alert rule's kind: violated, stalled, degraded, ...")
+    kind: str = Field(
+        description="the alert rule's kind: violated, stalled, degraded, ...; a group rule's "
+        "group_lost, group_skipped, group_rewound, group_stopped"
+    )
     severity: str
     state: IncidentState
     reason: str
     counts: dict[str, int] = Field(description="the counters the incident is about")
+    partitions: dict[str, dict[str, int | str]] = Field(
+        default_factory=dict,
+        description="a group incident's, per topic:partition: records counted with their "
+        "offsets (count, first, last exclusive), or a stopped group's status and lag",
+    )
     silenced: bool = Field(description="opened during a silence: nobody was paged")
     opened_at: str
     last_firing_at: str

@@ -18,6 +18,7 @@ from dashboard.models.metrics import MetricWindow  # noqa: E402, F401
 from dashboard.models.oncall import (  # noqa: F401, E402
     AlertRule,
     Channel,
+    GroupRule,
     Incident,
     IncidentEvent,
     Silence,

@@ -19,6 +19,7 @@ from dashboard.models.core import Cluster, Sentinel
 from dashboard.models.fields import SealedChannelConfigField
 from workers.clientsecrets import SecretError, unseal
 from workers.engine.alerts import RULE_KINDS, SEVERITIES, default_rules
+from workers.engine.group_alerts import GROUP_RULE_DEFAULTS, GROUP_RULE_KINDS, matches, patterns
 from workers.engine.redact import MASK
 
 OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
@@ -117,12 +118,63 @@ def ensure_rules(sentinel: Sentinel) -> list[AlertRule]:
     return rules
 
 
-class Incident(models.Model):
-    """An incident per (sentinel, rule) while its condition holds: open -> acknowledged ->
-    resolved. A flapping condition keeps one incident open; a violation's counts grow."""
+class GroupRule(models.Model):
+    """One rule watching the consumer groups of one cluster whose names match ``include`` and
+    none of ``exclude`` (``workers.engine.group_alerts`` says what each kind means)."""
 
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="incidents")
-    sentinel = models.ForeignKey(Sentinel, on_delete=models.CASCADE, related_name="incidents")
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="group_rules")
+    kind = models.CharField(max_length=20, choices=[(k, v) for k, v in GROUP_RULE_KINDS.items()])
+    severity = models.CharField(max_length=10, choices=[(s, s) for s in SEVERITIES])
+    enabled = models.BooleanField(default=True)
+    include = models.CharField(
+        max_length=1000, default="*", help_text="group name patterns (globs), space-separated"
+    )
+    exclude = models.CharField(
+        max_length=1000, blank=True, help_text="group name patterns (globs) never watched"
+    )
+    for_s = models.PositiveIntegerField(default=0, help_text="stopped / stalled: seconds")
+    resolve_after_s = models.PositiveIntegerField(default=300)
+    # Off for records lost, skipped or rewound (a person resolves it); on for stopped.
+    resolves_itself = models.BooleanField(default=False)
+    channels = models.ManyToManyField(Channel, blank=True, related_name="group_rules")
+    # Events before the rule existed are not its business.
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["cluster", "kind", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.cluster}: {GROUP_RULE_KINDS.get(self.kind, self.kind)} ({self.include})"
+
+    def watches(self, group: str) -> bool:
+        return matches(group, patterns(self.include), patterns(self.exclude))
+
+    def apply_defaults(self) -> None:
+        """The kind's severity, ``for_s`` and ``resolves_itself`` (a new rule's)."""
+        default = GROUP_RULE_DEFAULTS[self.kind]
+        self.severity = default.severity
+        self.for_s = default.for_s
+        self.resolves_itself = default.resolves_itself
+
+
+class Incident(models.Model):
+    """An incident per (sentinel, rule), or per (group rule, consumer group), while its
+    condition holds: open -> acknowledged -> resolved. A flapping condition keeps one incident
+    open; a violation's counts grow, and so do a group's records lost, skipped or rewound.
+    Exactly one of ``rule`` and ``group_rule`` is set."""
+
+    rule = models.ForeignKey(
+        AlertRule, null=True, blank=True, on_delete=models.CASCADE, related_name="incidents"
+    )
+    sentinel = models.ForeignKey(
+        Sentinel, null=True, blank=True, on_delete=models.CASCADE, related_name="incidents"
+    )
+    group_rule = models.ForeignKey(
+        GroupRule, null=True, blank=True, on_delete=models.CASCADE, related_name="incidents"
+    )
+    group = models.CharField(max_length=255, blank=True, help_text="a group rule's group")
+    # A group incident's partitions ("topic:partition" -> count and offsets, or status and lag).
+    partitions = models.JSONField(default=dict, blank=True)
     # Copies of what the incident was about, so the page stays true if the sentinel changes.
     cluster = models.CharField(max_length=100)
     topic = models.CharField(max_length=249)
@@ -135,7 +187,8 @@ class Incident(models.Model):
     # Why it happened (``workers.engine.explain.Explanation.to_dict``: cause, text, evidence,
     # candidates): a violation's, empty for a state's.
     explanation = models.JSONField(default=dict, blank=True)
-    # Forbidden counters' totals before the violation: counts = totals - baseline.
+    # Forbidden counters' totals before the violation: counts = totals - baseline. A group
+    # incident's: {"counted_to": t}, the time of the last watcher sample whose events it counted.
     baseline = models.JSONField(default=dict, blank=True)
     dedup_key = models.CharField(max_length=64, unique=True, default="")
     silenced = models.BooleanField(default=False, help_text="opened during a silence")
@@ -161,7 +214,17 @@ class Incident(models.Model):
                 fields=["rule"],
                 condition=~models.Q(state=RESOLVED),
                 name="one_unresolved_incident_per_rule",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["group_rule", "group"],
+                condition=~models.Q(state=RESOLVED),
+                name="one_unresolved_incident_per_group_rule_and_group",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(rule__isnull=False, group_rule__isnull=True)
+                | models.Q(rule__isnull=True, group_rule__isnull=False),
+                name="incident_of_a_rule_or_a_group_rule",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -175,6 +238,18 @@ class Incident(models.Model):
     @property
     def is_open(self) -> bool:
         return self.state != RESOLVED
+
+    @property
+    def source_rule(self) -> AlertRule | GroupRule:
+        """The rule that opened it: a sentinel's or a group rule."""
+        return self.rule if self.rule_id is not None else self.group_rule
+
+    @property
+    def about(self) -> str:
+        """``sentinel s1`` or ``group billing on cluster c1``."""
+        if self.group_rule_id is not None:
+            return f"group {self.group} on cluster {self.cluster}"
+        return f"sentinel {self.sentinel.name if self.sentinel else '(deleted)'}"
 
 
 class IncidentEvent(models.Model):
@@ -238,3 +313,9 @@ def active_silence(sentinel: Sentinel, now=None) -> Silence | None:
         .filter(models.Q(sentinel=sentinel) | models.Q(cluster_id=sentinel.cluster_id))
         .first()
     )
+
+
+def active_cluster_silence(cluster_id: int, now=None) -> Silence | None:
+    """A silence of the cluster: it covers its consumer groups' incidents."""
+    now = now or timezone.now()
+    return Silence.objects.filter(ends_at__gt=now, cluster_id=cluster_id).first()

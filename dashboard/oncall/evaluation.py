@@ -45,8 +45,10 @@ from dashboard.models.oncall import (
     OPEN,
     RESOLVED,
     AlertRule,
+    GroupRule,
     Incident,
     IncidentEvent,
+    active_cluster_silence,
     active_silence,
     ensure_rules,
 )
@@ -54,10 +56,12 @@ from dashboard.oncall.events import announce
 from dashboard.oncall.notification import Dispatch, notify
 from dashboard.redisclient import redis_client
 from dashboard.status import all_statuses
-from workers.engine import alerts, explain
+from workers.engine import alerts, explain, group_alerts
 from workers.engine.alerts import Condition
 from workers.engine.documents import FORBIDDEN, VERDICT_WINDOW_S, Window
+from workers.engine.groups import GroupEvent
 from workers.store.cluster import ClusterStore
+from workers.store.groups import GroupStore
 from workers.store.lint import LintStore
 from workers.store.sentinel import SentinelStore
 
@@ -104,6 +108,7 @@ def evaluate(now: float | None = None, *, dispatch: Dispatch) -> list[Incident]:
         if status.get("updated_at") is not None:
             memory["totals"] = status["totals"]
         store.set_alert_state(memory)
+    opened += evaluate_groups(now, dispatch=dispatch)
     return opened
 
 
@@ -453,3 +458,176 @@ def resolve(
         if not incident.silenced:
             notify(incident, alerts.RESOLVE, dispatch, by=str(user) if user else "")
     return True
+
+
+# -- consumer group rules ---------------------------------------------------------------------
+
+
+def evaluate_groups(now: float, *, dispatch: Dispatch) -> list[Incident]:
+    """One evaluation of every enabled group rule (``GroupRule``); the incidents opened.
+
+    Per cluster with rules, one Redis round trip reads the groups' states, their events and
+    since when each group has been stopped or stalled (``GroupStore.alert_inputs``). A
+    counting rule (records lost, skipped, rewound) opens one incident per group when events of
+    its kind arrive that no incident counted yet; the incident grows with later ones. A
+    watcher's sample writes all its events with the sample's time in one transaction, so
+    "events newer than the last sample counted" (the incident's ``baseline.counted_to``)
+    counts each event once, however many evaluations run."""
+    rules: dict[int, list[GroupRule]] = {}
+    for rule in GroupRule.objects.filter(enabled=True).select_related("cluster"):
+        rules.setdefault(rule.cluster_id, []).append(rule)
+    opened = []
+    client = redis_client()
+    for cluster_rules in rules.values():
+        cluster = cluster_rules[0].cluster
+        store = GroupStore(client, cluster.name)
+        since = min(r.created.timestamp() for r in cluster_rules)
+        states, events, memory = store.alert_inputs(since)
+        spells = {}
+        for group, state in states.items():
+            began = group_alerts.not_reading_since(state, memory.get(group), now)
+            if began is not None:
+                spells[group] = began
+        if spells != memory:
+            store.set_alerting(spells)
+        unresolved = set(
+            Incident.objects.filter(group_rule__in=cluster_rules)
+            .exclude(state=RESOLVED)
+            .values_list("group_rule_id", "group")
+        )
+        for rule in cluster_rules:
+            created = rule.created.timestamp()
+            if rule.kind in group_alerts.COUNTED:
+                counted = group_alerts.COUNTED[rule.kind]
+                candidates = {e.group for e in events if e.kind == counted and e.t > created}
+            else:
+                candidates = {g for g in spells if now - spells[g] >= rule.for_s}
+            candidates |= {g for rid, g in unresolved if rid == rule.pk}
+            for group in sorted(g for g in candidates if rule.watches(g)):
+                if rule.kind in group_alerts.COUNTED:
+                    compute = counting(rule, group, events)
+                else:
+                    compute = stopping(rule, group, states.get(group), spells.get(group), now)
+                incident = apply_group(rule, group, compute, now, dispatch)
+                if incident is not None:
+                    opened.append(incident)
+    return opened
+
+
+def counting(rule: GroupRule, group: str, events: list[GroupEvent]):
+    """A counting rule's condition for ``group``, given the (rule, group)'s latest incident
+    (read under the rule's lock): the events newer than what that incident counted (than the
+    rule's creation when there is none) on top of the open incident's partitions."""
+
+    def compute(incident: Incident | None, latest: Incident | None):
+        start = rule.created.timestamp()
+        if latest is not None:
+            start = max(start, float((latest.baseline or {}).get("counted_to", start)))
+        new = [e for e in events if e.t > start and e.group == group]
+        before = incident.partitions if incident is not None else None
+        condition, parts = group_alerts.counting_condition(
+            rule.kind, rule.cluster.name, group, new, before
+        )
+        counted_to = max((e.t for e in new), default=start)
+        return condition, parts, {"counted_to": counted_to}
+
+    return compute
+
+
+def stopping(rule: GroupRule, group: str, state, since: float | None, now: float):
+    def compute(incident: Incident | None, latest: Incident | None):
+        condition, parts = group_alerts.stopped_condition(
+            rule.cluster.name, state, since, rule.for_s, now
+        )
+        return condition, parts, {}
+
+    return compute
+
+
+@transaction.atomic
+def apply_group(rule: GroupRule, group: str, compute, now: float, dispatch: Dispatch):
+    """Open, grow or resolve the incident of ``rule`` on ``group``; the incident when one was
+    opened. The rule's row is locked for the transaction and the condition computed under it
+    from the incident found then, so two evaluations never count an event twice; where the
+    database has no row locks, the unique constraint on a (rule, group)'s unresolved incident
+    refuses a second one."""
+    GroupRule.objects.select_for_update().filter(pk=rule.pk).first()
+    latest = rule.incidents.filter(group=group).order_by("-opened_at", "-pk").first()
+    incident = latest if latest is not None and latest.state != RESOLVED else None
+    condition, parts, baseline = compute(incident, latest)
+    at = datetime.fromtimestamp(now, UTC)
+    counts_records = rule.kind in group_alerts.COUNTED
+    if condition.firing and incident is None:
+        silence = active_cluster_silence(rule.cluster_id, at)
+        try:
+            with transaction.atomic():
+                incident = open_group_incident(
+                    rule, group, condition, parts, baseline, at, silence is not None
+                )
+        except IntegrityError:
+            return None  # another evaluation opened it and notified
+        if silence is not None:
+            IncidentEvent.objects.create(
+                incident=incident, at=at, kind="silenced", message=f"nobody paged: {silence}"
+            )
+        else:
+            notify(incident, alerts.TRIGGER, dispatch)
+        return incident
+    if condition.firing:
+        if not counts_records and is_cleared(incident):
+            IncidentEvent.objects.create(
+                incident=incident, at=at, kind="firing", message=condition.reason
+            )
+            announce(incident, "firing")
+        incident.last_firing_at = at
+        if counts_records:
+            message = ", ".join(
+                f"{k} {incident.counts.get(k, 0)} -> {v}" for k, v in condition.counts.items()
+            )
+            incident.baseline = baseline
+            IncidentEvent.objects.create(incident=incident, at=at, kind="grew", message=message)
+            announce(incident, "grew")
+        incident.counts, incident.partitions = condition.counts, parts
+        incident.topic = topics_of(parts)
+        incident.save()
+    elif incident is not None:
+        if not counts_records and not is_cleared(incident):
+            clear(incident, rule, at)
+        clear_for = now - incident.last_firing_at.timestamp()
+        if rule.resolves_itself and clear_for >= rule.resolve_after_s:
+            resolve(incident, None, f"clear for {clear_for:.0f} s", dispatch=dispatch, at=at)
+    return None
+
+
+def topics_of(parts: dict) -> str:
+    topics = sorted({key.rsplit(":", 1)[0] for key in parts})
+    return ", ".join(topics)[:249]
+
+
+def open_group_incident(
+    rule: GroupRule,
+    group: str,
+    condition: Condition,
+    parts: dict,
+    baseline: dict,
+    at: datetime,
+    silenced: bool,
+) -> Incident:
+    incident = Incident.objects.create(
+        group_rule=rule,
+        group=group,
+        cluster=rule.cluster.name,
+        topic=topics_of(parts),
+        kind=rule.kind,
+        severity=rule.severity,
+        reason=condition.reason,
+        counts=condition.counts,
+        partitions=parts,
+        baseline=baseline,
+        silenced=silenced,
+        opened_at=at,
+        last_firing_at=at,
+    )
+    IncidentEvent.objects.create(incident=incident, at=at, kind="opened", message=condition.reason)
+    announce(incident, "opened")
+    return incident

@@ -1,4 +1,5 @@
-"""Forms of the on-call pages: channels, silences and a sentinel's alert rules.
+"""Forms of the on-call pages: channels, silences, a sentinel's alert rules and a cluster's
+consumer group rules.
 
 A channel's settings are rendered from its integration's ``fields``
 (``dashboard.oncall.transports.TRANSPORTS``) and checked by its ``validate()``. Secret settings
@@ -19,10 +20,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from dashboard.models import Channel, Cluster, Sentinel, Silence
-from dashboard.models.oncall import AlertRule
+from dashboard.models.oncall import AlertRule, GroupRule
 from dashboard.oncall.transports import SECRET_SETTINGS, TRANSPORTS
 from workers.clientsecrets import SecretError, seal, unseal
-from workers.engine import alerts
+from workers.engine import alerts, group_alerts
 from workers.engine.redact import MASK
 
 
@@ -249,5 +250,101 @@ class RuleForm(forms.ModelForm):
 
     def save(self, commit: bool = True) -> AlertRule:
         rule = super().save(commit=commit)
+        rule.channels.set(self.cleaned_data["channels"])
+        return rule
+
+
+# The longest group name pattern: Kafka's group ids have no limit, but a glob longer than this
+# is a paste gone wrong.
+PATTERN_MAX = 255
+
+
+class GroupRuleForm(forms.ModelForm):
+    """A cluster's consumer group rule. A new rule (``new=True``) chooses its kind and takes
+    the kind's severity and whether it resolves by itself (``GroupRule.apply_defaults``); an
+    existing one keeps its kind and edits the rest."""
+
+    channels = forms.ModelMultipleChoiceField(
+        queryset=Channel.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = GroupRule
+        fields = [
+            "kind",
+            "enabled",
+            "severity",
+            "include",
+            "exclude",
+            "for_s",
+            "resolves_itself",
+            "resolve_after_s",
+        ]
+        labels = {
+            "include": "Groups (patterns)",
+            "exclude": "Except groups (patterns)",
+            "for_s": "For (seconds)",
+            "resolve_after_s": "Resolve after clear for (seconds)",
+            "resolves_itself": "Resolves by itself once clear",
+        }
+        help_texts = {
+            "include": "glob patterns over group names, separated by spaces or commas: * is "
+            "every group of the cluster, billing-* every group whose name starts with billing-",
+            "exclude": "groups matching one of these are never watched by this rule",
+            "for_s": "stopped or stalled: how long before an incident opens",
+            "resolves_itself": "off: the incident stays open until a person resolves it (the "
+            "default for records lost, skipped or rewound)",
+        }
+
+    def __init__(self, *args: Any, new: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.new = new
+        if new:
+            for name in ("enabled", "severity", "resolves_itself", "resolve_after_s"):
+                del self.fields[name]
+            self.fields["for_s"].required = False
+            self.fields[
+                "for_s"
+            ].help_text = "stopped or stalled only: how long before an incident opens (empty: 300)"
+        else:
+            del self.fields["kind"]
+            self.fields["channels"].initial = list(self.instance.channels.all())
+            if self.instance.kind != group_alerts.GROUP_STOPPED:
+                del self.fields["for_s"]
+
+    def _patterns(self, name: str, required: bool) -> str:
+        text = self.cleaned_data.get(name, "") or ""
+        found = group_alerts.patterns(text)
+        if required and not found:
+            raise ValidationError("at least one pattern: * watches every group of the cluster")
+        long = [p for p in found if len(p) > PATTERN_MAX]
+        if long:
+            raise ValidationError(f"a pattern is at most {PATTERN_MAX} characters")
+        return " ".join(found)
+
+    def clean_include(self) -> str:
+        return self._patterns("include", required=True)
+
+    def clean_exclude(self) -> str:
+        return self._patterns("exclude", required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        kind = data.get("kind") if self.new else self.instance.kind
+        for_s = data.get("for_s")
+        if kind == group_alerts.GROUP_STOPPED and for_s is not None and for_s < 1:
+            self.add_error("for_s", "must be at least 1")
+        return data
+
+    def save(self, commit: bool = True) -> GroupRule:
+        rule = super().save(commit=False)
+        if self.new:
+            for_s = self.cleaned_data.get("for_s")
+            rule.apply_defaults()
+            if rule.kind == group_alerts.GROUP_STOPPED and for_s:
+                rule.for_s = for_s
+        elif rule.kind != group_alerts.GROUP_STOPPED:
+            rule.for_s = 0
+        rule.save()
         rule.channels.set(self.cleaned_data["channels"])
         return rule

@@ -28,8 +28,9 @@ Dispatch = Callable[[int], None]
 
 
 def notify(incident: Incident, action: str, dispatch: Dispatch, by: str = "") -> None:
-    """One pending notification per enabled channel of the incident's rule."""
-    for channel in incident.rule.channels.filter(enabled=True):
+    """One pending notification per enabled channel of the incident's rule (a sentinel's or
+    a group rule)."""
+    for channel in incident.source_rule.channels.filter(enabled=True):
         event = IncidentEvent.objects.create(
             incident=incident,
             kind="notify",
@@ -50,7 +51,7 @@ def notice_for(incident: Incident, action: str, by: str = "") -> Notice:
         cluster=incident.cluster,
         topic=incident.topic,
         semantic=incident.semantic,
-        sentinel=incident.sentinel.name,
+        sentinel=incident.sentinel.name if incident.sentinel is not None else "",
         summary=incident.reason,
         started_at=incident.opened_at.timestamp(),
         counts=incident.counts,
@@ -59,6 +60,8 @@ def notice_for(incident: Incident, action: str, by: str = "") -> Notice:
         by=by,
         cause=(incident.explanation or {}).get("cause", ""),
         explanation=(incident.explanation or {}).get("text", ""),
+        group=incident.group,
+        partitions=incident.partitions or {},
     )
 
 

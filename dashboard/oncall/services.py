@@ -125,7 +125,8 @@ def latched_by_sentinel(sentinel_id: int | None = None) -> dict[int, list[dict[s
         unresolved = unresolved.filter(sentinel_id=sentinel_id)
         resolved = resolved.filter(sentinel_id=sentinel_id)
     out: dict[int, list[dict[str, Any]]] = {}
-    for incident in [*unresolved, *resolved]:
+    # A consumer group's incidents are latched on no sentinel's card.
+    for incident in [*unresolved.filter(sentinel__isnull=False), *resolved]:
         out.setdefault(incident.sentinel_id, []).append(latched_entry(incident))
     return out
 

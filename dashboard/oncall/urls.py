@@ -20,4 +20,15 @@ urlpatterns = [
     path("silences/", views.silence_list, name="silences"),
     path("silences/<int:pk>/end/", views.silence_end, name="silence-end"),
     path("manage/sentinels/<int:sentinel_id>/rules/", views.sentinel_rules, name="rules"),
+    path("manage/clusters/<str:cluster>/group-rules/", views.group_rules, name="group-rules"),
+    path(
+        "manage/clusters/<str:cluster>/group-rules/<int:pk>/",
+        views.group_rule_edit,
+        name="group-rule",
+    ),
+    path(
+        "manage/clusters/<str:cluster>/group-rules/<int:pk>/delete/",
+        views.group_rule_delete,
+        name="group-rule-delete",
+    ),
 ]

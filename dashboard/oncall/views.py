@@ -1,5 +1,6 @@
 """On-call pages: incidents (list, timeline, acknowledge, resolve), channels (settings, test
-notification, send log, re-enable), silences, and a sentinel's alert rules.
+notification, send log, re-enable), silences, a sentinel's alert rules and a cluster's consumer
+group rules.
 
 Views stay thin: the lifecycle is ``dashboard.oncall.evaluation`` (acknowledge / resolve record
 the user and notify through the dispatcher the views pass, ``tasks.dispatch_notification``),
@@ -30,16 +31,17 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboard import formatting
 from dashboard.metrics.overview import unacknowledged_note
 from dashboard.metrics.windows import RANGE_LABELS, RANGES
-from dashboard.models import Channel, Incident, Sentinel, Silence
+from dashboard.models import Channel, Cluster, GroupRule, Incident, Sentinel, Silence
 from dashboard.models.metrics import MetricWindow
 from dashboard.models.oncall import INCIDENT_STATES, OPEN, RESOLVED, ensure_rules
 from dashboard.oncall import evaluation, notification, services
-from dashboard.oncall.forms import ChannelForm, RuleForm, SilenceForm
+from dashboard.oncall.forms import ChannelForm, GroupRuleForm, RuleForm, SilenceForm
 from dashboard.oncall.services import open_first
 from dashboard.oncall.tasks import dispatch_notification
 from dashboard.oncall.transports import TRANSPORTS
 from workers.engine.alerts import RULE_KINDS
 from workers.engine.documents import COUNTERS, EVENT_COUNTERS, FORBIDDEN, SEMANTICS
+from workers.engine.group_alerts import COUNTED, GROUP_RULE_KINDS
 from workers.engine.redact import MASK
 
 INCIDENTS_PER_PAGE = 50
@@ -147,17 +149,22 @@ def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
         pk=pk,
     )
     range_name = detail_range(incident)
+    of_sentinel = incident.sentinel_id is not None
     return render(
         request,
         "oncall/incident.html",
         {
             "incident": incident,
-            "kind_label": RULE_KINDS.get(incident.kind, incident.kind),
+            "kind_label": RULE_KINDS.get(incident.kind)
+            or GROUP_RULE_KINDS.get(incident.kind, incident.kind),
             "events": incident.events.select_related("channel", "user").order_by("at", "pk"),
-            "windows": triggering_windows(incident),
+            "windows": triggering_windows(incident) if of_sentinel else [],
             "forbidden": incident_columns(incident),
+            "partition_offsets": incident.kind in COUNTED,
             "detail_url": reverse("sentinel-detail", args=[incident.sentinel_id])
-            + f"?range={range_name}",
+            + f"?range={range_name}"
+            if of_sentinel
+            else "",
             "detail_range": RANGE_LABELS[range_name],
             "OPEN": OPEN,
             "RESOLVED": RESOLVED,
@@ -364,3 +371,61 @@ def sentinel_rules(request: HttpRequest, sentinel_id: int) -> HttpResponse:
             "no_channels": not Channel.objects.exists(),
         },
     )
+
+
+@login_required
+def group_rules(request: HttpRequest, cluster: str) -> HttpResponse:
+    """A cluster's consumer group rules; POST adds one (its kind's defaults, every channel
+    ticked unless others are)."""
+    found = get_object_or_404(Cluster, name=cluster)
+    form = GroupRuleForm(
+        request.POST if request.method == "POST" else None,
+        new=True,
+        initial={"include": "*", "channels": list(Channel.objects.filter(enabled=True))},
+    )
+    if request.method == "POST":
+        if form.is_valid():
+            form.instance.cluster = found
+            rule = form.save()
+            messages.success(request, f"Added the group rule {rule}.")
+            return redirect("oncall:group-rules", cluster=found.name)
+        messages.error(request, "The rule was not added: please correct what is marked below.")
+    rules = GroupRule.objects.filter(cluster=found).prefetch_related("channels")
+    return render(
+        request,
+        "oncall/group_rules.html",
+        {
+            "cluster": found,
+            "rules": [(r, GROUP_RULE_KINDS.get(r.kind, r.kind)) for r in rules],
+            "form": form,
+            "no_channels": not Channel.objects.exists(),
+        },
+    )
+
+
+@login_required
+def group_rule_edit(request: HttpRequest, cluster: str, pk: int) -> HttpResponse:
+    rule = get_object_or_404(
+        GroupRule.objects.select_related("cluster"), pk=pk, cluster__name=cluster
+    )
+    form = GroupRuleForm(request.POST if request.method == "POST" else None, instance=rule)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Saved the group rule {rule}.")
+        return redirect("oncall:group-rules", cluster=cluster)
+    return render(
+        request,
+        "oncall/group_rule.html",
+        {"rule": rule, "label": GROUP_RULE_KINDS.get(rule.kind, rule.kind), "form": form},
+    )
+
+
+@login_required
+@require_POST
+def group_rule_delete(request: HttpRequest, cluster: str, pk: int) -> HttpResponse:
+    """Deletes the rule and its incidents (their pages go with it)."""
+    rule = get_object_or_404(GroupRule, pk=pk, cluster__name=cluster)
+    name = str(rule)
+    rule.delete()
+    messages.success(request, f"Deleted the group rule {name}.")
+    return redirect("oncall:group-rules", cluster=cluster)

@@ -239,6 +239,20 @@ def lint_condition(
 
 # -- what integrations are sent ---------------------------------------------------------------
 
+
+def partitions_words(partitions: Mapping[str, Mapping[str, Any]], limit: int = 10) -> str:
+    """``orders:0 (40, offsets 10-50), orders:3 (2, offsets 7-9)``: the largest first."""
+    rows = sorted(partitions.items(), key=lambda kv: (-int(kv[1].get("count", 0)), kv[0]))
+    shown = [
+        f"{key} ({row['count']:,}, offsets {row['first']}-{row['last']})"
+        if "first" in row
+        else f"{key} ({', '.join(f'{k} {v}' for k, v in row.items())})"
+        for key, row in rows[:limit]
+    ]
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return ", ".join(shown) + more
+
+
 TRIGGER, ACKNOWLEDGE, RESOLVE, TEST = "trigger", "acknowledge", "resolve", "test"
 PAGERDUTY_SUMMARY_MAX = 1024
 
@@ -265,10 +279,14 @@ class Notice:
     # the incident has none (a state, or not a violation).
     cause: str = ""
     explanation: str = ""
+    # A consumer group's incident (``workers.engine.group_alerts``): the group, and per
+    # ``topic:partition`` its count and offsets (or status and lag); "" and {} for a sentinel's.
+    group: str = ""
+    partitions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def labels(self) -> dict[str, str]:
-        return {
+        labels = {
             "alertname": "DeliverySentinel" + "".join(w.title() for w in self.rule.split("_")),
             "rule": self.rule,
             "severity": self.severity,
@@ -277,6 +295,15 @@ class Notice:
             "semantic": self.semantic,
             "sentinel": self.sentinel,
         }
+        if self.group:
+            labels["group"] = self.group
+            del labels["semantic"], labels["sentinel"]
+        return labels
+
+    @property
+    def partitions_text(self) -> str:
+        """``orders:0 (40, offsets 10-50), ...``: a group incident's partitions in words."""
+        return partitions_words(self.partitions) if self.partitions else ""
 
 
 def rfc3339(t: float | None) -> str:
@@ -295,6 +322,8 @@ def alertmanager_body(notice: Notice, receiver: str) -> dict[str, Any]:
     if notice.explanation:
         annotations["explanation"] = notice.explanation
         annotations["cause"] = notice.cause
+    if notice.partitions:
+        annotations["partitions"] = notice.partitions_text
     if notice.by:
         annotations["acknowledged_by" if notice.event == ACKNOWLEDGE else "resolved_by"] = notice.by
     status = "resolved" if notice.event == RESOLVE else "firing"
@@ -307,7 +336,11 @@ def alertmanager_body(notice: Notice, receiver: str) -> dict[str, Any]:
         "generatorURL": notice.url,
         "fingerprint": hashlib.sha256(notice.dedup_key.encode()).hexdigest()[:16],
     }
-    group = {"alertname": labels["alertname"], "sentinel": notice.sentinel}
+    group = {"alertname": labels["alertname"]}
+    if notice.group:
+        group.update(cluster=notice.cluster, group=notice.group)
+    else:
+        group["sentinel"] = notice.sentinel
     return {
         "version": "4",
         "groupKey": "{}:{" + ",".join(f'{k}="{v}"' for k, v in group.items()) + "}",
@@ -337,6 +370,8 @@ def slack_body(notice: Notice) -> dict[str, Any]:
         head += f" ({'acknowledged' if notice.event == ACKNOWLEDGE else 'resolved'} by {notice.by})"
     if notice.explanation:
         head += f"\nWhy: {notice.explanation}"
+    if notice.partitions:
+        head += f"\nPartitions: {notice.partitions_text}"
     text = f"{head}\n<{notice.url}|Open the incident>" if notice.url else head
     return {"text": text}
 
@@ -360,8 +395,14 @@ def pagerduty_body(notice: Notice, routing_key: str) -> dict[str, Any]:
             "group": notice.cluster,
             "class": notice.rule,
             "custom_details": {
-                "semantic": notice.semantic,
-                "sentinel": notice.sentinel,
+                **(
+                    {
+                        "group": notice.group,
+                        "partitions": {k: dict(v) for k, v in notice.partitions.items()},
+                    }
+                    if notice.group
+                    else {"semantic": notice.semantic, "sentinel": notice.sentinel}
+                ),
                 "counts": dict(notice.counts),
                 **(
                     {"explanation": notice.explanation, "cause": notice.cause}

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workers.engine.alerts import CRITICAL, WARNING, Condition, clock
+from workers.engine.alerts import CRITICAL, WARNING, Condition, clock, partitions_words
 from workers.engine.groups import LOST, REWOUND, SKIPPED, STALLED, STOPPED, GroupEvent, GroupState
 
 GROUP_LOST, GROUP_SKIPPED, GROUP_REWOUND, GROUP_STOPPED = (
@@ -96,19 +96,6 @@ def partition_counts(
             row["first"] = min(row["first"], e.first)
             row["last"] = max(row["last"], e.last)
     return dict(sorted(out.items()))
-
-
-def partitions_words(partitions: Mapping[str, Mapping[str, Any]], limit: int = 10) -> str:
-    """``orders:0 (40, offsets 10-50), orders:3 (2, offsets 7-9)``: the largest first."""
-    rows = sorted(partitions.items(), key=lambda kv: (-int(kv[1].get("count", 0)), kv[0]))
-    shown = [
-        f"{key} ({row['count']:,}, offsets {row['first']}-{row['last']})"
-        if "first" in row
-        else f"{key} ({', '.join(f'{k} {v}' for k, v in row.items())})"
-        for key, row in rows[:limit]
-    ]
-    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
-    return ", ".join(shown) + more
 
 
 def counting_condition(

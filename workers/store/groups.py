@@ -3,8 +3,9 @@ them (docs/groups.md).
 
 One cluster's keys: ``ds:groups:{cluster}`` (hash group -> ``GroupState`` JSON, bounded per
 partition), ``:events`` (the last ``EVENTS_KEPT`` rewinds, skips and losses, newest first),
-``:lag:{group}`` (the last ``LAG_POINTS`` lag samples of one group) and ``:sample`` (the last
-sample's time, group count and error). A sample's writes are one MULTI/EXEC: one round trip,
+``:lag:{group}`` (the last ``LAG_POINTS`` lag samples of one group), ``:sample`` (the last
+sample's time, group count and error) and ``:alerting`` (the on-call evaluation's memory: since
+when it has seen each group stopped or stalled). A sample's writes are one MULTI/EXEC: one round trip,
 and a watcher that dies mid-write leaves the state and the events of the previous sample
 together, never a count without its state (which would count it again).
 """
@@ -22,6 +23,10 @@ from workers.store.keys import groups_key
 
 EVENTS_KEPT = 1000
 LAG_POINTS = 240  # two hours at the default 30 s interval
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _dumps(value: Any) -> str:
@@ -98,6 +103,36 @@ class GroupStore:
                     break
         return out
 
+    def alert_inputs(
+        self, since: float
+    ) -> tuple[dict[str, GroupState], list[GroupEvent], dict[str, float]]:
+        """What the on-call evaluation reads, in one round trip: every group's state, the
+        events newer than ``since`` (oldest first) and its memory (group -> since when it has
+        seen the group stopped or stalled)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hgetall(groups_key(self.cluster))
+        pipe.lrange(groups_key(self.cluster, ":events"), 0, EVENTS_KEPT - 1)
+        pipe.hgetall(groups_key(self.cluster, ":alerting"))
+        raw_states, raw_events, raw_memory = pipe.execute()
+        states = [GroupState.from_fields(json.loads(doc)) for doc in raw_states.values()]
+        events = []
+        for doc in raw_events:  # newest first: stop at the first one already seen
+            event = GroupEvent.from_fields(json.loads(doc))
+            if event.t <= since:
+                break
+            events.append(event)
+        memory = {_text(k): float(v) for k, v in raw_memory.items()}
+        return {s.group: s for s in states}, events[::-1], memory
+
+    def set_alerting(self, memory: dict[str, float]) -> None:
+        """Replace the on-call evaluation's memory (group -> since when stopped or stalled)."""
+        key = groups_key(self.cluster, ":alerting")
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(key)
+        if memory:
+            pipe.hset(key, mapping={g: repr(t) for g, t in memory.items()})
+        pipe.execute()
+
     def lag_series(self, group: str) -> list[tuple[float, int, float | None]]:
         """``(t, lag records, lag seconds)`` of the group's last samples, oldest first."""
         raw = self.r.lrange(groups_key(self.cluster, f":lag:{group}"), 0, -1)
@@ -114,4 +149,5 @@ class GroupStore:
             for g in self.r.hkeys(groups_key(self.cluster))
         ]
         self.r.delete(groups_key(self.cluster), groups_key(self.cluster, ":events"),
-                      groups_key(self.cluster, ":sample"), *names)  # fmt: skip
+                      groups_key(self.cluster, ":sample"), groups_key(self.cluster, ":alerting"),
+                      *names)  # fmt: skip

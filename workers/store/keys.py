@@ -47,7 +47,9 @@ Global keys: ``ds:workers`` (``WorkerRegistry``: the workers hosting sentinels, 
 ``ds:groups:{cluster}`` (``GroupStore``: hash group -> its bounded state, JSON),
 ``ds:groups:{cluster}:events`` (capped list of its groups' rewinds, skips and losses),
 ``ds:groups:{cluster}:lag:{group}`` (capped list of one group's lag samples, for its charts) and
-``ds:groups:{cluster}:sample`` (when and how the last sample went).
+``ds:groups:{cluster}:sample`` (when and how the last sample went) and
+``ds:groups:{cluster}:alerting`` (hash group -> since when the on-call evaluation has seen it
+stopped or stalled).
 
 Keys of one cluster (by its name), under ``ds:cluster:{cluster}:`` (``ClusterStore``):
 
@@ -97,7 +99,8 @@ def lint_key(cluster: str, suffix: str = "") -> str:
 
 
 def groups_key(cluster: str, suffix: str = "") -> str:
-    """The consumer groups of ``cluster`` (``suffix`` ":events", ":sample", ":lag:{group}")."""
+    """The consumer groups of ``cluster`` (``suffix`` ":events", ":sample", ":lag:{group}",
+    ":alerting")."""
     return f"{PREFIX}groups:{cluster}{suffix}"
 
 
