@@ -115,3 +115,25 @@ def test_every_notification_body_carries_the_explanation_of_a_violation():
     assert "explanation" not in alerts.pagerduty_body(plain, "key")["payload"]["custom_details"]
     assert "explanation" not in alerts.alertmanager_body(plain, "r")["alerts"][0]["annotations"]
     assert "Why:" not in alerts.slack_body(plain)["text"]
+
+
+def test_a_group_incidents_notice_names_the_group_and_its_partitions_in_every_body():
+    parts = {"orders:2": {"count": 3, "first": 7, "last": 10}, "orders:0": {"count": 40, "first": 10, "last": 50}}  # fmt: skip
+    notice = trigger(rule="group_lost", topic="orders", semantic="", sentinel="", group="billing",
+                     summary="group billing on cluster c: 43 records lost", counts={"lost": 43},
+                     partitions=parts)  # fmt: skip
+    words = "orders:0 (40, offsets 10-50), orders:2 (3, offsets 7-10)"  # the largest first
+    assert f"Partitions: {words}" in alerts.slack_body(notice)["text"]
+    details = alerts.pagerduty_body(notice, "key")["payload"]["custom_details"]
+    assert details == {"group": "billing", "partitions": parts, "counts": {"lost": 43}}
+    body = alerts.alertmanager_body(notice, "r")
+    alert = body["alerts"][0]
+    assert alert["labels"]["group"] == "billing" and "sentinel" not in alert["labels"]
+    assert alert["annotations"]["partitions"] == words
+    assert body["groupLabels"] == {"alertname": "DeliverySentinelGroupLost", "cluster": "c",
+                                   "group": "billing"}  # fmt: skip
+    # A sentinel's notice is as it was: no group label, no partitions.
+    plain = alerts.alertmanager_body(trigger(), "r")
+    assert "group" not in plain["alerts"][0]["labels"]
+    assert "partitions" not in plain["alerts"][0]["annotations"]
+    assert plain["groupLabels"] == {"alertname": "DeliverySentinelViolated", "sentinel": "s"}
