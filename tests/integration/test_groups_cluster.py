@@ -136,13 +136,35 @@ def groups(admin: AdminClient, redis_url: str) -> Iterator[Groups]:
     made.close()
 
 
-def test_it_counts_records_deleted_ahead_of_a_group_as_lost_exactly_once(groups: Groups) -> None:
+@pytest.mark.django_db
+def test_it_counts_records_deleted_ahead_of_a_group_as_lost_exactly_once(
+    groups: Groups, redis_url: str, settings: Any
+) -> None:
+    """Lost to retention counted once per range, and a "records lost" group rule opens one
+    incident with exactly that count, paged once, growing with the next loss."""
+    from dashboard.models import Channel, Cluster, GroupRule, Incident, IncidentEvent
+    from dashboard.oncall import evaluation
+    from workers.engine.group_alerts import GROUP_LOST
+
+    settings.REDIS_URL = redis_url
+    cluster = Cluster.objects.create(name=groups.cluster, bootstrap_servers=BOOTSTRAP)
+    channel = Channel.objects.create(name="hook", kind="webhook", config={"url": "http://127.0.0.1:9/"})  # fmt: skip
+    sent: list[tuple[str, str]] = []
+
+    def dispatch(event_id: int) -> None:
+        event = IncidentEvent.objects.get(pk=event_id)
+        sent.append((event.channel.name, event.action))
+
     group = groups.group("billing")
     groups.produce(100)
     groups.read_and_commit(group, 20)
     committed = groups.committed(group)
     first = groups.sampler.sample()
     assert groups.partition(first, group).lost == 0 and first.events == []
+    rule = GroupRule(cluster=cluster, kind=GROUP_LOST, include=f"{groups.tag}-*")
+    rule.apply_defaults()
+    rule.save()
+    rule.channels.set([channel])
 
     groups.delete_before(60)
     second = groups.sampler.sample()
@@ -154,6 +176,11 @@ def test_it_counts_records_deleted_ahead_of_a_group_as_lost_exactly_once(groups:
         again = groups.sampler.sample()
         assert again.events == []
         assert groups.partition(again, group).lost == expected
+        evaluation.evaluate(dispatch=dispatch)
+    (incident,) = Incident.objects.filter(group_rule=rule)
+    assert (incident.group, incident.counts) == (group, {LOST: expected})
+    assert incident.partitions == {f"{groups.topic}:0": {"count": expected, "first": committed, "last": 60}}  # fmt: skip
+    assert sent == [("hook", "trigger")]
 
     groups.delete_before(75)
     more = groups.sampler.sample()
@@ -161,6 +188,11 @@ def test_it_counts_records_deleted_ahead_of_a_group_as_lost_exactly_once(groups:
     stored = GroupStore(groups.redis, groups.cluster)
     assert stored.state(group).total(LOST) == expected + 15
     assert [(e.kind, e.count) for e in stored.events(group)] == [(LOST, 15), (LOST, expected)]
+    evaluation.evaluate(dispatch=dispatch)
+    evaluation.evaluate(dispatch=dispatch)
+    incident.refresh_from_db()
+    assert incident.counts == {LOST: expected + 15}
+    assert Incident.objects.filter(group_rule=rule).count() == 1 and sent == [("hook", "trigger")]
 
 
 def test_it_counts_an_offset_moved_back_as_rewound_and_forward_past_unread_as_skipped(
