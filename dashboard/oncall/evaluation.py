@@ -36,6 +36,9 @@ import time
 from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import FloatField, Max
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from dashboard.models import Sentinel
@@ -495,11 +498,17 @@ def evaluate_groups(now: float, *, dispatch: Dispatch) -> list[Incident]:
             .exclude(state=RESOLVED)
             .values_list("group_rule_id", "group")
         )
+        counted_to = counted_so_far(cluster_rules)
         for rule in cluster_rules:
             created = rule.created.timestamp()
             if rule.kind in group_alerts.COUNTED:
-                counted = group_alerts.COUNTED[rule.kind]
-                candidates = {e.group for e in events if e.kind == counted and e.t > created}
+                # Only groups with events no incident counted yet: nothing to lock otherwise.
+                kind = group_alerts.COUNTED[rule.kind]
+                candidates = {
+                    e.group
+                    for e in events
+                    if e.kind == kind and e.t > max(created, counted_to.get((rule.pk, e.group), 0))
+                }
             else:
                 candidates = {g for g in spells if now - spells[g] >= rule.for_s}
             candidates |= {g for rid, g in unresolved if rid == rule.pk}
@@ -512,6 +521,17 @@ def evaluate_groups(now: float, *, dispatch: Dispatch) -> list[Incident]:
                 if incident is not None:
                     opened.append(incident)
     return opened
+
+
+def counted_so_far(rules: list[GroupRule]) -> dict[tuple[int, str], float]:
+    """(rule id, group) -> the time of the last sample its incidents counted, in one query."""
+    rows = (
+        Incident.objects.filter(group_rule__in=rules)
+        .values("group_rule_id", "group")
+        .annotate(t=Max(Cast(KT("baseline__counted_to"), FloatField())))
+        .values_list("group_rule_id", "group", "t")
+    )
+    return {(rid, group): t for rid, group, t in rows if t is not None}
 
 
 def counting(rule: GroupRule, group: str, events: list[GroupEvent]):

@@ -160,6 +160,32 @@ def test_records_lost_open_one_incident_counted_exactly_that_grows_and_pages_onc
     assert sent.count(("pd", "trigger")) == 2 and sent.count(("pd", "resolve")) == 1
 
 
+def test_an_evaluation_with_nothing_new_touches_no_incident(
+    cluster, watcher, channels, admin_user, monkeypatch
+):
+    """Every 2 s an evaluation runs: events already counted (by an open or a resolved
+    incident) are not looked at again under a lock."""
+    make_rule(cluster, group_alerts.GROUP_LOST)
+    watcher.sample(T0, obs("billing", T0, 10, 0), obs("search", T0, 10, 0))
+    watcher.sample(T0 + 30, obs("billing", T0 + 30, 10, 50), obs("search", T0 + 30, 10, 20))
+    evaluate(T0 + 31, Sent())
+    billing, search = sorted(group_incidents(), key=lambda i: i.group)
+    evaluation.resolve(search, admin_user, "", dispatch=Sent())
+    calls: list[str] = []
+    real = evaluation.apply_group
+
+    def counted(rule, group, *args, **kwargs):
+        calls.append(group)
+        return real(rule, group, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "apply_group", counted)
+    evaluate(T0 + 32, Sent())
+    assert calls == ["billing"]  # the open incident (it may grow); not the resolved one
+    watcher.sample(T0 + 60, obs("billing", T0 + 60, 10, 50), obs("search", T0 + 60, 10, 21))
+    evaluate(T0 + 61, Sent())
+    assert calls == ["billing", "billing", "search"]
+
+
 def test_events_before_the_rule_existed_are_not_counted(cluster, watcher, channels):
     watcher.sample(T0, obs("billing", T0, 10, 0))
     watcher.sample(T0 + 30, obs("billing", T0 + 30, 10, 50))  # 40 lost before the rule
@@ -436,3 +462,5 @@ def test_two_evaluations_at_once_open_one_group_incident_counted_once(
     at_once(lambda: evaluate(T0 + 61, sent))
     incident.refresh_from_db()
     assert incident.counts == {"lost": 55}
+    grew = list(incident.events.filter(kind="grew").values_list("message", flat=True))
+    assert grew == ["lost 40 -> 55"]  # one evaluation grew it; the other found it grown
