@@ -219,6 +219,25 @@ def test_skipped_and_rewound_rules_count_their_own_events(cluster, watcher, chan
     assert len(sent) == 4  # two rules, two channels, once each
 
 
+def test_a_counting_rule_may_let_its_incident_resolve_after_quiet_for_the_hold_down(
+    cluster, watcher, channels
+):
+    make_rule(cluster, group_alerts.GROUP_REWOUND, resolves_itself=True, resolve_after_s=60)
+    watcher.sample(T0, obs("g", T0, 100, 0, members=("c@h",)))
+    watcher.sample(T0 + 30, obs("g", T0 + 30, 90, 0, members=("c@h",)))
+    sent = Sent()
+    evaluate(T0 + 31, sent)
+    evaluate(T0 + 90, sent)
+    (incident,) = group_incidents()
+    assert incident.state == OPEN and incident.counts == {"rewound": 10}
+    assert not incident.events.filter(kind="cleared").exists()  # records stay rewound
+    evaluate(T0 + 91, sent)
+    incident.refresh_from_db()
+    assert incident.state == RESOLVED
+    assert sorted(sent) == [("hook", "resolve"), ("hook", "trigger"), ("pd", "resolve"),
+                            ("pd", "trigger")]  # fmt: skip
+
+
 def test_include_and_exclude_patterns_choose_the_groups(cluster, watcher, channels):
     make_rule(cluster, group_alerts.GROUP_LOST, include="billing-*", exclude="*-test")
     names = ("billing-eu", "billing-test", "search")
