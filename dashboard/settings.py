@@ -230,6 +230,11 @@ METRIC_RETENTION_DAYS = envint("METRIC_RETENTION_DAYS", 30, min=1)
 # Scrapers allowed on /metrics without a token (addresses or networks); empty: token only.
 METRICS_ALLOWED_IPS = envnetworks("METRICS_ALLOWED_IPS", "")
 
+# The live sockets' heartbeat: a browser treats a socket silent for 2.5 heartbeats as dropped
+# and reconnects (the incidents list's socket, which carries nothing else, counts heartbeats as
+# "nothing changed"). The browser tests shorten it to see a dropped connection sooner.
+LIVE_HEARTBEAT_S = envint("DS_LIVE_HEARTBEAT_S", 10, min=1)
+
 # --- On-call ----------------------------------------------------------------------------------
 
 # Notification URLs that resolve to loopback, private or link-local addresses are refused

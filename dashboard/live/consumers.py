@@ -9,9 +9,9 @@ Protocol (server -> client only; client frames are ignored):
    sentinels' check runners (``workers.runtime.publish``); the overview batches its windows
    into at most one ``{"type": "windows", "windows": [...]}`` a second (see
    ``OverviewSocketConsumer``);
-3. and every ``heartbeat`` seconds (given in the state) ``{"type": "heartbeat"}``, so that a
-   browser can tell a silent feed (no sentinel running) from a dead connection (a half-open
-   TCP connection never fires a close event) and reconnect;
+3. and every ``heartbeat`` seconds (given in the state; ``DS_LIVE_HEARTBEAT_S``, 10 by default)
+   ``{"type": "heartbeat"}``, so that a browser can tell a silent feed (no sentinel running)
+   from a dead connection (a half-open TCP connection never fires a close event) and reconnect;
 4. ``{"type": "oncall", "changes": [...]}`` after incidents changed (``ONCALL_GROUP``, sent by
    ``dashboard.oncall.events`` once committed): each change is an incident id, its sentinel,
    the transition and the new state, no text; the page fetches what it shows from the on-call
@@ -36,6 +36,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from dashboard.live.relay import session_group
 from dashboard.metrics.overview import sparklines
@@ -67,12 +68,16 @@ class LiveSocketConsumer(AsyncJsonWebsocketConsumer):
 
     group_name: str | None = None
     session_group: str | None = None
-    heartbeat_seconds: float = 10.0
     # Data is expected this often: a window a second from each sentinel's check runner.
     expect_every: float = CHECKPOINT_INTERVAL_S
     heartbeat_is_data = False  # a feed with nothing else to send: a heartbeat says "no change"
     _heartbeat: asyncio.Task | None = None
     _oncall: bool = False
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """Seconds between heartbeats: ``settings.LIVE_HEARTBEAT_S`` (``DS_LIVE_HEARTBEAT_S``)."""
+        return float(settings.LIVE_HEARTBEAT_S)
 
     def get_group_name(self) -> str:
         raise NotImplementedError
@@ -234,9 +239,11 @@ class OncallSocketConsumer(LiveSocketConsumer):
     """On-call changes only: ``ws/oncall/`` (the incidents list). Nothing but these changes
     and heartbeats comes here, so a heartbeat means "nothing changed" and keeps it fresh."""
 
-    heartbeat_seconds = 10.0
-    expect_every = heartbeat_seconds
     heartbeat_is_data = True
+
+    @property
+    def expect_every(self) -> float:
+        return self.heartbeat_seconds
 
     def get_group_name(self) -> str:
         return ONCALL_GROUP

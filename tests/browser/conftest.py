@@ -210,6 +210,8 @@ def serve_app(tmp: Path, *, bootstrap: str = "") -> LiveApp:
         "DS_ADMIN_USER": USERNAME,
         "DS_ADMIN_PASSWORD": PASSWORD,
         "PYTHONUNBUFFERED": "1",
+        # A dropped live connection is seen after 2.5 heartbeats: 10 s, not the default's 25 s.
+        "DS_LIVE_HEARTBEAT_S": "4",
     }
     if bootstrap:
         env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap

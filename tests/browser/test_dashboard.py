@@ -80,7 +80,7 @@ def test_it_shows_a_dropped_live_connection_and_reconnects_by_itself(
     status = page.locator("#live-status")
     expect(status).to_have_attribute("data-state", "live")
     # Offline, the open socket just goes silent (no close event): the missing heartbeats
-    # (every 10 s, dead after 2.5 of them) are what tell the page.
+    # (every 4 s here, DS_LIVE_HEARTBEAT_S; dead after 2.5 of them) are what tell the page.
     page.context.set_offline(True)
     expect(status).to_have_attribute("data-state", "reconnecting", timeout=45000)
     expect(status).to_contain_text("reconnecting in")

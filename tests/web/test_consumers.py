@@ -8,7 +8,7 @@ import time
 import pytest
 from asgiref.sync import sync_to_async
 
-from dashboard.live.consumers import CLOSE_UNAUTHENTICATED, LiveSocketConsumer
+from dashboard.live.consumers import CLOSE_UNAUTHENTICATED
 from tests.support.dashboard_data import seed_windows, status_doc, window
 from workers.engine.documents import VERDICT_UPDATE, WINDOW_UPDATE, compact
 from workers.runtime.publish import QUEUE_SIZE, LivePublisher
@@ -140,15 +140,21 @@ async def test_it_refuses_a_wrong_origin(asgi, alice, path):
 
 
 async def test_it_sends_heartbeats_so_browsers_can_tell_a_dead_connection(
-    asgi, alice, sentinels, monkeypatch
+    asgi, alice, sentinels, settings
 ):
-    monkeypatch.setattr(LiveSocketConsumer, "heartbeat_seconds", 0.2)
+    settings.LIVE_HEARTBEAT_S = 0.2  # DS_LIVE_HEARTBEAT_S
     ws = await asgi.websocket("/ws/overview/", user=alice)
     assert (await ws.connect(timeout=TIMEOUT))[0]
     state = await ws.receive_json_from(timeout=TIMEOUT)
     assert state["heartbeat"] == 0.2
     assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "heartbeat"}
     assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "heartbeat"}
+    # The incidents list's socket carries nothing else: it expects a heartbeat as often.
+    oncall = await asgi.websocket("/ws/oncall/", user=alice)
+    assert (await oncall.connect(timeout=TIMEOUT))[0]
+    state = await oncall.receive_json_from(timeout=TIMEOUT)
+    assert state["heartbeat"] == state["expect_every"] == 0.2
+    assert await oncall.receive_json_from(timeout=TIMEOUT) == {"type": "heartbeat"}
 
 
 async def test_logging_out_in_another_tab_closes_the_live_sockets(asgi, alice, sentinels):
