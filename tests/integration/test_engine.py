@@ -21,6 +21,9 @@ from tests.support.sentinels import (
     SentinelProcesses,
     make_spec,
     redis_url,
+    settled_after,
+    stop_producers,
+    stop_together,
 )
 from tests.support.waiting import wait_until
 from workers.clients.kafka import TXN_HEADER, read_to_end
@@ -86,10 +89,10 @@ def test_it_holds_all_three_semantics_on_a_clean_run(tmp_path):
         for semantic, procs in sentinels.items():
             doc = procs.wait_status(lambda d: d["verdict"] == "HOLDING", 30, f"{semantic} HOLDING")
             assert doc["verdict"] == "HOLDING", doc
-        for procs in sentinels.values():
-            assert procs.stop("producer") == 0
+        assert stop_producers(sentinels.values()) == [0] * len(sentinels)
+        since = settled_after()
         for semantic, procs in sentinels.items():
-            doc = procs.wait_settled()
+            doc = procs.wait_settled(since=since)
             totals = doc["totals"]
             for name in ZERO_COUNTERS + OFFSET_ANOMALIES:
                 assert totals[name] == 0, (semantic, name, totals)
@@ -121,8 +124,7 @@ def test_it_holds_all_three_semantics_on_a_clean_run(tmp_path):
                 and doc["latency_ms"]["p99"] >= doc["latency_ms"]["p50"]
             )
     finally:
-        for procs in sentinels.values():
-            procs.stop_all()
+        stop_together(sentinels.values())
 
 
 def test_an_at_most_once_producer_at_full_speed_reports_no_offset(tmp_path):

@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 
 from dashboard.forms import ClusterForm, format_properties
-from tests.support.sentinels import SentinelProcesses, make_spec
+from tests.support.sentinels import SentinelProcesses, make_spec, stop_together
 from workers.clients.kafka import read_to_end
 from workers.clients.lintfacts import FactsError, gather
 from workers.clientsecrets import is_sealed, seal
@@ -167,8 +167,9 @@ def test_a_wrong_password_an_untrusted_ca_and_a_missing_acl_stall_in_words_and_r
             running[case].wait_status(stalled_saying(phrase), 30, f"{case}: STALLED, in words")
         # Fixed: a cluster edit restarts the sentinel (its worker does); an ACL needs nothing.
         secured.grant(f"User:{user}", topic_read)
+        # Both stopped at once: each stuck producer's last flush waits out its own timeout.
+        stop_together(running[case] for case in ("password", "ca"))
         for case in ("password", "ca"):
-            running[case].stop_all()
             spec = replace(running[case].spec, client=seal(good))
             running[case] = SentinelProcesses(spec, tmp_path)
             running[case].start("all")
@@ -176,8 +177,7 @@ def test_a_wrong_password_an_untrusted_ca_and_a_missing_acl_stall_in_words_and_r
             doc = procs.wait_status(healthy, 60, f"{case}: recovered")
             assert doc["totals"]["lost"] == 0, (case, doc)
     finally:
-        for procs in running.values():
-            procs.stop_all()
+        stop_together(running.values())
 
 
 @pytest.mark.django_db

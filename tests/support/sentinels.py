@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from workers.engine.spec import SentinelSpec
 from workers.engine.streams import AckReport, PartitionReport, offset_segments
 from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
-from workers.system import sentinel_argv
+from workers.system import sentinel_argv, terminate_all
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,12 +99,9 @@ class SentinelProcesses:
         proc.kill()
         proc.wait(10)
 
-    def stop_all(self) -> None:
-        for roles in list(self.procs):
-            try:
-                self.stop(roles, timeout=60)
-            except subprocess.TimeoutExpired:
-                self.kill(roles)
+    def stop_all(self, timeout: float = 60) -> None:
+        """SIGTERM every role process at once; SIGKILL what is left after ``timeout``."""
+        stop_together([self], timeout)
 
     def status(self) -> dict[str, Any] | None:
         return self.store.status()
@@ -127,18 +124,46 @@ class SentinelProcesses:
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nstatus: {self.status()}\n{self.log_tail()}") from None
 
-    def wait_settled(self, timeout: float = 60) -> dict[str, Any]:
+    def wait_settled(self, timeout: float = 60, since: float | None = None) -> dict[str, Any]:
         """After the producer stopped: every acked record is processed or declared lost.
 
-        Only a status computed well after this call counts: an older document can predate the
+        Only a status computed well after this call (or after ``since``, a time well after the
+        producer stopped: ``settled_after()``) counts: an older document can predate the
         producer's last delivery reports."""
-        since = time.time() + 1.5
+        since = settled_after() if since is None else since
 
         def settled(doc: dict[str, Any]) -> bool:
             t = doc["totals"]
             return doc["updated_at"] > since and t["pending"] == 0 and t["acked"] > 0
 
         return self.wait_status(settled, timeout, "the sentinel to settle")
+
+
+def settled_after() -> float:
+    """For ``wait_settled``: a time well after now, when every producer stopped by now has
+    written its last delivery reports. Sentinels whose producers stopped together share one,
+    so that they settle at once instead of one after another."""
+    return time.time() + 1.5
+
+
+def stop_producers(groups: Iterable[SentinelProcesses], timeout: float = 60) -> list[int]:
+    """SIGTERM the producer process of several sentinels at once (each drains on its own);
+    their exit codes, in order."""
+    procs = [group.procs.pop("producer") for group in groups]
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    return [proc.wait(timeout) for proc in procs]
+
+
+def stop_together(groups: Iterable[SentinelProcesses], timeout: float = 60) -> None:
+    """Stop the role processes of several sentinels in parallel (each one's clean shutdown,
+    e.g. a producer's last flush, overlaps the others'); SIGKILL what is left after
+    ``timeout``."""
+    groups = list(groups)
+    procs = [proc for group in groups for proc in group.procs.values()]
+    for group in groups:
+        group.procs.clear()
+    terminate_all(procs, timeout)
 
 
 def flush_redis_keys(url: str) -> None:
