@@ -103,7 +103,8 @@ CAUSES: dict[str, dict[str, float]] = {
 }
 # What a cause means for a counter, after the evidence (the event's own text).
 MEANING: dict[str, str] = {
-    UNCLEAN_ELECTION: "a leader elected from outside the in-sync replicas rewrote the log",
+    UNCLEAN_ELECTION: "unclean leader election (a replica from outside the ISR became leader "
+    "and rewrote the log)",
     TRUNCATION: "the log was truncated",
     RETENTION: "records deleted before they were read (retention or DeleteRecords)",
     TOPIC_RECREATED: "the topic was deleted and created again",
