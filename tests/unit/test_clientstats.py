@@ -57,27 +57,49 @@ def kinds(events):
 
 
 def test_a_new_client_reports_what_grew_since_it_started_and_then_only_what_grows():
-    watch = ClientStatsWatch(idempotent=False, since=T0)
+    watch = ClientStatsWatch(idempotent=True, since=T0)
     first = watch.observe(stats(brokers=[(1, 2, 3), (2, 0, 0)]), T0 + 5)
-    assert kinds(first) == [REQUEST_TIMEOUTS, PRODUCER_RETRIES]
-    assert first[0][2] == {"count": 2, "brokers": {"1": 2}, "since": T0}
-    assert first[0][1] == "2 requests timed out (broker 1: 2)"
-    assert first[1][2] == {"count": 3, "brokers": {"1": 3}, "since": T0}
+    assert first == [
+        (
+            REQUEST_TIMEOUTS,
+            "2 requests timed out (broker 1: 2)",
+            {"count": 2, "brokers": {"1": 2}, "since": T0},
+        )
+    ]
     # The same counters again: nothing new. Then broker 2 times out once more.
     assert watch.observe(stats(brokers=[(1, 2, 3), (2, 0, 0)]), T0 + 10) == []
     again = watch.observe(stats(brokers=[(1, 2, 3), (2, 1, 0)]), T0 + 15)
-    assert again == [(REQUEST_TIMEOUTS, "1 request timed out (broker 2: 1)", again[0][2])]
-    assert again[0][2] == {"count": 1, "brokers": {"2": 1}, "since": T0 + 10}
+    assert again == [
+        (
+            REQUEST_TIMEOUTS,
+            "1 request timed out (broker 2: 1)",
+            {"count": 1, "brokers": {"2": 1}, "since": T0 + 10},
+        )
+    ]
 
 
 def test_the_bootstrap_connections_are_not_brokers_of_the_cluster():
     assert ClientStatsWatch(idempotent=False).observe(stats()) == []
 
 
+def test_timeouts_and_retries_of_a_producer_without_idempotence_are_writes_sent_again():
+    watch = ClientStatsWatch(idempotent=False, since=T0)
+    [(kind, message, extra)] = watch.observe(stats(brokers=[(1, 2, 3), (3, 1, 0)]), T0 + 5)
+    assert kind == PRODUCER_RETRIES
+    assert extra == {"count": 6, "brokers": {"1": 5, "3": 1}, "since": T0}
+    assert message.startswith(
+        "6 requests timed out or retried by a producer without idempotence "
+        "(broker 1: 5, broker 3: 1)"
+    )
+    # Without retries (at-most-once's retries=0) nothing is sent again: only the timeouts.
+    fire_and_forget = ClientStatsWatch(idempotent=False, retries_on=False)
+    assert kinds(fire_and_forget.observe(stats(brokers=[(1, 2, 3)]))) == [REQUEST_TIMEOUTS]
+
+
 def test_retries_of_an_idempotent_producer_or_of_a_consumer_are_no_cause_of_duplicates():
     assert kinds(ClientStatsWatch(idempotent=True).observe(stats(brokers=[(1, 0, 5)]))) == []
-    consumer = stats(brokers=[(1, 0, 5)], kind="consumer")
-    assert kinds(ClientStatsWatch(idempotent=False).observe(consumer)) == []
+    consumer = stats(brokers=[(1, 2, 5)], kind="consumer")
+    assert kinds(ClientStatsWatch(idempotent=False).observe(consumer)) == [REQUEST_TIMEOUTS]
 
 
 def test_an_epoch_bump_is_reported_with_the_producer_id_and_the_new_epoch():
@@ -91,7 +113,7 @@ def test_an_epoch_bump_is_reported_with_the_producer_id_and_the_new_epoch():
 
 
 def test_a_malformed_document_is_ignored_and_forgets_nothing():
-    watch = ClientStatsWatch(idempotent=False)
+    watch = ClientStatsWatch(idempotent=True)
     watch.observe(stats(brokers=[(1, 4, 0)]))
     for bad in (
         "",
@@ -115,7 +137,7 @@ def event_at(kind, message, extra, at):
 def test_retries_seen_by_the_producer_explain_duplicates_better_than_its_configuration():
     # The retries happened between two documents, the duplicate's record written in between.
     watch = ClientStatsWatch(idempotent=False, since=T0 - 3)
-    retried = watch.observe(stats(brokers=[(1, 0, 4)]), T0 + 2)[-1]
+    [retried] = watch.observe(stats(brokers=[(1, 3, 1)]), T0 + 2)
     assert retried[0] == PRODUCER_RETRIES
     producer = {"enable.idempotence": "false", "retries": "5"}
     got = explain(
@@ -123,7 +145,7 @@ def test_retries_seen_by_the_producer_explain_duplicates_better_than_its_configu
     )
     assert got.cause == RETRIES_WITHOUT_IDEMPOTENCE
     assert got.evidence is not None and got.evidence["kind"] == PRODUCER_RETRIES
-    assert got.text.startswith("producer retries without idempotence: 4 requests retried")
+    assert got.text.startswith("producer retries without idempotence: 4 requests timed out")
     assert [c["place"] for c in got.candidates] == ["topic", "client"]
     # Beside a consumer's restart on the topic, both are candidates.
     session = sentinel_event({"ts": T0 + 1, "kind": "consumer-session", "message": "m"}, "t")

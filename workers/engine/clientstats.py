@@ -8,9 +8,11 @@ The counters read are monotonic for the life of one client (librdkafka's STATIST
   the new epoch; librdkafka#4953 saw such a batch written twice);
 - ``brokers.*.req_timeouts``: requests to that broker that got no answer in time (a frozen,
   overloaded or partitioned broker);
-- ``brokers.*.txretries``: requests sent again. Without idempotence a produce request retried
-  after its batch was written writes it twice: the cause ``retries-without-idempotence``
-  names for duplicates.
+- ``brokers.*.txretries``: requests sent again as they were. A produce request that timed out
+  has its records put back on their partition's queue and sent again (counted in
+  ``req_timeouts``, not here). Without idempotence, a batch sent again after the broker had
+  written it is written twice: for such a producer both are reported as
+  ``producer-retries``, the evidence of the cause ``retries-without-idempotence``.
 
 ``ClientStatsWatch.observe`` compares each document with the last one of the same client and
 returns what grew, as ``(kind, message, extra)`` for ``SentinelStore.event``; the explanations
@@ -59,9 +61,11 @@ class ClientStatsWatch:
     """One client's counters so far (a new client starts from zero, as librdkafka's do).
 
     ``idempotent``: the producer has ``enable.idempotence`` (or is transactional); its retries
-    are then no cause of duplicates and are not reported as such."""
+    are then no cause of duplicates and are not reported as such. ``retries_on``: it retries at
+    all (not ``retries=0``)."""
 
     idempotent: bool = True
+    retries_on: bool = True
     # When the last document came (the client's start before the first): what a document
     # reports happened since then, and each event says so (``since``, read by the explanations).
     since: float = 0.0
@@ -99,7 +103,25 @@ class ClientStatsWatch:
                 )
             self.epoch_cnt = max(self.epoch_cnt, epoch_cnt)
         timeouts = self._grown(stats, "req_timeouts", self.timeouts)
-        if timeouts:
+        retried = self._grown(stats, "txretries", self.retries)
+        if self.retrying and stats.get("type") == "producer":
+            # librdkafka puts the records of a produce request that timed out back on their
+            # partition's queue (not counted in txretries, which counts requests re-sent as
+            # they were): for a producer without idempotence, both are writes sent again.
+            again = {n: timeouts.get(n, 0) + retried.get(n, 0) for n in {*timeouts, *retried}}
+            again = dict(sorted(again.items()))
+            if again:
+                total = sum(again.values())
+                events.append(
+                    (
+                        PRODUCER_RETRIES,
+                        f"{total} request{'s' * (total != 1)} timed out or retried by a "
+                        f"producer without idempotence ({_by_broker(again)}): a batch the "
+                        "broker had already written is written again",
+                        {"count": total, "brokers": {str(n): c for n, c in again.items()}},
+                    )
+                )
+        elif timeouts:
             total = sum(timeouts.values())
             events.append(
                 (
@@ -108,19 +130,12 @@ class ClientStatsWatch:
                     {"count": total, "brokers": {str(n): c for n, c in timeouts.items()}},
                 )
             )
-        retries = self._grown(stats, "txretries", self.retries)
-        if retries and not self.idempotent and stats.get("type") == "producer":
-            total = sum(retries.values())
-            events.append(
-                (
-                    PRODUCER_RETRIES,
-                    f"{total} request{'s' * (total != 1)} retried without idempotence "
-                    f"({_by_broker(retries)}): a batch the broker had already written is "
-                    "written again",
-                    {"count": total, "brokers": {str(n): c for n, c in retries.items()}},
-                )
-            )
         return events
+
+    @property
+    def retrying(self) -> bool:
+        """Timeouts and retries of this client write batches again, unguarded."""
+        return not self.idempotent and self.retries_on
 
     @staticmethod
     def _grown(stats: Mapping[str, Any], counter: str, seen: dict[int, int]) -> dict[int, int]:

@@ -138,8 +138,11 @@ class SentinelProducer(Loop):
         conf = self.spec.producer_conf(**extra)
         conf.setdefault("statistics.interval.ms", STATS_INTERVAL_MS)
         idempotent = self.transactional or str(conf.get("enable.idempotence")).lower() == "true"
+        retries = str(conf.get("retries", conf.get("message.send.max.retries", ""))) != "0"
         self._stats = None
-        self._stats_watch = ClientStatsWatch(idempotent=idempotent, since=time.time())
+        self._stats_watch = ClientStatsWatch(
+            idempotent=idempotent, retries_on=retries, since=time.time()
+        )
         self.producer = Producer(conf)
         # A restart (RestartRole) begins afresh: close() sent what the last run had.
         self.run_id, self._in_txn = 0, False
