@@ -398,26 +398,49 @@ def test_the_lint_says_when_retention_is_shorter_than_a_groups_worst_lag(
     groups.produce(50, timestamp_ms=int((time.time() - 3600) * 1000))
     groups.read_and_commit(group, 10)
     groups.sampler.sample()
-    config = ConfigResource(
-        ResourceType.TOPIC,
-        groups.topic,
-        incremental_configs=[
-            ConfigEntry("retention.ms", "1800000", incremental_operation=AlterConfigOpType.SET)
-        ],
-    )
-    for future in admin.incremental_alter_configs([config]).values():
-        future.result(30)
+
+    def alter(**configs: str) -> None:
+        config = ConfigResource(
+            ResourceType.TOPIC,
+            groups.topic,
+            incremental_configs=[
+                ConfigEntry(k.replace("_", "."), v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in configs.items()
+            ],
+        )
+        for future in admin.incremental_alter_configs([config]).values():
+            future.result(30)
+
+    alter(retention_ms="1800000")
     target = lint.Target(groups.cluster, BOOTSTRAP)
 
-    def finding() -> dict | None:
-        groups.sampler.sample()  # the age of the group's next record, if not read yet
-        report = lint.run(target)
-        (topic,) = [t for t in report["topics"] if t["name"] == groups.topic]
-        found = [f for f in topic["findings"] if f["rule"] == "topic.retention-below-group-lag"]
-        return found[0] if found else None
+    def finding(rule: str):
+        def found() -> dict | None:
+            groups.sampler.sample()  # the age of the group's next record, if not read yet
+            report = lint.run(target)
+            (topic,) = [t for t in report["topics"] if t["name"] == groups.topic]
+            return next((f for f in topic["findings"] if f["rule"] == rule), None)
 
-    found = wait_until(finding, 90, "the retention finding (the topic's config read back)")
+        return found
+
+    found = wait_until(
+        finding("topic.retention-below-group-lag"),
+        90,
+        "the retention finding (the topic's config read back)",
+    )
     assert found["severity"] == "error" and found["value"] == "1800000", found
     assert found["message"].startswith(
         f"retention 30 min is shorter than group '{group}''s worst lag this week (1.0 h)"
+    ), found["message"]
+    # Compacted as well: a deletion the cleaner keeps 10 minutes is one the group never reads.
+    alter(cleanup_policy="compact,delete", delete_retention_ms="600000")
+    found = wait_until(
+        finding("topic.tombstones-expire-before-group-reads"),
+        90,
+        "the tombstones finding (the topic's configs read back)",
+    )
+    assert found["severity"] == "error" and found["value"] == "600000", found
+    assert found["message"].startswith(
+        f"delete.retention.ms 10 min on a compacted topic is shorter than group '{group}''s "
+        "worst lag this week (1.0 h)"
     ), found["message"]

@@ -140,6 +140,14 @@ def test_it_never_duplicates_with_idempotence_when_acks_are_lost(make_lab):
     assert on["detail"]["request_timeouts"] > 0, "the freeze made produce requests time out"
     assert (on["counters"]["duplicated"], on["counters"]["lost"]) == (0, 0), on
     assert off["counters"]["lost"] == 0, off
+    # The producers' own statistics said so on their timelines (workers.engine.clientstats):
+    # requests timed out, and were writes sent again unguarded only where idempotence was off.
+    client_on = on["detail"].get("client_events", {})
+    assert client_on.get("request-timeouts", 0) > 0, on["detail"]
+    assert client_on.get("producer-retries", 0) == 0, on["detail"]
+    if off["detail"]["request_timeouts"]:
+        client_off = off["detail"].get("client_events", {})
+        assert client_off.get("producer-retries", 0) > 0, off["detail"]
     # Reported, not asserted: whether a retried batch was written twice depends on timing.
     print(f"idempotence off: duplicated={off['counters']['duplicated']}")
     assert "duplicated: may be > 0 (reported)" in off["expected"]

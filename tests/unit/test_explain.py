@@ -48,6 +48,7 @@ def test_an_unclean_election_on_the_partition_explains_the_loss_in_words():
     got = explain(lost, [leader, UNCLEAN])
     assert got.cause == UNCLEAN_ELECTION
     assert got.evidence == UNCLEAN
+    assert got.text.startswith("unclean leader election ")  # what the on-call engineer reads
     assert "broker 3 became leader from outside the last ISR seen [2]" in got.text
     assert got.text.endswith("(40 lost on p0)")
     assert "UTC" in got.text

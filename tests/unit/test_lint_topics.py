@@ -185,3 +185,58 @@ def test_it_takes_the_brokers_retention_when_the_topic_has_none_and_forever_as_f
         TopicFacts("t", parts(), group_lags=(("g", 3000.0),)), hours
     )
     assert "topic.retention-below-group-lag" not in rules(TopicFacts("t", parts()), hours)
+
+
+def test_it_says_when_a_compacted_topics_tombstones_expire_before_a_group_reads_them() -> None:
+    minute = {
+        "cleanup.policy": Setting("compact", TOPIC_OVERRIDE),
+        "delete.retention.ms": Setting("60000", TOPIC_OVERRIDE),
+    }
+    lagging = TopicFacts("users", parts(), minute, group_lags=(("cache", 840.0), ("ok", 5.0)))
+    found = rules(lagging)["topic.tombstones-expire-before-group-reads"]
+    assert found.message == (
+        "delete.retention.ms 1 min on a compacted topic is shorter than group 'cache''s worst "
+        "lag this week (14 min): a deletion the cleaner removes before the group reads it is "
+        "never seen, so the group keeps the deleted key"
+    )
+    assert (found.setting, found.value, found.source) == (
+        "delete.retention.ms",
+        "60000",
+        TOPIC_OVERRIDE,
+    )
+    # Compacted only, the delete policy's retention does not apply: no retention finding.
+    assert "topic.retention-below-group-lag" not in rules(lagging)
+    doc = lint_report(cluster(topics={"users": lagging}))
+    (topic,) = doc["topics"]
+    assert topic["verdicts"][AT_LEAST_ONCE]["verdict"] == CANNOT_HOLD
+    assert topic["verdicts"][AT_MOST_ONCE]["verdict"] == CAN_HOLD
+
+
+def test_tombstones_are_kept_a_day_unless_the_broker_or_the_topic_says_otherwise() -> None:
+    compact = {"cleanup.policy": Setting("compact,delete", TOPIC_OVERRIDE)}
+    # The default: a day. Under a day behind is no finding; over it is, from the default.
+    assert "topic.tombstones-expire-before-group-reads" not in rules(
+        TopicFacts("t", parts(), compact, group_lags=(("g", 3600.0),))
+    )
+    day = rules(TopicFacts("t", parts(), compact, group_lags=(("g", 2 * 86400.0),)))
+    found = day["topic.tombstones-expire-before-group-reads"]
+    assert (found.value, found.source) == ("86400000", DEFAULT)
+    # The broker's setting when the topic has none.
+    broker = cluster({"log.cleaner.delete.retention.ms": Setting("600000", STATIC_BROKER)})
+    found = rules(TopicFacts("t", parts(), compact, group_lags=(("g", 3600.0),)), broker)[
+        "topic.tombstones-expire-before-group-reads"
+    ]
+    assert found.message.startswith("delete.retention.ms 10 min on a compacted topic")
+    # A topic that only deletes has no tombstones to lose; a topic without groups, no lag.
+    assert "topic.tombstones-expire-before-group-reads" not in rules(
+        TopicFacts(
+            "t",
+            parts(),
+            {"delete.retention.ms": Setting("1", TOPIC_OVERRIDE)},
+            group_lags=(("g", 3600.0),),
+        ),
+        broker,
+    )
+    assert "topic.tombstones-expire-before-group-reads" not in rules(
+        TopicFacts("t", parts(), compact), broker
+    )

@@ -62,6 +62,18 @@ def test_an_acknowledged_offset_holding_another_record_is_divergent() -> None:
     assert counts(po) == {"divergent": 1}
 
 
+def test_a_rewritten_offset_read_before_its_new_report_is_divergent_once() -> None:
+    """An unclean election: offsets 0..9 acknowledged to run 1 are destroyed and rewritten by
+    run 2; the consumer reads run 2's records there before their reports arrive. Each
+    destroyed acknowledgement counts once, whichever of the read and the report comes first."""
+    po = PartitionOffsets()
+    po.ack(RUN, 0, 0, 10, nothing_processed)
+    po.read(1, 0, 4, RUN + 1, 0, nothing_processed)  # read first, for 0..3
+    po.ack(RUN + 1, 0, 0, 10, nothing_processed)  # then the reports for 0..9
+    po.read(1, 4, 6, RUN + 1, 4, nothing_processed)  # read after them, for 4..9
+    assert counts(po) == {"divergent": 10}
+
+
 def test_an_offset_acknowledged_twice_is_divergent_and_the_log_end_going_back_truncated() -> None:
     po = PartitionOffsets(track_reads=False)
     po.ack(RUN, 0, 0, 100, nothing_processed)
@@ -309,7 +321,10 @@ class Reference:
         for x in range(lo, b):
             ident = (run, seq + x - a)
             if x in self.unread:
-                self.c["divergent"] += self.unread.pop(x) != ident
+                if self.unread.pop(x) != ident:  # rewritten: judged once, for this offset
+                    self.c["divergent"] += 1
+                    self.acked.discard(x)
+                    self.unacked[x] = ident
             elif x not in self.acked:
                 self.unacked[x] = ident
         self.read_hi = max(self.read_hi, b - 1)

@@ -26,7 +26,13 @@ log = logging.getLogger(__name__)
 CONFIG_BATCH = 200
 # Only these topic configs are kept (the rules read them; the rest would only cost memory).
 TOPIC_KEYS = frozenset(
-    {"min.insync.replicas", "unclean.leader.election.enable", "retention.ms", "cleanup.policy"}
+    {
+        "min.insync.replicas",
+        "unclean.leader.election.enable",
+        "retention.ms",
+        "cleanup.policy",
+        "delete.retention.ms",
+    }
 )
 BROKER_KEYS = frozenset(
     {
@@ -42,6 +48,7 @@ BROKER_KEYS = frozenset(
         "log.retention.minutes",
         "log.retention.hours",
         "log.cleanup.policy",
+        "log.cleaner.delete.retention.ms",
     }
 )
 SOURCES = {

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypedDict
 
+from workers.engine.clientstats import KINDS as CLIENT_STATS_EVENTS
 from workers.engine.env import envint
 from workers.engine.latency import LatencyHistogram
 
@@ -482,4 +483,5 @@ SENTINEL_EVENTS: dict[str, str] = {
     "stuck": "stuck, restarted",
     "txn-aborted": "copier transaction aborted",
     "producer-txn-aborted": "producer transaction aborted",
+    **CLIENT_STATS_EVENTS,
 }

@@ -42,6 +42,8 @@ OFFLINE = "offline"
 CONSUMER_SESSION = "consumer-session"
 PRODUCER_RESTART = "producer-restart"
 RETRIES_WITHOUT_IDEMPOTENCE = "retries-without-idempotence"
+PRODUCER_EPOCH_BUMP = "producer-epoch-bump"
+REQUEST_TIMEOUTS = "request-timeouts"
 ACKS_BELOW_ALL = "acks-below-all"
 FENCED = "fenced"
 TRANSACTION_ABORTED = "transaction-aborted"
@@ -64,6 +66,10 @@ EVENT_CAUSE = {
     "fenced": FENCED,
     "txn-aborted": TRANSACTION_ABORTED,
     "producer-txn-aborted": TRANSACTION_ABORTED,
+    # The sentinel producer's own statistics (``workers.engine.clientstats``).
+    "producer-retries": RETRIES_WITHOUT_IDEMPOTENCE,
+    "producer-epoch-bump": PRODUCER_EPOCH_BUMP,
+    "request-timeouts": REQUEST_TIMEOUTS,
 }
 
 # counter -> {cause: weight}: how well each cause explains that counter (0: not at all). The
@@ -88,7 +94,9 @@ CAUSES: dict[str, dict[str, float]] = {
         RETRIES_WITHOUT_IDEMPOTENCE: 8,
         PRODUCER_RESTART: 6,
         FENCED: 6,
+        PRODUCER_EPOCH_BUMP: 5,  # a batch in flight sent again under the new epoch (#4953)
         LEADER_CHANGE: 4,
+        REQUEST_TIMEOUTS: 4,
         BROKER_UNREACHABLE: 3,
     },
     "rewound": {CONSUMER_SESSION: 9, UNCLEAN_ELECTION: 6, TRUNCATION: 6, LEADER_CHANGE: 3},
@@ -97,13 +105,15 @@ CAUSES: dict[str, dict[str, float]] = {
         OFFLINE: 10,
         BROKER_UNREACHABLE: 9,
         UNDER_MIN_ISR: 8,
+        REQUEST_TIMEOUTS: 7,
         LEADER_CHANGE: 5,
         FENCED: 4,
     },
 }
 # What a cause means for a counter, after the evidence (the event's own text).
 MEANING: dict[str, str] = {
-    UNCLEAN_ELECTION: "a leader elected from outside the in-sync replicas rewrote the log",
+    UNCLEAN_ELECTION: "unclean leader election (a replica from outside the ISR became leader "
+    "and rewrote the log)",
     TRUNCATION: "the log was truncated",
     RETENTION: "records deleted before they were read (retention or DeleteRecords)",
     TOPIC_RECREATED: "the topic was deleted and created again",
@@ -116,6 +126,9 @@ MEANING: dict[str, str] = {
     PRODUCER_RESTART: "the producer restarted",
     FENCED: "an instance was fenced (a newer one took its transactional id)",
     TRANSACTION_ABORTED: "a transaction was aborted",
+    RETRIES_WITHOUT_IDEMPOTENCE: "producer retries without idempotence",
+    PRODUCER_EPOCH_BUMP: "the idempotent producer bumped its epoch",
+    REQUEST_TIMEOUTS: "requests to a broker timed out (frozen, overloaded or unreachable)",
 }
 # Same place as the anomaly: the partition, the topic, the cluster.
 PLACE_WEIGHT = {"partition": 1.0, "topic": 0.7, "cluster": 0.5}
@@ -158,14 +171,18 @@ class Explanation:
 
 def sentinel_event(doc: Mapping[str, Any], topic: str) -> dict[str, Any]:
     """A sentinel event (``SentinelStore.event``: ``ts``, ``kind``, ``message``) as an event of
-    this module: on the sentinel's ``topic``, any partition unless it names one."""
-    return {
+    this module: on the sentinel's ``topic``, any partition unless it names one, between its
+    ``since`` and its ``ts`` when it has a ``since``."""
+    event = {
         "at": float(doc.get("ts", 0.0)),
         "kind": doc.get("kind", ""),
         "topic": topic,
         "partition": doc.get("partition"),
         "text": doc.get("message", ""),
     }
+    if doc.get("since"):  # seen at ``ts``, happened since then (a client's statistics)
+        event["since"] = float(doc["since"])
+    return event
 
 
 def _place(anomaly: Anomaly, event: Mapping[str, Any]) -> str | None:

@@ -322,6 +322,11 @@ class PartitionOffsets:
             for lo, hi, r, ad in acked:
                 if r != run or ad != d:
                     self.divergent += hi - lo
+                    # That acknowledgement is judged (rewritten): the record read there awaits
+                    # its own report, which then counts nothing again for the same offset.
+                    self.acked.take(lo, hi)
+                    self.unacked.take(lo, hi)
+                    self.unacked.add(lo, hi, run, d)
             for lo, hi in _uncovered(a, b, acked):
                 _inside, outside = self.acked.split(lo, hi)  # inside: reported and settled
                 for ua, ub in outside:

@@ -241,12 +241,14 @@ class LostAcksAndRetries(BrokerScenario):
     )
     pause_s = 5.0
     # librdkafka times a produce request out locally after socket.timeout.ms (request.timeout.ms
-    # is the broker's wait for replicas); delivery.timeout.ms leaves room for retries.
+    # is the broker's wait for replicas); delivery.timeout.ms leaves room for retries. Statistics
+    # every second: the producer's timeouts and retries reach its timeline during the freeze.
     fast_timeouts: ClassVar[dict[str, str]] = {
         "socket.timeout.ms": "1500",
         "request.timeout.ms": "1500",
         "delivery.timeout.ms": "20000",
         "retry.backoff.ms": "100",
+        "statistics.interval.ms": "1000",
     }
 
     def variants(self) -> list[tuple[str, Profile]]:

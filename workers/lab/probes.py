@@ -20,6 +20,7 @@ from confluent_kafka import KafkaException
 
 from workers.clients.kafka import TXN_HEADER, read_to_end
 from workers.engine import codec
+from workers.engine.clientstats import KINDS as CLIENT_STATS_EVENTS
 from workers.engine.documents import COUNTERS
 from workers.engine.profiles import Profile
 from workers.engine.spec import SentinelSpec
@@ -205,6 +206,14 @@ class Probe:
         }
         if anomalies:
             self.detail["partitions"] = anomalies
+        # What the producer's client said of itself (workers.engine.clientstats): how many
+        # requests timed out, were retried without idempotence, epochs bumped.
+        client = {kind: 0 for kind in CLIENT_STATS_EVENTS}
+        for event in self.store.events(200):
+            if event.get("kind") in client:
+                client[event["kind"]] += int(event.get("count") or 0)
+        if any(client.values()):
+            self.detail["client_events"] = client
         failed = [e for e in expectations if not e.holds(counters)]
         if counters.get("duplicated"):
             self.detail["duplicates_in_topics"] = evidence = self.duplicate_evidence()

@@ -12,6 +12,7 @@ import zlib
 from collections import defaultdict
 from typing import Any
 
+import redis
 from confluent_kafka import (
     KafkaError,
     KafkaException,
@@ -27,6 +28,7 @@ from workers.clients.kafka import (
     records_ever_written,
 )
 from workers.engine import codec
+from workers.engine.clientstats import STATS_INTERVAL_MS, ClientStatsWatch
 from workers.engine.documents import RUN_EVENT
 from workers.engine.latency import LatencyHistogram
 from workers.engine.spec import SentinelSpec
@@ -113,6 +115,9 @@ class SentinelProducer(Loop):
         self.fault = FaultHook(store)
         self.draining = False  # asked to stop cleanly (``SentinelStore.request_drain``)
         self._drain_checked = 0.0
+        # The client's latest statistics, not yet read (``note_stats``), and what it said before.
+        self._stats: str | None = None
+        self._stats_watch = ClientStatsWatch()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -123,10 +128,22 @@ class SentinelProducer(Loop):
             return
         admin = admin_for(self.spec)
         self.partitions = ensure_topic(admin, self.spec, self.spec.topic, self.spec.partitions)
-        extra: dict[str, Any] = {"on_delivery": self._on_delivery, "error_cb": self.on_client_error}
+        extra: dict[str, Any] = {
+            "on_delivery": self._on_delivery,
+            "error_cb": self.on_client_error,
+            "stats_cb": self._on_stats,
+        }
         if self.transactional:
             extra["transactional.id"] = self.spec.producer_transactional_id
-        self.producer = Producer(self.spec.producer_conf(**extra))
+        conf = self.spec.producer_conf(**extra)
+        conf.setdefault("statistics.interval.ms", STATS_INTERVAL_MS)
+        idempotent = self.transactional or str(conf.get("enable.idempotence")).lower() == "true"
+        retries = str(conf.get("retries", conf.get("message.send.max.retries", ""))) != "0"
+        self._stats = None
+        self._stats_watch = ClientStatsWatch(
+            idempotent=idempotent, retries_on=retries, since=time.time()
+        )
+        self.producer = Producer(conf)
         # A restart (RestartRole) begins afresh: close() sent what the last run had.
         self.run_id, self._in_txn = 0, False
         self.forget_reports()
@@ -213,6 +230,8 @@ class SentinelProducer(Loop):
             self.produce_burst()
             self.producer.poll(0)
         self.flush_acks()
+        if self._stats is not None:
+            self.note_stats()
 
     def produce_due(self, elapsed: float) -> None:
         """``rate`` records a second to every partition. One credit for all partitions, so a
@@ -281,6 +300,21 @@ class SentinelProducer(Loop):
         self.next_seq[partition] = seq + 1
         self._produced[partition] += 1
         return True
+
+    def _on_stats(self, document: str) -> None:
+        """librdkafka's statistics (served by ``poll``, in this thread): kept for ``step``."""
+        self._stats = document
+
+    def note_stats(self) -> None:
+        """What the client's statistics say that grew (epoch bumps, request timeouts, retries
+        without idempotence), on the sentinel's timeline: evidence for the explanations."""
+        document, self._stats = self._stats, None
+        for kind, message, extra in self._stats_watch.observe(document or "", time.time()):
+            log.info("sentinel %s: %s", self.spec.name, message)
+            try:
+                self.store.event(kind, message, **extra)
+            except redis.RedisError as exc:  # evidence, not worth a restart
+                log.warning("sentinel %s: %s event not recorded: %s", self.spec.name, kind, exc)
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         # Runs inside poll()/flush() on this loop's own thread, so no lock. Only the run id and

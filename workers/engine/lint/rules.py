@@ -130,6 +130,19 @@ TOPIC_RULES = [
         "Raise retention.ms above the group's worst lag with room to spare (kafka-configs "
         "--alter --entity-type topics --add-config retention.ms=...), or make the group keep up.",
     ),
+    _rule(
+        "topic.tombstones-expire-before-group-reads",
+        "topic",
+        _all(ERROR, DURABLE),
+        "On a compacted topic a deletion is a record with no value (a tombstone), and the log "
+        "cleaner removes it delete.retention.ms after compacting it. A consumer group further "
+        "behind than that never reads the deletion: a state built from the topic (a cache, a "
+        "table) keeps the deleted key for good. The group's worst lag of the last 7 days, as "
+        "its watcher measured it, already was.",
+        "Raise delete.retention.ms above the group's worst lag with room to spare "
+        "(kafka-configs --alter --entity-type topics --add-config delete.retention.ms=...), or "
+        "make the group keep up.",
+    ),
 ]
 
 CLUSTER_RULES = [

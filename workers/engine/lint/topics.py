@@ -233,7 +233,34 @@ def lint_topic(topic: TopicFacts, cluster: ClusterFacts) -> list[Finding]:
                 "retention.ms",
                 retention,
             )
+    compacts = "compact" in str(_cleanup_policy(topic, cluster).value or "").lower()
+    if topic.group_lags and compacts:
+        group, lag_s = topic.group_lags[0]
+        keep_ms, keep = _delete_retention(topic, cluster)
+        if lag_s * 1000 >= keep_ms:
+            add(
+                "topic.tombstones-expire-before-group-reads",
+                f"delete.retention.ms {_span(keep_ms / 1000)} on a compacted topic is shorter "
+                f"than group '{group}''s worst lag this week ({_span(lag_s)}): a deletion the "
+                "cleaner removes before the group reads it is never seen, so the group keeps "
+                "the deleted key",
+                "delete.retention.ms",
+                keep,
+            )
     return out
+
+
+def _delete_retention(topic: TopicFacts, cluster: ClusterFacts) -> tuple[int, Setting]:
+    """How long a compacted topic keeps a deletion marker (tombstone) once cleaned: the
+    topic's ``delete.retention.ms``, else the broker's ``log.cleaner.delete.retention.ms``
+    (1 day by default)."""
+    for setting in (
+        topic.configs.get("delete.retention.ms"),
+        cluster.configs.get("log.cleaner.delete.retention.ms"),
+    ):
+        if setting is not None and setting.value not in (None, ""):
+            return max(_int(setting.value, 86_400_000), 0), setting
+    return 86_400_000, Setting("86400000", DEFAULT)
 
 
 def with_group_lags(facts: ClusterFacts, lags: dict[str, list[tuple[str, float]]]) -> ClusterFacts:

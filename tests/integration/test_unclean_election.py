@@ -1,0 +1,211 @@
+"""An unclean leader election on the real local cluster destroys acknowledged records: the
+at-least-once sentinel counts exactly those as lost and as divergent, the cluster's events
+watcher records the election on that partition, and the incident that pages for the loss says
+why ("unclean leader election"), on the incident and in the webhook body a real HTTP receiver
+gets.
+
+The partition has two replicas, on nodes 1 (leader) and 2, with ``min.insync.replicas=1`` and
+``unclean.leader.election.enable=true``. Every node of the local cluster is also a KRaft
+controller, so at most one node may be down while the ISR must change (an ISR shrink needs the
+quorum): node 2 stops, the ISR shrinks to the leader, the producer's acks=all records are
+acknowledged by the leader alone, the producer stops (every record acknowledged), the leader is
+killed (the quorum is lost for a moment), and node 2, started again, is elected from outside
+the ISR by the controller (the topic allows it). The records the leader acknowledged past node
+2's log end are gone: ground truth is the leader's log end before the kill minus node 2's
+after the election. The producer starts again (its records are acknowledged at the destroyed
+offsets: divergent), node 1 comes back and truncates its log to the new leader's, and the
+consumer (stopped cleanly before the fault, so it read nothing past node 2's log end) reads on
+and never sees the destroyed records: lost.
+
+The sentinel's roles run in processes of their own; the events sampler and the on-call
+evaluation are stepped here directly, as a worker's watch process and Celery beat step them.
+``DS_UNCLEAN_REPEAT=5`` repeats the test to measure the time from the election to the
+explained incident (docs/benchmarks.md); the suite runs it once."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from dashboard.models import Channel, Incident
+from dashboard.oncall import evaluation, notification
+from tests.integration.test_hosting import make_sentinel
+from tests.support.sentinels import SentinelProcesses, bootstrap
+from tests.support.waiting import wait_until
+from workers.engine import explain
+from workers.engine.profiles import AT_LEAST_ONCE
+from workers.lab.brokeractions import BrokerActions
+from workers.lab.limits import Timeouts
+from workers.localkafka.cluster import LocalCluster
+from workers.runtime.eventsampler import EventSampler
+from workers.runtime.watch import ClusterWatch
+from workers.store.connection import connect
+
+pytestmark = [pytest.mark.kafka, pytest.mark.django_db]
+
+LEADER, STALE = 1, 2
+UNCLEAN_TOPIC_CONFIG = {"min.insync.replicas": "1", "unclean.leader.election.enable": "true"}
+
+
+def high_watermark(topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap(), "group.id": "unclean-watermarks"})
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+    finally:
+        consumer.close()
+
+
+def partition_state(admin: AdminClient, topic: str) -> tuple[int, list[int]]:
+    """(leader, ISR) of the topic's partition 0 as the metadata says now; (-1, []) while the
+    metadata does not know it (a topic just created, no broker answering)."""
+    try:
+        info = admin.list_topics(topic, timeout=10).topics.get(topic)
+    except KafkaException:
+        return -1, []
+    part = info.partitions.get(0) if info is not None and info.error is None else None
+    return (part.leader, sorted(part.isrs)) if part is not None else (-1, [])
+
+
+def unclean_events(sampler: EventSampler, topic: str) -> list[dict]:
+    """One step; the unclean elections recorded on ``topic`` so far."""
+    sampler.sample()
+    return [e for e in sampler.store.events(topic=topic) if e["kind"] == "unclean-election"]
+
+
+REPEAT = int(os.environ.get("DS_UNCLEAN_REPEAT", "1"))
+
+
+@pytest.mark.parametrize("round_", range(REPEAT))
+def test_an_unclean_election_destroys_acknowledged_records_counted_exactly_and_explained(
+    round_, tmp_path, redis_url, httpserver
+):
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    Channel.objects.create(name="hook", kind="webhook", config={"url": httpserver.url_for("/hook")})
+    sentinel = make_sentinel(AT_LEAST_ONCE, partitions=1, replication_factor=2)
+    spec = sentinel.to_spec()
+    local = LocalCluster(
+        os.environ["LOCAL_KAFKA_NAME"], broker_base_port=int(os.environ["LOCAL_KAFKA_PORT"])
+    )
+    brokers = BrokerActions(
+        bootstrap_servers=bootstrap(),
+        local=local,
+        cluster_name="local",
+        client=None,
+        timeouts=Timeouts(),
+    )
+    brokers.scenario_name = "unclean-election"
+    admin = AdminClient({"bootstrap.servers": bootstrap()})
+    # confluent-kafka wants the partition count to match the assignment.
+    topic = NewTopic(
+        spec.topic, 1, replica_assignment=[[LEADER, STALE]], config=UNCLEAN_TOPIC_CONFIG
+    )
+    for future in admin.create_topics([topic], operation_timeout=30).values():
+        future.result(60)
+    procs = SentinelProcesses(spec, tmp_path)
+    sampler = EventSampler(
+        ClusterWatch(sentinel.cluster.name, bootstrap(), {}, (spec.topic,)), connect(redis_url)
+    )
+    try:
+        wait_until(
+            lambda: partition_state(admin, spec.topic) == (LEADER, [LEADER, STALE]),
+            60,
+            "the partition led by node 1, both replicas in sync",
+        )
+        for roles in ("producer", "consumer", "checker"):
+            procs.start(roles)
+        procs.wait_status(lambda d: d["totals"]["processed"] > 50, 120, "records flowing")
+        evaluation.evaluate(dispatch=notification.deliver)  # first sight: healthy
+        # The consumer stops cleanly (it commits what it processed): it reads nothing more
+        # until the election is over.
+        procs.stop("consumer")
+        brokers.stop_node(STALE)
+        wait_until(
+            lambda: partition_state(admin, spec.topic)[1] == [LEADER],
+            60,
+            "the ISR shrunk to the leader",
+        )
+        sampler.sample()  # the watcher's last sight before the fault: ISR [1]
+        shrunk_at = high_watermark(spec.topic)
+        wait_until(
+            lambda: high_watermark(spec.topic) - shrunk_at >= 40,
+            60,
+            "40 records acknowledged by the leader alone",
+        )
+        assert procs.stop("producer") == 0  # it flushes: every record produced is acknowledged
+        totals = procs.wait_status(
+            lambda d: d["totals"]["acked"] + d["totals"]["failed"] == d["totals"]["produced"],
+            60,
+            "every delivery report in",
+        )["totals"]
+        assert totals["failed"] == 0 and totals["acked"] == totals["produced"], totals
+        leader_end = high_watermark(spec.topic)
+        sampler.sample()
+        brokers.kill_node(LEADER)
+        brokers.start_node(STALE)  # the quorum is back; the controller elects node 2 unclean
+        wait_until(
+            lambda: partition_state(admin, spec.topic)[0] == STALE,
+            90,
+            "node 2 elected leader",
+        )
+        elected_at = time.time()
+        (event,) = wait_until(
+            lambda: unclean_events(sampler, spec.topic), 60, "the unclean election recorded"
+        )
+        assert event["partition"] == 0, event
+        assert event["before"]["isr"] == [LEADER] and event["after"]["leader"] == STALE, event
+        assert event["after"]["unclean_enabled"] is True, event
+        new_end = high_watermark(spec.topic)
+        destroyed = leader_end - new_end
+        assert destroyed >= 1, (leader_end, new_end)
+        print(f"log end {leader_end} on node 1, {new_end} on node 2: {destroyed} destroyed")
+
+        procs.start("producer")  # its records land at the destroyed offsets
+        # The old leader comes back and truncates its log to node 2's; not awaited here (the
+        # restore below waits until it is a broker again and in sync).
+        brokers.spawn_node(LEADER)
+        procs.start("consumer")
+
+        def counted(doc: dict) -> bool:
+            evaluation.evaluate(dispatch=notification.deliver)  # as Celery beat does, every 2 s
+            return doc["totals"]["lost"] >= destroyed and doc["totals"]["divergent"] >= destroyed
+
+        procs.wait_status(counted, 120, f"{destroyed} records counted lost and divergent")
+        # Settled (the producer stopped, every acknowledged record processed or lost): no
+        # later count can come on top.
+        assert procs.stop("producer") == 0
+        totals = procs.wait_settled(90)["totals"]
+        assert totals["lost"] == destroyed, totals
+        assert totals["divergent"] == destroyed, totals
+        assert totals["duplicated"] == 0, totals
+
+        def opened():
+            evaluation.evaluate(dispatch=notification.deliver)
+            return Incident.objects.filter(sentinel=sentinel, kind="violated").first()
+
+        incident = wait_until(opened, 60, "the violation's incident")
+        found = incident.explanation
+        assert found["cause"] == explain.UNCLEAN_ELECTION, found
+        assert found["counter"] in ("lost", "divergent"), found
+        assert "unclean leader election" in found["text"], found["text"]
+        assert f"{spec.topic} p0" in found["text"], found["text"]
+        # The webhook a real receiver got says why.
+        wait_until(lambda: httpserver.log, 30, "the trigger at the receiver")
+        body = json.loads(httpserver.log[0][0].data)
+        annotations = body["alerts"][0]["annotations"]
+        assert annotations["cause"] == explain.UNCLEAN_ELECTION
+        assert annotations["explanation"] == found["text"]
+        # Measured (reported, not asserted): from the election to the explained incident.
+        explained = incident.events.get(kind="explained").at.timestamp()
+        print(f"fault to explanation: {explained - elected_at:.1f} s; why: {found['text']}")
+    finally:
+        procs.stop_all()
+        sampler.store.forget()
+        sampler.close()
+        problems = brokers.restore()
+        brokers.delete_topics([spec.topic])
+        assert not problems, problems
