@@ -79,6 +79,9 @@ def test_it_shows_a_dropped_live_connection_and_reconnects_by_itself(
     page.goto(live_app.base_url + "/")
     status = page.locator("#live-status")
     expect(status).to_have_attribute("data-state", "live")
+    # The state message also has the on-call box fetched (oncall_live.js): offline before that
+    # fetch lands, it would fail with a console error of its own.
+    expect(page.locator("body")).to_have_attribute("data-oncall-updated", re.compile(r"^\d+$"))
     # Offline, the open socket just goes silent (no close event): the missing heartbeats
     # (every 4 s here, DS_LIVE_HEARTBEAT_S; dead after 2.5 of them) are what tell the page.
     page.context.set_offline(True)
