@@ -3,7 +3,8 @@
 
 The counters read are monotonic for the life of one client (librdkafka's STATISTICS.md):
 
-- ``eos.epoch_cnt``: how many times an idempotent producer bumped its epoch (KIP-360: after
+- ``eos.epoch_cnt``: how many times an idempotent producer acquired a producer id or bumped
+  its epoch, the first acquisition included (KIP-360: a bump comes after
   a request timed out or a sequence went wrong, batches still in flight are sent again under
   the new epoch; librdkafka#4953 saw such a batch written twice);
 - ``brokers.*.req_timeouts``: requests to that broker that got no answer in time (a frozen,
@@ -69,7 +70,10 @@ class ClientStatsWatch:
     # When the last document came (the client's start before the first): what a document
     # reports happened since then, and each event says so (``since``, read by the explanations).
     since: float = 0.0
-    epoch_cnt: int = 0
+    # librdkafka counts the producer's first PID acquisition in ``epoch_cnt`` too (seen on the
+    # real cluster: "bumped 1 time ... epoch now 0" at every start): only what follows it is a
+    # bump.
+    epoch_cnt: int = 1
     timeouts: dict[int, int] = field(default_factory=dict)  # node id -> req_timeouts
     retries: dict[int, int] = field(default_factory=dict)  # node id -> txretries
 
