@@ -291,12 +291,7 @@ def apply(
                 incident = open_incident(rule, sentinel, status, condition, at, silence is not None)
         except IntegrityError:
             return None  # another evaluation opened it and notified
-        if silence is not None:
-            IncidentEvent.objects.create(
-                incident=incident, at=at, kind="silenced", message=f"nobody paged: {silence}"
-            )
-        else:
-            notify(incident, alerts.TRIGGER, dispatch)
+        page_opened(incident, silence, at, dispatch)
         return incident
     if condition.firing:
         if rule.kind != alerts.VIOLATED and is_cleared(incident):
@@ -523,6 +518,17 @@ def evaluate_groups(now: float, *, dispatch: Dispatch) -> list[Incident]:
     return opened
 
 
+def page_opened(incident: Incident, silence, at: datetime, dispatch: Dispatch) -> None:
+    """Page the channels that an incident opened, or record that a silence kept anybody from
+    being paged (the incident is recorded all the same)."""
+    if silence is not None:
+        IncidentEvent.objects.create(
+            incident=incident, at=at, kind="silenced", message=f"nobody paged: {silence}"
+        )
+    else:
+        notify(incident, alerts.TRIGGER, dispatch)
+
+
 def counted_so_far(rules: list[GroupRule]) -> dict[tuple[int, str], float]:
     """(rule id, group) -> the time of the last sample its incidents counted, in one query."""
     rows = (
@@ -586,12 +592,7 @@ def apply_group(rule: GroupRule, group: str, compute, now: float, dispatch: Disp
                 )
         except IntegrityError:
             return None  # another evaluation opened it and notified
-        if silence is not None:
-            IncidentEvent.objects.create(
-                incident=incident, at=at, kind="silenced", message=f"nobody paged: {silence}"
-            )
-        else:
-            notify(incident, alerts.TRIGGER, dispatch)
+        page_opened(incident, silence, at, dispatch)
         return incident
     if condition.firing:
         if not counts_records and is_cleared(incident):
