@@ -19,7 +19,13 @@ from dashboard.models.core import Cluster, Sentinel
 from dashboard.models.fields import SealedChannelConfigField
 from workers.clientsecrets import SecretError, unseal
 from workers.engine.alerts import RULE_KINDS, SEVERITIES, default_rules
-from workers.engine.group_alerts import GROUP_RULE_DEFAULTS, GROUP_RULE_KINDS, matches, patterns
+from workers.engine.group_alerts import (
+    GROUP_RULE_DEFAULTS,
+    GROUP_RULE_KINDS,
+    group_subject,
+    matches,
+    patterns,
+)
 from workers.engine.redact import MASK
 
 OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
@@ -248,7 +254,7 @@ class Incident(models.Model):
     def about(self) -> str:
         """``sentinel s1`` or ``group billing on cluster c1``."""
         if self.group_rule_id is not None:
-            return f"group {self.group} on cluster {self.cluster}"
+            return group_subject(self.cluster, self.group)
         return f"sentinel {self.sentinel.name if self.sentinel else '(deleted)'}"
 
 

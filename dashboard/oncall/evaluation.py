@@ -294,23 +294,42 @@ def apply(
         page_opened(incident, silence, at, dispatch)
         return incident
     if condition.firing:
-        if rule.kind != alerts.VIOLATED and is_cleared(incident):
-            IncidentEvent.objects.create(
-                incident=incident, at=at, kind="firing", message=condition.reason
-            )
-            announce(incident, "firing")
+        if rule.kind != alerts.VIOLATED:
+            firing_again(incident, condition, at)
         incident.last_firing_at = at
         if rule.kind == alerts.VIOLATED:
             grow(incident, status, at)
             reexplain(incident, sentinel, now, at)
         incident.save()
     elif incident is not None:
-        if rule.kind != alerts.VIOLATED and not is_cleared(incident):
-            clear(incident, rule, at)
-        clear_for = now - incident.last_firing_at.timestamp()
-        if rule.resolves_itself and clear_for >= rule.resolve_after_s:
-            resolve(incident, None, f"clear for {clear_for:.0f} s", dispatch=dispatch, at=at)
+        found_clear(incident, rule, rule.kind != alerts.VIOLATED, now, at, dispatch)
     return None
+
+
+def firing_again(incident: Incident, condition: Condition, at: datetime) -> None:
+    """A state's condition holds again after it was found clear: the pages say "firing"."""
+    if is_cleared(incident):
+        IncidentEvent.objects.create(
+            incident=incident, at=at, kind="firing", message=condition.reason
+        )
+        announce(incident, "firing")
+
+
+def found_clear(
+    incident: Incident,
+    rule: AlertRule | GroupRule,
+    state: bool,
+    now: float,
+    at: datetime,
+    dispatch: Dispatch,
+) -> None:
+    """The condition of an open incident does not hold: a state's (``state``) says "cleared"
+    once; an incident whose rule resolves itself resolves after its hold-down."""
+    if state and not is_cleared(incident):
+        clear(incident, rule, at)
+    clear_for = now - incident.last_firing_at.timestamp()
+    if rule.resolves_itself and clear_for >= rule.resolve_after_s:
+        resolve(incident, None, f"clear for {clear_for:.0f} s", dispatch=dispatch, at=at)
 
 
 def is_cleared(incident: Incident) -> bool:
@@ -319,7 +338,7 @@ def is_cleared(incident: Incident) -> bool:
     return incident.events.filter(kind="cleared", at__gte=incident.last_firing_at).exists()
 
 
-def clear(incident: Incident, rule: AlertRule, at: datetime) -> None:
+def clear(incident: Incident, rule: AlertRule | GroupRule, at: datetime) -> None:
     """Record that a state's condition no longer holds while its incident stays open (the
     hold-down, or a rule that does not resolve by itself): pages say "cleared", not the past
     as the present. A violation is never "cleared": its records stay lost or duplicated."""
@@ -595,11 +614,8 @@ def apply_group(rule: GroupRule, group: str, compute, now: float, dispatch: Disp
         page_opened(incident, silence, at, dispatch)
         return incident
     if condition.firing:
-        if not counts_records and is_cleared(incident):
-            IncidentEvent.objects.create(
-                incident=incident, at=at, kind="firing", message=condition.reason
-            )
-            announce(incident, "firing")
+        if not counts_records:
+            firing_again(incident, condition, at)
         incident.last_firing_at = at
         if counts_records:
             message = ", ".join(
@@ -612,11 +628,7 @@ def apply_group(rule: GroupRule, group: str, compute, now: float, dispatch: Disp
         incident.topic = topics_of(parts)
         incident.save()
     elif incident is not None:
-        if not counts_records and not is_cleared(incident):
-            clear(incident, rule, at)
-        clear_for = now - incident.last_firing_at.timestamp()
-        if rule.resolves_itself and clear_for >= rule.resolve_after_s:
-            resolve(incident, None, f"clear for {clear_for:.0f} s", dispatch=dispatch, at=at)
+        found_clear(incident, rule, not counts_records, now, at, dispatch)
     return None
 
 
