@@ -29,6 +29,12 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _states(raw: dict[Any, Any]) -> dict[str, GroupState]:
+    """A cluster's hash of group states, read back: group -> state, by group name."""
+    states = [GroupState.from_fields(json.loads(doc)) for doc in raw.values()]
+    return {s.group: s for s in sorted(states, key=lambda s: s.group)}
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -40,12 +46,7 @@ class GroupStore:
 
     def states(self) -> dict[str, GroupState]:
         """Every group's state as last saved."""
-        raw = self.r.hgetall(groups_key(self.cluster))
-        out = {}
-        for doc in raw.values():
-            state = GroupState.from_fields(json.loads(doc))
-            out[state.group] = state
-        return dict(sorted(out.items()))
+        return _states(self.r.hgetall(groups_key(self.cluster)))
 
     @staticmethod
     def states_of(client: redis.Redis, clusters: list[str]) -> dict[str, dict[str, GroupState]]:
@@ -55,8 +56,7 @@ class GroupStore:
             pipe.hgetall(groups_key(cluster))
         out = {}
         for cluster, raw in zip(clusters, pipe.execute() if clusters else [], strict=True):
-            states = [GroupState.from_fields(json.loads(doc)) for doc in raw.values()]
-            out[cluster] = {s.group: s for s in sorted(states, key=lambda s: s.group)}
+            out[cluster] = _states(raw)
         return out
 
     def state(self, group: str) -> GroupState | None:
@@ -114,7 +114,6 @@ class GroupStore:
         pipe.lrange(groups_key(self.cluster, ":events"), 0, EVENTS_KEPT - 1)
         pipe.hgetall(groups_key(self.cluster, ":alerting"))
         raw_states, raw_events, raw_memory = pipe.execute()
-        states = [GroupState.from_fields(json.loads(doc)) for doc in raw_states.values()]
         events = []
         for doc in raw_events:  # newest first: stop at the first one already seen
             event = GroupEvent.from_fields(json.loads(doc))
@@ -122,7 +121,7 @@ class GroupStore:
                 break
             events.append(event)
         memory = {_text(k): float(v) for k, v in raw_memory.items()}
-        return {s.group: s for s in states}, events[::-1], memory
+        return _states(raw_states), events[::-1], memory
 
     def set_alerting(self, memory: dict[str, float]) -> None:
         """Replace the on-call evaluation's memory (group -> since when stopped or stalled)."""
@@ -145,7 +144,7 @@ class GroupStore:
     def forget(self) -> None:
         """Drop everything of this cluster's groups (a cluster removed, a test's clean slate)."""
         names = [
-            groups_key(self.cluster, f":lag:{g.decode() if isinstance(g, bytes) else g}")
+            groups_key(self.cluster, f":lag:{_text(g)}")
             for g in self.r.hkeys(groups_key(self.cluster))
         ]
         self.r.delete(groups_key(self.cluster), groups_key(self.cluster, ":events"),
