@@ -119,6 +119,27 @@ def test_record_many_builds_the_same_histogram_as_record(values: list[float]) ->
     assert batched.sum == pytest.approx(one_by_one.sum)
 
 
+@settings(max_examples=300)
+@given(
+    values=st.lists(
+        st.floats(0.64, 3_600_000.0)
+        | st.integers(64, 400_000).map(lambda u: u / 100.0)  # on whole units: bucket bounds
+        | st.integers(64, 400_000).map(lambda u: math.nextafter(u / 100.0, 0.0)),
+        min_size=1,
+        max_size=300,
+    )
+)
+def test_record_many_counts_by_whole_unit_where_bounds_are_whole_units(values: list[float]) -> None:
+    """The producer's case (every latency at least 0.64 ms): counted by whole unit, the same
+    histogram as one by one, values just below a bucket's bound included."""
+    one_by_one, batched = LatencyHistogram(), LatencyHistogram()
+    for value in values:
+        one_by_one.record(value)
+    batched.record_many(values)
+    assert batched.to_dict()["buckets"] == one_by_one.to_dict()["buckets"]
+    assert batched.count == len(values)
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_record_many_refuses_non_finite_values_and_records_nothing(bad: float) -> None:
     hist = LatencyHistogram()

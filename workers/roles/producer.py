@@ -61,7 +61,10 @@ def ack_flush_interval(partitions: int, transactional: bool = True) -> float:
     return min(ACK_FLUSH_INTERVAL_MAX_S, max(shortest, partitions / ACK_FLUSH_PARTITIONS_PER_S))
 
 
-_U64 = struct.Struct(">Q")
+# The record's run, partition and seq, read in one call from its value (``codec``'s layout).
+_RUN_PARTITION_SEQ = struct.Struct(">QIQ")
+_RUN_OFFSET, _HEADER_SIZE = codec.RUN_OFFSET, codec.HEADER_SIZE
+
 AFTER_STATE_LOSS = "after Redis lost the sentinel state"
 
 
@@ -320,11 +323,11 @@ class SentinelProducer(Loop):
         # Runs inside poll()/flush() on this loop's own thread, so no lock. Only the run id and
         # seq are read, at fixed offsets of our own records: this is the hot path at saturation.
         value = msg.value()
-        if value is None or len(value) < codec.HEADER_SIZE:
+        if value is None or len(value) < _HEADER_SIZE:
             return
-        if _U64.unpack_from(value, codec.RUN_OFFSET)[0] != self.run_id:
+        run, _partition, seq = _RUN_PARTITION_SEQ.unpack_from(value, _RUN_OFFSET)
+        if run != self.run_id:
             return  # a previous run's straggler: that run's ranges are closed
-        seq = _U64.unpack_from(value, codec.SEQ_OFFSET)[0]
         if err is None:
             partition = msg.partition()
             if self.transactional:
