@@ -226,7 +226,45 @@ def explain_violation(
     if at is None:  # when the first affected record was written (``at``: known already)
         at = since - (sentinel.grace_seconds if counter in COUNTED_AFTER_GRACE else 0.0)
     anomaly = explain.Anomaly(counter, sentinel.topic, partition, at, counts[counter])
-    lo, hi = at - explain.BEFORE_S, at + explain.AFTER_S
+    found = explain.explain(
+        anomaly,
+        events_around(client, store, sentinel, at, at + explain.AFTER_S),
+        **clients(sentinel),
+    )
+    return {**found.to_dict(), "counter": counter, "partition": partition, "at": at}
+
+
+def explain_stall(sentinel: Sentinel, now: float, at: float, partition: int | None = None) -> dict:
+    """Why the sentinel stopped making progress at ``at`` (its last progress): the cluster's
+    events and the sentinel's own from ``explain.BEFORE_S`` before it up to ``now`` (a stall
+    lasts: what happened during it explains it too), on ``partition`` (the one the metadata
+    shows without a leader) or the topic."""
+    client = redis_client()
+    store = SentinelStore(client, sentinel.pk)
+    anomaly = explain.Anomaly("stalled", sentinel.topic, partition, at)
+    hi = max(now, at) + explain.AFTER_S
+    found = explain.explain(
+        anomaly,
+        events_around(client, store, sentinel, at, hi),
+        after_s=hi - at,
+        **clients(sentinel),
+    )
+    return {**found.to_dict(), "counter": "stalled", "partition": partition, "at": at}
+
+
+def stall_start(status: dict, now: float) -> tuple[float, int | None]:
+    """When a STALLED sentinel last made progress (else when it became STALLED), and the one
+    partition its metadata shows without a leader (None: none or several)."""
+    at = status.get("last_progress_at") or status.get("verdict_since") or now
+    parts = ((status.get("metadata") or {}).get("partitions")) or {}
+    leaderless = [p for p, info in parts.items() if (info or {}).get("leader", -1) in (None, -1)]
+    return float(at), int(leaderless[0]) if len(leaderless) == 1 else None
+
+
+def events_around(client, store: SentinelStore, sentinel: Sentinel, at: float, hi: float) -> list:
+    """The cluster's events on the sentinel's topic (its watcher's) and the sentinel's own, from
+    ``explain.BEFORE_S`` before ``at`` up to ``hi``."""
+    lo = at - explain.BEFORE_S
     events = ClusterStore(client, sentinel.cluster.name).events(
         since=lo - 10, until=hi + 10, topic=sentinel.topic, limit=500
     )
@@ -235,11 +273,20 @@ def explain_violation(
         for doc in store.events(200)
         if lo <= float(doc.get("ts", 0)) <= hi
     ]
+    return events
+
+
+def clients(sentinel: Sentinel) -> dict[str, dict]:
+    """The client properties an explanation may weigh, and no other."""
     profile = sentinel.profile
-    producer = {k: v for k, v in profile.producer_properties.items() if k in EXPLAINING_PRODUCER}
-    consumer = {k: v for k, v in profile.consumer_properties.items() if k in EXPLAINING_CONSUMER}
-    found = explain.explain(anomaly, events, producer=producer, consumer=consumer)
-    return {**found.to_dict(), "counter": counter, "partition": partition, "at": at}
+    return {
+        "producer": {
+            k: v for k, v in profile.producer_properties.items() if k in EXPLAINING_PRODUCER
+        },
+        "consumer": {
+            k: v for k, v in profile.consumer_properties.items() if k in EXPLAINING_CONSUMER
+        },
+    }
 
 
 def minute_p99s(sentinel_id: int, count: int, now: float) -> list[float | None]:
@@ -299,7 +346,7 @@ def apply(
         incident.last_firing_at = at
         if rule.kind == alerts.VIOLATED:
             grow(incident, status, at)
-            reexplain(incident, sentinel, now, at)
+        reexplain(incident, sentinel, now, at)
         incident.save()
     elif incident is not None:
         found_clear(incident, rule, rule.kind != alerts.VIOLATED, now, at, dispatch)
@@ -361,6 +408,9 @@ def open_incident(
     explanation = {}
     if rule.kind == alerts.VIOLATED:
         explanation = explain_violation(sentinel, condition.counts, at.timestamp())
+    elif rule.kind == alerts.STALLED:
+        since, partition = stall_start(status, at.timestamp())
+        explanation = explain_stall(sentinel, at.timestamp(), since, partition)
     incident = Incident.objects.create(
         rule=rule,
         sentinel=sentinel,
@@ -406,19 +456,26 @@ def grow(incident: Incident, status: dict, at: datetime) -> None:
         announce(incident, "grew")
 
 
-# How long after the first affected record an unexplained violation is explained again: the
+# How long after the first affected record an unexplained violation is explained again (the
 # cluster's watcher samples every few seconds, so an event of the window may be recorded
-# after the incident opened.
+# after the incident opened); a stall, whose window runs until now, for as long after its
+# incident opened (its rule waits ``for_s`` before it opens).
 REEXPLAIN_FOR_S = explain.AFTER_S + 60
 
 
 def reexplain(incident: Incident, sentinel: Sentinel, now: float, at: datetime) -> None:
-    """Explain again a violation nothing explained yet, while the events of its window may
-    still arrive; the incident keeps the first explanation that names a cause."""
+    """Explain again a violation or a stall nothing explained yet, while the events of its
+    window may still arrive; the incident keeps the first explanation that names a cause."""
     found = incident.explanation or {}
-    if found.get("cause") != explain.NOTHING_SEEN or now > found.get("at", 0) + REEXPLAIN_FOR_S:
+    start = found.get("at", 0)
+    if incident.kind == alerts.STALLED:
+        start = incident.opened_at.timestamp()
+    if found.get("cause") != explain.NOTHING_SEEN or now > start + REEXPLAIN_FOR_S:
         return
-    again = explain_violation(sentinel, incident.counts, now, at=found["at"])
+    if incident.kind == alerts.STALLED:
+        again = explain_stall(sentinel, now, found["at"], found.get("partition"))
+    else:
+        again = explain_violation(sentinel, incident.counts, now, at=found["at"])
     if again.get("cause") not in (None, explain.NOTHING_SEEN):
         incident.explanation = again
         IncidentEvent.objects.create(

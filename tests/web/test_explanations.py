@@ -191,3 +191,93 @@ def test_duplicates_from_a_producer_retrying_without_idempotence_name_the_config
 def incidents_explained(sentinel, grown, now):
     sentinel.refresh_from_db()
     return evaluation.explain_violation(sentinel, grown, now)
+
+
+def stalled(redis_url, sentinel, since, leaders):
+    """STALLED since ``since`` (its last progress), its metadata showing ``leaders``
+    (partition -> leader, -1: none)."""
+    parts = {
+        str(p): {"leader": leader, "replicas": [1, 2], "isr": []} for p, leader in leaders.items()
+    }
+    publish(
+        redis_url,
+        sentinel,
+        verdict="STALLED",
+        reasons=["no progress for 45 s"],
+        last_progress_at=since,
+        metadata={"error": None, "partitions": parts},
+    )
+
+
+def test_a_stall_is_explained_by_its_partition_going_offline_even_when_seen_after_it_began(
+    sentinels, events, redis_url, httpserver
+):
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    Channel.objects.create(name="hook", kind="webhook", config={"url": httpserver.url_for("/hook")})
+    alo = only(sentinels, "at-least-once")
+    now = time.time()
+    publish(redis_url, alo)
+    evaluate(now, Sent())
+    # A broker unreachable (the whole cluster) before the stall; nothing on the partition yet.
+    unreachable = cluster_event("broker-unreachable", now + 2, None, None, "broker 1 unreachable")
+    events.record({}, [unreachable], WEEK_MS)
+    stalled(redis_url, alo, now + 1, {0: -1, 1: 2})
+    evaluate(now + 5, Sent())  # STALLED seen: the rule's 60 s begin
+    (incident,) = incidents_opened(now + 66)
+    assert incident.kind == "stalled"
+    found = incident.explanation
+    assert (found["cause"], found["counter"], found["partition"]) == (
+        explain.BROKER_UNREACHABLE,
+        "stalled",
+        0,
+    )
+    assert found["text"].endswith("(stalled on p0)"), found["text"]
+    # The watcher's sample that saw p0 without a leader, 50 s into the stall (long after the
+    # window around its start): the partition's own event explains it better, once.
+    offline = cluster_event("offline", now + 51, alo.topic, 0, f"{alo.topic} p0 offline: no leader")
+    events.record({}, [offline], WEEK_MS)
+    evaluate(now + 68, Sent())
+    incident = Incident.objects.get(pk=incident.pk)
+    assert incident.explanation["cause"] == explain.BROKER_UNREACHABLE  # a cause stays
+    ((request, _response),) = httpserver.log
+    annotations = json.loads(request.data)["alerts"][0]["annotations"]
+    assert annotations["cause"] == explain.BROKER_UNREACHABLE
+
+
+def test_a_stall_of_several_leaderless_partitions_is_explained_by_the_topics_events(
+    sentinels, events, redis_url
+):
+    alo = only(sentinels, "at-least-once")
+    now = time.time()
+    publish(redis_url, alo)
+    evaluate(now, Sent())
+    elsewhere = cluster_event("offline", now + 2, alo.topic, 1, f"{alo.topic} p1 offline")
+    events.record({}, [elsewhere], WEEK_MS)
+    stalled(redis_url, alo, now + 1, {0: -1, 1: -1, 2: 3})
+    evaluate(now + 5, Sent())
+    (incident,) = evaluate(now + 66, Sent())
+    assert incident.explanation["partition"] is None
+    assert incident.explanation["cause"] == explain.OFFLINE
+    assert incident.explanation["text"].endswith("(stalled)")
+
+
+def test_a_stall_nothing_explained_yet_is_explained_by_an_offline_partition_seen_later(
+    sentinels, events, redis_url
+):
+    alo = only(sentinels, "at-least-once")
+    now = time.time()
+    publish(redis_url, alo)
+    evaluate(now, Sent())
+    stalled(redis_url, alo, now + 1, {0: -1})
+    evaluate(now + 2, Sent())
+    (incident,) = evaluate(now + 63, Sent())
+    assert incident.explanation["cause"] == explain.NOTHING_SEEN
+    assert incident.explanation["text"] == explain.NOTHING_TEXT
+    offline = cluster_event("offline", now + 60, alo.topic, 0, f"{alo.topic} p0 offline")
+    events.record({}, [offline], WEEK_MS)
+    evaluate(now + 65, Sent())
+    incident = Incident.objects.get(pk=incident.pk)
+    assert incident.explanation["cause"] == explain.OFFLINE
+    assert incident.explanation["text"].startswith("the partition had no leader: ")
+    assert incident.explanation["text"].endswith("(stalled on p0)")
+    assert incident.events.filter(kind="explained").count() == 2  # nothing, then offline

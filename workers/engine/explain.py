@@ -305,4 +305,6 @@ def _words(anomaly: Anomaly, best: Mapping[str, Any]) -> str:
 
 def _count(anomaly: Anomaly) -> str:
     where = f" on p{anomaly.partition}" if anomaly.partition is not None else ""
+    if anomaly.counter == "stalled":  # a state, not a count of records
+        return f"stalled{where}"
     return f"{anomaly.count} {anomaly.counter.replace('_', ' ')}{where}"
