@@ -136,6 +136,19 @@ def test_a_stall_is_explained_by_the_partition_going_offline():
     assert explain(Anomaly("stalled", "t", 0, T0, 0), [offline]).cause == OFFLINE
 
 
+def test_a_stall_is_explained_by_its_partition_going_offline_while_it_lasts():
+    """A stall lasts: the partition seen without a leader 20 s into it explains it better than
+    a broker found unreachable as it began (the whole cluster's event)."""
+    unreachable = event("broker-unreachable", T0 + 1, topic=None, partition=None)
+    offline = event("offline", T0 + 20, text="t p0 offline: no leader (was 1)")
+    got = explain(Anomaly("stalled", "t", 0, T0), [unreachable, offline], after_s=40)
+    assert got.cause == OFFLINE
+    assert got.text.endswith("(stalled on p0)")
+    # Records are different: a loss at T0 is nearer the broker going away than the later event.
+    lost = explain(Anomaly("lost", "t", 0, T0, 5), [unreachable, offline], after_s=40)
+    assert [c["kind"] for c in lost.candidates] == ["broker-unreachable", "offline"]
+
+
 def test_a_cluster_wide_event_counts_for_every_topic():
     unreachable = event("broker-unreachable", T0 - 1, topic=None, partition=None)
     got = explain(Anomaly("stalled", "t", 0, T0, 0), [unreachable])

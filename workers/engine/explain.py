@@ -130,6 +130,8 @@ MEANING: dict[str, str] = {
     PRODUCER_EPOCH_BUMP: "the idempotent producer bumped its epoch",
     REQUEST_TIMEOUTS: "requests to a broker timed out (frozen, overloaded or unreachable)",
 }
+# Anomalies that last (from ``at`` until now) rather than records affected at ``at``.
+LASTING = frozenset({"stalled"})
 # Same place as the anomaly: the partition, the topic, the cluster.
 PLACE_WEIGHT = {"partition": 1.0, "topic": 0.7, "cluster": 0.5}
 NOTHING_TEXT = (
@@ -255,13 +257,13 @@ def explain(
         if end < lo or start > hi:
             continue
         # Nearer the first affected record is better; one that happened (possibly) before it
-        # better than one after, which can explain a record only if it was still unread.
-        distance = (
-            0.0
-            if start <= anomaly.at <= end
-            else min(abs(anomaly.at - start), abs(end - anomaly.at))
-        )
-        after_penalty = 0.5 if start > anomaly.at else 1.0
+        # better than one after, which can explain a record only if it was still unread. A
+        # lasting anomaly (a stall) is explained as well by what happened while it lasted.
+        if start <= anomaly.at <= end or (anomaly.counter in LASTING and end >= anomaly.at):
+            distance, after_penalty = 0.0, 1.0
+        else:
+            distance = min(abs(anomaly.at - start), abs(end - anomaly.at))
+            after_penalty = 0.5 if start > anomaly.at else 1.0
         score = weight * PLACE_WEIGHT[place] * after_penalty / (1.0 + distance / 30.0)
         candidates.append(
             (
