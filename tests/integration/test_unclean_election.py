@@ -17,6 +17,12 @@ offsets: divergent), node 1 comes back and truncates its log to the new leader's
 consumer (stopped cleanly before the fault, so it read nothing past node 2's log end) reads on
 and never sees the destroyed records: lost.
 
+The twin runs the same steps with unclean elections disabled (Kafka 4.1, eligible leader
+replicas, KIP-966): the controller never elects node 2, whose log is behind; the partition has
+no leader until node 1 is back, the sentinel is STALLED meanwhile, the stall's incident says
+the partition had no leader, and nothing is lost: every record the producer kept retrying is
+delivered once node 1 leads again.
+
 The sentinel's roles run in processes of their own; the events sampler and the on-call
 evaluation are stepped here directly, as a worker's watch process and Celery beat step them.
 ``DS_UNCLEAN_REPEAT=5`` repeats the test to measure the time from the election to the
@@ -32,12 +38,12 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from dashboard.models import Channel, Incident
+from dashboard.models import AlertRule, Channel, Incident, Profile
 from dashboard.oncall import evaluation, notification
 from tests.integration.test_hosting import make_sentinel
 from tests.support.sentinels import SentinelProcesses, bootstrap
 from tests.support.waiting import wait_until
-from workers.engine import explain
+from workers.engine import alerts, explain
 from workers.engine.profiles import AT_LEAST_ONCE
 from workers.lab.brokeractions import BrokerActions
 from workers.lab.limits import Timeouts
@@ -50,6 +56,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.django_db]
 
 LEADER, STALE = 1, 2
 UNCLEAN_TOPIC_CONFIG = {"min.insync.replicas": "1", "unclean.leader.election.enable": "true"}
+CLEAN_TOPIC_CONFIG = {"min.insync.replicas": "1", "unclean.leader.election.enable": "false"}
 
 
 def high_watermark(topic: str) -> int:
@@ -71,10 +78,42 @@ def partition_state(admin: AdminClient, topic: str) -> tuple[int, list[int]]:
     return (part.leader, sorted(part.isrs)) if part is not None else (-1, [])
 
 
-def unclean_events(sampler: EventSampler, topic: str) -> list[dict]:
-    """One step; the unclean elections recorded on ``topic`` so far."""
+def events_of(sampler: EventSampler, topic: str, kind: str) -> list[dict]:
+    """One step; the events of ``kind`` recorded on ``topic`` so far."""
     sampler.sample()
-    return [e for e in sampler.store.events(topic=topic) if e["kind"] == "unclean-election"]
+    return [e for e in sampler.store.events(topic=topic) if e["kind"] == kind]
+
+
+def unclean_events(sampler: EventSampler, topic: str) -> list[dict]:
+    return events_of(sampler, topic, "unclean-election")
+
+
+def brokers_of(admin: AdminClient) -> set[int]:
+    """The brokers the metadata names now (empty while none answers)."""
+    try:
+        return set(admin.list_topics(timeout=10).brokers)
+    except KafkaException:
+        return set()
+
+
+def two_replica_topic(admin: AdminClient, name: str, config: dict[str, str]) -> None:
+    # confluent-kafka wants the partition count to match the assignment.
+    topic = NewTopic(name, 1, replica_assignment=[[LEADER, STALE]], config=config)
+    for future in admin.create_topics([topic], operation_timeout=30).values():
+        future.result(60)
+
+
+def local_brokers() -> BrokerActions:
+    local = LocalCluster(
+        os.environ["LOCAL_KAFKA_NAME"], broker_base_port=int(os.environ["LOCAL_KAFKA_PORT"])
+    )
+    return BrokerActions(
+        bootstrap_servers=bootstrap(),
+        local=local,
+        cluster_name="local",
+        client=None,
+        timeouts=Timeouts(),
+    )
 
 
 REPEAT = int(os.environ.get("DS_UNCLEAN_REPEAT", "1"))
@@ -88,24 +127,10 @@ def test_an_unclean_election_destroys_acknowledged_records_counted_exactly_and_e
     Channel.objects.create(name="hook", kind="webhook", config={"url": httpserver.url_for("/hook")})
     sentinel = make_sentinel(AT_LEAST_ONCE, partitions=1, replication_factor=2)
     spec = sentinel.to_spec()
-    local = LocalCluster(
-        os.environ["LOCAL_KAFKA_NAME"], broker_base_port=int(os.environ["LOCAL_KAFKA_PORT"])
-    )
-    brokers = BrokerActions(
-        bootstrap_servers=bootstrap(),
-        local=local,
-        cluster_name="local",
-        client=None,
-        timeouts=Timeouts(),
-    )
+    brokers = local_brokers()
     brokers.scenario_name = "unclean-election"
     admin = AdminClient({"bootstrap.servers": bootstrap()})
-    # confluent-kafka wants the partition count to match the assignment.
-    topic = NewTopic(
-        spec.topic, 1, replica_assignment=[[LEADER, STALE]], config=UNCLEAN_TOPIC_CONFIG
-    )
-    for future in admin.create_topics([topic], operation_timeout=30).values():
-        future.result(60)
+    two_replica_topic(admin, spec.topic, UNCLEAN_TOPIC_CONFIG)
     procs = SentinelProcesses(spec, tmp_path)
     sampler = EventSampler(
         ClusterWatch(sentinel.cluster.name, bootstrap(), {}, (spec.topic,)), connect(redis_url)
@@ -202,6 +227,126 @@ def test_an_unclean_election_destroys_acknowledged_records_counted_exactly_and_e
         # Measured (reported, not asserted): from the election to the explained incident.
         explained = incident.events.get(kind="explained").at.timestamp()
         print(f"fault to explanation: {explained - elected_at:.1f} s; why: {found['text']}")
+    finally:
+        procs.stop_all()
+        sampler.store.forget()
+        sampler.close()
+        problems = brokers.restore()
+        brokers.delete_topics([spec.topic])
+        assert not problems, problems
+
+
+def test_with_unclean_elections_disabled_the_stale_replica_is_never_elected_and_nothing_is_lost(
+    tmp_path, redis_url, httpserver
+):
+    """The twin: the same steps on a topic that refuses unclean elections. Expected, as Kafka
+    4.1 does it: node 2 registers and is not elected (its log is behind: it is neither in the
+    ISR nor an eligible leader replica), the partition has no leader until node 1 is back, and
+    then node 1 leads with every record it acknowledged. The producer keeps producing through
+    the outage (its records wait in its queue; ``delivery.timeout.ms`` outlasts the outage), so
+    the sentinel is STALLED, and the stall's incident is explained by the offline partition."""
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    Channel.objects.create(name="hook", kind="webhook", config={"url": httpserver.url_for("/hook")})
+    sentinel = make_sentinel(AT_LEAST_ONCE, partitions=1, replication_factor=2)
+    patient = sentinel.profile
+    sentinel.profile = Profile.objects.create(
+        name=f"{patient.name}-patient-{sentinel.pk}",
+        semantic=patient.semantic,
+        producer_properties={**patient.producer_properties, "delivery.timeout.ms": "300000"},
+        consumer_properties=patient.consumer_properties,
+        commit_strategy=patient.commit_strategy,
+    )
+    sentinel.save()
+    spec = sentinel.to_spec()
+    brokers = local_brokers()
+    brokers.scenario_name = "clean-election"
+    admin = AdminClient({"bootstrap.servers": bootstrap()})
+    two_replica_topic(admin, spec.topic, CLEAN_TOPIC_CONFIG)
+    procs = SentinelProcesses(spec, tmp_path)
+    sampler = EventSampler(
+        ClusterWatch(sentinel.cluster.name, bootstrap(), {}, (spec.topic,)), connect(redis_url)
+    )
+    try:
+        wait_until(
+            lambda: partition_state(admin, spec.topic) == (LEADER, [LEADER, STALE]),
+            60,
+            "the partition led by node 1, both replicas in sync",
+        )
+        for roles in ("producer", "consumer", "checker"):
+            procs.start(roles)
+        procs.wait_status(lambda d: d["totals"]["processed"] > 50, 120, "records flowing")
+        evaluation.evaluate(dispatch=notification.deliver)  # the default rules; healthy
+        # Page for a stall at once (the default waits a minute).
+        AlertRule.objects.filter(sentinel=sentinel, kind=alerts.STALLED).update(for_s=0)
+        brokers.stop_node(STALE)
+        wait_until(
+            lambda: partition_state(admin, spec.topic)[1] == [LEADER],
+            60,
+            "the ISR shrunk to the leader",
+        )
+        sampler.sample()  # the watcher's last sight before the fault: ISR [1]
+        shrunk_at = high_watermark(spec.topic)
+        wait_until(
+            lambda: high_watermark(spec.topic) - shrunk_at >= 40,
+            60,
+            "40 records acknowledged by the leader alone",
+        )
+        brokers.kill_node(LEADER)
+        brokers.start_node(STALE)  # the quorum is back; node 2 registers, behind the log
+        wait_until(
+            lambda: STALE in brokers_of(admin) and partition_state(admin, spec.topic)[0] == -1,
+            90,
+            "node 2 registered and the partition without a leader",
+        )
+        # Kafka refused to elect node 2: the watcher sees the partition offline, never an
+        # unclean election.
+        (offline,) = wait_until(
+            lambda: events_of(sampler, spec.topic, "offline"), 60, "the offline partition recorded"
+        )
+        assert offline["partition"] == 0, offline
+        procs.wait_status(
+            lambda d: (
+                d["verdict"] == "STALLED"
+                and (d.get("metadata") or {}).get("partitions", {}).get("0", {}).get("leader") == -1
+            ),
+            90,
+            "the sentinel STALLED, its metadata showing p0 without a leader",
+        )
+
+        def opened():
+            evaluation.evaluate(dispatch=notification.deliver)
+            return Incident.objects.filter(sentinel=sentinel, kind=alerts.STALLED).first()
+
+        incident = wait_until(opened, 60, "the stall's incident")
+        assert partition_state(admin, spec.topic)[0] == -1  # still: node 2 was never elected
+        found = incident.explanation
+        assert (found["cause"], found["partition"]) == (explain.OFFLINE, 0), found
+        assert found["text"].startswith("the partition had no leader: "), found["text"]
+        assert found["text"].endswith("(stalled on p0)"), found["text"]
+        wait_until(lambda: httpserver.log, 30, "the trigger at the receiver")
+        annotations = json.loads(httpserver.log[0][0].data)["alerts"][0]["annotations"]
+        assert annotations["cause"] == explain.OFFLINE
+        assert annotations["explanation"] == found["text"]
+
+        brokers.start_node(LEADER)  # in the last ISR: elected, with every record it acknowledged
+        wait_until(
+            lambda: partition_state(admin, spec.topic)[0] == LEADER, 90, "node 1 leading again"
+        )
+        procs.wait_status(
+            lambda d: d["verdict"] != "STALLED" and d["totals"]["acked"] > 0,
+            120,
+            "the sentinel flowing again",
+        )
+        assert procs.stop("producer") == 0
+        totals = procs.wait_settled(120)["totals"]
+        assert totals["failed"] == 0 and totals["acked"] == totals["produced"], totals
+        for counter in ("lost", "divergent", "truncated", "skipped"):
+            assert totals[counter] == 0, totals
+        assert not unclean_events(sampler, spec.topic)
+        print(
+            f"no leader, then node 1 again: {totals['acked']} acked, nothing lost; why: "
+            f"{found['text']}"
+        )
     finally:
         procs.stop_all()
         sampler.store.forget()
