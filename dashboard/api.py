@@ -22,7 +22,7 @@ from workers.engine.documents import STATUS_VERSION
 
 @api_view
 def sentinels(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"version": STATUS_VERSION, "sentinels": all_statuses()})
+    return JsonResponse({"version": STATUS_VERSION, "sentinels": all_statuses(explained=True)})
 
 
 def not_found(sentinel_id: int) -> JsonResponse:
@@ -34,7 +34,7 @@ def sentinel(request: HttpRequest, sentinel_id: int) -> JsonResponse:
     obj = Sentinel.objects.select_related("cluster", "profile").filter(pk=sentinel_id).first()
     if obj is None:
         return not_found(sentinel_id)
-    return JsonResponse(sentinel_status(obj))
+    return JsonResponse(sentinel_status(obj, explained=True))
 
 
 @api_view

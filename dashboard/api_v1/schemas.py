@@ -42,6 +42,21 @@ class LatencySummary(Schema):
     max: float | None = None
 
 
+class StatusExplanation(Schema):
+    """An incident's explanation, as the status document repeats it (docs/status.md)."""
+
+    incident: int = Field(description="the incident's id (/api/v1/incidents/{id})")
+    kind: str = Field(description="the incident's kind: violated, stalled")
+    state: str = Field(description="open, acknowledged or resolved")
+    cause: str = Field(description="a cause label, or none when no event explains it")
+    text: str
+    counter: str | None = Field(None, description="lost, duplicated, ..., or stalled")
+    partition: int | None = None
+    at: float | None = Field(
+        None, description="its first affected record, or the stall's last progress (Unix s)"
+    )
+
+
 class Status(Schema):
     """A sentinel status document (docs/status.md); the shape only grows compatibly."""
 
@@ -75,6 +90,11 @@ class Status(Schema):
     errors: list[str]
     last_progress_at: float | None = None
     updated_at: float | None = None
+    explanations: list[StatusExplanation] = Field(
+        default_factory=list,
+        description="why the sentinel's latched incidents (unresolved, and violations resolved "
+        "within the verdict window) happened, one per explained incident",
+    )
 
 
 class StatusList(Schema):
@@ -173,7 +193,8 @@ class ExplanationCandidateOut(Schema):
 
 
 class ExplanationOut(Schema):
-    """Why a violation happened: the best-ranked cause, in words, and the candidates."""
+    """Why a violation happened or a sentinel stalled: the best-ranked cause, in words, and the
+    candidates."""
 
     cause: str = Field(description="a cause label, or none when no event explains it")
     text: str

@@ -31,12 +31,12 @@ def get_sentinel(name: str) -> Sentinel:
 
 @router.get("", response={200: StatusList, **ERRORS}, summary="Every sentinel's status document")
 def list_sentinels(request: HttpRequest) -> dict:
-    return {"version": STATUS_VERSION, "sentinels": all_statuses()}
+    return {"version": STATUS_VERSION, "sentinels": all_statuses(explained=True)}
 
 
 @router.get("/{name}", response={200: Status, **ERRORS}, summary="One sentinel's status")
 def get_status(request: HttpRequest, name: Text) -> dict:
-    return sentinel_status(get_sentinel(name))
+    return sentinel_status(get_sentinel(name), explained=True)
 
 
 class WindowQuery(Schema):

@@ -131,6 +131,32 @@ def latched_by_sentinel(sentinel_id: int | None = None) -> dict[int, list[dict[s
     return out
 
 
+def explanations_by_sentinel(sentinel_id: int | None = None) -> dict[int, list[dict[str, Any]]]:
+    """Why each sentinel's latched problems happened, as its status document says it: one
+    entry per latched incident (``latched_by_sentinel``, in its order) that was explained
+    (``incident``, ``kind``, ``state``, and the explanation's ``cause``, ``text``,
+    ``counter``, ``partition``, ``at``; not its candidates, which the incident keeps)."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for sid, entries in latched_by_sentinel(sentinel_id).items():
+        for entry in entries:
+            incident, found = entry["incident"], entry["incident"].explanation or {}
+            if not found.get("text"):
+                continue
+            out.setdefault(sid, []).append(
+                {
+                    "incident": incident.pk,
+                    "kind": incident.kind,
+                    "state": incident.state,
+                    **{k: found.get(k) for k in EXPLANATION_FIELDS},
+                }
+            )
+    return out
+
+
+# What a status document repeats of an incident's explanation.
+EXPLANATION_FIELDS = ("cause", "text", "counter", "partition", "at")
+
+
 def latched_for(sentinel_id: int) -> list[dict[str, Any]]:
     """The sentinel's latched problems (``latched_by_sentinel``)."""
     return latched_by_sentinel(sentinel_id).get(sentinel_id, [])

@@ -8,10 +8,12 @@ tests/integration/test_explained_cluster.py."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 
 import pytest
+from django.core.management import call_command
 
 from dashboard.models import Channel, Incident
 from dashboard.oncall import evaluation, notification
@@ -112,6 +114,26 @@ def test_a_loss_after_records_were_deleted_is_explained_everywhere(
     assert f'title="Why: {found["text"]}"' in overview
     doc = client.get(f"/api/v1/incidents/{incident.pk}").json()
     assert doc["explanation"]["cause"] == "retention" and doc["explanation"]["partition"] == 0
+    # The sentinel's status document says why too (the API and the command line serve it).
+    status = client.get(f"/api/v1/sentinels/{alo.name}").json()
+    (why,) = status["explanations"]
+    assert why == {
+        "incident": incident.pk,
+        "kind": "violated",
+        "state": "open",
+        "cause": "retention",
+        "text": found["text"],
+        "counter": "lost",
+        "partition": 0,
+        "at": found["at"],
+    }
+    listed = client.get("/api/v1/sentinels").json()["sentinels"]
+    assert {d["name"]: d["explanations"] for d in listed}[alo.name] == [why]
+    out = io.StringIO()
+    call_command("sentinels", "status", "--json", stdout=out)
+    docs = {d["name"]: d for d in json.loads(out.getvalue())["sentinels"]}
+    assert docs[alo.name]["explanations"] == [why]
+    assert all(d["explanations"] == [] for name, d in docs.items() if name != alo.name)
     settings.METRICS_ALLOWED_IPS = ["127.0.0.0/8"]
     metrics = client.get("/metrics").content.decode()
     assert 'delivery_sentinel_violations_total{cause="retention"} 1.0' in metrics

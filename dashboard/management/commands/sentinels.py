@@ -45,7 +45,7 @@ class Command(BaseCommand):
         problem = redis_problem(5.0)
         if problem:  # every status lives in Redis: say why there is none, not "no report"
             raise CommandError(problem)
-        docs = all_statuses()
+        docs = all_statuses(explained=True)
         if json:
             self.stdout.write(_dumps({"sentinels": docs}))
             return
