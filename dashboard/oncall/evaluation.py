@@ -33,6 +33,7 @@ cluster test deliver at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
@@ -185,15 +186,17 @@ def violation(status: dict, memory: dict, store: SentinelStore, now: float) -> C
 
 
 def recent_partitions(
-    store: SentinelStore, semantic: str, now: float
+    store: SentinelStore, semantic: str, now: float, names: Iterable[str] | None = None
 ) -> tuple[dict[str, dict[str, int]], float]:
-    """Forbidden counts per partition over the verdict window, and when the first was seen."""
+    """Counts of ``names`` (default: the semantic's forbidden counters) per partition over the
+    verdict window, and when the first was seen."""
     out: dict[str, dict[str, int]] = {}
     since = now
+    wanted = tuple(FORBIDDEN[semantic] if names is None else names)
     for doc in store.windows(now - VERDICT_WINDOW_S):
         window = Window.from_doc(doc, keep_hist=False)
         for partition, counts in (window.partitions or {}).items():
-            for name in FORBIDDEN[semantic]:
+            for name in wanted:
                 if counts.get(name):
                     acc = out.setdefault(partition, {})
                     acc[name] = acc.get(name, 0) + counts[name]
@@ -212,14 +215,15 @@ EXPLAINING_CONSUMER = ("isolation.level",)
 def explain_violation(
     sentinel: Sentinel, counts: dict[str, int], now: float, at: float | None = None
 ) -> dict:
-    """Why the forbidden ``counts`` grew (``workers.engine.explain``): the largest counter on
-    the partition where most of it was seen, explained by the cluster's events (its watcher's)
+    """Why the ``counts`` grew (``workers.engine.explain``; the forbidden counters of a
+    violation, or the allowed ones that degraded the sentinel): the largest counter on the
+    partition where most of it was seen, explained by the cluster's events (its watcher's)
     and the sentinel's own around its first affected record, and by the client properties."""
     if not counts:
         return {}
     client = redis_client()
     store = SentinelStore(client, sentinel.pk)
-    partitions, since = recent_partitions(store, sentinel.semantic, now)
+    partitions, since = recent_partitions(store, sentinel.semantic, now, counts)
     counter = max(counts, key=lambda name: counts[name])
     by_partition = {p: c.get(counter, 0) for p, c in partitions.items() if c.get(counter)}
     partition = int(max(by_partition, key=by_partition.get)) if by_partition else None
@@ -231,7 +235,26 @@ def explain_violation(
         events_around(client, store, sentinel, at, at + explain.AFTER_S),
         **clients(sentinel),
     )
-    return {**found.to_dict(), "counter": counter, "partition": partition, "at": at}
+    return {
+        **found.to_dict(),
+        "counter": counter,
+        "count": counts[counter],
+        "partition": partition,
+        "at": at,
+    }
+
+
+def degrading_counts(sentinel: Sentinel, status: dict) -> dict[str, int]:
+    """The allowed counters that grew over the verdict window (a DEGRADED sentinel's records:
+    duplicates under at-least-once, losses under at-most-once...), the ones an explanation
+    knows; empty when only latency degraded it."""
+    window = (status.get("window") or {}).get("counts") or {}
+    forbidden = FORBIDDEN[sentinel.semantic]
+    return {
+        name: int(window.get(name) or 0)
+        for name in explain.CAUSES
+        if name not in forbidden and int(window.get(name) or 0) > 0
+    }
 
 
 def explain_stall(sentinel: Sentinel, now: float, at: float, partition: int | None = None) -> dict:
@@ -411,6 +434,12 @@ def open_incident(
     elif rule.kind == alerts.STALLED:
         since, partition = stall_start(status, at.timestamp())
         explanation = explain_stall(sentinel, at.timestamp(), since, partition)
+    elif rule.kind == alerts.DEGRADED:  # as information: what the semantic allows, and why
+        # Its first records are as old as the degradation (the rule waited ``for_s``).
+        began = status.get("verdict_since") or at.timestamp()
+        explanation = explain_violation(
+            sentinel, degrading_counts(sentinel, status), at.timestamp(), at=float(began)
+        )
     incident = Incident.objects.create(
         rule=rule,
         sentinel=sentinel,
@@ -464,7 +493,7 @@ REEXPLAIN_FOR_S = explain.AFTER_S + 60
 
 
 def reexplain(incident: Incident, sentinel: Sentinel, now: float, at: datetime) -> None:
-    """Explain again a violation or a stall nothing explained yet, while the events of its
+    """Explain again a violation, a stall or a degradation nothing explained yet, while the events of its
     window may still arrive; the incident keeps the first explanation that names a cause."""
     found = incident.explanation or {}
     start = found.get("at", 0)
@@ -474,6 +503,9 @@ def reexplain(incident: Incident, sentinel: Sentinel, now: float, at: datetime) 
         return
     if incident.kind == alerts.STALLED:
         again = explain_stall(sentinel, now, found["at"], found.get("partition"))
+    elif incident.kind == alerts.DEGRADED:
+        counts = {found["counter"]: found.get("count") or 0}
+        again = explain_violation(sentinel, counts, now, at=found["at"])
     else:
         again = explain_violation(sentinel, incident.counts, now, at=found["at"])
     if again.get("cause") not in (None, explain.NOTHING_SEEN):

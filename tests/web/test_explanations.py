@@ -303,3 +303,57 @@ def test_a_stall_nothing_explained_yet_is_explained_by_an_offline_partition_seen
     assert incident.explanation["text"].startswith("the partition had no leader: ")
     assert incident.explanation["text"].endswith("(stalled on p0)")
     assert incident.events.filter(kind="explained").count() == 2  # nothing, then offline
+
+
+def test_allowed_duplicates_that_degrade_a_sentinel_are_explained_as_information(
+    sentinels, events, redis_url, httpserver
+):
+    """At-least-once allows duplicates: they degrade the sentinel, and the DEGRADED incident
+    says why, from the producer's own statistics (retries of a producer without idempotence),
+    on the incident and in the webhook; the violations counter by cause does not count it."""
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    Channel.objects.create(name="hook", kind="webhook", config={"url": httpserver.url_for("/hook")})
+    alo = only(sentinels, "at-least-once")
+    now = time.time()
+    publish(redis_url, alo)
+    evaluate(now, Sent())
+    store = SentinelStore(connect(redis_url), alo.pk)
+    store.event(
+        "producer-retries",
+        "producer retried 12 produce requests without idempotence (broker 2: 12)",
+        since=now - 4,
+        count=12,
+    )
+    began = now + 0.5
+    seed_windows(
+        store,
+        [
+            window(alo.pk, began, duplicated=3, partitions={"1": {"duplicated": 3}}),
+            window(alo.pk, now + 301, duplicated=2, partitions={"1": {"duplicated": 2}}),
+        ],
+    )
+    degraded = {
+        "verdict": "DEGRADED",
+        "verdict_since": began,
+        "reasons": ["5 duplicated (threshold 0)"],
+        "totals": counts(acked=900, processed=905, duplicated=5),
+        "window": {"seconds": 300, "counts": counts(acked=300, processed=305, duplicated=5)},
+    }
+    publish(redis_url, alo, **degraded)
+    evaluate(now + 1, Sent())  # DEGRADED seen: the rule's 300 s begin
+    publish(redis_url, alo, **degraded)
+    (incident,) = incidents_opened(now + 302)
+    assert incident.kind == "degraded"
+    found = incident.explanation
+    assert (found["cause"], found["counter"], found["partition"]) == (
+        explain.RETRIES_WITHOUT_IDEMPOTENCE,
+        "duplicated",
+        1,
+    )
+    assert found["at"] == began
+    assert found["text"].startswith("producer retries without idempotence: producer retried 12")
+    ((request, _response),) = httpserver.log
+    annotations = json.loads(request.data)["alerts"][0]["annotations"]
+    assert annotations["cause"] == explain.RETRIES_WITHOUT_IDEMPOTENCE
+    assert annotations["explanation"] == found["text"]
+    assert not Incident.objects.filter(kind="violated").exists()
