@@ -16,13 +16,14 @@ from django.http import HttpRequest, JsonResponse
 from dashboard.decorators import api_view
 from dashboard.metrics.windows import UnknownRange, windows_for_range
 from dashboard.models import Sentinel
+from dashboard.oncall.services import with_explanations
 from dashboard.status import all_statuses, sentinel_status
 from workers.engine.documents import STATUS_VERSION
 
 
 @api_view
 def sentinels(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"version": STATUS_VERSION, "sentinels": all_statuses(explained=True)})
+    return JsonResponse({"version": STATUS_VERSION, "sentinels": with_explanations(all_statuses())})
 
 
 def not_found(sentinel_id: int) -> JsonResponse:
@@ -34,7 +35,7 @@ def sentinel(request: HttpRequest, sentinel_id: int) -> JsonResponse:
     obj = Sentinel.objects.select_related("cluster", "profile").filter(pk=sentinel_id).first()
     if obj is None:
         return not_found(sentinel_id)
-    return JsonResponse(sentinel_status(obj, explained=True))
+    return JsonResponse(with_explanations([sentinel_status(obj)], obj.pk)[0])
 
 
 @api_view

@@ -45,16 +45,12 @@ def placeholder(sentinel: Sentinel, reason: str) -> dict[str, Any]:
 
 
 def sentinel_status(
-    sentinel: Sentinel,
-    client: redis.Redis | None = None,
-    *,
-    report: dict[str, Any] | None = None,
-    explained: bool = False,
+    sentinel: Sentinel, client: redis.Redis | None = None, *, report: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The status document of ``sentinel``; never raises for a missing or stale report.
 
     ``report`` is the checker's document when the caller already fetched it (``all_statuses``
-    reads them all in one round trip). ``explained``: with ``explanations`` (``with_explanations``)."""
+    reads them all in one round trip)."""
     reason = no_report_reason(sentinel)
     doc = report
     if doc is None:
@@ -62,23 +58,7 @@ def sentinel_status(
             doc = SentinelStore(client or redis_client(), sentinel.pk).status()
         except redis.RedisError as exc:
             doc, reason = None, f"Redis unavailable: {exc}"
-    doc = complete(sentinel, doc, reason)
-    return with_explanations([doc], sentinel.pk)[0] if explained else doc
-
-
-def with_explanations(
-    docs: list[dict[str, Any]], sentinel_id: int | None = None
-) -> list[dict[str, Any]]:
-    """The documents with ``explanations``: why each sentinel's latched incidents happened
-    (``oncall.services.explanations_by_sentinel``), as the API and the command line serve
-    them; the pages and the on-call evaluation, which read every document every few seconds,
-    do without (the pages show the incidents themselves)."""
-    from dashboard.oncall.services import explanations_by_sentinel
-
-    found = explanations_by_sentinel(sentinel_id)
-    for doc in docs:
-        doc["explanations"] = found.get(doc["id"], [])
-    return docs
+    return complete(sentinel, doc, reason)
 
 
 def complete(sentinel: Sentinel, doc: dict[str, Any] | None, reason: str) -> dict[str, Any]:
@@ -118,9 +98,8 @@ def redis_problem(timeout: float) -> str | None:
         client.close()
 
 
-def all_statuses(*, explained: bool = False) -> list[dict[str, Any]]:
-    """Every sentinel's status document, ordered by name, with one Redis round trip;
-    ``explained``: with ``explanations`` (``with_explanations``)."""
+def all_statuses() -> list[dict[str, Any]]:
+    """Every sentinel's status document, ordered by name, with one Redis round trip."""
     sentinels = list(Sentinel.objects.select_related("cluster", "profile").order_by("name"))
     try:
         raw = (
@@ -133,11 +112,10 @@ def all_statuses(*, explained: bool = False) -> list[dict[str, Any]]:
     except redis.RedisError as exc:
         reason = f"Redis unavailable: {redis_in_words(str(exc), settings.REDIS_URL)}"
         reports = [None] * len(sentinels)
-    docs = [
+    return [
         complete(s, doc, reason or no_report_reason(s))
         for s, doc in zip(sentinels, reports, strict=True)
     ]
-    return with_explanations(docs) if explained else docs
 
 
 def placement(sentinels: list[Sentinel]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pydantic import Field
 from dashboard.api_v1.schemas import ERRORS, Status, StatusList, Text, Windows
 from dashboard.metrics.windows import db_windows, redis_windows
 from dashboard.models import Sentinel
+from dashboard.oncall.services import with_explanations
 from dashboard.status import all_statuses, sentinel_status
 from workers.engine.documents import STATUS_VERSION, W1_RETENTION_S
 
@@ -31,12 +32,13 @@ def get_sentinel(name: str) -> Sentinel:
 
 @router.get("", response={200: StatusList, **ERRORS}, summary="Every sentinel's status document")
 def list_sentinels(request: HttpRequest) -> dict:
-    return {"version": STATUS_VERSION, "sentinels": all_statuses(explained=True)}
+    return {"version": STATUS_VERSION, "sentinels": with_explanations(all_statuses())}
 
 
 @router.get("/{name}", response={200: Status, **ERRORS}, summary="One sentinel's status")
 def get_status(request: HttpRequest, name: Text) -> dict:
-    return sentinel_status(get_sentinel(name), explained=True)
+    sentinel = get_sentinel(name)
+    return with_explanations([sentinel_status(sentinel)], sentinel.pk)[0]
 
 
 class WindowQuery(Schema):

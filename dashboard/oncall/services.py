@@ -153,6 +153,18 @@ def explanations_by_sentinel(sentinel_id: int | None = None) -> dict[int, list[d
     return out
 
 
+def with_explanations(
+    docs: list[dict[str, Any]], sentinel_id: int | None = None
+) -> list[dict[str, Any]]:
+    """The status documents with ``explanations`` (``explanations_by_sentinel``), as the API
+    and the command line serve them; the pages and the on-call evaluation, which read every
+    document every few seconds, do without (the pages show the incidents themselves)."""
+    found = explanations_by_sentinel(sentinel_id)
+    for doc in docs:
+        doc["explanations"] = found.get(doc["id"], [])
+    return docs
+
+
 # What a status document repeats of an incident's explanation.
 EXPLANATION_FIELDS = ("cause", "text", "counter", "partition", "at")
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from dashboard.models import Sentinel, ensure_defaults
+from dashboard.oncall.services import with_explanations
 from dashboard.redisclient import redis_client
 from dashboard.status import all_statuses, placement, redis_problem
 from workers.clientsecrets import SecretError
@@ -45,7 +46,7 @@ class Command(BaseCommand):
         problem = redis_problem(5.0)
         if problem:  # every status lives in Redis: say why there is none, not "no report"
             raise CommandError(problem)
-        docs = all_statuses(explained=True)
+        docs = with_explanations(all_statuses())
         if json:
             self.stdout.write(_dumps({"sentinels": docs}))
             return
