@@ -4,7 +4,7 @@
         [--partitions 100] [--topics 1] [--duration 60] [--interval 3]
 
 Creates ``--topics`` topics of ``--partitions`` partitions (replication factor 3), then steps
-the events sampler (``workers/runtime/eventsampler.py``: the AdminClient reads, the pure diff,
+the events sampler (``workers/roles/eventsampler.py``: the AdminClient reads, the pure diff,
 the Redis write) every ``--interval`` seconds for ``--duration`` seconds in this process, as
 the watch process does, and reports: the CPU this process used (all threads: Python and
 librdkafka's), as a share of one core; the admin calls per second and the broker requests
@@ -36,7 +36,7 @@ from bench._common import (  # noqa: E402
     require_loopback,
     start_watchdog,
 )
-from workers.runtime.eventsampler import EventSampler  # noqa: E402
+from workers.roles.eventsampler import EventSampler  # noqa: E402
 from workers.runtime.watch import ClusterWatch  # noqa: E402
 from workers.store.connection import connect  # noqa: E402
 

@@ -7,7 +7,7 @@ Against the project's own local cluster (``python -m workers.localkafka start --
 --port PORT``; keep PORT below the ephemeral port range, 32768 here, or a client's connection
 to a stopped node can connect to itself), each trial: creates a topic of one partition
 (replication factor 3, ``min.insync.replicas=2``), steps a fresh events sampler
-(``workers/runtime/eventsampler.py``) until it knows the leader, stops the leader cleanly,
+(``workers/roles/eventsampler.py``) until it knows the leader, stops the leader cleanly,
 steps the sampler until it records the leader change and the ISR shrink (or ``--wait``
 seconds pass), starts the node again and deletes the topic. Reports per trial the seconds from
 the stop to both events and how many times the reader renewed its admin client
@@ -35,7 +35,7 @@ from bench._common import (  # noqa: E402
     start_watchdog,
 )
 from workers.localkafka.cluster import LocalCluster  # noqa: E402
-from workers.runtime.eventsampler import EventSampler  # noqa: E402
+from workers.roles.eventsampler import EventSampler  # noqa: E402
 from workers.runtime.watch import ClusterWatch  # noqa: E402
 from workers.store.connection import connect  # noqa: E402
 

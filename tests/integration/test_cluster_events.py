@@ -1,4 +1,4 @@
-"""Cluster events on the real local cluster (workers/runtime/eventsampler.py): records deleted
+"""Cluster events on the real local cluster (workers/roles/eventsampler.py): records deleted
 with DeleteRecords show as a log-start jump with the exact count; a broker stopped while it
 leads a partition shows as a leader change (with the leader epoch) and an ISR shrink, and
 started again as an ISR expand. The sampler is stepped here directly; the watch process that
@@ -23,7 +23,7 @@ from workers.clients import clusterwatch
 from workers.engine.profiles import AT_LEAST_ONCE, DEFAULT_PROFILES
 from workers.engine.spec import SentinelSpec
 from workers.localkafka.cluster import LocalCluster
-from workers.runtime.eventsampler import EventSampler
+from workers.roles.eventsampler import EventSampler
 from workers.runtime.watch import ClusterWatch
 from workers.store.cluster import ClusterStore
 from workers.store.connection import connect

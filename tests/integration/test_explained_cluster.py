@@ -26,7 +26,7 @@ from tests.support.waiting import wait_until
 from workers.engine import explain
 from workers.engine.documents import CONSUMER_SESSION_EVENT
 from workers.engine.profiles import AT_LEAST_ONCE
-from workers.runtime.eventsampler import EventSampler
+from workers.roles.eventsampler import EventSampler
 from workers.runtime.watch import ClusterWatch
 from workers.store.connection import connect
 

@@ -48,7 +48,7 @@ from workers.engine.profiles import AT_LEAST_ONCE
 from workers.lab.brokeractions import BrokerActions
 from workers.lab.limits import Timeouts
 from workers.localkafka.cluster import LocalCluster
-from workers.runtime.eventsampler import EventSampler
+from workers.roles.eventsampler import EventSampler
 from workers.runtime.watch import ClusterWatch
 from workers.store.connection import connect
 
