@@ -207,9 +207,6 @@ def recent_partitions(
 # Counters counted once their grace has passed (a record is lost when it was not read within
 # the grace): their first affected record was written that long before they were counted.
 COUNTED_AFTER_GRACE = ("lost", "divergent", "skipped")
-# The client properties an explanation may weigh (never a secret: no other property is read).
-EXPLAINING_PRODUCER = ("acks", "request.required.acks", "enable.idempotence", "retries")
-EXPLAINING_CONSUMER = ("isolation.level",)
 
 
 def explain_violation(
@@ -300,16 +297,9 @@ def events_around(client, store: SentinelStore, sentinel: Sentinel, at: float, h
 
 
 def clients(sentinel: Sentinel) -> dict[str, dict]:
-    """The client properties an explanation may weigh, and no other."""
+    """The client properties an explanation may weigh (``explain.client_properties``)."""
     profile = sentinel.profile
-    return {
-        "producer": {
-            k: v for k, v in profile.producer_properties.items() if k in EXPLAINING_PRODUCER
-        },
-        "consumer": {
-            k: v for k, v in profile.consumer_properties.items() if k in EXPLAINING_CONSUMER
-        },
-    }
+    return explain.client_properties(profile.producer_properties, profile.consumer_properties)
 
 
 def minute_p99s(sentinel_id: int, count: int, now: float) -> list[float | None]:

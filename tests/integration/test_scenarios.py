@@ -110,6 +110,11 @@ def test_it_loses_exactly_the_batch_when_at_most_once_crashes_after_commit(make_
     c = amo["counters"]
     assert (c["lost"], c["duplicated"], c["pending"]) == (batch, 0, 0), amo
     assert c["processed"] == c["acked"] - batch, amo
+    # Why, from its own timeline: the consumer restarted past records it had committed.
+    why = amo["detail"]["explanations"]["lost"]
+    assert why["cause"] == "consumer-session", amo["detail"]
+    assert why["text"].startswith("the consumer restarted after committing records"), why
+    assert any(n.startswith(f"why {batch} lost: ") for n in amo["notes"]), amo["notes"]
     for profile in ("at-least-once", "exactly-once"):
         c = results[profile]["counters"]
         assert (c["lost"], c["duplicated"], c["aborted_read"]) == (0, 0, 0), results[profile]
@@ -127,9 +132,13 @@ def test_it_duplicates_exactly_the_batch_when_at_least_once_crashes_before_commi
     assert batch > 0
     assert (c["duplicated"], c["lost"], c["pending"]) == (batch, 0, 0), alo
     assert c["processed"] == c["acked"] + batch, alo
+    why = alo["detail"]["explanations"]["duplicated"]
+    assert why["cause"] == "consumer-session", alo["detail"]
+    assert why["text"].startswith("redelivered after the consumer restarted"), why
     for profile in ("at-most-once", "exactly-once"):
         c = results[profile]["counters"]
         assert (c["lost"], c["duplicated"]) == (0, 0), results[profile]
+        assert "explanations" not in results[profile]["detail"]  # nothing counted, nothing to say
     assert outcome.state == PASSED
 
 
@@ -145,11 +154,16 @@ def test_it_never_duplicates_with_idempotence_when_acks_are_lost(make_lab):
     client_on = on["detail"].get("client_events", {})
     assert client_on.get("request-timeouts", 0) > 0, on["detail"]
     assert client_on.get("producer-retries", 0) == 0, on["detail"]
+    client_off = off["detail"].get("client_events", {})
     if off["detail"]["request_timeouts"]:
-        client_off = off["detail"].get("client_events", {})
         assert client_off.get("producer-retries", 0) > 0, off["detail"]
-    # Reported, not asserted: whether a retried batch was written twice depends on timing.
+    # Reported, not asserted: whether a retried batch was written twice depends on timing;
+    # when it was, the producer's own retries explain it.
     print(f"idempotence off: duplicated={off['counters']['duplicated']}")
+    if off["counters"]["duplicated"] and client_off.get("producer-retries"):
+        why = off["detail"]["explanations"]["duplicated"]
+        print(f"idempotence off: why duplicated: {why['text']}")
+        assert why["cause"] == "retries-without-idempotence", why
     assert "duplicated: may be > 0 (reported)" in off["expected"]
     assert results["at-most-once"]["counters"]["duplicated"] == 0
     assert results["exactly-once"]["counters"]["lost"] == 0, results["exactly-once"]
@@ -180,6 +194,10 @@ def test_it_loses_nothing_acked_with_acks_all_when_the_leader_is_killed(settings
     for profile in ("at-most-once", "at-least-once, acks=1"):  # run, and their losses reported
         assert results[profile]["fault"].startswith("leader node ")
         assert "lost" in results[profile]["counters"]
+        if results[profile]["counters"]["lost"]:  # explained by the election the lab saw
+            why = results[profile]["detail"]["explanations"]["lost"]
+            print(f"{profile}: why lost: {why['text']}")
+            assert why["cause"] in ("leader-change", "acks-below-all"), why
 
 
 # The rolling restart (three broker restarts, the slowest scenario) runs once in the suite:

@@ -132,6 +132,27 @@ MEANING: dict[str, str] = {
 }
 # Anomalies that last (from ``at`` until now) rather than records affected at ``at``.
 LASTING = frozenset({"stalled"})
+# What a cause means for one counter where the cause's general meaning would mislead.
+MEANING_FOR: dict[tuple[str, str], str] = {
+    ("lost", CONSUMER_SESSION): "the consumer restarted after committing records it had not "
+    "processed: the records between are never read again",
+}
+# The client properties an explanation weighs (never a secret: no other property is read).
+EXPLAINING_PRODUCER = ("acks", "request.required.acks", "enable.idempotence", "retries")
+EXPLAINING_CONSUMER = ("isolation.level",)
+
+
+def client_properties(
+    producer: Mapping[str, Any], consumer: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """``explain``'s ``producer`` and ``consumer`` arguments from a profile's properties: the
+    ones it weighs, and no other."""
+    return {
+        "producer": {k: v for k, v in producer.items() if k in EXPLAINING_PRODUCER},
+        "consumer": {k: v for k, v in consumer.items() if k in EXPLAINING_CONSUMER},
+    }
+
+
 # Same place as the anomaly: the partition, the topic, the cluster.
 PLACE_WEIGHT = {"partition": 1.0, "topic": 0.7, "cluster": 0.5}
 NOTHING_TEXT = (
@@ -300,7 +321,9 @@ def _words(anomaly: Anomaly, best: Mapping[str, Any]) -> str:
     the last ISR seen [2] (epoch 7 → 8; ...): 40 lost"."""
     if best["event"] is None:  # the configuration
         return f"{best['text']} ({_count(anomaly)})"
-    meaning = MEANING.get(best["cause"], best["cause"])
+    meaning = MEANING_FOR.get((anomaly.counter, best["cause"])) or MEANING.get(
+        best["cause"], best["cause"]
+    )
     when = time.strftime("%H:%M:%S UTC", time.gmtime(best["at"]))
     return f"{meaning}: {best['text']} at {when} ({_count(anomaly)})"
 

@@ -87,6 +87,7 @@ class Scenario:
         for probe in probes:
             for roles in self.layout(probe):
                 probe.start(roles)
+        lab.watch_events([t for probe in probes for t in probe.topics])
         return probes
 
     def inject(self, lab: Lab, probes: list[Probe]) -> None:  # pragma: no cover - abstract

@@ -26,6 +26,7 @@ from typing import Any
 import redis
 
 from workers.lab.brokeractions import BrokerActions
+from workers.lab.events import EventsWatch
 from workers.lab.limits import HANG_AFTER_S, HANG_CHECK_S, MAX_RESTARTS, POLL_S, Load, Timeouts
 from workers.lab.outcome import ProgressFn, ScenarioAborted
 from workers.lab.probes import Probe, RoleProcess
@@ -93,6 +94,7 @@ class Lab(BrokerActions):
         self._t0 = time.monotonic()
         self.run_id = run_id
         self.cancelled: str | None = None  # why, once somebody asked to cancel the run
+        self.events_watch: EventsWatch | None = None  # the probes' topics, while the run lasts
 
     # -- progress and waiting ---------------------------------------------------------------
     def progress(self, phase: str, percent: int) -> None:
@@ -268,6 +270,11 @@ class Lab(BrokerActions):
             done.wait(BEAT_S)
 
     # -- cleanup -----------------------------------------------------------------------------
+    def watch_events(self, topics: list[str]) -> None:
+        """Record the cluster's events on ``topics`` until the run ends (``EventsWatch``)."""
+        if self.events_watch is None:
+            self.events_watch = EventsWatch(self.redis, self.bootstrap_servers, self.client, topics)
+
     def stop_processes(self) -> None:
         """SIGTERM every live role process at once; SIGKILL what is left after the timeout."""
         live = [proc for proc in self.processes if proc.alive()]
@@ -286,6 +293,8 @@ class Lab(BrokerActions):
         if self._closed is not None:
             return self._closed
         problems: list[str] = []
+        if self.events_watch is not None:
+            self.events_watch.close()
         # Frozen brokers first: a producer cannot flush into a frozen leader.
         for node in sorted(self.paused_nodes):
             with contextlib.suppress(LocalClusterError):

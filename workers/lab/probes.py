@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import KafkaException
 
 from workers.clients.kafka import TXN_HEADER, read_to_end
-from workers.engine import codec
+from workers.engine import codec, explain
 from workers.engine.clientstats import KINDS as CLIENT_STATS_EVENTS
 from workers.engine.documents import COUNTERS
 from workers.engine.profiles import Profile
 from workers.engine.spec import SentinelSpec
+from workers.lab.events import explain_counts
 from workers.lab.limits import HANG_AFTER_S
 from workers.lab.outcome import Expect, SemanticResult
 from workers.store.sentinel import SentinelStore
@@ -143,6 +144,7 @@ class Probe:
         self.procs: dict[str, RoleProcess] = {}
         self.fault = "none"
         self.fault_at: float | None = None
+        self.fault_time: float | None = None  # Unix time of the fault, for the explanations
         self.detail: dict[str, Any] = {}
         self.notes: list[str] = []
         self.extra: dict[str, int] = {}  # observations that are not checker counters
@@ -186,6 +188,7 @@ class Probe:
     def mark_fault(self, fault: str, **detail: Any) -> None:
         self.fault = fault
         self.fault_at = self.lab.elapsed()
+        self.fault_time = time.time()
         self.detail.update(detail)
         self.detail.setdefault("processed_before", self.processed())
 
@@ -209,11 +212,13 @@ class Probe:
         # What the producer's client said of itself (workers.engine.clientstats): how many
         # requests timed out, were retried without idempotence, epochs bumped.
         client = {kind: 0 for kind in CLIENT_STATS_EVENTS}
-        for event in self.store.events(200):
+        own = self.store.events(200)
+        for event in own:
             if event.get("kind") in client:
                 client[event["kind"]] += int(event.get("count") or 0)
         if any(client.values()):
             self.detail["client_events"] = client
+        self.explain(counters, doc, own)
         failed = [e for e in expectations if not e.holds(counters)]
         if counters.get("duplicated"):
             self.detail["duplicates_in_topics"] = evidence = self.duplicate_evidence()
@@ -231,6 +236,31 @@ class Probe:
             notes=notes,
             detail=self.detail,
         )
+
+    def explain(self, counters: dict[str, int], doc: dict[str, Any], own: list[dict]) -> None:
+        """Why each anomaly counted happened (``workers.lab.events.explain_counts``): the run's
+        cluster events on the probe's topic, its own events, its profile; in ``detail`` and,
+        in words, in the notes."""
+        if self.fault_time is None:
+            return
+        topic = self.spec.topic
+        watch = self.lab.events_watch
+        events = watch.events(topic) if watch is not None else []
+        events += [explain.sentinel_event(e, topic) for e in own]
+        why = explain_counts(
+            counters,
+            doc.get("partitions") or {},
+            topic,
+            self.fault_time,
+            events,
+            self.profile.producer,
+            self.profile.consumer,
+        )
+        if why:
+            self.detail["explanations"] = why
+            self.notes += [
+                f"why {counters[c]} {c.replace('_', ' ')}: {w['text']}" for c, w in why.items()
+            ]
 
     def duplicate_evidence(self) -> dict[str, Any]:
         """Ground truth for duplicates: the records each topic holds more than

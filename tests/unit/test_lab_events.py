@@ -1,0 +1,51 @@
+"""The scenario lab's explanations of what its probes counted (workers.lab.events)."""
+
+from __future__ import annotations
+
+from workers.engine import explain
+from workers.lab.events import explain_counts
+
+T0 = 1_796_000_000.0
+
+
+def session(at: float) -> dict:
+    doc = {"ts": at, "kind": "consumer-session", "message": "consumer started (session 1f)"}
+    return explain.sentinel_event(doc, "t")
+
+
+def test_each_counted_anomaly_is_explained_on_the_partition_that_counted_most():
+    why = explain_counts(
+        {"duplicated": 40, "lost": 0, "processed": 900, "reordered": 3},
+        {"0": {"duplicated": 10}, "2": {"duplicated": 30}},
+        "t",
+        T0,
+        [session(T0 + 4)],
+        {"acks": "all", "enable.idempotence": "true", "sasl.password": "secret"},
+        {"enable.auto.commit": "false"},
+    )
+    assert list(why) == ["duplicated"]  # nothing else explainable was counted
+    assert why["duplicated"]["cause"] == explain.CONSUMER_SESSION
+    assert why["duplicated"]["partition"] == 2
+    assert why["duplicated"]["text"].endswith("(40 duplicated on p2)")
+    assert "secret" not in str(why)
+
+
+def test_a_loss_after_a_consumer_restart_says_what_the_restart_did_to_it():
+    """At-most-once committed a batch, then crashed: the loss is the records between."""
+    why = explain_counts({"lost": 12}, {"1": {"lost": 12}}, "t", T0, [session(T0 + 3)], {}, {})
+    assert why["lost"]["cause"] == explain.CONSUMER_SESSION
+    assert why["lost"]["text"].startswith("the consumer restarted after committing records")
+
+
+def test_events_up_to_half_a_minute_after_the_fault_explain_it_and_later_ones_do_not():
+    late = explain.sentinel_event(
+        {"ts": T0 + 45, "kind": "consumer-session", "message": "consumer started"}, "t"
+    )
+    why = explain_counts({"duplicated": 5}, {}, "t", T0, [late], {}, {})
+    assert why["duplicated"]["cause"] == explain.NOTHING_SEEN
+    assert why["duplicated"]["partition"] is None
+    in_time = explain.sentinel_event({**{"ts": T0 + 25}, "kind": "run", "message": "run 2"}, "t")
+    assert (
+        explain_counts({"duplicated": 5}, {}, "t", T0, [in_time], {}, {})["duplicated"]["cause"]
+        == explain.PRODUCER_RESTART
+    )

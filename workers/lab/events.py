@@ -1,0 +1,115 @@
+"""The scenario's own cluster events watcher, and the explanations of what its probes counted.
+
+A scenario's probes are sentinels no worker watches (their topics are the run's own), so while
+a scenario runs the lab samples its probes' topics itself with the watcher's sampler
+(``workers.roles.eventsampler.EventSampler``), in a thread of its own every ``SAMPLE_S``, into a
+cluster events stream of its own (``lab-<token>``: the cluster page's stream stays the real
+watcher's), forgotten when the lab closes. ``explain_counts`` then explains each anomaly a probe
+counted with the pure ``workers.engine.explain``: the run's cluster events on the probe's topic,
+the probe's own events (its consumer's sessions, its producer's statistics...) and its
+profile's client properties, around the moment the fault was injected.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any
+
+import redis
+from confluent_kafka import KafkaException
+
+from workers.engine import explain
+from workers.roles.eventsampler import EventSampler
+
+log = logging.getLogger(__name__)
+
+SAMPLE_S = 2.0
+# Events up to this long after the fault explain what it caused: a scenario knows when it
+# injected its fault, and only its own events are in its stream (a new leader is elected, a
+# restarted consumer reads again, within seconds of the fault; the cluster watcher's 10 s is
+# for a first affected record only known to the second).
+AFTER_FAULT_S = 30.0
+JOIN_S = 15.0
+
+
+class EventsWatch:
+    """Samples ``topics`` of the cluster at ``bootstrap_servers`` every ``SAMPLE_S`` until
+    ``close()``; a sample that fails (a frozen broker, Redis restarting) is logged and the next
+    one tries again."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        bootstrap_servers: str,
+        conf: Mapping[str, Any],
+        topics: list[str],
+    ) -> None:
+        watch = SimpleNamespace(
+            cluster=f"lab-{secrets.token_hex(4)}",
+            bootstrap_servers=bootstrap_servers,
+            client=dict(conf),
+            topics=tuple(topics),
+        )
+        self.sampler = EventSampler(watch, client)
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scenario-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        failed = False
+        while not self._stop.is_set():
+            try:
+                self.sampler.sample()
+                self.samples += 1
+                failed = False
+            except (KafkaException, redis.RedisError, OSError) as exc:
+                if not failed:  # once per spell, not every two seconds
+                    log.warning("scenario events: a sample failed: %s", exc)
+                failed = True
+            self._stop.wait(SAMPLE_S)
+
+    def events(self, topic: str) -> list[dict[str, Any]]:
+        """The events recorded on ``topic`` (and the cluster's, e.g. a broker unreachable)."""
+        return [e for e in self.sampler.store.events(limit=1000) if e.get("topic") in (None, topic)]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(JOIN_S)
+        if self._thread.is_alive():  # a sample stuck in a client call: leave it to its timeout
+            log.warning("scenario events: the sampler did not stop within %gs", JOIN_S)
+            return
+        try:
+            self.sampler.store.forget()
+        except redis.RedisError as exc:
+            log.warning("scenario events: not forgotten: %s", exc)
+        self.sampler.close()
+
+
+def explain_counts(
+    counts: Mapping[str, int],
+    partitions: Mapping[str, Mapping[str, int]],
+    topic: str,
+    at: float,
+    events: list[dict[str, Any]],
+    producer: Mapping[str, Any],
+    consumer: Mapping[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """``{counter: {"cause", "text", "partition"}}`` for each counter ``explain`` knows that
+    ``counts`` holds above 0, on the partition where most of it was counted (``partitions``:
+    the status document's counters per partition), the fault injected at ``at``."""
+    out: dict[str, dict[str, Any]] = {}
+    clients = explain.client_properties(producer, consumer)
+    for counter, count in counts.items():
+        if counter not in explain.CAUSES or counter == "stalled" or not count:
+            continue
+        where = {p: c.get(counter, 0) for p, c in partitions.items() if c.get(counter)}
+        partition = int(max(where, key=where.get)) if where else None
+        anomaly = explain.Anomaly(counter, topic, partition, at, int(count))
+        found = explain.explain(anomaly, events, after_s=AFTER_FAULT_S, **clients)
+        out[counter] = {"cause": found.cause, "text": found.text, "partition": partition}
+    return out
