@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workers.engine.explain import (
+    ACKS_BELOW_ALL,
     CONSUMER_SESSION,
     LEADER_CHANGE,
     NOTHING_SEEN,
@@ -147,6 +148,21 @@ def test_a_stall_is_explained_by_its_partition_going_offline_while_it_lasts():
     # Records are different: a loss at T0 is nearer the broker going away than the later event.
     lost = explain(Anomaly("lost", "t", 0, T0, 5), [unreachable, offline], after_s=40)
     assert [c["kind"] for c in lost.candidates] == ["broker-unreachable", "offline"]
+
+
+def test_acks_below_all_explain_a_loss_only_when_a_leader_failed_or_moved():
+    """acks=0 or 1 loses records when their leader fails: without a leader event in the window
+    the configuration explains nothing (an at-most-once consumer's restart past its commit
+    does), with one it names the configuration."""
+    producer = {"acks": "0"}
+    restart = event("consumer-session", T0 + 3, partition=None)
+    got = explain(Anomaly("lost", "t", 0, T0, 5), [restart], producer=producer)
+    assert got.cause == CONSUMER_SESSION
+    assert got.text.startswith("the consumer restarted after committing records")
+    moved = event("leader-change", T0 + 8, text="t p0 leader 3 → 1")
+    got = explain(Anomaly("lost", "t", 0, T0, 5), [moved], producer=producer)
+    assert got.cause == ACKS_BELOW_ALL and got.text.startswith("producer acks=0: ")
+    assert explain(Anomaly("lost", "t", 0, T0, 5), [], producer=producer).cause == NOTHING_SEEN
 
 
 def test_a_cluster_wide_event_counts_for_every_topic():

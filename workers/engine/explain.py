@@ -227,8 +227,19 @@ def _when(event: Mapping[str, Any]) -> tuple[float, float]:
     return float(event.get("since") or at), at
 
 
-def _client_causes(counter: str, producer: Mapping[str, Any], consumer: Mapping[str, Any]):
-    """Causes the client configuration gives, with no event needed."""
+# The events that make ``acks`` below ``all`` a cause of loss: the leader failed or moved.
+LEADER_FAILED = frozenset({UNCLEAN_ELECTION, LEADER_CHANGE, OFFLINE, BROKER_UNREACHABLE})
+
+
+def _client_causes(
+    counter: str,
+    producer: Mapping[str, Any],
+    consumer: Mapping[str, Any],
+    seen: set[str] | frozenset[str] = frozenset(),
+):
+    """Causes the client configuration gives: retries without idempotence and a
+    read_uncommitted consumer with no event needed; ``acks`` below ``all`` only where an event
+    of ``seen`` (the causes of the events in the window) says the leader failed or moved."""
     out = []
     idempotent = str(producer.get("enable.idempotence", "")).lower() == "true"
     retries = str(producer.get("retries", producer.get("message.send.max.retries", "1")))
@@ -241,7 +252,7 @@ def _client_causes(counter: str, producer: Mapping[str, Any], consumer: Mapping[
             )
         )
     acks = str(producer.get("acks", producer.get("request.required.acks", ""))).lower()
-    if counter == "lost" and acks in ("0", "1"):
+    if counter == "lost" and acks in ("0", "1") and seen & LEADER_FAILED:
         out.append(
             (
                 ACKS_BELOW_ALL,
@@ -300,7 +311,8 @@ def explain(
                 },
             )
         )
-    for cause, text in _client_causes(anomaly.counter, producer or {}, consumer or {}):
+    seen = {c["cause"] for _s, c in candidates}
+    for cause, text in _client_causes(anomaly.counter, producer or {}, consumer or {}, seen):
         # A configuration is always "there", but an event on the partition beats it.
         score = weights.get(cause, 0) * 0.6
         candidates.append(
