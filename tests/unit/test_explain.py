@@ -165,6 +165,25 @@ def test_acks_below_all_explain_a_loss_only_when_a_leader_failed_or_moved():
     assert explain(Anomaly("lost", "t", 0, T0, 5), [], producer=producer).cause == NOTHING_SEEN
 
 
+def test_a_consumers_first_start_explains_no_duplicate():
+    """The sentinel's consumer started before anything was processed (``fresh``): it cannot
+    have re-read anything, so the producer's retries explain the duplicates, not that start."""
+    first = {
+        "ts": T0 - 10,
+        "kind": "consumer-session",
+        "message": "consumer started",
+        "fresh": True,
+    }
+    retries = {"ts": T0 + 2, "since": T0 - 3, "kind": "producer-retries", "message": "5 retried"}
+    events = [sentinel_event(first, "t"), sentinel_event(retries, "t")]
+    got = explain(Anomaly("duplicated", "t", 0, T0, 2), events)
+    assert got.cause == RETRIES_WITHOUT_IDEMPOTENCE
+    assert [c["kind"] for c in got.candidates] == ["producer-retries"]
+    restart = {**first, "fresh": False}
+    got = explain(Anomaly("duplicated", "t", 0, T0, 2), [sentinel_event(restart, "t")])
+    assert got.cause == CONSUMER_SESSION
+
+
 def test_a_cluster_wide_event_counts_for_every_topic():
     unreachable = event("broker-unreachable", T0 - 1, topic=None, partition=None)
     got = explain(Anomaly("stalled", "t", 0, T0, 0), [unreachable])

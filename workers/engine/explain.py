@@ -205,6 +205,8 @@ def sentinel_event(doc: Mapping[str, Any], topic: str) -> dict[str, Any]:
     }
     if doc.get("since"):  # seen at ``ts``, happened since then (a client's statistics)
         event["since"] = float(doc["since"])
+    if doc.get("fresh"):  # a consumer's start before anything was processed: no cause
+        event["fresh"] = True
     return event
 
 
@@ -280,6 +282,8 @@ def explain(
     lo, hi = anomaly.at - before_s, anomaly.at + after_s
     candidates: list[tuple[float, dict[str, Any]]] = []
     for event in events:
+        if event.get("fresh"):  # a consumer's first start re-reads nothing processed
+            continue
         cause = EVENT_CAUSE.get(str(event.get("kind")))
         weight = weights.get(cause or "", 0)
         place = _place(anomaly, event)

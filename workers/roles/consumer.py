@@ -230,11 +230,16 @@ class SentinelConsumer(AssignedConsumer):
             for p, o in sorted(offsets.items())
         )
         try:
+            # Nothing ever processed in this state: this start can re-read nothing processed,
+            # so it explains no duplicate (``fresh``; the ledger's entries-added outlives trims).
+            fresh = self.store.stream_added("ledger") == 0
             self.store.event(
                 CONSUMER_SESSION_EVENT,
-                f"consumer started (session {self.session:x}), reading from {where}",
+                f"consumer started (session {self.session:x}), reading from {where}"
+                + (" (nothing processed before)" if fresh else ""),
                 session=str(self.session),
                 offsets={str(p): o for p, o in offsets.items()},
+                fresh=fresh,
             )
         except redis.RedisError as exc:  # evidence for an explanation, not worth a restart
             log.warning("consumer session event not recorded: %s", exc)
