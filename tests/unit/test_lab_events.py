@@ -49,3 +49,17 @@ def test_events_up_to_half_a_minute_after_the_fault_explain_it_and_later_ones_do
         explain_counts({"duplicated": 5}, {}, "t", T0, [in_time], {}, {})["duplicated"]["cause"]
         == explain.PRODUCER_RESTART
     )
+
+
+def test_what_followed_the_fault_explains_it_as_well_as_what_came_before():
+    """The lab anchors an anomaly at its fault: the crashed consumer's restart 3 s after it
+    explains the duplicates better than the producer's restart 10 s before; a producer's first
+    run (``fresh``) explains nothing at all."""
+    before = explain.sentinel_event({"ts": T0 - 10, "kind": "run", "message": "run 2"}, "t")
+    first = explain.sentinel_event(
+        {"ts": T0 - 20, "kind": "run", "message": "run 1", "fresh": True}, "t"
+    )
+    why = explain_counts({"duplicated": 7}, {}, "t", T0, [first, before, session(T0 + 3)], {}, {})
+    assert why["duplicated"]["cause"] == explain.CONSUMER_SESSION
+    why = explain_counts({"duplicated": 7}, {}, "t", T0, [first], {}, {})
+    assert why["duplicated"]["cause"] == explain.NOTHING_SEEN

@@ -205,7 +205,7 @@ def sentinel_event(doc: Mapping[str, Any], topic: str) -> dict[str, Any]:
     }
     if doc.get("since"):  # seen at ``ts``, happened since then (a client's statistics)
         event["since"] = float(doc["since"])
-    if doc.get("fresh"):  # a consumer's start before anything was processed: no cause
+    if doc.get("fresh"):  # the first start of the state's producer or consumer: no cause
         event["fresh"] = True
     return event
 
@@ -276,13 +276,18 @@ def explain(
     consumer: Mapping[str, Any] | None = None,
     before_s: float = BEFORE_S,
     after_s: float = AFTER_S,
+    consequences: bool = False,
 ) -> Explanation:
-    """The explanation of ``anomaly`` by ``events`` and the clients' configuration."""
+    """The explanation of ``anomaly`` by ``events`` and the clients' configuration.
+
+    ``consequences``: ``anomaly.at`` is the moment of a fault (the scenario lab's), not the
+    first affected record, so what followed it (a restart, an election) is as likely a cause
+    as what came before."""
     weights = CAUSES.get(anomaly.counter, {})
     lo, hi = anomaly.at - before_s, anomaly.at + after_s
     candidates: list[tuple[float, dict[str, Any]]] = []
     for event in events:
-        if event.get("fresh"):  # a consumer's first start re-reads nothing processed
+        if event.get("fresh"):  # a first start follows nothing: it repeats nothing
             continue
         cause = EVENT_CAUSE.get(str(event.get("kind")))
         weight = weights.get(cause or "", 0)
@@ -299,7 +304,7 @@ def explain(
             distance, after_penalty = 0.0, 1.0
         else:
             distance = min(abs(anomaly.at - start), abs(end - anomaly.at))
-            after_penalty = 0.5 if start > anomaly.at else 1.0
+            after_penalty = 0.5 if start > anomaly.at and not consequences else 1.0
         score = weight * PLACE_WEIGHT[place] * after_penalty / (1.0 + distance / 30.0)
         candidates.append(
             (

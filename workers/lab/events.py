@@ -110,6 +110,8 @@ def explain_counts(
         where = {p: c.get(counter, 0) for p, c in partitions.items() if c.get(counter)}
         partition = int(max(where, key=where.get)) if where else None
         anomaly = explain.Anomaly(counter, topic, partition, at, int(count))
-        found = explain.explain(anomaly, events, after_s=AFTER_FAULT_S, **clients)
+        found = explain.explain(
+            anomaly, events, after_s=AFTER_FAULT_S, consequences=True, **clients
+        )
         out[counter] = {"cause": found.cause, "text": found.text, "partition": partition}
     return out

@@ -162,7 +162,8 @@ class SentinelProducer(Loop):
             self.producer.flush(10)
             self.flush_acks(force=True)
         self.join_epoch()
-        if not self.store.runs() and self.topic_holds_records():
+        first = not self.store.runs()  # the state's first run: it follows no other
+        if first and self.topic_holds_records():
             # The first run of an epoch on a topic with records: the state was there and is
             # gone (Redis restarted empty while no role of ours was running to notice).
             self.note_state_lost("none in Redis for a topic that already holds records")
@@ -172,7 +173,9 @@ class SentinelProducer(Loop):
         self.run_id = run
         self.next_seq = {p: 0 for p in range(self.partitions)}
         self._credit = 0.0
-        self.store.event(RUN_EVENT, f"producer run {self.run_id} {reason}", run=self.run_id)
+        self.store.event(
+            RUN_EVENT, f"producer run {self.run_id} {reason}", run=self.run_id, fresh=first
+        )
         log.info("sentinel %s: producer run %s %s", self.spec.name, self.run_id, reason)
 
     def close(self) -> None:
