@@ -354,3 +354,37 @@ def _count(anomaly: Anomaly) -> str:
     if anomaly.counter == "stalled":  # a state, not a count of records
         return f"stalled{where}"
     return f"{anomaly.count} {anomaly.counter.replace('_', ' ')}{where}"
+
+
+# Events up to this long after a fault explain what it caused: the scenario lab knows when it
+# injected its fault, and only its run's events are in its stream (a new leader is elected, a
+# restarted consumer reads again, within seconds of the fault; ``AFTER_S`` is for a first
+# affected record only known to the second).
+AFTER_FAULT_S = 30.0
+
+
+def explain_fault(
+    counts: Mapping[str, int],
+    partitions: Mapping[str, Mapping[str, int]],
+    topic: str,
+    at: float,
+    events: list[dict[str, Any]],
+    producer: Mapping[str, Any],
+    consumer: Mapping[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """Why what a fault injected at ``at`` caused (the scenario lab's): ``{counter: {"cause",
+    "text", "partition"}}`` for each counter ``explain`` knows that ``counts`` holds above 0,
+    on the partition where most of it was counted (``partitions``: the status document's
+    counters per partition), by ``events`` up to ``AFTER_FAULT_S`` after it, what followed
+    the fault counting as much as what came before."""
+    out: dict[str, dict[str, Any]] = {}
+    clients = client_properties(producer, consumer)
+    for counter, count in counts.items():
+        if counter not in CAUSES or counter == "stalled" or not count:
+            continue
+        where = {p: c.get(counter, 0) for p, c in partitions.items() if c.get(counter)}
+        partition = int(max(where, key=where.get)) if where else None
+        anomaly = Anomaly(counter, topic, partition, at, int(count))
+        found = explain(anomaly, events, after_s=AFTER_FAULT_S, consequences=True, **clients)
+        out[counter] = {"cause": found.cause, "text": found.text, "partition": partition}
+    return out

@@ -1,13 +1,11 @@
-"""The scenario's own cluster events watcher, and the explanations of what its probes counted.
+"""The scenario's own cluster events watcher.
 
 A scenario's probes are sentinels no worker watches (their topics are the run's own), so while
 a scenario runs the lab samples its probes' topics itself with the watcher's sampler
 (``workers.roles.eventsampler.EventSampler``), in a thread of its own every ``SAMPLE_S``, into a
 cluster events stream of its own (``lab-<token>``: the cluster page's stream stays the real
-watcher's), forgotten when the lab closes. ``explain_counts`` then explains each anomaly a probe
-counted with the pure ``workers.engine.explain``: the run's cluster events on the probe's topic,
-the probe's own events (its consumer's sessions, its producer's statistics...) and its
-profile's client properties, around the moment the fault was injected.
+watcher's), forgotten when the lab closes; each probe's judgement explains what it counted
+with them (``workers.engine.explain.explain_fault``).
 """
 
 from __future__ import annotations
@@ -22,17 +20,11 @@ from typing import Any
 import redis
 from confluent_kafka import KafkaException
 
-from workers.engine import explain
 from workers.roles.eventsampler import EventSampler
 
 log = logging.getLogger(__name__)
 
 SAMPLE_S = 2.0
-# Events up to this long after the fault explain what it caused: a scenario knows when it
-# injected its fault, and only its own events are in its stream (a new leader is elected, a
-# restarted consumer reads again, within seconds of the fault; the cluster watcher's 10 s is
-# for a first affected record only known to the second).
-AFTER_FAULT_S = 30.0
 JOIN_S = 15.0
 
 
@@ -88,30 +80,3 @@ class EventsWatch:
         except redis.RedisError as exc:
             log.warning("scenario events: not forgotten: %s", exc)
         self.sampler.close()
-
-
-def explain_counts(
-    counts: Mapping[str, int],
-    partitions: Mapping[str, Mapping[str, int]],
-    topic: str,
-    at: float,
-    events: list[dict[str, Any]],
-    producer: Mapping[str, Any],
-    consumer: Mapping[str, Any],
-) -> dict[str, dict[str, Any]]:
-    """``{counter: {"cause", "text", "partition"}}`` for each counter ``explain`` knows that
-    ``counts`` holds above 0, on the partition where most of it was counted (``partitions``:
-    the status document's counters per partition), the fault injected at ``at``."""
-    out: dict[str, dict[str, Any]] = {}
-    clients = explain.client_properties(producer, consumer)
-    for counter, count in counts.items():
-        if counter not in explain.CAUSES or counter == "stalled" or not count:
-            continue
-        where = {p: c.get(counter, 0) for p, c in partitions.items() if c.get(counter)}
-        partition = int(max(where, key=where.get)) if where else None
-        anomaly = explain.Anomaly(counter, topic, partition, at, int(count))
-        found = explain.explain(
-            anomaly, events, after_s=AFTER_FAULT_S, consequences=True, **clients
-        )
-        out[counter] = {"cause": found.cause, "text": found.text, "partition": partition}
-    return out

@@ -24,7 +24,6 @@ from workers.engine.clientstats import KINDS as CLIENT_STATS_EVENTS
 from workers.engine.documents import COUNTERS
 from workers.engine.profiles import Profile
 from workers.engine.spec import SentinelSpec
-from workers.lab.events import explain_counts
 from workers.lab.limits import HANG_AFTER_S
 from workers.lab.outcome import Expect, SemanticResult
 from workers.store.sentinel import SentinelStore
@@ -218,7 +217,7 @@ class Probe:
                 client[event["kind"]] += int(event.get("count") or 0)
         if any(client.values()):
             self.detail["client_events"] = client
-        self.explain(counters, doc, own)
+        self.explain_anomalies(counters, doc, own)
         failed = [e for e in expectations if not e.holds(counters)]
         if counters.get("duplicated"):
             self.detail["duplicates_in_topics"] = evidence = self.duplicate_evidence()
@@ -237,8 +236,10 @@ class Probe:
             detail=self.detail,
         )
 
-    def explain(self, counters: dict[str, int], doc: dict[str, Any], own: list[dict]) -> None:
-        """Why each anomaly counted happened (``workers.lab.events.explain_counts``): the run's
+    def explain_anomalies(
+        self, counters: dict[str, int], doc: dict[str, Any], own: list[dict]
+    ) -> None:
+        """Why each anomaly counted happened (``workers.engine.explain.explain_fault``): the run's
         cluster events on the probe's topic, its own events, its profile; in ``detail`` and,
         in words, in the notes."""
         if self.fault_time is None:
@@ -247,7 +248,7 @@ class Probe:
         watch = self.lab.events_watch
         events = watch.events(topic) if watch is not None else []
         events += [explain.sentinel_event(e, topic) for e in own]
-        why = explain_counts(
+        why = explain.explain_fault(
             counters,
             doc.get("partitions") or {},
             topic,

@@ -1,9 +1,8 @@
-"""The scenario lab's explanations of what its probes counted (workers.lab.events)."""
+"""The scenario lab's explanations of what its probes counted (explain.explain_fault)."""
 
 from __future__ import annotations
 
 from workers.engine import explain
-from workers.lab.events import explain_counts
 
 T0 = 1_796_000_000.0
 
@@ -14,7 +13,7 @@ def session(at: float) -> dict:
 
 
 def test_each_counted_anomaly_is_explained_on_the_partition_that_counted_most():
-    why = explain_counts(
+    why = explain.explain_fault(
         {"duplicated": 40, "lost": 0, "processed": 900, "reordered": 3},
         {"0": {"duplicated": 10}, "2": {"duplicated": 30}},
         "t",
@@ -32,7 +31,9 @@ def test_each_counted_anomaly_is_explained_on_the_partition_that_counted_most():
 
 def test_a_loss_after_a_consumer_restart_says_what_the_restart_did_to_it():
     """At-most-once committed a batch, then crashed: the loss is the records between."""
-    why = explain_counts({"lost": 12}, {"1": {"lost": 12}}, "t", T0, [session(T0 + 3)], {}, {})
+    why = explain.explain_fault(
+        {"lost": 12}, {"1": {"lost": 12}}, "t", T0, [session(T0 + 3)], {}, {}
+    )
     assert why["lost"]["cause"] == explain.CONSUMER_SESSION
     assert why["lost"]["text"].startswith("the consumer restarted after committing records")
 
@@ -41,12 +42,14 @@ def test_events_up_to_half_a_minute_after_the_fault_explain_it_and_later_ones_do
     late = explain.sentinel_event(
         {"ts": T0 + 45, "kind": "consumer-session", "message": "consumer started"}, "t"
     )
-    why = explain_counts({"duplicated": 5}, {}, "t", T0, [late], {}, {})
+    why = explain.explain_fault({"duplicated": 5}, {}, "t", T0, [late], {}, {})
     assert why["duplicated"]["cause"] == explain.NOTHING_SEEN
     assert why["duplicated"]["partition"] is None
     in_time = explain.sentinel_event({**{"ts": T0 + 25}, "kind": "run", "message": "run 2"}, "t")
     assert (
-        explain_counts({"duplicated": 5}, {}, "t", T0, [in_time], {}, {})["duplicated"]["cause"]
+        explain.explain_fault({"duplicated": 5}, {}, "t", T0, [in_time], {}, {})["duplicated"][
+            "cause"
+        ]
         == explain.PRODUCER_RESTART
     )
 
@@ -59,7 +62,9 @@ def test_what_followed_the_fault_explains_it_as_well_as_what_came_before():
     first = explain.sentinel_event(
         {"ts": T0 - 20, "kind": "run", "message": "run 1", "fresh": True}, "t"
     )
-    why = explain_counts({"duplicated": 7}, {}, "t", T0, [first, before, session(T0 + 3)], {}, {})
+    why = explain.explain_fault(
+        {"duplicated": 7}, {}, "t", T0, [first, before, session(T0 + 3)], {}, {}
+    )
     assert why["duplicated"]["cause"] == explain.CONSUMER_SESSION
-    why = explain_counts({"duplicated": 7}, {}, "t", T0, [first], {}, {})
+    why = explain.explain_fault({"duplicated": 7}, {}, "t", T0, [first], {}, {})
     assert why["duplicated"]["cause"] == explain.NOTHING_SEEN
