@@ -275,3 +275,33 @@ def test_it_gives_each_topics_groups_worst_lag_of_the_week_worst_first() -> None
     a, _ = run(obs(100.0, 10, ts_ms=40_000, group="a"))  # 60 s behind
     b, _ = run(obs(100.0, 10, ts_ms=0, group="b"), obs(200.0, 100, end=100, group="b"))
     assert worst_lags([a, b], 200.0) == {"orders": [("b", 100.0), ("a", 60.0)]}
+
+
+def test_a_deleted_topics_offsets_are_no_news_at_every_sample(caplog):
+    """A group keeps its committed offsets of a deleted topic: reading that topic's offsets
+    fails at every sample, which is logged at debug; any other failure is a warning."""
+    from concurrent.futures import Future
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    from workers.clients.groups import _results
+
+    def failed(code):
+        future = Future()
+        future.set_exception(KafkaException(KafkaError(code)))
+        return future
+
+    ok = Future()
+    ok.set_result(7)
+    with caplog.at_level("DEBUG", logger="workers.clients.groups"):
+        got = _results(
+            {
+                "gone": failed(KafkaError.UNKNOWN_TOPIC_OR_PART),
+                "down": failed(KafkaError._TRANSPORT),
+                "fine": ok,
+            },
+            1,
+        )
+    assert got == {"fine": 7}
+    levels = {r.getMessage().split(":")[0]: r.levelname for r in caplog.records}
+    assert levels == {"gone": "DEBUG", "down": "WARNING"}

@@ -26,6 +26,7 @@ from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
     KafkaError,
+    KafkaException,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -67,8 +68,18 @@ def _results(futures: dict[Any, Future], timeout: float) -> dict[Any, Any]:
         try:
             out[key] = future.result(timeout=timeout)
         except Exception as exc:  # one group or partition failing leaves the others
-            log.warning("%s: %s", key, describe(exc))
+            # A group keeps its committed offsets of a deleted topic until they expire (7 days
+            # by default): the topic's offsets are unknown at every sample, which is no news.
+            gone = (
+                isinstance(exc, KafkaException) and _code(exc) == KafkaError.UNKNOWN_TOPIC_OR_PART
+            )
+            (log.debug if gone else log.warning)("%s: %s", key, describe(exc))
     return out
+
+
+def _code(exc: KafkaException) -> int | None:
+    err = exc.args[0] if exc.args else None
+    return err.code() if isinstance(err, KafkaError) else None
 
 
 class GroupReader:
