@@ -10,7 +10,6 @@ stepped here directly, as a worker's watch process and Celery beat step them."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -18,9 +17,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from dashboard.models import Channel, Incident
 from dashboard.oncall import evaluation, notification
 from tests.integration.test_hosting import make_sentinel
+from tests.support.oncall import opened, received, webhook_channel
 from tests.support.sentinels import SentinelProcesses, bootstrap
 from tests.support.waiting import wait_until
 from workers.engine import explain
@@ -81,8 +80,7 @@ REPEAT = int(os.environ.get("DS_EXPLAINED_REPEAT", "1"))
 def test_records_deleted_ahead_of_the_consumer_are_lost_exactly_and_explained(
     round_, tmp_path, redis_url, httpserver
 ):
-    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
-    Channel.objects.create(name="hook", kind="webhook", config={"url": httpserver.url_for("/hook")})
+    webhook_channel(httpserver)
     sentinel = make_sentinel(AT_LEAST_ONCE)
     spec = sentinel.to_spec()
     procs = SentinelProcesses(spec, tmp_path)
@@ -124,22 +122,14 @@ def test_records_deleted_ahead_of_the_consumer_are_lost_exactly_and_explained(
         assert doc["totals"]["lost"] == expected, doc["totals"]
         assert doc["totals"]["duplicated"] == 0, doc["totals"]
 
-        def opened():
-            evaluation.evaluate(dispatch=notification.deliver)
-            return Incident.objects.filter(sentinel=sentinel, kind="violated").first()
-
-        incident = wait_until(opened, 60, "the violation's incident")
+        incident = opened(sentinel, "violated")
         found = incident.explanation
         assert found["cause"] == explain.RETENTION, found
         assert found["counter"] == "lost"
         assert "records deleted before they were read" in found["text"]
         assert "log start" in found["text"], found["text"]
         # The webhook a real receiver got says why.
-        wait_until(lambda: httpserver.log, 30, "the trigger at the receiver")
-        body = json.loads(httpserver.log[0][0].data)
-        annotations = body["alerts"][0]["annotations"]
-        assert annotations["cause"] == "retention"
-        assert annotations["explanation"] == found["text"]
+        assert received(httpserver) == ("retention", found["text"])
         # Measured (reported, not asserted): from the deletion to the explained incident.
         explained = incident.events.get(kind="explained").at.timestamp()
         print(f"fault to explanation: {explained - deleted_at:.1f} s; why: {found['text']}")

@@ -30,7 +30,6 @@ explained incident (docs/benchmarks.md); the suite runs each once."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -38,9 +37,10 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from dashboard.models import AlertRule, Channel, Incident, Profile
+from dashboard.models import AlertRule, Profile
 from dashboard.oncall import evaluation, notification
 from tests.integration.test_hosting import make_sentinel
+from tests.support.oncall import opened, received, webhook_channel
 from tests.support.sentinels import SentinelProcesses, bootstrap
 from tests.support.waiting import wait_until
 from workers.engine import alerts, explain
@@ -116,6 +116,58 @@ def local_brokers() -> BrokerActions:
     )
 
 
+class Election:
+    """Both tests' stage: the sentinel's one partition on nodes 1 (leader) and 2 with the topic
+    ``config``, its roles in processes, the cluster's events sampler stepped here, and the
+    brokers restored and the topic deleted at ``close()``."""
+
+    def __init__(self, sentinel, name: str, config: dict[str, str], tmp_path, redis_url) -> None:
+        self.sentinel, self.spec = sentinel, sentinel.to_spec()
+        self.brokers = local_brokers()
+        self.brokers.scenario_name = name
+        self.admin = AdminClient({"bootstrap.servers": bootstrap()})
+        two_replica_topic(self.admin, self.spec.topic, config)
+        self.procs = SentinelProcesses(self.spec, tmp_path)
+        watch = ClusterWatch(sentinel.cluster.name, bootstrap(), {}, (self.spec.topic,))
+        self.sampler = EventSampler(watch, connect(redis_url))
+
+    def state(self) -> tuple[int, list[int]]:
+        return partition_state(self.admin, self.spec.topic)
+
+    def flowing(self) -> None:
+        """Both replicas in sync under node 1; the roles started, records flowing; the on-call
+        evaluation's first sight (the default rules, healthy)."""
+        wait_until(
+            lambda: self.state() == (LEADER, [LEADER, STALE]),
+            60,
+            "the partition led by node 1, both replicas in sync",
+        )
+        for roles in ("producer", "consumer", "checker"):
+            self.procs.start(roles)
+        self.procs.wait_status(lambda d: d["totals"]["processed"] > 50, 120, "records flowing")
+        evaluation.evaluate(dispatch=notification.deliver)
+
+    def leader_alone(self, records: int = 40) -> None:
+        """Node 2 stops: the ISR shrinks to node 1, which alone acknowledges ``records`` more."""
+        self.brokers.stop_node(STALE)
+        wait_until(lambda: self.state()[1] == [LEADER], 60, "the ISR shrunk to the leader")
+        self.sampler.sample()  # the watcher's last sight before the fault: ISR [1]
+        shrunk_at = high_watermark(self.spec.topic)
+        wait_until(
+            lambda: high_watermark(self.spec.topic) - shrunk_at >= records,
+            60,
+            f"{records} records acknowledged by the leader alone",
+        )
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        self.sampler.store.forget()
+        self.sampler.close()
+        problems = self.brokers.restore()
+        self.brokers.delete_topics([self.spec.topic])
+        assert not problems, problems
+
+
 REPEAT = int(os.environ.get("DS_UNCLEAN_REPEAT", "1"))
 
 
@@ -123,44 +175,16 @@ REPEAT = int(os.environ.get("DS_UNCLEAN_REPEAT", "1"))
 def test_an_unclean_election_destroys_acknowledged_records_counted_exactly_and_explained(
     round_, tmp_path, redis_url, httpserver
 ):
-    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
-    Channel.objects.create(name="hook", kind="webhook", config={"url": httpserver.url_for("/hook")})
+    webhook_channel(httpserver)
     sentinel = make_sentinel(AT_LEAST_ONCE, partitions=1, replication_factor=2)
-    spec = sentinel.to_spec()
-    brokers = local_brokers()
-    brokers.scenario_name = "unclean-election"
-    admin = AdminClient({"bootstrap.servers": bootstrap()})
-    two_replica_topic(admin, spec.topic, UNCLEAN_TOPIC_CONFIG)
-    procs = SentinelProcesses(spec, tmp_path)
-    sampler = EventSampler(
-        ClusterWatch(sentinel.cluster.name, bootstrap(), {}, (spec.topic,)), connect(redis_url)
-    )
+    stage = Election(sentinel, "unclean-election", UNCLEAN_TOPIC_CONFIG, tmp_path, redis_url)
+    spec, procs, brokers, sampler = stage.spec, stage.procs, stage.brokers, stage.sampler
     try:
-        wait_until(
-            lambda: partition_state(admin, spec.topic) == (LEADER, [LEADER, STALE]),
-            60,
-            "the partition led by node 1, both replicas in sync",
-        )
-        for roles in ("producer", "consumer", "checker"):
-            procs.start(roles)
-        procs.wait_status(lambda d: d["totals"]["processed"] > 50, 120, "records flowing")
-        evaluation.evaluate(dispatch=notification.deliver)  # first sight: healthy
+        stage.flowing()
         # The consumer stops cleanly (it commits what it processed): it reads nothing more
         # until the election is over.
         procs.stop("consumer")
-        brokers.stop_node(STALE)
-        wait_until(
-            lambda: partition_state(admin, spec.topic)[1] == [LEADER],
-            60,
-            "the ISR shrunk to the leader",
-        )
-        sampler.sample()  # the watcher's last sight before the fault: ISR [1]
-        shrunk_at = high_watermark(spec.topic)
-        wait_until(
-            lambda: high_watermark(spec.topic) - shrunk_at >= 40,
-            60,
-            "40 records acknowledged by the leader alone",
-        )
+        stage.leader_alone()
         assert procs.stop("producer") == 0  # it flushes: every record produced is acknowledged
         totals = procs.wait_status(
             lambda d: d["totals"]["acked"] + d["totals"]["failed"] == d["totals"]["produced"],
@@ -172,11 +196,7 @@ def test_an_unclean_election_destroys_acknowledged_records_counted_exactly_and_e
         sampler.sample()
         brokers.kill_node(LEADER)
         brokers.start_node(STALE)  # the quorum is back; the controller elects node 2 unclean
-        wait_until(
-            lambda: partition_state(admin, spec.topic)[0] == STALE,
-            90,
-            "node 2 elected leader",
-        )
+        wait_until(lambda: stage.state()[0] == STALE, 90, "node 2 elected leader")
         elected_at = time.time()
         (event,) = wait_until(
             lambda: unclean_events(sampler, spec.topic), 60, "the unclean election recorded"
@@ -208,32 +228,18 @@ def test_an_unclean_election_destroys_acknowledged_records_counted_exactly_and_e
         assert totals["divergent"] == destroyed, totals
         assert totals["duplicated"] == 0, totals
 
-        def opened():
-            evaluation.evaluate(dispatch=notification.deliver)
-            return Incident.objects.filter(sentinel=sentinel, kind="violated").first()
-
-        incident = wait_until(opened, 60, "the violation's incident")
+        incident = opened(sentinel, "violated")
         found = incident.explanation
         assert found["cause"] == explain.UNCLEAN_ELECTION, found
         assert found["counter"] in ("lost", "divergent"), found
         assert "unclean leader election" in found["text"], found["text"]
         assert f"{spec.topic} p0" in found["text"], found["text"]
-        # The webhook a real receiver got says why.
-        wait_until(lambda: httpserver.log, 30, "the trigger at the receiver")
-        body = json.loads(httpserver.log[0][0].data)
-        annotations = body["alerts"][0]["annotations"]
-        assert annotations["cause"] == explain.UNCLEAN_ELECTION
-        assert annotations["explanation"] == found["text"]
+        assert received(httpserver) == (explain.UNCLEAN_ELECTION, found["text"])
         # Measured (reported, not asserted): from the election to the explained incident.
         explained = incident.events.get(kind="explained").at.timestamp()
         print(f"fault to explanation: {explained - elected_at:.1f} s; why: {found['text']}")
     finally:
-        procs.stop_all()
-        sampler.store.forget()
-        sampler.close()
-        problems = brokers.restore()
-        brokers.delete_topics([spec.topic])
-        assert not problems, problems
+        stage.close()
 
 
 @pytest.mark.parametrize("round_", range(REPEAT))
@@ -246,8 +252,7 @@ def test_with_unclean_elections_disabled_the_stale_replica_is_never_elected_and_
     then node 1 leads with every record it acknowledged. The producer keeps producing through
     the outage (its records wait in its queue; ``delivery.timeout.ms`` outlasts the outage), so
     the sentinel is STALLED, and the stall's incident is explained by the offline partition."""
-    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
-    Channel.objects.create(name="hook", kind="webhook", config={"url": httpserver.url_for("/hook")})
+    webhook_channel(httpserver)
     sentinel = make_sentinel(AT_LEAST_ONCE, partitions=1, replication_factor=2)
     patient = sentinel.profile
     sentinel.profile = Profile.objects.create(
@@ -258,45 +263,18 @@ def test_with_unclean_elections_disabled_the_stale_replica_is_never_elected_and_
         commit_strategy=patient.commit_strategy,
     )
     sentinel.save()
-    spec = sentinel.to_spec()
-    brokers = local_brokers()
-    brokers.scenario_name = "clean-election"
-    admin = AdminClient({"bootstrap.servers": bootstrap()})
-    two_replica_topic(admin, spec.topic, CLEAN_TOPIC_CONFIG)
-    procs = SentinelProcesses(spec, tmp_path)
-    sampler = EventSampler(
-        ClusterWatch(sentinel.cluster.name, bootstrap(), {}, (spec.topic,)), connect(redis_url)
-    )
+    stage = Election(sentinel, "clean-election", CLEAN_TOPIC_CONFIG, tmp_path, redis_url)
+    spec, procs, brokers, sampler = stage.spec, stage.procs, stage.brokers, stage.sampler
     try:
-        wait_until(
-            lambda: partition_state(admin, spec.topic) == (LEADER, [LEADER, STALE]),
-            60,
-            "the partition led by node 1, both replicas in sync",
-        )
-        for roles in ("producer", "consumer", "checker"):
-            procs.start(roles)
-        procs.wait_status(lambda d: d["totals"]["processed"] > 50, 120, "records flowing")
-        evaluation.evaluate(dispatch=notification.deliver)  # the default rules; healthy
+        stage.flowing()
         # Page for a stall at once (the default waits a minute).
         AlertRule.objects.filter(sentinel=sentinel, kind=alerts.STALLED).update(for_s=0)
-        brokers.stop_node(STALE)
-        wait_until(
-            lambda: partition_state(admin, spec.topic)[1] == [LEADER],
-            60,
-            "the ISR shrunk to the leader",
-        )
-        sampler.sample()  # the watcher's last sight before the fault: ISR [1]
-        shrunk_at = high_watermark(spec.topic)
-        wait_until(
-            lambda: high_watermark(spec.topic) - shrunk_at >= 40,
-            60,
-            "40 records acknowledged by the leader alone",
-        )
+        stage.leader_alone()
         brokers.kill_node(LEADER)
         killed_at = time.time()
         brokers.start_node(STALE)  # the quorum is back; node 2 registers, behind the log
         wait_until(
-            lambda: STALE in brokers_of(admin) and partition_state(admin, spec.topic)[0] == -1,
+            lambda: STALE in brokers_of(stage.admin) and stage.state()[0] == -1,
             90,
             "node 2 registered and the partition without a leader",
         )
@@ -315,20 +293,13 @@ def test_with_unclean_elections_disabled_the_stale_replica_is_never_elected_and_
             "the sentinel STALLED, its metadata showing p0 without a leader",
         )
 
-        def opened():
-            evaluation.evaluate(dispatch=notification.deliver)
-            return Incident.objects.filter(sentinel=sentinel, kind=alerts.STALLED).first()
-
-        incident = wait_until(opened, 60, "the stall's incident")
-        assert partition_state(admin, spec.topic)[0] == -1  # still: node 2 was never elected
+        incident = opened(sentinel, alerts.STALLED)
+        assert stage.state()[0] == -1  # still: node 2 was never elected
         found = incident.explanation
         assert (found["cause"], found["partition"]) == (explain.OFFLINE, 0), found
         assert found["text"].startswith("the partition had no leader: "), found["text"]
         assert found["text"].endswith("(stalled on p0)"), found["text"]
-        wait_until(lambda: httpserver.log, 30, "the trigger at the receiver")
-        annotations = json.loads(httpserver.log[0][0].data)["alerts"][0]["annotations"]
-        assert annotations["cause"] == explain.OFFLINE
-        assert annotations["explanation"] == found["text"]
+        assert received(httpserver) == (explain.OFFLINE, found["text"])
         # Measured (reported, not asserted): from the kill to the explained stall. The
         # evaluation is stepped once the watcher recorded the offline partition and the
         # sentinel is STALLED (Celery beat steps it every 2 s: within 2 s of both).
@@ -336,9 +307,7 @@ def test_with_unclean_elections_disabled_the_stale_replica_is_never_elected_and_
         print(f"fault to explanation: {explained - killed_at:.1f} s")
 
         brokers.start_node(LEADER)  # in the last ISR: elected, with every record it acknowledged
-        wait_until(
-            lambda: partition_state(admin, spec.topic)[0] == LEADER, 90, "node 1 leading again"
-        )
+        wait_until(lambda: stage.state()[0] == LEADER, 90, "node 1 leading again")
         procs.wait_status(
             lambda d: d["verdict"] != "STALLED" and d["totals"]["acked"] > 0,
             120,
@@ -355,9 +324,4 @@ def test_with_unclean_elections_disabled_the_stale_replica_is_never_elected_and_
             f"{found['text']}"
         )
     finally:
-        procs.stop_all()
-        sampler.store.forget()
-        sampler.close()
-        problems = brokers.restore()
-        brokers.delete_topics([spec.topic])
-        assert not problems, problems
+        stage.close()

@@ -18,6 +18,7 @@ from django.core.management import call_command
 from dashboard.models import Channel, Incident
 from dashboard.oncall import evaluation, notification
 from tests.support.dashboard_data import counts, fresh_defaults, seed_windows, window, wipe
+from tests.support.oncall import webhook_channel
 from tests.web.test_incidents import Sent, evaluate, only, publish
 from workers.engine import explain
 from workers.store.cluster import ClusterStore
@@ -215,6 +216,24 @@ def incidents_explained(sentinel, grown, now):
     return evaluation.explain_violation(sentinel, grown, now)
 
 
+@pytest.fixture
+def hook(httpserver):
+    """A webhook channel to a real local HTTP receiver (asked for before ``seen_healthy``: the
+    default rules notify the channels there are when they are made)."""
+    webhook_channel(httpserver)
+    return httpserver
+
+
+@pytest.fixture
+def seen_healthy(sentinels, redis_url):
+    """The at-least-once sentinel alone, seen healthy by one evaluation; and when."""
+    alo = only(sentinels, "at-least-once")
+    now = time.time()
+    publish(redis_url, alo)
+    evaluate(now, Sent())
+    return alo, now
+
+
 def stalled(redis_url, sentinel, since, leaders):
     """STALLED since ``since`` (its last progress), its metadata showing ``leaders``
     (partition -> leader, -1: none)."""
@@ -232,14 +251,9 @@ def stalled(redis_url, sentinel, since, leaders):
 
 
 def test_a_stall_is_explained_by_its_partition_going_offline_even_when_seen_after_it_began(
-    sentinels, events, redis_url, httpserver
+    hook, seen_healthy, events, redis_url
 ):
-    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
-    Channel.objects.create(name="hook", kind="webhook", config={"url": httpserver.url_for("/hook")})
-    alo = only(sentinels, "at-least-once")
-    now = time.time()
-    publish(redis_url, alo)
-    evaluate(now, Sent())
+    alo, now = seen_healthy
     # A broker unreachable (the whole cluster) before the stall; nothing on the partition yet.
     unreachable = cluster_event("broker-unreachable", now + 2, None, None, "broker 1 unreachable")
     events.record({}, [unreachable], WEEK_MS)
@@ -261,18 +275,15 @@ def test_a_stall_is_explained_by_its_partition_going_offline_even_when_seen_afte
     evaluate(now + 68, Sent())
     incident = Incident.objects.get(pk=incident.pk)
     assert incident.explanation["cause"] == explain.BROKER_UNREACHABLE  # a cause stays
-    ((request, _response),) = httpserver.log
+    ((request, _response),) = hook.log
     annotations = json.loads(request.data)["alerts"][0]["annotations"]
     assert annotations["cause"] == explain.BROKER_UNREACHABLE
 
 
 def test_a_stall_of_several_leaderless_partitions_is_explained_by_the_topics_events(
-    sentinels, events, redis_url
+    seen_healthy, events, redis_url
 ):
-    alo = only(sentinels, "at-least-once")
-    now = time.time()
-    publish(redis_url, alo)
-    evaluate(now, Sent())
+    alo, now = seen_healthy
     elsewhere = cluster_event("offline", now + 2, alo.topic, 1, f"{alo.topic} p1 offline")
     events.record({}, [elsewhere], WEEK_MS)
     stalled(redis_url, alo, now + 1, {0: -1, 1: -1, 2: 3})
@@ -284,12 +295,9 @@ def test_a_stall_of_several_leaderless_partitions_is_explained_by_the_topics_eve
 
 
 def test_a_stall_nothing_explained_yet_is_explained_by_an_offline_partition_seen_later(
-    sentinels, events, redis_url
+    seen_healthy, events, redis_url
 ):
-    alo = only(sentinels, "at-least-once")
-    now = time.time()
-    publish(redis_url, alo)
-    evaluate(now, Sent())
+    alo, now = seen_healthy
     stalled(redis_url, alo, now + 1, {0: -1})
     evaluate(now + 2, Sent())
     (incident,) = evaluate(now + 63, Sent())
@@ -306,17 +314,12 @@ def test_a_stall_nothing_explained_yet_is_explained_by_an_offline_partition_seen
 
 
 def test_allowed_duplicates_that_degrade_a_sentinel_are_explained_as_information(
-    sentinels, events, redis_url, httpserver
+    hook, seen_healthy, events, redis_url
 ):
     """At-least-once allows duplicates: they degrade the sentinel, and the DEGRADED incident
     says why, from the producer's own statistics (retries of a producer without idempotence),
     on the incident and in the webhook; the violations counter by cause does not count it."""
-    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
-    Channel.objects.create(name="hook", kind="webhook", config={"url": httpserver.url_for("/hook")})
-    alo = only(sentinels, "at-least-once")
-    now = time.time()
-    publish(redis_url, alo)
-    evaluate(now, Sent())
+    alo, now = seen_healthy
     store = SentinelStore(connect(redis_url), alo.pk)
     store.event(
         "producer-retries",
@@ -352,7 +355,7 @@ def test_allowed_duplicates_that_degrade_a_sentinel_are_explained_as_information
     )
     assert found["at"] == began
     assert found["text"].startswith("producer retries without idempotence: producer retried 12")
-    ((request, _response),) = httpserver.log
+    ((request, _response),) = hook.log
     annotations = json.loads(request.data)["alerts"][0]["annotations"]
     assert annotations["cause"] == explain.RETRIES_WITHOUT_IDEMPOTENCE
     assert annotations["explanation"] == found["text"]
