@@ -108,9 +108,11 @@ class Workers:
         # Sentinel processes of a killed worker stop by themselves; wait for them too.
         wait_until(lambda: not _sentinel_processes(self.tmp), 60, "sentinel processes gone")
 
-    def logs(self) -> str:
+    def logs(self, tail: int | None = 4000) -> str:
+        """The workers' logs, the last ``tail`` characters of each (None: all of them)."""
         return "\n".join(
-            p.read_text(errors="replace")[-4000:] for p in self.tmp.glob("worker-*.log")
+            p.read_text(errors="replace")[-tail if tail else 0 :]
+            for p in self.tmp.glob("worker-*.log")
         )
 
 

@@ -68,11 +68,8 @@ class WatchFleet:
             stderr=subprocess.STDOUT,
         )
 
-    def logs(self, tail: int | None = 3000) -> str:
-        """The workers' logs, the last ``tail`` characters of each (None: all of them)."""
-        return "\n".join(
-            p.read_text(errors="replace")[-tail if tail else 0 :] for p in self.tmp.glob("*.log")
-        )
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("*.log"))
 
     def stop(self) -> None:
         for proc in self.procs.values():
