@@ -177,6 +177,7 @@ def test_it_encodes_the_same_bytes_on_the_producers_fast_path():
     value = codec.encode(record)
     assert int.from_bytes(value[codec.RUN_OFFSET : codec.RUN_OFFSET + 8], "big") == record.run_id
     assert int.from_bytes(value[codec.SEQ_OFFSET : codec.SEQ_OFFSET + 8], "big") == 12345
+    assert codec.RUN_PARTITION_SEQ.unpack_from(value, codec.RUN_OFFSET) == (record.run_id, 3, 12345)
 
 
 values = st.one_of(

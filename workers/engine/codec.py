@@ -118,6 +118,9 @@ def encode(record: Record, size: int = HEADER_SIZE) -> bytes:
 #: Byte offsets of fields readers may peek at without a full decode.
 RUN_OFFSET = 7
 SEQ_OFFSET = 19
+#: The run, partition and seq, read in one call at ``RUN_OFFSET`` (the producer's delivery
+#: reports read them so).
+RUN_PARTITION_SEQ = struct.Struct(">QIQ")
 _PADDING: dict[int, bytes] = {}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import struct
 import time
 import zlib
 from collections import defaultdict
@@ -61,9 +60,8 @@ def ack_flush_interval(partitions: int, transactional: bool = True) -> float:
     return min(ACK_FLUSH_INTERVAL_MAX_S, max(shortest, partitions / ACK_FLUSH_PARTITIONS_PER_S))
 
 
-# The record's run, partition and seq, read in one call from its value (``codec``'s layout).
-_RUN_PARTITION_SEQ = struct.Struct(">QIQ")
-_RUN_OFFSET, _HEADER_SIZE = codec.RUN_OFFSET, codec.HEADER_SIZE
+_RUN_PARTITION_SEQ, _RUN_OFFSET = codec.RUN_PARTITION_SEQ, codec.RUN_OFFSET
+_HEADER_SIZE = codec.HEADER_SIZE
 
 AFTER_STATE_LOSS = "after Redis lost the sentinel state"
 
