@@ -67,7 +67,7 @@ class EventsWatch:
 
     def events(self, topic: str) -> list[dict[str, Any]]:
         """The events recorded on ``topic`` (and the cluster's, e.g. a broker unreachable)."""
-        return [e for e in self.sampler.store.events(limit=1000) if e.get("topic") in (None, topic)]
+        return self.sampler.store.events(topic=topic, limit=1000)
 
     def close(self) -> None:
         self._stop.set()
