@@ -222,8 +222,7 @@ def explain_violation(
     store = SentinelStore(client, sentinel.pk)
     partitions, since = recent_partitions(store, sentinel.semantic, now, counts)
     counter = max(counts, key=lambda name: counts[name])
-    by_partition = {p: c.get(counter, 0) for p, c in partitions.items() if c.get(counter)}
-    partition = int(max(by_partition, key=by_partition.get)) if by_partition else None
+    partition = explain.busiest_partition(partitions, counter)
     if at is None:  # when the first affected record was written (``at``: known already)
         at = since - (sentinel.grace_seconds if counter in COUNTED_AFTER_GRACE else 0.0)
     anomaly = explain.Anomaly(counter, sentinel.topic, partition, at, counts[counter])
@@ -250,7 +249,7 @@ def degrading_counts(sentinel: Sentinel, status: dict) -> dict[str, int]:
     return {
         name: int(window.get(name) or 0)
         for name in explain.CAUSES
-        if name not in forbidden and int(window.get(name) or 0) > 0
+        if name not in forbidden and name not in explain.LASTING and int(window.get(name) or 0) > 0
     }
 
 
@@ -483,8 +482,9 @@ REEXPLAIN_FOR_S = explain.AFTER_S + 60
 
 
 def reexplain(incident: Incident, sentinel: Sentinel, now: float, at: datetime) -> None:
-    """Explain again a violation, a stall or a degradation nothing explained yet, while the events of its
-    window may still arrive; the incident keeps the first explanation that names a cause."""
+    """Explain again a violation, a stall or a degradation nothing explained yet, while the
+    events of its window may still arrive; the incident keeps the first explanation that names
+    a cause."""
     found = incident.explanation or {}
     start = found.get("at", 0)
     if incident.kind == alerts.STALLED:

@@ -351,9 +351,16 @@ def _words(anomaly: Anomaly, best: Mapping[str, Any]) -> str:
 
 def _count(anomaly: Anomaly) -> str:
     where = f" on p{anomaly.partition}" if anomaly.partition is not None else ""
-    if anomaly.counter == "stalled":  # a state, not a count of records
+    if anomaly.counter in LASTING:  # a state, not a count of records
         return f"stalled{where}"
     return f"{anomaly.count} {anomaly.counter.replace('_', ' ')}{where}"
+
+
+def busiest_partition(partitions: Mapping[str, Mapping[str, int]], counter: str) -> int | None:
+    """The partition that counted most of ``counter`` (``partitions``: counters per partition,
+    keyed by its number as text); None when none counted any."""
+    where = {p: c.get(counter, 0) for p, c in partitions.items() if c.get(counter)}
+    return int(max(where, key=where.get)) if where else None
 
 
 # Events up to this long after a fault explain what it caused: the scenario lab knows when it
@@ -380,10 +387,9 @@ def explain_fault(
     out: dict[str, dict[str, Any]] = {}
     clients = client_properties(producer, consumer)
     for counter, count in counts.items():
-        if counter not in CAUSES or counter == "stalled" or not count:
+        if counter not in CAUSES or counter in LASTING or not count:
             continue
-        where = {p: c.get(counter, 0) for p, c in partitions.items() if c.get(counter)}
-        partition = int(max(where, key=where.get)) if where else None
+        partition = busiest_partition(partitions, counter)
         anomaly = Anomaly(counter, topic, partition, at, int(count))
         found = explain(anomaly, events, after_s=AFTER_FAULT_S, consequences=True, **clients)
         out[counter] = {"cause": found.cause, "text": found.text, "partition": partition}
