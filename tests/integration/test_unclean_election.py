@@ -151,13 +151,24 @@ class Election:
         """Node 2 stops: the ISR shrinks to node 1, which alone acknowledges ``records`` more."""
         self.brokers.stop_node(STALE)
         wait_until(lambda: self.state()[1] == [LEADER], 60, "the ISR shrunk to the leader")
-        self.sampler.sample()  # the watcher's last sight before the fault: ISR [1]
+        # The watcher's last sight before the fault, which its events are told against: a
+        # sample that read the partition (one that missed it, its request unanswered while
+        # node 2 went away, would leave nothing to compare the fault's sample with).
+        wait_until(lambda: self.watched(LEADER, [LEADER]), 60, "the watcher seeing ISR [1]")
         shrunk_at = high_watermark(self.spec.topic)
         wait_until(
             lambda: high_watermark(self.spec.topic) - shrunk_at >= records,
             60,
             f"{records} records acknowledged by the leader alone",
         )
+
+    def watched(self, leader: int, isr: list[int]) -> bool:
+        """One step of the sampler; whether its last sample has p0 led by ``leader`` with
+        ``isr``."""
+        self.sampler.sample()
+        topics = (self.sampler.store.last_sample() or {}).get("topics", {})
+        part = topics.get(self.spec.topic, {}).get("partitions", {}).get("0") or {}
+        return part.get("leader") == leader and part.get("isr") == isr
 
     def close(self) -> None:
         self.procs.stop_all()
