@@ -57,6 +57,9 @@ from workers.localkafka.storage import cluster_id, format_storage, stored_cluste
 from workers.system import terminate_pid
 
 DEFAULT_REPLICATION_FACTOR = 3
+OFFSETS_TOPIC = "__consumer_offsets"
+# The group whose coordinator start() asks for (a description only: the group is never joined).
+READY_GROUP = "delivery-sentinel-local-ready"
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +158,9 @@ class LocalCluster:
         self._format([node for node in stopped if not node.formatted])
         for node in stopped:
             self.start_node(node.id)
+        deadline = time.monotonic() + timeout
         self.wait_ready(timeout)
+        self.wait_groups_ready(max(1.0, deadline - time.monotonic()))
         if self.secure:
             self.grant(f"User:{SENTINEL_USER}", sentinel_acls(EXACTLY_ONCE, "*", "*"))
 
@@ -204,6 +209,41 @@ class LocalCluster:
                 raise LocalClusterError(
                     f"cluster {self.name!r} not ready after {timeout:.0f}s: brokers {seen} in "
                     f"metadata, {expected} expected\n{self._log_tails()}"
+                )
+            time.sleep(0.2)
+
+    def wait_groups_ready(self, timeout: float = 60) -> None:
+        """Wait until a consumer group can find its coordinator: the offsets topic exists and
+        each of its partitions has a leader.
+
+        A freshly formatted cluster creates ``__consumer_offsets`` only when the first group
+        asks for its coordinator, and elects its partitions' leaders after that: on a loaded
+        2-core machine a consumer started then joins its group seconds late (10 s seen), and
+        its first records read as late ones. So "ready" includes this; on a cluster that has
+        the topic already, it returns after one request."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while True:
+            admin = self.admins.usable()
+            try:
+                # Asking for a group's coordinator creates the offsets topic when it is missing.
+                admin.describe_consumer_groups([READY_GROUP], request_timeout=5)[
+                    READY_GROUP
+                ].result()
+                topic = admin.list_topics(OFFSETS_TOPIC, timeout=5).topics.get(OFFSETS_TOPIC)
+                if topic is not None and topic.error is None and topic.partitions:
+                    leaderless = [p for p, m in topic.partitions.items() if m.leader < 0]
+                    if not leaderless:
+                        return
+                    last = f"partitions without a leader: {sorted(leaderless)}"
+                else:
+                    last = topic.error if topic is not None else "no offsets topic yet"
+            except KafkaException as exc:
+                last = exc.args[0] if exc.args else exc
+            if time.monotonic() >= deadline:
+                raise LocalClusterError(
+                    f"cluster {self.name!r}: consumer groups not ready after {timeout:.0f}s "
+                    f"({OFFSETS_TOPIC}: {last})\n{self._log_tails()}"
                 )
             time.sleep(0.2)
 
