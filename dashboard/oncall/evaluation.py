@@ -225,7 +225,8 @@ def explain_violation(
     partition = explain.busiest_partition(partitions, counter)
     if at is None:  # when the first affected record was written (``at``: known already)
         at = since - (sentinel.grace_seconds if counter in COUNTED_AFTER_GRACE else 0.0)
-    anomaly = explain.Anomaly(counter, sentinel.topic, partition, at, counts[counter])
+    on = explain.partition_count(partitions, partition, counter)
+    anomaly = explain.Anomaly(counter, sentinel.topic, partition, at, counts[counter], on)
     found = explain.explain(
         anomaly,
         events_around(client, store, sentinel, at, at + explain.AFTER_S),

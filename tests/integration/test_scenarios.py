@@ -142,6 +142,27 @@ def test_it_duplicates_exactly_the_batch_when_at_least_once_crashes_before_commi
     assert outcome.state == PASSED
 
 
+def test_it_loses_exactly_the_records_deleted_unread_and_says_the_log_start_jumped(make_lab):
+    """Ground truth from the topics: the consumer group's committed offsets when it stopped,
+    and the log ends the records were deleted up to (no transaction markers: an offset is a
+    record). Every semantic loses exactly those, whatever its settings, and says why."""
+    outcome, results = run("records-deleted", make_lab())
+    assert outcome.state == PASSED, outcome.reason
+    assert set(results) == {"at-most-once", "at-least-once"}
+    for profile, result in results.items():
+        detail, c = result["detail"], result["counters"]
+        truth = sum(
+            upto - detail["committed"][part] for part, upto in detail["deleted_upto"].items()
+        )
+        assert truth >= 20 * 3 and detail["deleted"] == truth, detail
+        assert (c["lost"], c["duplicated"], c["pending"]) == (truth, 0, 0), result
+        assert c["processed"] == c["acked"] - truth, result
+        why = detail["explanations"]["lost"]
+        assert why["cause"] == "retention", (profile, detail["explanations"])
+        assert why["text"].startswith("records deleted before they were read"), why
+        assert any(n.startswith(f"why {truth} lost: ") for n in result["notes"]), result
+
+
 def test_it_never_duplicates_with_idempotence_when_acks_are_lost(make_lab):
     outcome, results = run("lost-acks-and-retries", make_lab())
     on = results["at-least-once, idempotence on"]

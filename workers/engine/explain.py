@@ -163,13 +163,15 @@ NOTHING_TEXT = (
 @dataclass(frozen=True)
 class Anomaly:
     """``count`` records of ``counter`` on ``topic`` (``partition`` None: not one in
-    particular), the first affected record written at ``at`` (seconds)."""
+    particular), the first affected record written at ``at`` (seconds); ``on_partition``: how
+    many of them were on ``partition`` (None: unknown)."""
 
     counter: str
     topic: str
     partition: int | None
     at: float
     count: int = 0
+    on_partition: int | None = None
 
 
 @dataclass
@@ -350,10 +352,15 @@ def _words(anomaly: Anomaly, best: Mapping[str, Any]) -> str:
 
 
 def _count(anomaly: Anomaly) -> str:
+    """E.g. "40 lost on p0"; "114 lost, 74 of them on p1" when other partitions counted some."""
     where = f" on p{anomaly.partition}" if anomaly.partition is not None else ""
     if anomaly.counter in LASTING:  # a state, not a count of records
         return f"stalled{where}"
-    return f"{anomaly.count} {anomaly.counter.replace('_', ' ')}{where}"
+    what = f"{anomaly.count} {anomaly.counter.replace('_', ' ')}"
+    part = anomaly.on_partition
+    if where and part is not None and part < anomaly.count:
+        return f"{what}, {part} of them{where}"
+    return f"{what}{where}"
 
 
 def busiest_partition(partitions: Mapping[str, Mapping[str, int]], counter: str) -> int | None:
@@ -361,6 +368,17 @@ def busiest_partition(partitions: Mapping[str, Mapping[str, int]], counter: str)
     keyed by its number as text); None when none counted any."""
     where = {p: c.get(counter, 0) for p, c in partitions.items() if c.get(counter)}
     return int(max(where, key=where.get)) if where else None
+
+
+def partition_count(
+    partitions: Mapping[Any, Mapping[str, int]], partition: int | None, counter: str
+) -> int | None:
+    """How much of ``counter`` ``partitions`` (keyed by number or its text) counted on
+    ``partition``; None when it is None."""
+    if partition is None:
+        return None
+    counts = partitions.get(str(partition)) or partitions.get(partition) or {}
+    return int(counts.get(counter, 0))
 
 
 # Events up to this long after a fault explain what it caused: the scenario lab knows when it
@@ -390,7 +408,8 @@ def explain_fault(
         if counter not in CAUSES or counter in LASTING or not count:
             continue
         partition = busiest_partition(partitions, counter)
-        anomaly = Anomaly(counter, topic, partition, at, int(count))
+        on = partition_count(partitions, partition, counter)
+        anomaly = Anomaly(counter, topic, partition, at, int(count), on)
         found = explain(anomaly, events, after_s=AFTER_FAULT_S, consequences=True, **clients)
         out[counter] = {"cause": found.cause, "text": found.text, "partition": partition}
     return out

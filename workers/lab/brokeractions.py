@@ -13,7 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import ElectionType, KafkaException
+from confluent_kafka import Consumer, ElectionType, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from workers.clientsecrets import unseal
@@ -142,6 +142,42 @@ class BrokerActions:
                 future.result(timeout=60)
             except KafkaException as exc:
                 raise ScenarioAborted(f"could not create topic {name}: {exc}") from None
+
+    # -- offsets (the records-deleted scenario's ground truth) --------------------------------
+    def committed(self, probe: Probe) -> dict[int, int]:
+        """The probe's consumer group's committed offset per partition of its topic (-1: none)."""
+        consumer = Consumer({**self.consumer_conf(), "group.id": probe.spec.group_id})
+        try:
+            parts = [TopicPartition(probe.spec.topic, p) for p in range(probe.spec.partitions)]
+            return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=30)}
+        except KafkaException as exc:
+            raise ScenarioAborted(
+                f"could not read {probe.key}'s committed offsets: {exc}"
+            ) from None
+        finally:
+            consumer.close()
+
+    def high_watermarks(self, topic: str, partitions: int) -> dict[int, int]:
+        """Each partition's high watermark (the offset its next record will get)."""
+        consumer = Consumer({**self.consumer_conf(), "group.id": "ds-scenario-watermarks"})
+        try:
+            return {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                for p in range(partitions)
+            }
+        except KafkaException as exc:
+            raise ScenarioAborted(f"could not read {topic}'s watermarks: {exc}") from None
+        finally:
+            consumer.close()
+
+    def delete_records(self, topic: str, upto: dict[int, int]) -> None:
+        """Delete every record of ``topic`` below ``upto[partition]`` (DeleteRecords)."""
+        tps = [TopicPartition(topic, p, offset) for p, offset in upto.items()]
+        try:
+            for future in self.admin().delete_records(tps).values():
+                future.result(timeout=60)
+        except KafkaException as exc:
+            raise ScenarioAborted(f"could not delete records of {topic}: {exc}") from None
 
     def assignment(self, probe: Probe, leader: int) -> list[list[int]]:
         assert self.local is not None

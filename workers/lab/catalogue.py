@@ -463,11 +463,80 @@ class TransactionFencing(Scenario):
         return base
 
 
+class RecordsDeleted(Scenario):
+    name = "records-deleted"
+    title = "Records deleted before they were read"
+    description = (
+        "The consumer stops cleanly (committing what it processed) while the producer goes on; "
+        "every record it has not read is then deleted (DeleteRecords, as retention deletes "
+        "what nobody read in time) and the consumer starts again at the new log start. Each "
+        "semantic loses exactly the records deleted unread (no client setting keeps a record "
+        "the broker deleted), and says why: the log start jumped. Touches only the scenario's "
+        "own topics, on any cluster."
+    )
+    # Records left unread on every partition before the deletion.
+    unread = 20
+
+    def variants(self) -> list[tuple[str, Profile]]:
+        # The producers that write no transaction markers: each offset deleted is a record,
+        # so the ground truth is the offsets (exactly-once's copier reads a transactional
+        # topic, where it is not).
+        return [(s, DEFAULT_PROFILES[s]) for s in (AT_MOST_ONCE, AT_LEAST_ONCE)]
+
+    def inject(self, lab: Lab, probes: list[Probe]) -> None:
+        for probe in probes:
+            if not probe.procs[probe.consumer_roles].stop(lab.timeouts.stop):
+                raise ScenarioAborted(f"{probe.key}: the consumer did not stop cleanly")
+        starts = {probe.key: lab.committed(probe) for probe in probes}
+        for probe in probes:
+            if any(offset < 0 for offset in starts[probe.key].values()):
+                raise ScenarioAborted(f"{probe.key}: nothing committed: {starts[probe.key]}")
+
+        def unread() -> bool:
+            return all(
+                hw - starts[p.key][part] >= self.unread
+                for p in probes
+                for part, hw in lab.high_watermarks(p.spec.topic, p.spec.partitions).items()
+            )
+
+        lab.wait(unread, lab.timeouts.fault, f"{self.unread} unread records on every partition")
+        # The log-start jump explains the loss only against a sample that knew the log start.
+        watch = lab.events_watch
+        if watch is not None:
+            lab.wait(
+                lambda: all(
+                    watch.knows_log_starts(p.spec.topic, p.spec.partitions) for p in probes
+                ),
+                lab.timeouts.fault,
+                "a sample of every partition's log start",
+            )
+        for probe in probes:
+            upto = lab.high_watermarks(probe.spec.topic, probe.spec.partitions)
+            lab.delete_records(probe.spec.topic, upto)
+            start = starts[probe.key]
+            deleted = sum(upto[part] - start[part] for part in upto)
+            probe.mark_fault(
+                f"{deleted} records deleted unread (DeleteRecords up to the log end)",
+                deleted=deleted,
+                committed=start,
+                deleted_upto=upto,
+            )
+
+    def recover(self, lab: Lab, probes: list[Probe]) -> None:
+        for probe in probes:
+            probe.start(probe.consumer_roles)
+        lab.wait_progress(probes, "after the consumer started at the new log start")
+
+    def expectations(self, probe: Probe) -> list[Expect]:
+        return override(promise(probe.semantic), Expect("lost", value=probe.detail["deleted"]))
+
+
 SCENARIOS: dict[str, type[Scenario]] = {
     cls.name: cls
     for cls in (
         CrashAfterCommit,
         CrashBeforeCommit,
+        RecordsDeleted,
         LostAcksAndRetries,
         LeaderKill,
         RollingRestart,

@@ -69,6 +69,13 @@ class EventsWatch:
         """The events recorded on ``topic`` (and the cluster's, e.g. a broker unreachable)."""
         return self.sampler.store.events(topic=topic, limit=1000)
 
+    def knows_log_starts(self, topic: str, partitions: int) -> bool:
+        """Whether the last sample read the log start of each of ``topic``'s ``partitions``
+        (a jump is told against it)."""
+        sample = self.sampler.store.last_sample() or {}
+        parts = sample.get("topics", {}).get(topic, {}).get("partitions", {})
+        return len(parts) == partitions and all(p.get("start") is not None for p in parts.values())
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(JOIN_S)
