@@ -163,6 +163,35 @@ def test_it_loses_exactly_the_records_deleted_unread_and_says_the_log_start_jump
         assert any(n.startswith(f"why {truth} lost: ") for n in result["notes"]), result
 
 
+def test_an_unclean_election_destroys_exactly_what_the_old_leader_alone_acknowledged(make_lab):
+    """Ground truth from the log: the old leader's log end before it was killed minus the
+    new leader's after the election. The lab's twin of
+    tests/integration/test_unclean_election.py (which proves the incident and its webhook),
+    with the topic that refuses unclean elections beside it: Kafka never elects the stale
+    follower there (KIP-966), and nothing is lost or given up."""
+    lab = make_lab()
+    outcome, results = run("unclean-election", lab)
+    assert outcome.state == PASSED, outcome.reason
+    unclean = results["at-least-once, unclean.leader.election.enable=true"]
+    detail, c = unclean["detail"], unclean["counters"]
+    destroyed = detail["leader_end"] - detail["new_end"]
+    assert destroyed >= 1 and detail["destroyed"] == destroyed, detail
+    assert (c["lost"], c["divergent"], c["duplicated"], c["pending"]) == (destroyed,) * 2 + (0, 0)
+    why = detail["explanations"]
+    for counter in ("lost", "divergent"):
+        assert why[counter]["cause"] == "unclean-election", why
+        assert why[counter]["text"].startswith("unclean leader election"), why
+    assert lab.touched_nodes == {detail["node"], detail["stale"]}
+
+    clean = results["at-least-once, unclean.leader.election.enable=false"]
+    assert clean["detail"]["leader_while_old_leader_down"] == -1, clean["detail"]
+    c = clean["counters"]
+    zero = ("lost", "divergent", "truncated", "skipped", "pending", "failed", "duplicated")
+    assert {k: c[k] for k in zero} == dict.fromkeys(zero, 0), c
+    assert c["processed"] == c["acked"] == c["produced"], c
+    assert "explanations" not in clean["detail"], clean["detail"]
+
+
 def test_it_never_duplicates_with_idempotence_when_acks_are_lost(make_lab):
     outcome, results = run("lost-acks-and-retries", make_lab())
     on = results["at-least-once, idempotence on"]

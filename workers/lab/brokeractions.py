@@ -13,7 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, ElectionType, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from workers.clientsecrets import unseal
@@ -26,6 +26,15 @@ if TYPE_CHECKING:
     from workers.lab.probes import Probe
 
 log = logging.getLogger(__name__)
+
+# Answers of a partition between leaders, which a moment later answers right.
+WATERMARK_RETRIABLE = {
+    KafkaError.OFFSET_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+}
 
 
 class BrokerActions:
@@ -120,23 +129,35 @@ class BrokerActions:
             client = self._admins[bootstrap] = AdminClient(conf)
         return client
 
-    def create_topics(self, probe: Probe, leader: int | None = None) -> None:
-        """Fresh topics for ``probe``; with ``leader``, that broker leads every partition."""
+    def create_topics(
+        self,
+        probe: Probe,
+        leader: int | None = None,
+        *,
+        replicas: list[int] | None = None,
+        config: dict[str, str] | None = None,
+    ) -> None:
+        """Fresh topics for ``probe``; with ``leader``, that broker leads every partition; with
+        ``replicas``, every partition has those (the first leads). ``config`` is added to the
+        sentinel topics' own."""
         topics = []
-        config = probe.spec.topic_config
+        config = {**probe.spec.topic_config, **(config or {})}
         for name in probe.topics:
-            if leader is None:
+            if replicas is not None:
+                assignment = [list(replicas) for _ in range(probe.spec.partitions)]
+                topics.append(
+                    NewTopic(name, len(assignment), replica_assignment=assignment, config=config)
+                )
+            elif leader is None:
                 topics.append(
                     NewTopic(
                         name, probe.spec.partitions, probe.spec.replication_factor, config=config
                     )
                 )
             else:
-                replicas = self.assignment(probe, leader)
+                led = self.assignment(probe, leader)
                 # confluent-kafka 2.16 wants the partition count to match the assignment.
-                topics.append(
-                    NewTopic(name, len(replicas), replica_assignment=replicas, config=config)
-                )
+                topics.append(NewTopic(name, len(led), replica_assignment=led, config=config))
         for name, future in self.admin().create_topics(topics, operation_timeout=30).items():
             try:
                 future.result(timeout=60)
@@ -158,15 +179,28 @@ class BrokerActions:
             consumer.close()
 
     def high_watermarks(self, topic: str, partitions: int) -> dict[int, int]:
-        """Each partition's high watermark (the offset its next record will get)."""
+        """Each partition's high watermark (the offset its next record will get). Asked again
+        while the answer is a retriable error (a leader just elected answers "high watermark
+        not caught up" for a moment), up to the fault timeout."""
         consumer = Consumer({**self.consumer_conf(), "group.id": "ds-scenario-watermarks"})
+        deadline = time.monotonic() + self.timeouts.fault
         try:
-            return {
-                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-                for p in range(partitions)
-            }
-        except KafkaException as exc:
-            raise ScenarioAborted(f"could not read {topic}'s watermarks: {exc}") from None
+            while True:
+                try:
+                    return {
+                        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                        for p in range(partitions)
+                    }
+                except KafkaException as exc:
+                    err = exc.args[0] if exc.args else None
+                    retriable = isinstance(err, KafkaError) and (
+                        err.retriable() or err.code() in WATERMARK_RETRIABLE
+                    )
+                    if not retriable or time.monotonic() >= deadline:
+                        raise ScenarioAborted(
+                            f"could not read {topic}'s watermarks: {exc}"
+                        ) from None
+                    time.sleep(POLL_S)
         finally:
             consumer.close()
 

@@ -531,6 +531,206 @@ class RecordsDeleted(Scenario):
         return override(promise(probe.semantic), Expect("lost", value=probe.detail["deleted"]))
 
 
+class UncleanElection(BrokerScenario):
+    name = "unclean-election"
+    title = "Unclean leader election"
+    description = (
+        "At-least-once on two topics side by side, each with two replicas and "
+        "min.insync.replicas=1, one allowing unclean elections and one not (every sentinel "
+        "topic's setting). The follower stops, the leader alone acknowledges records, the "
+        "producers stop with every record acknowledged, the leader is killed and the stale "
+        "follower is started again. Where unclean elections are allowed it is elected from "
+        "outside the ISR, and the records the old leader acknowledged past its log end are "
+        "destroyed: counted exactly as lost, and as divergent once new records take their "
+        "offsets, and explained by the unclean election; acks=all cannot prevent it. Where "
+        "they are not, Kafka never elects it (KIP-966): the partition waits for the old "
+        "leader, and nothing is lost."
+    )
+    # Records the leader acknowledges alone before it is killed.
+    alone_records = 40
+    UNCLEAN, CLEAN = "unclean-enabled", "unclean-disabled"
+
+    def variants(self) -> list[tuple[str, Profile]]:
+        alo = DEFAULT_PROFILES[AT_LEAST_ONCE]
+        return [
+            (self.UNCLEAN, alo.variant("at-least-once, unclean.leader.election.enable=true")),
+            (
+                self.CLEAN,
+                # Its records wait out the outage in the producer's queue.
+                alo.variant(
+                    "at-least-once, unclean.leader.election.enable=false",
+                    producer={"delivery.timeout.ms": "300000"},
+                ),
+            ),
+        ]
+
+    def layout(self, probe: Probe) -> list[str]:
+        return ["producer", "consumer", "checker"]  # the consumer stops on its own
+
+    def start(self, lab: Lab) -> list[Probe]:
+        # The leader and the stale follower are the two nodes that are not the active KRaft
+        # controller: with both down the quorum waits for the follower, never for the leader.
+        local = lab.require_local(self.name)
+        controller = local.status()["controller"]
+        others = [n for n in sorted(local.nodes) if n != controller]
+        if len(others) < 2:
+            raise ScenarioAborted(f"two nodes besides the controller {controller} are needed")
+        self.stale, self.old_leader = others[0], others[-1]
+        probes = []
+        for key, profile in self.variants():
+            probe = Probe(
+                lab, key, profile, partitions=1, replication_factor=2, min_insync_replicas=1
+            )
+            lab.probes.append(probe)
+            unclean = "true" if key == self.UNCLEAN else "false"
+            lab.create_topics(
+                probe,
+                replicas=[self.old_leader, self.stale],
+                config={"unclean.leader.election.enable": unclean},
+            )
+            probes.append(probe)
+        for probe in probes:
+            for roles in self.layout(probe):
+                probe.start(roles)
+        lab.watch_events([probe.spec.topic for probe in probes])
+        lab.victim = self.old_leader
+        return probes
+
+    @staticmethod
+    def partition(lab: Lab, probe: Probe) -> tuple[int, list[int]]:
+        """(leader, ISR) of the probe's partition as the metadata says now."""
+        try:
+            info = lab.admin().list_topics(probe.spec.topic, timeout=5).topics[probe.spec.topic]
+            part = info.partitions[0]
+        except (KafkaException, KeyError):
+            return -1, []
+        return part.leader, sorted(part.isrs)
+
+    @staticmethod
+    def log_end(lab: Lab, probe: Probe) -> int:
+        return lab.high_watermarks(probe.spec.topic, 1)[0]
+
+    def inject(self, lab: Lab, probes: list[Probe]) -> None:
+        leader, stale = self.old_leader, self.stale
+        unclean, clean = probes
+        lab.wait_in_sync([p.spec.topic for p in probes])
+        # The consumers stop cleanly (committing what they processed): they read nothing more
+        # until the election is over.
+        for probe in probes:
+            if not probe.procs["consumer"].stop(lab.timeouts.stop):
+                raise ScenarioAborted(f"{probe.key}: the consumer did not stop cleanly")
+        lab.progress(f"stopping node {stale}: the ISR shrinks to the leader", 30)
+        lab.stop_node(stale)
+        lab.wait(
+            lambda: all(self.partition(lab, p) == (leader, [leader]) for p in probes),
+            lab.timeouts.broker,
+            f"the ISR shrunk to node {leader}",
+        )
+        # The events are told against the watcher's last sight before the fault: one that read
+        # the partitions with the shrunk ISR.
+        watch = lab.events_watch
+        if watch is not None:
+            lab.wait(
+                lambda: all(
+                    watch.partition(p.spec.topic, 0).get("isr") == [leader] for p in probes
+                ),
+                lab.timeouts.fault,
+                f"the events watcher seeing ISR [{leader}]",
+            )
+        shrunk_at = {p.key: self.log_end(lab, p) for p in probes}
+        lab.wait(
+            lambda: all(
+                self.log_end(lab, p) - shrunk_at[p.key] >= self.alone_records for p in probes
+            ),
+            lab.timeouts.fault,
+            f"{self.alone_records} records acknowledged by node {leader} alone",
+        )
+        # The producers stop (they flush): every record produced is acknowledged.
+        for probe in probes:
+            if not probe.procs["producer"].stop(lab.timeouts.stop):
+                raise ScenarioAborted(f"{probe.key}: the producer did not stop cleanly")
+
+        def reported() -> bool:
+            totals = [p.totals() for p in probes]
+            return all(
+                t["produced"] > 0 and t["acked"] + t["failed"] == t["produced"] for t in totals
+            )
+
+        lab.wait(reported, lab.timeouts.fault, "every delivery report in")
+        for probe in probes:
+            probe.mark_fault(
+                f"leader node {leader} SIGKILLed alone in the ISR; node {stale} started behind it",
+                node=leader,
+                stale=stale,
+                leader_end=self.log_end(lab, probe),
+            )
+        lab.progress(f"killing node {leader}, starting node {stale}", 40)
+        lab.kill_node(leader)
+        lab.start_node(stale)  # the quorum is back; the controller elects node ``stale`` unclean
+        lab.wait(
+            lambda: self.partition(lab, unclean)[0] == stale,
+            lab.timeouts.broker,
+            f"node {stale} elected leader where unclean elections are allowed",
+        )
+        if watch is not None:
+            # Seen before the old leader is back: once it is in the ISR again, the election
+            # reads like a preferred one after an ISR growth the samples missed.
+            lab.wait(
+                lambda: watch.partition(unclean.spec.topic, 0).get("leader") == stale,
+                lab.timeouts.fault,
+                f"the events watcher seeing node {stale} lead",
+            )
+        leader_end, new_end = unclean.detail["leader_end"], self.log_end(lab, unclean)
+        destroyed = max(0, leader_end - new_end)
+        unclean.fault = (
+            f"unclean election: node {stale} elected from outside the ISR [{leader}], "
+            f"log end {leader_end} → {new_end}: {destroyed} acknowledged records destroyed"
+        )
+        unclean.detail.update(new_end=new_end, destroyed=destroyed)
+        unclean.notes.append(unclean.fault)
+        # Where unclean elections are not allowed the partition has no leader now (node
+        # ``stale`` registered, behind the log: neither in the ISR nor eligible).
+        clean_leader = self.partition(lab, clean)[0]
+        clean.detail["leader_while_old_leader_down"] = clean_leader
+        clean.notes.append(
+            f"node {stale} never elected: no leader until node {leader} came back"
+            if clean_leader == -1
+            else f"node {clean_leader} led while node {leader} was down"
+        )
+
+    def recover(self, lab: Lab, probes: list[Probe]) -> None:
+        unclean = probes[0]
+        for probe in probes:
+            probe.start("producer")  # unclean: its records land at the destroyed offsets
+        # The old leader comes back: it truncates its log to the new leader's where the stale
+        # follower was elected, and leads again where it was not.
+        lab.spawn_node(self.old_leader)
+        for probe in probes:
+            probe.start("consumer")
+        lab.wait_progress(probes, f"after node {self.old_leader} came back")
+        # Every destroyed offset divergent: each holds a new record before the producer stops.
+        end = unclean.detail["leader_end"]
+        lab.wait(
+            lambda: self.log_end(lab, unclean) >= end,
+            lab.timeouts.progress,
+            f"new records at every destroyed offset (up to {end})",
+        )
+        lab.wait_in_sync([p.spec.topic for p in probes])
+        lab.stopped_nodes.discard(self.old_leader)
+
+    def expectations(self, probe: Probe) -> list[Expect]:
+        base = promise(probe.semantic)
+        if probe.key == self.CLEAN:
+            return [*base, Expect("failed")]
+        destroyed = probe.detail["destroyed"]
+        return override(
+            base,
+            Expect("lost", value=destroyed),
+            Expect("divergent", value=destroyed),
+            Expect("truncated", "may"),
+        )
+
+
 SCENARIOS: dict[str, type[Scenario]] = {
     cls.name: cls
     for cls in (
@@ -540,6 +740,7 @@ SCENARIOS: dict[str, type[Scenario]] = {
         LostAcksAndRetries,
         LeaderKill,
         RollingRestart,
+        UncleanElection,
         TransactionFencing,
     )
 }

@@ -76,6 +76,13 @@ class EventsWatch:
         parts = sample.get("topics", {}).get(topic, {}).get("partitions", {})
         return len(parts) == partitions and all(p.get("start") is not None for p in parts.values())
 
+    def partition(self, topic: str, partition: int) -> dict[str, Any]:
+        """What the last sample read of ``topic``'s ``partition`` (leader, isr, ...); {} when
+        it did not read it."""
+        sample = self.sampler.store.last_sample() or {}
+        parts = sample.get("topics", {}).get(topic, {}).get("partitions", {})
+        return dict(parts.get(str(partition)) or {})
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(JOIN_S)

@@ -114,7 +114,18 @@ class RoleProcess:
 class Probe:
     """One sentinel under test: a semantic (or a profile variant), its topics, processes, store."""
 
-    def __init__(self, lab: Lab, key: str, profile: Profile, *, partitions: int) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        key: str,
+        profile: Profile,
+        *,
+        partitions: int,
+        replication_factor: int | None = None,
+        min_insync_replicas: int | None = None,
+    ) -> None:
+        """``replication_factor`` and ``min_insync_replicas`` default to the lab's (at most 3)
+        and 2 (at most the replication factor)."""
         self.lab = lab
         self.key = key
         self.profile = profile
@@ -129,8 +140,8 @@ class Probe:
             cluster=lab.cluster_name,
             client=dict(lab.stored_client),  # the spec file: secrets as stored, never clear
             partitions=partitions,
-            replication_factor=lab.replication_factor,
-            min_insync_replicas=min(2, lab.replication_factor),
+            replication_factor=(rf := replication_factor or lab.replication_factor),
+            min_insync_replicas=min_insync_replicas or min(2, rf),
             rate_per_partition=lab.load.rate_per_partition,
             record_size=lab.load.record_size,
             grace_seconds=lab.load.grace_seconds,
