@@ -124,6 +124,29 @@ def test_unclean_election_a_leader_from_outside_the_last_isr_seen():
     )
 
 
+def test_unclean_election_after_an_outage_whose_samples_showed_the_isr_empty():
+    """Kafka 4.1 (KIP-966) empties a leaderless partition's ISR: a sample taken during the
+    outage shows leader none and ISR []. The election that ends it is told against the ISR
+    seen with the last leader, kept through the outage by ``carry``."""
+    first = sample(partitions={"0": part(leader=1, isr=(1,))}, min_isr=1, unclean=True)
+    offline = later(first, leader=-1, epoch=None, isr=[])
+    kept = carry(first, offline)
+    assert kept["topics"][T]["partitions"]["0"]["last_led"] == {"leader": 1, "isr": [1]}
+    still = carry(kept, later(kept, at=106.0, leader=-1, epoch=None, isr=[]))
+    assert still["topics"][T]["partitions"]["0"]["last_led"] == {"leader": 1, "isr": [1]}
+    events = diff(still, later(still, at=109.0, leader=2, epoch=5, isr=[2]))
+    assert "unclean-election" in kinds(events), kinds(events)
+    unclean = next(e for e in events if e["kind"] == "unclean-election")
+    assert "broker 2 became leader from outside the last ISR seen [1]" in unclean["text"]
+    # The old leader back in sync and elected again after the outage: clean.
+    back = diff(still, later(still, at=109.0, leader=1, epoch=5, isr=[1]))
+    assert "unclean-election" not in kinds(back)
+    # And once a leader is seen again, nothing of the outage is carried.
+    read = later(still, at=109.0, leader=2, epoch=5, isr=[2])
+    del read["topics"][T]["partitions"]["0"]["last_led"]  # a reader's sample has none
+    assert "last_led" not in carry(still, read)["topics"][T]["partitions"]["0"]
+
+
 def test_unclean_election_straight_from_a_live_leader():
     first = sample(partitions={"0": part(leader=1, isr=(1,))}, min_isr=1)
     events = diff(first, later(first, leader=3, epoch=5, isr=[3]))

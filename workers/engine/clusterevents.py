@@ -136,10 +136,20 @@ def carry(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> dict[st
             p_new = topic["partitions"].get(pid)
             if p_new is None:
                 continue
-            topic["partitions"][pid] = {
+            kept = {
                 **p_new,
                 **{k: p_old.get(k) for k in ("epoch", "start", "end") if p_new.get(k) is None},
             }
+            if p_new.get("leader", -1) < 0:
+                # Offline: remember who led, with which ISR, when last seen led. Kafka 4.1
+                # (KIP-966) empties the ISR of a leaderless partition, and the election that
+                # ends the outage is told against what was in sync before it.
+                led = p_old.get("last_led")
+                if p_old.get("leader", -1) >= 0:
+                    led = {"leader": p_old["leader"], "isr": list(p_old.get("isr", []))}
+                if led:
+                    kept["last_led"] = led
+            topic["partitions"][pid] = kept
         out["topics"][name] = topic
     return out
 
@@ -240,8 +250,13 @@ def _partition(event, topic: str, partition: int, old_topic, new_topic, old, new
         )
         # An election from outside the ISR: the new leader was not in sync when last seen, and
         # the old leader is no longer in sync (a preferred election after an ISR growth the
-        # samples missed keeps the old leader in the ISR).
-        if o_isr and n_leader not in o_isr and o_leader not in n_isr:
+        # samples missed keeps the old leader in the ISR). After an outage the ISR last seen
+        # is the one seen with the last leader when the offline samples show none (KIP-966).
+        led = old.get("last_led") if o_leader < 0 else None
+        if led and not o_isr:
+            o_isr = list(led.get("isr", []))
+        last_leader = led["leader"] if led else o_leader
+        if o_isr and n_leader not in o_isr and last_leader not in n_isr:
             unclean = new_topic.get("unclean")
             config = {
                 True: "unclean.leader.election.enable=true on the topic",
