@@ -25,6 +25,7 @@ def test_each_counted_anomaly_is_explained_on_the_partition_that_counted_most():
     assert list(why) == ["duplicated"]  # nothing else explainable was counted
     assert why["duplicated"]["cause"] == explain.CONSUMER_SESSION
     assert why["duplicated"]["partition"] == 2
+    assert why["duplicated"]["candidates"][0]["cause"] == explain.CONSUMER_SESSION
     # 40 in all, 30 of them on p2 (not "40 on p2").
     assert why["duplicated"]["text"].endswith("(40 duplicated, 30 of them on p2)")
     assert "secret" not in str(why)

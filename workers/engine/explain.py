@@ -398,10 +398,10 @@ def explain_fault(
     consumer: Mapping[str, Any],
 ) -> dict[str, dict[str, Any]]:
     """Why what a fault injected at ``at`` caused (the scenario lab's): ``{counter: {"cause",
-    "text", "partition"}}`` for each counter ``explain`` knows that ``counts`` holds above 0,
-    on the partition where most of it was counted (``partitions``: the status document's
-    counters per partition), by ``events`` up to ``AFTER_FAULT_S`` after it, what followed
-    the fault counting as much as what came before."""
+    "text", "partition", "candidates"}}`` for each counter ``explain`` knows that ``counts``
+    holds above 0, on the partition where most of it was counted (``partitions``: the status
+    document's counters per partition), by ``events`` up to ``AFTER_FAULT_S`` after it, what
+    followed the fault counting as much as what came before."""
     out: dict[str, dict[str, Any]] = {}
     clients = client_properties(producer, consumer)
     for counter, count in counts.items():
@@ -411,5 +411,10 @@ def explain_fault(
         on = partition_count(partitions, partition, counter)
         anomaly = Anomaly(counter, topic, partition, at, int(count), on)
         found = explain(anomaly, events, after_s=AFTER_FAULT_S, consequences=True, **clients)
-        out[counter] = {"cause": found.cause, "text": found.text, "partition": partition}
+        out[counter] = {
+            "cause": found.cause,
+            "text": found.text,
+            "partition": partition,
+            "candidates": found.candidates,  # every one considered, best first
+        }
     return out
