@@ -236,6 +236,8 @@ def test_it_loses_nothing_acked_with_acks_all_when_the_leader_is_killed(settings
     assert (row.percent, row.phase) == (100, "done")
     results = {r["profile"]: r for r in row.results}
     print({p: (r["counters"]["lost"], r["counters"]["duplicated"]) for p, r in results.items()})
+    # The run's own judgement, which may fail on what a semantic gives up: why, when it did.
+    print(f"run {row.state}: " + "; ".join(f"{p}: {r['notes']}" for p, r in results.items()))
     acks_all = results["at-least-once"]["counters"]
     assert (acks_all["lost"], acks_all["pending"]) == (0, 0), acks_all
     assert acks_all["processed"] - acks_all["duplicated"] == acks_all["acked"], acks_all
