@@ -162,6 +162,16 @@ def test_a_preferred_election_after_an_unseen_isr_growth_is_not_unclean():
     assert "unclean-election" not in kinds(events)
 
 
+def test_an_unclean_election_whose_old_leader_is_back_in_sync_by_the_next_sample():
+    """Between two samples: leader 1 alone in the ISR dies, 3 is elected from outside it, and
+    1 comes back, truncates its log to 3's and joins the ISR. The ISRs alone read like the
+    preferred election above; the high watermark went back, which no clean election does."""
+    first = sample(partitions={"0": part(leader=1, epoch=4, isr=(1,), end=188)}, unclean=True)
+    events = diff(first, later(first, leader=3, epoch=5, isr=[3, 1], end=57))
+    assert "unclean-election" in kinds(events), kinds(events)
+    assert "end-offset-back" in kinds(events)
+
+
 def test_under_min_isr_and_restored():
     first = sample(partitions={"0": part(isr=(1, 2))}, min_isr=2)
     under = later(first, isr=[1])

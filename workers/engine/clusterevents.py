@@ -256,7 +256,12 @@ def _partition(event, topic: str, partition: int, old_topic, new_topic, old, new
         if led and not o_isr:
             o_isr = list(led.get("isr", []))
         last_leader = led["leader"] if led else o_leader
-        if o_isr and n_leader not in o_isr and last_leader not in n_isr:
+        # And an old leader already back in the ISR by this sample (it truncated its log to the
+        # new leader's and caught up) still leaves the high watermark lower than before: a
+        # preferred election never takes it back.
+        o_end, n_end = old.get("end"), new.get("end")
+        went_back = o_end is not None and n_end is not None and n_end < o_end
+        if o_isr and n_leader not in o_isr and (last_leader not in n_isr or went_back):
             unclean = new_topic.get("unclean")
             config = {
                 True: "unclean.leader.election.enable=true on the topic",
