@@ -11,6 +11,7 @@ Actors (as in healthchecks' BaseTestCase): ``alice`` is an ordinary user with a 
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,26 @@ def _fast_password_hashing(request: pytest.FixtureRequest) -> None:
         return
     settings = request.getfixturevalue("settings")
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _kafka_at_rest(request: pytest.FixtureRequest) -> None:
+    """Every test marked ``kafka`` starts on a cluster at rest: replicas in sync, partitions on
+    their preferred leaders, group coordinators loaded. After a test that restarted a broker,
+    Kafka moves leaderships back by itself up to 30 s later (the local cluster's
+    ``leader.imbalance.check.interval.seconds``), and the group coordinators with them: in
+    the next test, whose consumers then could not join for seconds (a clean run's first
+    records 10 s late, over the at-most-once latency SLO, in a CI run)."""
+    if not request.node.get_closest_marker("kafka"):
+        return
+    name, port = os.environ.get("LOCAL_KAFKA_NAME"), os.environ.get("LOCAL_KAFKA_PORT")
+    if not name or not port:
+        return  # the test itself says what is missing
+    from workers.localkafka.cluster import LocalCluster
+
+    done = LocalCluster(name, broker_base_port=int(port)).settle(timeout=120)
+    if done:
+        print(f"[kafka at rest before {request.node.name}: {'; '.join(done)}]")
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from workers.localkafka.admin import transient, with_retries
+from workers.localkafka.cluster import coordinator_probes, java_string_hash, offsets_partition
 
 
 def done(value=None, error: KafkaException | None = None) -> dict[str, Future]:
@@ -61,3 +62,15 @@ def test_a_nodes_jvm_gets_the_options_of_local_kafka_jvm_opts(monkeypatch, tmp_p
     cp = argv.index("-cp")
     assert argv[cp - 2 : cp] == ["-XX:TieredStopAtLevel=1", "-Dx=a b"]
     assert argv[cp:] == plain[plain.index("-cp") :]
+
+
+def test_a_group_maps_to_its_offsets_partition_as_kafka_hashes_it():
+    """Java's String.hashCode (Kafka: abs(groupId.hashCode) % partitions), and one probe group
+    per partition of the offsets topic."""
+    assert java_string_hash("") == 0
+    assert java_string_hash("hello") == 99162322
+    assert java_string_hash("Aa") == java_string_hash("BB") == 2112
+    assert java_string_hash("delivery-sentinel.1") == -1908587424  # wraps around 32 bits
+    assert offsets_partition("delivery-sentinel.1", 12) == 1908587424 % 12
+    probes = coordinator_probes(12)
+    assert sorted(offsets_partition(g, 12) for g in probes) == list(range(12))

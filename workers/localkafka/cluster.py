@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import ElectionType, KafkaException
 from confluent_kafka.admin import (
     NewTopic,
     ScramCredentialInfo,
@@ -246,6 +246,61 @@ class LocalCluster:
                     f"({OFFSETS_TOPIC}: {last})\n{self._log_tails()}"
                 )
             time.sleep(0.2)
+
+    def settle(self, timeout: float = 120) -> list[str]:
+        """Bring the cluster back to rest after faults: every replica in sync, every partition
+        led by its preferred replica (Kafka would move them itself up to
+        ``leader.imbalance.check.interval.seconds`` later, in the middle of whatever runs
+        then), and every consumer group coordinator loaded. Returns what it did (empty: the
+        cluster was at rest); raises LocalClusterError when it cannot within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        done: list[str] = []
+        while True:
+            meta = self.admins.usable().list_topics(timeout=10)
+            partitions = [p for t in meta.topics.values() for p in t.partitions.values()]
+            lagging = [p for p in partitions if p.leader < 0 or set(p.isrs) != set(p.replicas)]
+            if not lagging:
+                break
+            if time.monotonic() >= deadline:
+                raise LocalClusterError(
+                    f"cluster {self.name!r}: {len(lagging)} partitions not in sync after "
+                    f"{timeout:.0f}s"
+                )
+            if "waited for replicas in sync" not in done:
+                done.append("waited for replicas in sync")
+            time.sleep(0.2)
+        moved = [p for p in partitions if p.replicas and p.leader != p.replicas[0]]
+        if moved:
+            try:
+                self.admins.usable().elect_leaders(ElectionType.PREFERRED, None).result(timeout=30)
+            except KafkaException as exc:  # "election not needed" for some: not a failure
+                log.info("preferred leader election: %s", exc)
+            done.append(f"{len(moved)} partitions given back to their preferred leader")
+        self.wait_groups_ready(max(1.0, deadline - time.monotonic()))
+        groups = coordinator_probes(self._offsets_partitions())
+        while True:
+            # A coordinator that moved loads its partition of the offsets topic first: until it
+            # is loaded its groups cannot join or commit (COORDINATOR_LOAD_IN_PROGRESS).
+            futures = self.admins.usable().describe_consumer_groups(groups, request_timeout=5)
+            try:
+                for future in futures.values():
+                    future.result()
+                return done
+            except KafkaException as exc:
+                if time.monotonic() >= deadline:
+                    raise LocalClusterError(
+                        f"cluster {self.name!r}: group coordinators not ready after "
+                        f"{timeout:.0f}s: {exc}"
+                    ) from None
+                if "waited for group coordinators" not in done:
+                    done.append("waited for group coordinators")
+                time.sleep(0.2)
+
+    def _offsets_partitions(self) -> int:
+        topic = (
+            self.admins.usable().list_topics(OFFSETS_TOPIC, timeout=10).topics.get(OFFSETS_TOPIC)
+        )
+        return len(topic.partitions) if topic is not None and topic.partitions else 1
 
     def status(self) -> dict[str, Any]:
         """A JSON-able snapshot: every node's process, and what the cluster itself reports.
@@ -503,3 +558,33 @@ class LocalCluster:
             f"--- node {node.id}: {node.log} (last {lines} lines)\n{node.log_tail(lines)}"
             for node in chosen
         )
+
+
+def java_string_hash(text: str) -> int:
+    """Java's ``String.hashCode()`` (UTF-16 code units, 32-bit wrap-around), as Kafka hashes
+    a group id to its partition of the offsets topic."""
+    h = 0
+    data = text.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + int.from_bytes(data[i : i + 2], "big")) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def offsets_partition(group: str, partitions: int) -> int:
+    """The offsets topic partition (so the coordinator) of ``group`` (Kafka's
+    ``Utils.abs(groupId.hashCode) % groupMetadataTopicPartitionCount``; its ``abs`` maps
+    Integer.MIN_VALUE to 0)."""
+    h = java_string_hash(group)
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+def coordinator_probes(partitions: int) -> list[str]:
+    """One group id per partition of the offsets topic: describing them asks every
+    coordinator."""
+    found: dict[int, str] = {}
+    i = 0
+    while len(found) < partitions:
+        name = f"{READY_GROUP}-{i}"
+        found.setdefault(offsets_partition(name, partitions), name)
+        i += 1
+    return [found[p] for p in range(partitions)]
