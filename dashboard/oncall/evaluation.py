@@ -222,10 +222,9 @@ def explain_violation(
     store = SentinelStore(client, sentinel.pk)
     partitions, since = recent_partitions(store, sentinel.semantic, now, counts)
     counter = max(counts, key=lambda name: counts[name])
-    partition = explain.busiest_partition(partitions, counter)
+    partition, on = explain.busiest_partition(partitions, counter)
     if at is None:  # when the first affected record was written (``at``: known already)
         at = since - (sentinel.grace_seconds if counter in COUNTED_AFTER_GRACE else 0.0)
-    on = explain.partition_count(partitions, partition, counter)
     anomaly = explain.Anomaly(counter, sentinel.topic, partition, at, counts[counter], on)
     found = explain.explain(
         anomaly,

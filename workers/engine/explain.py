@@ -363,22 +363,16 @@ def _count(anomaly: Anomaly) -> str:
     return f"{what}{where}"
 
 
-def busiest_partition(partitions: Mapping[str, Mapping[str, int]], counter: str) -> int | None:
+def busiest_partition(
+    partitions: Mapping[str, Mapping[str, int]], counter: str
+) -> tuple[int | None, int | None]:
     """The partition that counted most of ``counter`` (``partitions``: counters per partition,
-    keyed by its number as text); None when none counted any."""
+    keyed by its number as text) and how much it counted; (None, None) when none counted any."""
     where = {p: c.get(counter, 0) for p, c in partitions.items() if c.get(counter)}
-    return int(max(where, key=where.get)) if where else None
-
-
-def partition_count(
-    partitions: Mapping[Any, Mapping[str, int]], partition: int | None, counter: str
-) -> int | None:
-    """How much of ``counter`` ``partitions`` (keyed by number or its text) counted on
-    ``partition``; None when it is None."""
-    if partition is None:
-        return None
-    counts = partitions.get(str(partition)) or partitions.get(partition) or {}
-    return int(counts.get(counter, 0))
+    if not where:
+        return None, None
+    busiest = max(where, key=where.get)
+    return int(busiest), where[busiest]
 
 
 # Events up to this long after a fault explain what it caused: the scenario lab knows when it
@@ -407,8 +401,7 @@ def explain_fault(
     for counter, count in counts.items():
         if counter not in CAUSES or counter in LASTING or not count:
             continue
-        partition = busiest_partition(partitions, counter)
-        on = partition_count(partitions, partition, counter)
+        partition, on = busiest_partition(partitions, counter)
         anomaly = Anomaly(counter, topic, partition, at, int(count), on)
         found = explain(anomaly, events, after_s=AFTER_FAULT_S, consequences=True, **clients)
         out[counter] = {
