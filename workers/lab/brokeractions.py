@@ -13,13 +13,14 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from workers.clientsecrets import unseal
 from workers.lab.limits import POLL_S, Timeouts
 from workers.lab.outcome import ScenarioAborted
 from workers.localkafka import LocalClusterError
+from workers.localkafka.admin import transient
 from workers.localkafka.cluster import LocalCluster
 
 if TYPE_CHECKING:
@@ -27,13 +28,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Answers of a partition between leaders, which a moment later answers right.
-WATERMARK_RETRIABLE = {
+# Answers of a partition between leaders, which a moment later answers right (besides the
+# transient errors of any request, ``workers.localkafka.admin.transient``).
+BETWEEN_LEADERS = {
     KafkaError.OFFSET_NOT_AVAILABLE,
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError._TIMED_OUT,
-    KafkaError._TRANSPORT,
 }
 
 
@@ -193,8 +193,8 @@ class BrokerActions:
                     }
                 except KafkaException as exc:
                     err = exc.args[0] if exc.args else None
-                    retriable = isinstance(err, KafkaError) and (
-                        err.retriable() or err.code() in WATERMARK_RETRIABLE
+                    retriable = transient(exc) or (
+                        isinstance(err, KafkaError) and err.code() in BETWEEN_LEADERS
                     )
                     if not retriable or time.monotonic() >= deadline:
                         raise ScenarioAborted(
@@ -352,21 +352,14 @@ class BrokerActions:
         return problems
 
     def rebalance_leaders(self) -> None:
-        """Give every partition back to its preferred leader once all replicas are in sync.
+        """Give every partition back to its preferred leader once all replicas are in sync
+        (``LocalCluster.give_back_leaders``).
 
         Kafka would do it by itself up to leader.imbalance.check.interval.seconds later, in
         the middle of the next run, where a leadership move loses acks=0 records. Best effort:
         a cluster whose leaders are not preferred is still healthy."""
-        deadline = time.monotonic() + self.timeouts.broker
-        while not self.isr_full():
-            if time.monotonic() >= deadline:
-                log.warning(
-                    "scenario %s: replicas not in sync; leaders left as they are",
-                    self.scenario_name,
-                )
-                return
-            time.sleep(POLL_S)
+        assert self.local is not None
         try:
-            self.admin().elect_leaders(ElectionType.PREFERRED, None).result(timeout=30)
-        except Exception as exc:  # per-partition "election not needed" is an error here
-            log.info("scenario %s: preferred leader election: %s", self.scenario_name, exc)
+            self.local.give_back_leaders(self.timeouts.broker)
+        except LocalClusterError as exc:
+            log.warning("scenario %s: %s; leaders left as they are", self.scenario_name, exc)

@@ -212,9 +212,9 @@ class LocalCluster:
                 )
             time.sleep(0.2)
 
-    def wait_groups_ready(self, timeout: float = 60) -> None:
+    def wait_groups_ready(self, timeout: float = 60) -> int:
         """Wait until a consumer group can find its coordinator: the offsets topic exists and
-        each of its partitions has a leader.
+        each of its partitions has a leader. Returns the offsets topic's partition count.
 
         A freshly formatted cluster creates ``__consumer_offsets`` only when the first group
         asks for its coordinator, and elects its partitions' leaders after that: on a loaded
@@ -234,7 +234,7 @@ class LocalCluster:
                 if topic is not None and topic.error is None and topic.partitions:
                     leaderless = [p for p, m in topic.partitions.items() if m.leader < 0]
                     if not leaderless:
-                        return
+                        return len(topic.partitions)
                     last = f"partitions without a leader: {sorted(leaderless)}"
                 else:
                     last = topic.error if topic is not None else "no offsets topic yet"
@@ -247,26 +247,30 @@ class LocalCluster:
                 )
             time.sleep(0.2)
 
-    def settle(self, timeout: float = 120) -> list[str]:
-        """Bring the cluster back to rest after faults: every replica in sync, every partition
-        led by its preferred replica (Kafka would move them itself up to
+    def give_back_leaders(self, timeout: float = 120) -> list[str]:
+        """Wait until every replica is in sync, then give every partition led elsewhere back
+        to its preferred replica (Kafka would do it by itself up to
         ``leader.imbalance.check.interval.seconds`` later, in the middle of whatever runs
-        then), and every consumer group coordinator loaded. Returns what it did (empty: the
-        cluster was at rest); raises LocalClusterError when it cannot within ``timeout``."""
+        then). Returns what it did (empty: nothing to do); raises LocalClusterError when the
+        replicas are not in sync within ``timeout``."""
         deadline = time.monotonic() + timeout
         done: list[str] = []
         while True:
-            meta = self.admins.usable().list_topics(timeout=10)
-            partitions = [p for t in meta.topics.values() for p in t.partitions.values()]
-            lagging = [p for p in partitions if p.leader < 0 or set(p.isrs) != set(p.replicas)]
-            if not lagging:
-                break
+            try:
+                meta = self.admins.usable().list_topics(timeout=10)
+            except KafkaException:
+                meta = None  # no broker answered this time
+            if meta is not None:
+                partitions = [p for t in meta.topics.values() for p in t.partitions.values()]
+                lagging = [p for p in partitions if p.leader < 0 or set(p.isrs) != set(p.replicas)]
+                if not lagging:
+                    break
             if time.monotonic() >= deadline:
+                lag = "no metadata" if meta is None else f"{len(lagging)} partitions"
                 raise LocalClusterError(
-                    f"cluster {self.name!r}: {len(lagging)} partitions not in sync after "
-                    f"{timeout:.0f}s"
+                    f"cluster {self.name!r}: replicas not in sync after {timeout:.0f}s ({lag})"
                 )
-            if "waited for replicas in sync" not in done:
+            if not done:
                 done.append("waited for replicas in sync")
             time.sleep(0.2)
         moved = [p for p in partitions if p.replicas and p.leader != p.replicas[0]]
@@ -276,8 +280,15 @@ class LocalCluster:
             except KafkaException as exc:  # "election not needed" for some: not a failure
                 log.info("preferred leader election: %s", exc)
             done.append(f"{len(moved)} partitions given back to their preferred leader")
-        self.wait_groups_ready(max(1.0, deadline - time.monotonic()))
-        groups = coordinator_probes(self._offsets_partitions())
+        return done
+
+    def settle(self, timeout: float = 120) -> list[str]:
+        """Bring the cluster back to rest after faults: ``give_back_leaders``, then wait until
+        every consumer group coordinator has loaded. Returns what it did (empty: the cluster
+        was at rest); raises LocalClusterError when it cannot within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        done = self.give_back_leaders(timeout)
+        groups = coordinator_probes(self.wait_groups_ready(max(1.0, deadline - time.monotonic())))
         while True:
             # A coordinator that moved loads its partition of the offsets topic first: until it
             # is loaded its groups cannot join or commit (COORDINATOR_LOAD_IN_PROGRESS).
@@ -295,12 +306,6 @@ class LocalCluster:
                 if "waited for group coordinators" not in done:
                     done.append("waited for group coordinators")
                 time.sleep(0.2)
-
-    def _offsets_partitions(self) -> int:
-        topic = (
-            self.admins.usable().list_topics(OFFSETS_TOPIC, timeout=10).topics.get(OFFSETS_TOPIC)
-        )
-        return len(topic.partitions) if topic is not None and topic.partitions else 1
 
     def status(self) -> dict[str, Any]:
         """A JSON-able snapshot: every node's process, and what the cluster itself reports.
