@@ -72,16 +72,18 @@ class EventsWatch:
     def knows_log_starts(self, topic: str, partitions: int) -> bool:
         """Whether the last sample read the log start of each of ``topic``'s ``partitions``
         (a jump is told against it)."""
-        sample = self.sampler.store.last_sample() or {}
-        parts = sample.get("topics", {}).get(topic, {}).get("partitions", {})
+        parts = self._sampled(topic)
         return len(parts) == partitions and all(p.get("start") is not None for p in parts.values())
 
     def partition(self, topic: str, partition: int) -> dict[str, Any]:
         """What the last sample read of ``topic``'s ``partition`` (leader, isr, ...); {} when
         it did not read it."""
+        return dict(self._sampled(topic).get(str(partition)) or {})
+
+    def _sampled(self, topic: str) -> dict[str, dict[str, Any]]:
+        """The last sample's partitions of ``topic``, by number as text."""
         sample = self.sampler.store.last_sample() or {}
-        parts = sample.get("topics", {}).get(topic, {}).get("partitions", {})
-        return dict(parts.get(str(partition)) or {})
+        return sample.get("topics", {}).get(topic, {}).get("partitions", {})
 
     def close(self) -> None:
         self._stop.set()
