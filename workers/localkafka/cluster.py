@@ -227,10 +227,9 @@ class LocalCluster:
             admin = self.admins.usable()
             try:
                 # Asking for a group's coordinator creates the offsets topic when it is missing.
-                # No request_timeout: a timed-out coordinator request of an admin client once
-                # aborted the process in librdkafka (rd_kafka_enq_once_del_source_return:
-                # Assertion `eonce->refcnt > 0'); the client's own timeout bounds it.
-                admin.describe_consumer_groups([READY_GROUP])[READY_GROUP].result()
+                admin.describe_consumer_groups([READY_GROUP], request_timeout=5)[
+                    READY_GROUP
+                ].result()
                 topic = admin.list_topics(OFFSETS_TOPIC, timeout=5).topics.get(OFFSETS_TOPIC)
                 if topic is not None and topic.error is None and topic.partitions:
                     leaderless = [p for p, m in topic.partitions.items() if m.leader < 0]
@@ -293,8 +292,7 @@ class LocalCluster:
         while True:
             # A coordinator that moved loads its partition of the offsets topic first: until it
             # is loaded its groups cannot join or commit (COORDINATOR_LOAD_IN_PROGRESS).
-            # No request_timeout, as in wait_groups_ready.
-            futures = self.admins.usable().describe_consumer_groups(groups)
+            futures = self.admins.usable().describe_consumer_groups(groups, request_timeout=5)
             try:
                 for future in futures.values():
                     future.result()
