@@ -17,10 +17,11 @@ import json
 import logging
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import ElectionType, KafkaException
+from confluent_kafka import Consumer, ElectionType, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     NewTopic,
     ScramCredentialInfo,
@@ -58,7 +59,7 @@ from workers.system import terminate_pid
 
 DEFAULT_REPLICATION_FACTOR = 3
 OFFSETS_TOPIC = "__consumer_offsets"
-# The group whose coordinator start() asks for (a description only: the group is never joined).
+# The group whose coordinator start() asks for (its committed offsets only: it is never joined).
 READY_GROUP = "delivery-sentinel-local-ready"
 
 log = logging.getLogger(__name__)
@@ -227,9 +228,7 @@ class LocalCluster:
             admin = self.admins.usable()
             try:
                 # Asking for a group's coordinator creates the offsets topic when it is missing.
-                admin.describe_consumer_groups([READY_GROUP], request_timeout=5)[
-                    READY_GROUP
-                ].result()
+                self.coordinators_answer([READY_GROUP], timeout=5)
                 topic = admin.list_topics(OFFSETS_TOPIC, timeout=5).topics.get(OFFSETS_TOPIC)
                 if topic is not None and topic.error is None and topic.partitions:
                     leaderless = [p for p, m in topic.partitions.items() if m.leader < 0]
@@ -292,10 +291,8 @@ class LocalCluster:
         while True:
             # A coordinator that moved loads its partition of the offsets topic first: until it
             # is loaded its groups cannot join or commit (COORDINATOR_LOAD_IN_PROGRESS).
-            futures = self.admins.usable().describe_consumer_groups(groups, request_timeout=5)
             try:
-                for future in futures.values():
-                    future.result()
+                self.coordinators_answer(groups, timeout=5)
                 return done
             except KafkaException as exc:
                 if time.monotonic() >= deadline:
@@ -306,6 +303,38 @@ class LocalCluster:
                 if "waited for group coordinators" not in done:
                     done.append("waited for group coordinators")
                 time.sleep(0.2)
+
+    def coordinators_answer(self, groups: list[str], timeout: float) -> None:
+        """Ask each group's coordinator for the group's committed offsets, as a consumer does
+        before it reads (OffsetFetch: the client finds the coordinator and resends while it
+        answers COORDINATOR_LOAD_IN_PROGRESS); raises KafkaException when one did not answer
+        within ``timeout``.
+
+        Consumers ask, not the admin client: librdkafka's admin requests to a coordinator
+        (DescribeConsumerGroups, ListConsumerGroupOffsets) can abort the process when a send
+        fails as a connection drops (confluentinc/librdkafka#4605, a use-after-free not fixed
+        in a release), and here brokers stop on purpose."""
+        bootstrap = ",".join(f"127.0.0.1:{n.broker_port}" for n in self.admins.usable_nodes())
+        consumers = [
+            Consumer(
+                {
+                    "bootstrap.servers": bootstrap or self.bootstrap_servers,
+                    "group.id": group,
+                    "enable.auto.commit": False,
+                    "socket.connection.setup.timeout.ms": 5000,
+                    "log_level": 2,
+                }
+            )
+            for group in groups
+        ]
+        probe = [TopicPartition(OFFSETS_TOPIC, 0)]
+        try:
+            with ThreadPoolExecutor(max_workers=len(consumers)) as pool:
+                for _ in pool.map(lambda c: c.committed(probe, timeout=timeout), consumers):
+                    pass
+        finally:
+            for consumer in consumers:
+                consumer.close()
 
     def status(self) -> dict[str, Any]:
         """A JSON-able snapshot: every node's process, and what the cluster itself reports.
