@@ -1,5 +1,5 @@
-"""Sentinel loops against stand-ins (no Kafka needed): the producer's saturation burst, the
-consumer's processing while Redis is away."""
+"""Sentinel loops with no Kafka: the producer's saturation burst (a real client that no broker
+answers), the consumer's processing while Redis is away."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 
 import pytest
+from confluent_kafka import KafkaError, Producer
 
 from tests.support.waiting import wait_until
 from workers.engine import codec
@@ -18,17 +19,35 @@ from workers.store.connection import connect
 from workers.store.sentinel import SentinelStore
 
 
-class FullAfter:
-    """Takes ``capacity`` records, then raises BufferError like a full librdkafka queue."""
+def queue_of(capacity: int, reports: list) -> Producer:
+    """A real client whose local queue takes ``capacity`` records; no broker ever answers, so
+    every record stays queued until ``purge()`` reports it (with its value) to ``reports``."""
+    return Producer(
+        {
+            "bootstrap.servers": "127.0.0.1:1",
+            "queue.buffering.max.messages": capacity,
+            "log_level": 0,
+            "on_delivery": lambda err, msg: reports.append((msg.partition(), msg.value())),
+        }
+    )
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.records: list[tuple[str, bytes, int]] = []
 
-    def produce(self, topic: str, value: bytes, partition: int) -> None:
-        if len(self.records) >= self.capacity:
-            raise BufferError("Local: Queue full")
-        self.records.append((topic, value, partition))
+def queued(client: Producer, reports: list) -> list[tuple[int, bytes]]:
+    client.purge(in_queue=True)
+    client.poll(1)
+    out, reports[:] = list(reports), []
+    return out
+
+
+class RefusesOne:
+    """Takes every record of a batch but the ``index``-th, as librdkafka marks one it refused."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def produce_batch(self, topic: str, batch: list[dict], partition: int) -> int:
+        batch[self.index]["_error"] = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+        return len(batch) - 1
 
     def poll(self, timeout: float = 0) -> int:
         return 0
@@ -55,14 +74,16 @@ def producer(redis_url):
 
 
 def test_a_burst_writes_consecutive_sequences_and_stops_cleanly_when_the_queue_is_full(producer):
-    producer.producer = client = FullAfter(capacity=250)
+    reports: list[tuple[int, bytes]] = []
+    producer.producer = client = queue_of(250, reports)
     producer.produce_burst(100)
     # Partition 0: seqs 0-99, partition 1: 0-99, partition 2: 5-54, then the queue was full.
     assert producer.next_seq == {0: 100, 1: 100, 2: 55}
     assert dict(producer._produced) == {0: 100, 1: 100, 2: 50}
+    assert not producer._failed
     seen: dict[int, list[int]] = {0: [], 1: [], 2: []}
-    for topic, value, partition in client.records:
-        assert topic == "burst" and len(value) == 80
+    for partition, value in queued(client, reports):
+        assert len(value) == 80
         fields = codec.decode_fields(value, sentinel_id=990_002, partition=partition)
         assert isinstance(fields, tuple), fields
         _sid, run, _part, seq, produced_us = fields
@@ -71,10 +92,21 @@ def test_a_burst_writes_consecutive_sequences_and_stops_cleanly_when_the_queue_i
         seen[partition].append(seq)
     assert seen == {0: list(range(100)), 1: list(range(100)), 2: list(range(5, 55))}
 
-    producer.producer = client = FullAfter(capacity=10)
+    producer.producer = client = queue_of(10, reports)
     producer.produce_burst(100)  # the next burst carries on exactly where the last one stopped
-    assert [codec.decode(v).seq for _t, v, _p in client.records] == list(range(100, 110))
+    assert [codec.decode(v).seq for _p, v in queued(client, reports)] == list(range(100, 110))
     assert producer.next_seq == {0: 110, 1: 100, 2: 55}
+
+
+def test_a_record_refused_between_taken_ones_counts_as_failed_not_as_a_gap(producer):
+    """The seqs after it were written: the refused one is produced and failed (never lost),
+    and the next burst goes on after the batch."""
+    producer.producer = RefusesOne(index=30)
+    producer.produce_burst(100)
+    assert producer.next_seq == {0: 100, 1: 100, 2: 105}
+    assert dict(producer._produced) == {0: 100, 1: 100, 2: 100}
+    assert dict(producer._failed) == {0: [30], 1: [30], 2: [35]}
+    assert "record not produced" in producer.error and "MSG_SIZE_TOO_LARGE" in producer.error
 
 
 def test_processing_retries_while_redis_is_away_and_gives_up_only_when_stopping(monkeypatch):

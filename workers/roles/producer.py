@@ -256,34 +256,57 @@ class SentinelProducer(Loop):
 
     def produce_burst(self, per_partition: int = 100) -> None:
         """``per_partition`` records to every partition as fast as the client takes them
-        (``rate_per_partition=0``, the benchmark's saturation mode): ``produce_one`` inlined,
-        since at saturation the producer's Python time per record is the pipeline's limit."""
+        (``rate_per_partition=0``, the benchmark's saturation mode), one ``produce_batch`` per
+        partition: at saturation the producer's time per record is the pipeline's limit, and
+        a batch takes the partition's queue once instead of once per record."""
         assert self.producer is not None
         self.begin_transaction()
-        produce, topic = self.producer.produce, self.spec.topic
+        produce_batch, topic = self.producer.produce_batch, self.spec.topic
         pack, crc, crc_pack, time_ns = codec.BODY.pack, zlib.crc32, codec.CRC.pack, time.time_ns
         magic, version, sid, run = codec.MAGIC, codec.VERSION, self.spec.id, self.run_id
         pad = codec.padding(self.spec.record_size)
         for partition in range(self.partitions):
-            first = seq = self.next_seq[partition]
-            end, full = first + per_partition, False
-            while seq < end:
+            first = self.next_seq[partition]
+            batch = []
+            for seq in range(first, first + per_partition):
                 body = pack(magic, version, sid, run, partition, seq, time_ns() // 1000)
-                try:
-                    produce(topic, body + crc_pack(crc(body)) + pad, partition=partition)
-                except BufferError:
-                    self.producer.poll(0.05)
-                    full = True
-                    break
-                except KafkaException as exc:  # not enqueued: not produced, not counted
-                    self.error = str(exc)
-                    full = True
-                    break
-                seq += 1
-            self.next_seq[partition] = seq
-            self._produced[partition] += seq - first
-            if full:
+                batch.append({"value": body + crc_pack(crc(body)) + pad})
+            try:
+                queued = produce_batch(topic, batch, partition=partition)
+            except KafkaException as exc:  # nothing enqueued: not produced, not counted
+                self.error = str(exc)
                 return
+            if queued == len(batch):
+                self.next_seq[partition] = first + queued
+                self._produced[partition] += queued
+                continue
+            if self.refused(partition, first, batch):
+                return
+
+    def refused(self, partition: int, first: int, batch: list[dict[str, Any]]) -> bool:
+        """Account for a batch the client took only in part (librdkafka marks each record it
+        refused with ``_error``; a full queue refuses the rest of the batch). Records after
+        the last one taken are not produced: their seqs are produced later. A refused record
+        before a taken one was written by nobody: it counts as produced and failed, so that
+        no gap in the seqs reads as a loss. True when the rest of the batch was refused."""
+        taken = [i for i, m in enumerate(batch) if "_error" not in m]
+        count = taken[-1] + 1 if taken else 0
+        for i in range(count):
+            err = batch[i].get("_error")
+            if err is not None:
+                self._failed[partition].append(first + i)
+                self.error = f"record not produced: {err.name()}: {err.str()}"
+        self.next_seq[partition] = first + count
+        self._produced[partition] += count
+        if count == len(batch):
+            return False
+        err = batch[count]["_error"]
+        if err.code() == KafkaError._QUEUE_FULL:
+            assert self.producer is not None
+            self.producer.poll(0.05)
+        else:
+            self.error = f"record not produced: {err.name()}: {err.str()}"
+        return True
 
     def produce_one(self, partition: int) -> bool:
         """Produce the next record of ``partition``; False when the local queue is full."""
