@@ -83,8 +83,10 @@ class CountingStore(SentinelStore):
 
 TIMED = {
     "producer": ("step", "produce_burst", "flush_acks"),
-    "consumer": ("step", "poll_batch", "decode_batch", "process", "commit"),
-    "copier": ("step", "poll_batch", "commit_transaction"),
+    # commit: at-most-once's, before processing; await_commit: how long at-least-once's step
+    # still waits for the commit behind it (the rest of that commit overlaps the next batch).
+    "consumer": ("step", "poll_batch", "decode_batch", "process", "commit", "await_commit"),
+    "copier": ("step", "poll_batch", "produce_copies", "commit_transaction"),
     "verifier": ("step", "poll_batch", "decode_batch", "process"),
     "checker": ("step", "read_all", "checkpoint", "status", "emit_window"),
 }

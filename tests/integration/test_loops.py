@@ -1,13 +1,15 @@
 """Sentinel loops with no Kafka: the producer's saturation burst (a real client that no broker
-answers), the consumer's processing while Redis is away."""
+answers), the consumer's processing while Redis is away, its at-least-once commit behind the
+processing (a client stand-in)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 
 import pytest
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from tests.support.waiting import wait_until
 from workers.engine import codec
@@ -323,3 +325,125 @@ def test_a_consuming_role_reads_partition_counts_through_a_client_of_its_own(
         loop.close()
         store.reset()
     assert loop.metadata_client is None
+
+
+class Read:
+    """A record as the consumer's client returns it."""
+
+    def __init__(self, sid: int, partition: int, offset: int) -> None:
+        self.v = codec.encode_fields(sid, 7, partition, offset, 1, 64)
+        self.p, self.o = partition, offset
+
+    def value(self) -> bytes:
+        return self.v
+
+    def partition(self) -> int:
+        return self.p
+
+    def offset(self) -> int:
+        return self.o
+
+    def leader_epoch(self) -> int | None:
+        return 0
+
+
+class GatedCommits:
+    """A consumer client whose synchronous commit waits for ``gate``: what each commit sent,
+    how many batches the ledger held when it was sent, and the order of commits and close."""
+
+    def __init__(self, ledger_len, fail_first: bool = False) -> None:
+        self.ledger_len = ledger_len
+        self.fail_first = fail_first
+        self.gate = threading.Event()
+        self.sent: list[tuple[dict[int, int], int]] = []
+        self.order: list[str] = []
+
+    def commit(self, offsets, asynchronous: bool) -> None:
+        assert asynchronous is False
+        self.sent.append(({tp.partition: tp.offset for tp in offsets}, self.ledger_len()))
+        assert self.gate.wait(10)
+        if self.fail_first and len(self.sent) == 1:
+            self.order.append("commit failed")
+            raise KafkaException(KafkaError(KafkaError.REQUEST_TIMED_OUT))
+        self.order.append("commit")
+
+    def close(self) -> None:
+        self.order.append("close")
+
+
+@pytest.fixture
+def behind(redis_url):
+    """An at-least-once consumer whose batches come from ``batches`` and whose client is a
+    ``GatedCommits``."""
+    from workers.roles.consumer import SentinelConsumer
+
+    spec = offline_spec(990_012, "commit-behind")
+    store = SentinelStore(connect(redis_url), spec.id)
+    store.reset()
+
+    class Fed(SentinelConsumer):
+        batches: list[list[Read]] = []
+
+        def poll_batch(self) -> list:
+            return self.batches.pop(0) if self.batches else []
+
+    loop = Fed(spec, store)
+    loop.join_epoch()
+    yield loop, lambda: len(store.read_ledger("0", 100))
+    store.reset()
+
+
+def reads(sid: int, partition: int, first: int, count: int) -> list[Read]:
+    return [Read(sid, partition, o) for o in range(first, first + count)]
+
+
+def test_at_least_once_commits_each_batch_after_its_processing_while_the_next_is_processed(behind):
+    loop, ledger_len = behind
+    loop.consumer = client = GatedCommits(ledger_len)
+    loop.batches = [reads(loop.spec.id, 0, 0, 10), reads(loop.spec.id, 0, 10, 10)]
+    loop.step()  # batch 1 processed, its commit sent and waiting
+    wait_until(lambda: len(client.sent) == 1, 5, "the first batch's commit to be sent")
+    second = threading.Thread(target=loop.step, daemon=True)
+    second.start()
+    wait_until(lambda: ledger_len() == 2, 5, "the second batch processed while the first commits")
+    assert len(client.sent) == 1 and client.order == [], "no commit may go before the last one"
+    client.gate.set()
+    second.join(10)
+    assert not second.is_alive()
+    wait_until(lambda: len(client.order) == 2, 5, "the second batch's commit")
+    # Each commit was sent once its batch was in the ledger, never before.
+    assert client.sent == [({0: 10}, 1), ({0: 20}, 2)]
+    assert loop.error is None
+    loop.close()
+    assert client.order == ["commit", "commit", "close"]
+
+
+def test_a_failed_commit_behind_is_carried_by_the_next_one(behind):
+    """Partition 1 moves only in the first batch, whose commit fails: the next commit
+    carries it (else a restart would re-read it although nothing failed to process)."""
+    loop, ledger_len = behind
+    loop.consumer = client = GatedCommits(ledger_len, fail_first=True)
+    client.gate.set()
+    sid = loop.spec.id
+    loop.batches = [reads(sid, 0, 0, 10) + reads(sid, 1, 0, 5), reads(sid, 0, 10, 10)]
+    loop.step()
+    loop.step()
+    wait_until(lambda: len(client.order) == 2, 5, "the second batch's commit")
+    assert "REQUEST_TIMED_OUT" in (loop.error or "")
+    assert [offsets for offsets, _ in client.sent] == [{0: 10, 1: 5}, {0: 20, 1: 5}]
+    loop.close()
+    assert client.order == ["commit failed", "commit", "close"]
+
+
+def test_a_stop_waits_for_the_commit_in_flight_before_closing_the_client(behind):
+    loop, ledger_len = behind
+    loop.consumer = client = GatedCommits(ledger_len)
+    loop.batches = [reads(loop.spec.id, 0, 0, 10)]
+    loop.step()
+    closing = threading.Thread(target=loop.close, daemon=True)
+    closing.start()
+    wait_until(lambda: len(client.sent) == 1, 5, "the batch's commit to be sent")
+    assert closing.is_alive() and client.order == []
+    client.gate.set()
+    closing.join(10)
+    assert client.order == ["commit", "close"]

@@ -4,13 +4,22 @@ at-least-once consumer whose "processing" is the ledger write.
 What "processing" means: appending the record to the Redis processing ledger
 (``SentinelStore.append_ledger``), a durable effect that outlives the process. The commit
 strategy decides whether the Kafka offset commit comes before it (at-most-once) or after it
-(at-least-once)."""
+(at-least-once).
+
+At-least-once commits a batch behind its processing, never ahead of it: the commit of batch N
+is sent once N is in the ledger, and runs (in a thread of its own) while batch N+1 is read,
+decoded and written; N+1's crash point and commit come after N's commit came back. The
+synchronous commit was most of the loop's time at saturation (16 ms of a 41 ms step), now
+mostly hidden. A crash can then re-read two batches instead of one; at-least-once allows it,
+and the checker counts it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import redis
@@ -216,10 +225,23 @@ class SentinelConsumer(AssignedConsumer):
         self.commit_first = spec.profile.commit_strategy == COMMIT_BEFORE_PROCESS
         self.fault = FaultHook(store)
         self._uncommitted: dict[int, int] = {}  # partition -> next offset, not yet committed
+        # At-least-once: the commit in flight (its future and offsets), and the thread it runs in.
+        self._in_flight: tuple[Future, list[TopicPartition]] | None = None
+        self._committer: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
         self._uncommitted = {}  # a restart reads again from the committed offsets
         super().start()
+
+    def close(self) -> None:
+        # What was processed is committed before the client goes (a clean stop re-reads
+        # nothing); a commit that fails here is re-read after the restart: duplicates only.
+        with contextlib.suppress(KafkaException):
+            self.await_commit()
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
+            self._committer = None
+        super().close()
 
     def note_session(self, starts: list[TopicPartition]) -> None:
         """The ``consumer-session`` event: this start and the offsets it resumes from (a
@@ -247,6 +269,8 @@ class SentinelConsumer(AssignedConsumer):
     def step(self) -> None:
         msgs = self.poll_batch()
         if not msgs:
+            if self._in_flight is not None and self._in_flight[0].done():
+                self.await_commit()  # a failure is reported now, not at the next record
             return
         if self.commit_first:
             if not self.commit(msgs):
@@ -262,16 +286,55 @@ class SentinelConsumer(AssignedConsumer):
             entry = self.decode_batch(msgs)
             batch = self.fault_detail(entry.items)
             self.process(entry)
+            # Every batch before this one is committed (or back in _uncommitted after a failed
+            # commit): a crash at this point re-reads exactly this batch.
+            committed = self.await_commit()
             self.fault.at("after-process", detail=batch)
-            if not self.commit(msgs):
+            self.commit_behind(msgs)
+            if self.fault.armed("after-commit"):  # the point is after this commit came back
+                committed = self.await_commit()
+                if committed:
+                    self.fault.at("after-commit", detail=batch)
+            if not committed:
                 return
-            self.fault.at("after-commit", detail=batch)
         self.error = None
 
     @staticmethod
     def fault_detail(items: list) -> Any:
         """What a crash at a fault point affects, for the scenario lab (computed only if armed)."""
         return lambda: {"batch": len(items), "ranges": batch_ranges(items)}
+
+    def commit_behind(self, msgs: list[Any]) -> None:
+        """At-least-once: send the commit of everything processed up to ``msgs`` (processed
+        already) and return; ``await_commit`` takes its outcome."""
+        assert self.consumer is not None and self._in_flight is None
+        for msg in msgs:
+            self._uncommitted[msg.partition()] = msg.offset() + 1
+        offsets = [TopicPartition(self.source_topic, p, o) for p, o in self._uncommitted.items()]
+        self._uncommitted = {}
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"commit-{self.spec.id}")
+        future = self._committer.submit(self.consumer.commit, offsets=offsets, asynchronous=False)
+        self._in_flight = (future, offsets)
+
+    def await_commit(self) -> bool:
+        """Wait for the commit in flight, if any; False when it failed. Its offsets then go
+        back into ``_uncommitted`` (where no later batch moved past them), so the next
+        commit carries them."""
+        if self._in_flight is None:
+            return True
+        future, offsets = self._in_flight
+        self._in_flight = None
+        try:
+            future.result()
+            return True
+        except KafkaException as exc:
+            self.on_client_error(exc.args[0])
+            for tp in offsets:
+                self._uncommitted[tp.partition] = max(
+                    self._uncommitted.get(tp.partition, tp.offset), tp.offset
+                )
+            return False
 
     def commit(self, msgs: list[Any]) -> bool:
         """Synchronously commit what was consumed since the last successful commit; on failure

@@ -51,6 +51,16 @@ class FaultHook:
         self._checked = 0.0
         self._armed: str | None = None
 
+    def armed(self, point: str) -> bool:
+        """Whether ``point`` is armed (asked of Redis at most every ``CHECK_INTERVAL_S``): a
+        loop that reaches the point only later in the usual course (a commit still in flight)
+        gets there first when it is."""
+        now = time.monotonic()
+        if now - self._checked >= CHECK_INTERVAL_S:
+            self._checked = now
+            self._armed = self.store.armed_fault()
+        return self._armed == point
+
     def at(
         self, point: str, kill: bool = True, detail: Callable[[], dict] | None = None, **extra: Any
     ) -> bool:
@@ -58,11 +68,7 @@ class FaultHook:
 
         ``detail`` (e.g. the batch in hand) goes into the ``fault`` event, so a scenario knows
         exactly which records the crash affected."""
-        now = time.monotonic()
-        if now - self._checked >= CHECK_INTERVAL_S:
-            self._checked = now
-            self._armed = self.store.armed_fault()
-        if self._armed != point:
+        if not self.armed(point):
             return False
         action = self.store.take_fault()
         if action is None:
