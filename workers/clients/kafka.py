@@ -28,7 +28,19 @@ log = logging.getLogger(__name__)
 
 
 METADATA_REFRESH_S = 5.0
+# Where copiers put their transaction's token before it became the record's key.
 TXN_HEADER = "ds-txn"
+
+
+def txn_token(msg: Any) -> bytes | None:
+    """The token of the copier transaction that wrote an output record (the verifier tells an
+    aborted transaction's records by it): the record's key, or its ``ds-txn`` header in records
+    copied before the key took it (a header doubled the cost of the copier's produce())."""
+    key = msg.key()
+    if key:
+        return key
+    headers = msg.headers()
+    return dict(headers).get(TXN_HEADER) if headers else None
 
 
 def describe(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException
 
-from workers.clients.kafka import TXN_HEADER, read_to_end
+from workers.clients.kafka import read_to_end, txn_token
 from workers.engine import codec, explain
 from workers.engine.clientstats import KINDS as CLIENT_STATS_EVENTS
 from workers.engine.documents import COUNTERS
@@ -318,7 +318,7 @@ def topic_duplicates(
     for msg in read_to_end(conf, topic, isolation=isolation, timeout=60):
         record = codec.decode(msg.value())
         if isinstance(record, codec.Record):
-            token = dict(msg.headers() or []).get(TXN_HEADER, b"").decode()
+            token = (txn_token(msg) or b"").decode()
             key = f"{record.run_id}:{record.partition}:{record.seq}"
             copies[key].append({"offset": msg.offset(), "txn": token or None})
     dups = [{"record": k, "copies": v} for k, v in copies.items() if len(v) > 1]

@@ -16,7 +16,6 @@ from confluent_kafka import (
 )
 
 from workers.clients.kafka import (
-    TXN_HEADER,
     admin_for,
     commit_transaction_with_retries,
     describe,
@@ -112,8 +111,7 @@ class TransactionalCopier(AssignedConsumer):
         try:
             self.store.set_txn_state("open", token)
             self.producer.begin_transaction()
-            for msg in msgs:
-                self.produce_copy(msg, token)
+            self.produce_copies(msgs, token)
             self.fault.at("mid-transaction", batch=len(msgs), token=token)
             self.send_offsets_with_retries()
             if self.fault.at("abort-transaction", kill=False, batch=len(msgs), token=token):
@@ -122,7 +120,9 @@ class TransactionalCopier(AssignedConsumer):
             self.store.set_txn_state("committing", token)
             self.commit_transaction()
             committed = True
-            self.store.set_txn_state("committed", token)
+            # No "committed" state: the next transaction's "open" replaces "committing" at
+            # once, and a copier that dies in between leaves "committing", which a successor
+            # does not claim either way (``recover_previous_transaction``), as "committed".
             self.error = None
         except KafkaException as exc:
             self.handle_txn_error(exc.args[0], token, msgs)
@@ -135,19 +135,20 @@ class TransactionalCopier(AssignedConsumer):
                 self.abandon(token, msgs)
             raise
 
-    def produce_copy(self, msg: Any, token: str) -> None:
+    def produce_copies(self, msgs: list[Any], token: str) -> None:
+        """Copy each record to the output topic's same partition, keyed with the
+        transaction's token (``txn_token``: the verifier tells aborted transactions' records
+        by it)."""
         assert self.producer is not None
-        while True:
-            try:
-                self.producer.produce(
-                    self.spec.output_topic_name,
-                    value=msg.value(),
-                    partition=msg.partition(),
-                    headers=[(TXN_HEADER, token.encode())],
-                )
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        produce, poll = self.producer.produce, self.producer.poll
+        topic, key = self.spec.output_topic_name, token.encode()
+        for msg in msgs:
+            while True:
+                try:
+                    produce(topic, msg.value(), key, partition=msg.partition())
+                    break
+                except BufferError:
+                    poll(0.05)
 
     def send_offsets_with_retries(self) -> None:
         """Add the batch's positions to the transaction; librdkafka: a retriable error "may

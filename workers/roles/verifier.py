@@ -12,7 +12,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from workers.clients.kafka import TXN_HEADER
+from workers.clients.kafka import txn_token
 from workers.engine import codec
 from workers.engine.spec import SentinelSpec
 from workers.roles.consumer import AssignedConsumer
@@ -59,13 +59,7 @@ class CommittedVerifier(AssignedConsumer):
         msgs = self.poll_batch()
         if not msgs:
             return
-        clean, aborted = [], []
-        for msg in msgs:
-            token = dict(msg.headers() or []).get(TXN_HEADER)
-            if token is not None and token.decode() in self.aborted_tokens:
-                aborted.append(msg)
-            else:
-                clean.append(msg)
+        clean, aborted = self.split_aborted(msgs)
         entry = self.decode_batch(clean)
         aborted_items = []
         for msg in aborted:
@@ -79,6 +73,19 @@ class CommittedVerifier(AssignedConsumer):
             self.offsets[msg.partition()] = msg.offset() + 1
         self.process(entry, offsets=self.offsets, topic=self.source_topic)
         self.error = None
+
+    def split_aborted(self, msgs: list[Any]) -> tuple[list[Any], list[Any]]:
+        """The batch's records of transactions not known aborted, and the others (by their
+        copier's token, ``txn_token``). With no transaction known aborted (the usual case) no
+        token is read: reading the headers was a fifth of the verifier's time at saturation."""
+        if not self.aborted_tokens:
+            return msgs, []
+        aborted_tokens = {t.encode() for t in self.aborted_tokens}
+        clean, aborted = [], []
+        for msg in msgs:
+            token = txn_token(msg)
+            (aborted if token in aborted_tokens else clean).append(msg)
+        return clean, aborted
 
     def refresh_aborted(self) -> None:
         now = time.monotonic()

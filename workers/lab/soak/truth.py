@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from workers.clients.kafka import TXN_HEADER, read_to_end
+from workers.clients.kafka import read_to_end, txn_token
 from workers.engine import codec
 from workers.engine.spec import SentinelSpec
 from workers.engine.streams import AckReport, LedgerEntry
@@ -180,7 +180,7 @@ def _copies(conf: dict[str, Any], topic: str, isolation: str) -> dict[str, Any]:
             continue
         key = (record.run_id, record.partition, record.seq)
         copies[key] += 1
-        token = dict(msg.headers() or []).get(TXN_HEADER, b"").decode()
+        token = (txn_token(msg) or b"").decode()
         if token:
             tokens[key].add(token)
     return {"copies": copies, "tokens": tokens, "foreign": foreign}
