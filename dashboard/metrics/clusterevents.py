@@ -82,14 +82,18 @@ def on_topics(
 
 
 def watch_state(cluster: str, client: redis.Redis | None = None) -> dict[str, Any]:
-    """Who watches the cluster and what its samplers last did (``{"watcher", "samplers"}``;
-    each sampler: ``at`` as a datetime, ``error``)."""
+    """Who watches the cluster, what its samplers last did and how its last watch process
+    that ended by itself ended (``{"watcher", "samplers", "ended"}``; each sampler: ``at`` as
+    a datetime, ``error``; ``ended``: ``why``, ``by``, ``when``, or None)."""
     store = ClusterStore(client or redis_client(), cluster)
     samplers = {
         name: {**doc, "when": datetime.fromtimestamp(doc["at"] / 1000, UTC)}
         for name, doc in sorted(store.samplers().items())
     }
-    return {"watcher": store.watcher(), "samplers": samplers}
+    ended = store.last_ended()
+    if ended is not None:
+        ended["when"] = datetime.fromtimestamp(ended["at"] / 1000, UTC)
+    return {"watcher": store.watcher(), "samplers": samplers, "ended": ended}
 
 
 __all__ = ["KINDS", "cluster_events", "for_page", "label", "on_topics", "watch_state"]

@@ -8,7 +8,8 @@ in ``FILE`` (``workers.engine.spec.specs_from_file`` format) until SIGTERM.
 steps leave their traces in Redis: ``test:watch:steps`` (list of the pids of the processes
 that sampled, in order), ``test:watch:active`` (the pid of the process in a step now; one
 killed mid-step leaves its pid, but is no longer alive) and ``test:watch:overlaps`` (steps
-that began while another live process was in one, or ended finding another began).
+that began while another live process was in one, or ended finding another began); setting
+``test:watch:abort`` makes the next step abort its process.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from workers.runtime.watch import ClusterWatch, ClusterWatchers
 from workers.store.connection import connect
 
 STEPS, ACTIVE, OVERLAPS = "test:watch:steps", "test:watch:active", "test:watch:overlaps"
+# Set: the next step aborts its process (as a librdkafka assertion does), once.
+ABORT = "test:watch:abort"
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,6 +98,8 @@ class CountingSampler:
         self.r = client
 
     def sample(self) -> None:
+        if self.r.delete(ABORT):
+            os.abort()
         me = str(os.getpid())
         before = self.r.getset(ACTIVE, me)
         if before is not None and before.decode() != me and alive(int(before)):

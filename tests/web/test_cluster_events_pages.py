@@ -147,6 +147,20 @@ def test_the_cluster_page_lists_its_events_and_who_watches_it(client, alice, rec
     assert html.index("broker 2 (h:2)") < html.index("ALO leader")  # newest first
     assert 'data-field="watcher">worker-7<' in html
     assert f"/api/v1/clusters/{cid}/events" in html
+    assert "watcher-ended" not in html  # no watch process ended by itself yet
+
+
+def test_the_cluster_page_says_how_its_last_watch_process_ended_by_itself(client, alice, recorded):
+    """A watch process that died (an abort in librdkafka, a stuck step) is started again by its
+    worker a few seconds later: the page says it happened, else the gap in the events is
+    silent."""
+    from workers.runtime.watch import exit_in_words
+
+    client.force_login(alice)
+    recorded["store"].watcher_ended("worker-7", -6, exit_in_words(-6))
+    html = client.get(f"/clusters/{recorded['alo'].cluster_id}/state/").content.decode()
+    assert 'data-field="watcher-ended">was killed by SIGABRT (an abort in a client library' in html
+    assert "worker-7" in html
 
 
 def test_a_sentinels_timeline_has_the_events_of_its_topics_only(client, alice, recorded):

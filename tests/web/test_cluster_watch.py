@@ -13,10 +13,16 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.support.waiting import wait_until
-from tests.support.watching import ACTIVE, OVERLAPS, STEPS, WatchFleet, alive
+from tests.support.watching import ABORT, ACTIVE, OVERLAPS, STEPS, WatchFleet, alive
 from workers.engine.profiles import AT_LEAST_ONCE, AT_MOST_ONCE, DEFAULT_PROFILES, EXACTLY_ONCE
 from workers.engine.spec import SentinelSpec
-from workers.runtime.watch import ClusterWatch, watches_from_specs
+from workers.runtime.watch import (
+    EXIT_LEASE,
+    EXIT_STUCK,
+    ClusterWatch,
+    exit_in_words,
+    watches_from_specs,
+)
 from workers.store.cluster import ClusterStore
 from workers.store.connection import connect
 
@@ -140,3 +146,33 @@ def test_a_cluster_without_sentinels_is_no_longer_watched(watch_redis, fleet):
     wait_until(lambda: store.watcher() is None, 30, "the watch lease released", details=fleet.logs)
     wait_until(lambda: not alive(pid), 30, "its watch process gone")
     wait_until(lambda: ClusterStore(client, "another").watcher() == "a", 30, "the new cluster")
+
+
+@pytest.mark.slow
+def test_a_watch_process_that_aborts_is_started_again_and_its_end_is_kept(watch_redis, fleet):
+    """As librdkafka aborts a process on some client errors (confluentinc/librdkafka#4605):
+    the worker starts the watch process again, and says how the last one ended."""
+    _, client = watch_redis
+    store = ClusterStore(client, CLUSTER)
+    fleet.enable(spec(1))
+    fleet.start("a")
+    wait_until(lambda: len(steps(client)) >= 3, 60, "three steps", details=fleet.logs)
+    assert store.last_ended() is None
+    first = steps(client)[-1]
+    client.set(ABORT, "1")
+    ended = wait_until(store.last_ended, 60, "the abort recorded", details=fleet.logs)
+    assert ended["code"] == -signal.SIGABRT and ended["by"] == "a", ended
+    assert ended["why"].startswith("was killed by SIGABRT"), ended
+    wait_until(
+        lambda: steps(client)[-1] != first, 60, "steps of a new watch process", details=fleet.logs
+    )
+    assert store.watcher() == "a"
+
+
+def test_each_way_a_watch_process_ends_has_its_words():
+    assert exit_in_words(-signal.SIGKILL) == "was killed by SIGKILL"
+    assert exit_in_words(-signal.SIGABRT).startswith("was killed by SIGABRT (an abort in a client")
+    assert "stuck in a client call" in exit_in_words(EXIT_STUCK)
+    assert "lease" in exit_in_words(EXIT_LEASE)
+    assert exit_in_words(3) == "exited with status 3"
+    assert exit_in_words(-200) == "was killed by signal 200"

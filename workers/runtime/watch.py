@@ -297,6 +297,26 @@ def main(argv: list[str] | None = None) -> int:
                 sampler.close()
 
 
+def exit_in_words(code: int) -> str:
+    """How a watch process ended, for the log and the cluster page."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        if -code == signal.SIGABRT:
+            # librdkafka asserts abort the whole process (confluentinc/librdkafka#4605: its
+            # admin requests to a group coordinator, as the group watcher sends, when a
+            # connection drops at the wrong moment).
+            return f"was killed by {name} (an abort in a client library; the worker's log has it)"
+        return f"was killed by {name}"
+    if code == EXIT_STUCK:
+        return "ended itself: a sampler step was stuck in a client call"
+    if code == EXIT_LEASE:
+        return "ended itself: its lease was no longer its worker's"
+    return f"exited with status {code}"
+
+
 # -- in the worker -------------------------------------------------------------------------
 @dataclass
 class WatchChild:
@@ -355,12 +375,12 @@ class ClusterWatchers:
             count = self.failures.get(cluster, (0, 0.0))[0] + 1 if quick else 1
             delay = respawn_backoff(count)
             self.failures[cluster] = (count, time.monotonic() + delay)
-            log.warning(
-                "cluster %s: watcher exited with %s; again in %.0f s",
-                cluster,
-                child.proc.returncode,
-                delay,
-            )
+            why = exit_in_words(child.proc.returncode)
+            log.warning("cluster %s: watch process %s; again in %.0f s", cluster, why, delay)
+            with contextlib.suppress(redis.RedisError):  # the page's news, not worth a stop
+                ClusterStore(self.r, cluster).watcher_ended(
+                    self.worker_id, child.proc.returncode, why
+                )
             del self.children[cluster]
             child = None
         if child is not None and child.watch != watch:

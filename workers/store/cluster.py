@@ -51,6 +51,18 @@ class ClusterStore:
             for name, raw in self.r.hgetall(self.key("samplers")).items()
         }
 
+    def watcher_ended(self, worker: str, code: int, why: str) -> None:
+        """A watch process of ``worker`` ended by itself (exit status ``code``, ``why`` in
+        words): kept until the next one, for the cluster page."""
+        seconds, micros = self.r.time()
+        doc = {"at": seconds * 1000 + micros // 1000, "by": worker, "code": code, "why": why}
+        self.r.set(self.key("ended"), json.dumps(doc, separators=(",", ":")))
+
+    def last_ended(self) -> dict[str, Any] | None:
+        """How the last watch process that ended by itself ended (``watcher_ended``)."""
+        raw = self.r.get(self.key("ended"))
+        return json.loads(raw) if raw else None
+
     # -- its events ------------------------------------------------------------------------
     def last_sample(self) -> dict[str, Any] | None:
         """The watcher's last sample (``workers.engine.clusterevents``), what the next one is
@@ -116,4 +128,6 @@ class ClusterStore:
 
     def forget(self) -> None:
         """Drop what is kept about the cluster (not its watch lease: a watcher owns that)."""
-        self.r.delete(self.key("samplers"), self.key("sample"), self.key("events"))
+        self.r.delete(
+            self.key("samplers"), self.key("sample"), self.key("events"), self.key("ended")
+        )

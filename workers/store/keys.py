@@ -58,6 +58,9 @@ Keys of one cluster (by its name), under ``ds:cluster:{cluster}:`` (``ClusterSto
 - ``samplers``   hash sampler name -> JSON ``{"at", "by", "error", "samples"}``: each
                  sampler's last step (Redis time in ms, the lease token it ran under, why it
                  failed or null, its steps so far under that token).
+- ``ended``      JSON ``{"at", "by", "code", "why"}``: how the cluster's last watch process
+                 ended without being asked to (Redis time in ms, the worker that saw it, its
+                 exit status, in words); the worker starts it again after a back-off.
 - ``sample``     the events sampler's last sample of the cluster (JSON,
                  ``workers.engine.clusterevents``): what its next sample is compared with.
 - ``events``     stream of the cluster's events (field ``e``: JSON, ``clusterevents.diff``),
