@@ -304,13 +304,18 @@ class SentinelConsumer(AssignedConsumer):
         """What a crash at a fault point affects, for the scenario lab (computed only if armed)."""
         return lambda: {"batch": len(items), "ranges": batch_ranges(items)}
 
+    def to_commit(self, msgs: list[Any]) -> list[TopicPartition]:
+        """The offsets to commit once ``msgs`` are consumed: each partition that moved since
+        the last successful commit, past its last record read."""
+        for msg in msgs:
+            self._uncommitted[msg.partition()] = msg.offset() + 1
+        return [TopicPartition(self.source_topic, p, o) for p, o in self._uncommitted.items()]
+
     def commit_behind(self, msgs: list[Any]) -> None:
         """At-least-once: send the commit of everything processed up to ``msgs`` (processed
         already) and return; ``await_commit`` takes its outcome."""
         assert self.consumer is not None and self._in_flight is None
-        for msg in msgs:
-            self._uncommitted[msg.partition()] = msg.offset() + 1
-        offsets = [TopicPartition(self.source_topic, p, o) for p, o in self._uncommitted.items()]
+        offsets = self.to_commit(msgs)
         self._uncommitted = {}
         if self._committer is None:
             self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"commit-{self.spec.id}")
@@ -344,9 +349,7 @@ class SentinelConsumer(AssignedConsumer):
         assigned partition: at 1,000 partitions that is 1,000 offsets a batch for the group
         coordinator to write, and 1,000 TopicPartition objects back under the GIL)."""
         assert self.consumer is not None
-        for msg in msgs:
-            self._uncommitted[msg.partition()] = msg.offset() + 1
-        offsets = [TopicPartition(self.source_topic, p, o) for p, o in self._uncommitted.items()]
+        offsets = self.to_commit(msgs)
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
             self._uncommitted.clear()
