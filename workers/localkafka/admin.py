@@ -62,8 +62,12 @@ class AdminClients:
         that already talks to it sends it metadata requests that only time out. So the client
         is chosen by the set of running, unpaused nodes, and a pause gets a fresh one.
         """
+        return self.client(self.usable_bootstrap())
+
+    def usable_bootstrap(self) -> str:
+        """The bootstrap list of the nodes that can answer now (all of them when none can)."""
         usable = [f"127.0.0.1:{node.broker_port}" for node in self.usable_nodes()]
-        return self.client(",".join(usable) or self.bootstrap_servers)
+        return ",".join(usable) or self.bootstrap_servers
 
     def usable_nodes(self) -> list[Node]:
         usable = []

@@ -314,11 +314,11 @@ class LocalCluster:
         (DescribeConsumerGroups, ListConsumerGroupOffsets) can abort the process when a send
         fails as a connection drops (confluentinc/librdkafka#4605, a use-after-free not fixed
         in a release), and here brokers stop on purpose."""
-        bootstrap = ",".join(f"127.0.0.1:{n.broker_port}" for n in self.admins.usable_nodes())
+        bootstrap = self.admins.usable_bootstrap()
         consumers = [
             Consumer(
                 {
-                    "bootstrap.servers": bootstrap or self.bootstrap_servers,
+                    "bootstrap.servers": bootstrap,
                     "group.id": group,
                     "enable.auto.commit": False,
                     "socket.connection.setup.timeout.ms": 5000,
