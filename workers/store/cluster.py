@@ -26,6 +26,11 @@ class ClusterStore:
     def key(self, name: str) -> str:
         return cluster_key(self.cluster, name)
 
+    def now_ms(self) -> int:
+        """Redis's clock in ms: every worker's records of the cluster on one clock."""
+        seconds, micros = self.r.time()
+        return seconds * 1000 + micros // 1000
+
     # -- who watches it --------------------------------------------------------------------
     def watch_lease(self, token: str, ttl_ms: int) -> Lease:
         """The lease that makes one worker (``token``) the cluster's only watcher."""
@@ -39,8 +44,7 @@ class ClusterStore:
     # -- what its samplers did -------------------------------------------------------------
     def sampled(self, sampler: str, token: str, samples: int, error: str | None = None) -> None:
         """Record a step of ``sampler`` run under lease ``token`` (its ``samples``-th)."""
-        seconds, micros = self.r.time()
-        doc = {"at": seconds * 1000 + micros // 1000, "by": token, "error": error}
+        doc = {"at": self.now_ms(), "by": token, "error": error}
         doc["samples"] = samples
         self.r.hset(self.key("samplers"), sampler, json.dumps(doc, separators=(",", ":")))
 
@@ -54,8 +58,7 @@ class ClusterStore:
     def watcher_ended(self, worker: str, code: int, why: str) -> None:
         """A watch process of ``worker`` ended by itself (exit status ``code``, ``why`` in
         words): kept until the next one, for the cluster page."""
-        seconds, micros = self.r.time()
-        doc = {"at": seconds * 1000 + micros // 1000, "by": worker, "code": code, "why": why}
+        doc = {"at": self.now_ms(), "by": worker, "code": code, "why": why}
         self.r.set(self.key("ended"), json.dumps(doc, separators=(",", ":")))
 
     def last_ended(self) -> dict[str, Any] | None:
@@ -77,8 +80,7 @@ class ClusterStore:
         """Keep ``sample`` as the last one and append ``events`` (one MULTI: a watcher that
         dies between the two never records an event twice or compares with a stale sample);
         events older than ``retention_ms`` are trimmed."""
-        seconds, micros = self.r.time()
-        oldest = max(0, seconds * 1000 + micros // 1000 - retention_ms)
+        oldest = max(0, self.now_ms() - retention_ms)
         pipe = self.r.pipeline(transaction=True)
         pipe.set(self.key("sample"), json.dumps(sample, separators=(",", ":")))
         for event in events:
