@@ -34,7 +34,7 @@ class CommittedVerifier(AssignedConsumer):
         super().__init__(spec, store)
         self.source_topic = spec.output_topic_name
         self.offsets: dict[int, int] = {}
-        self.aborted_tokens: set[str] = set()
+        self.aborted_tokens: set[bytes] = set()  # as ``txn_token`` reads them
         self._aborted_refresh = 0.0
 
     def consumer_conf(self) -> dict[str, Any]:
@@ -80,15 +80,13 @@ class CommittedVerifier(AssignedConsumer):
         token is read: reading the headers was a fifth of the verifier's time at saturation."""
         if not self.aborted_tokens:
             return msgs, []
-        aborted_tokens = {t.encode() for t in self.aborted_tokens}
         clean, aborted = [], []
         for msg in msgs:
-            token = txn_token(msg)
-            (aborted if token in aborted_tokens else clean).append(msg)
+            (aborted if txn_token(msg) in self.aborted_tokens else clean).append(msg)
         return clean, aborted
 
     def refresh_aborted(self) -> None:
         now = time.monotonic()
         if now - self._aborted_refresh >= 1.0:
             self._aborted_refresh = now
-            self.aborted_tokens = self.store.aborted_txns()
+            self.aborted_tokens = {t.encode() for t in self.store.aborted_txns()}
